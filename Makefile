@@ -1,0 +1,90 @@
+SHELL := /bin/bash
+
+# ngx_http_scep_module
+#
+#   make deps     install the Debian packages the project needs
+#   make          build build/ngx_http_scep_module.so and the test tools
+#   make test     unit tests and the t/ suite against the system nginx
+#   make demo     start a TLS SCEP gateway with two back ends (demo-stop)
+#   make bench    benchmarks against plain nginx and HAProxy
+
+NGINX         ?= /usr/sbin/nginx
+NGINX_SRC     ?= /usr/share/nginx/src
+BUILD         := $(CURDIR)/build
+MODULE        := $(BUILD)/ngx_http_scep_module.so
+NGX_TREE      := $(BUILD)/nginx
+PROVE_JOBS    ?= 3
+
+# Debian's own compiler flags for nginx, so the module matches its ABI
+NGX_CC_OPT    := -g -O2 -fstack-protector-strong -Wformat \
+                 -Werror=format-security -fPIC -Wdate-time -D_FORTIFY_SOURCE=2
+NGX_LD_OPT    := -Wl,-z,relro -Wl,-z,now -fPIC
+
+DEB_PACKAGES  := nginx nginx-dev libssl-dev libjansson-dev libpcre2-dev \
+                 zlib1g-dev scep wrk haproxy curl openssl gcc make \
+                 perl libio-socket-ssl-perl
+
+SRCS          := $(wildcard $(CURDIR)/src/*.c $(CURDIR)/src/*.h)
+TOOL_CFLAGS   := -O2 -g -Wall -Wextra -Werror
+
+UNIT_TESTS    := $(BUILD)/unit/test_scep_message
+
+.PHONY: all deps module tools test unit demo demo-stop bench clean
+
+all: module tools
+
+# installs only what is missing, so it is quick and safe to run again
+deps:
+	@missing=; for p in $(DEB_PACKAGES); do \
+	    dpkg-query -W -f='$${Status}' $$p 2>/dev/null \
+	        | grep -q 'ok installed' || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	    echo "installing:$$missing"; \
+	    [ "$$(id -u)" = 0 ] && SUDO= || SUDO=sudo; \
+	    $$SUDO apt-get update -qq && \
+	    DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq \
+	        --no-install-recommends $$missing; \
+	fi
+
+module: $(MODULE)
+
+$(NGX_TREE)/objs/Makefile: config
+	rm -rf $(NGX_TREE)
+	mkdir -p $(BUILD)
+	cp -r $(NGINX_SRC) $(NGX_TREE)
+	cd $(NGX_TREE) && . ./conf_flags && ./configure "$${NGX_CONF_FLAGS[@]}" \
+	    --with-cc-opt="$(NGX_CC_OPT)" --with-ld-opt="$(NGX_LD_OPT)" \
+	    --add-dynamic-module=$(CURDIR) > $(BUILD)/configure.log 2>&1 \
+	    || { tail -20 $(BUILD)/configure.log; exit 1; }
+
+$(MODULE): $(NGX_TREE)/objs/Makefile $(SRCS)
+	$(MAKE) -C $(NGX_TREE) -f objs/Makefile modules
+	cp $(NGX_TREE)/objs/ngx_http_scep_module.so $@
+
+tools: $(BUILD)/scep-msg
+
+$(BUILD)/scep-msg: t/tools/scep-msg.c
+	@mkdir -p $(BUILD)
+	$(CC) $(TOOL_CFLAGS) -o $@ $< -lcrypto
+
+$(BUILD)/unit/test_%: t/unit/test_%.c src/%.c src/%.h
+	@mkdir -p $(BUILD)/unit
+	$(CC) $(TOOL_CFLAGS) -Isrc -o $@ $< src/$*.c -lcrypto
+
+unit: $(UNIT_TESTS)
+
+test: deps all unit
+	prove -j$(PROVE_JOBS) $(UNIT_TESTS) t/
+
+demo: deps all
+	t/demo/start
+
+demo-stop:
+	t/demo/stop
+
+bench: deps all
+	bench/run
+
+clean:
+	rm -rf $(BUILD)

@@ -1,0 +1,460 @@
+
+/*
+ * Copyright (C) ngx_http_scep_module authors
+ *
+ * Directives, configuration, the buffer check and the variables.
+ */
+
+
+#include "ngx_http_scep_module.h"
+
+
+static ngx_int_t ngx_http_scep_add_variables(ngx_conf_t *cf);
+static ngx_int_t ngx_http_scep_init(ngx_conf_t *cf);
+static ngx_int_t ngx_http_scep_check_buffers(ngx_conf_t *cf);
+static ngx_int_t ngx_http_scep_check_buffer(ngx_conf_t *cf,
+    ngx_http_core_srv_conf_t *cscf, ngx_str_t *addr,
+    ngx_http_scep_srv_conf_t *used);
+static void *ngx_http_scep_create_main_conf(ngx_conf_t *cf);
+static void *ngx_http_scep_create_srv_conf(ngx_conf_t *cf);
+static void *ngx_http_scep_create_loc_conf(ngx_conf_t *cf);
+static char *ngx_http_scep_merge_loc_conf(ngx_conf_t *cf, void *parent,
+    void *child);
+static char *ngx_http_scep(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
+
+static ngx_int_t ngx_http_scep_operation_variable(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data);
+static ngx_int_t ngx_http_scep_message_length_variable(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data);
+static ngx_int_t ngx_http_scep_reject_reason_variable(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data);
+
+
+static ngx_conf_num_bounds_t  ngx_http_scep_max_message_bounds = {
+    ngx_conf_check_num_bounds, 1, 2 * 1024 * 1024
+};
+
+
+static ngx_command_t  ngx_http_scep_commands[] = {
+
+    { ngx_string("scep"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_FLAG,
+      ngx_http_scep,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_scep_loc_conf_t, enable),
+      NULL },
+
+    { ngx_string("scep_max_message"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_size_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_scep_loc_conf_t, max_message),
+      &ngx_http_scep_max_message_bounds },
+
+      ngx_null_command
+};
+
+
+static ngx_http_module_t  ngx_http_scep_module_ctx = {
+    ngx_http_scep_add_variables,           /* preconfiguration */
+    ngx_http_scep_init,                    /* postconfiguration */
+
+    ngx_http_scep_create_main_conf,        /* create main configuration */
+    NULL,                                  /* init main configuration */
+
+    ngx_http_scep_create_srv_conf,         /* create server configuration */
+    NULL,                                  /* merge server configuration */
+
+    ngx_http_scep_create_loc_conf,         /* create location configuration */
+    ngx_http_scep_merge_loc_conf           /* merge location configuration */
+};
+
+
+ngx_module_t  ngx_http_scep_module = {
+    NGX_MODULE_V1,
+    &ngx_http_scep_module_ctx,             /* module context */
+    ngx_http_scep_commands,                /* module directives */
+    NGX_HTTP_MODULE,                       /* module type */
+    NULL,                                  /* init master */
+    NULL,                                  /* init module */
+    NULL,                                  /* init process */
+    NULL,                                  /* init thread */
+    NULL,                                  /* exit thread */
+    NULL,                                  /* exit process */
+    NULL,                                  /* exit master */
+    NGX_MODULE_V1_PADDING
+};
+
+
+static ngx_http_variable_t  ngx_http_scep_vars[] = {
+
+    { ngx_string("scep_operation"), NULL,
+      ngx_http_scep_operation_variable, 0, NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("scep_message_length"), NULL,
+      ngx_http_scep_message_length_variable, 0, NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("scep_reject_reason"), NULL,
+      ngx_http_scep_reject_reason_variable, 0, NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+      ngx_http_null_variable
+};
+
+
+static ngx_int_t
+ngx_http_scep_add_variables(ngx_conf_t *cf)
+{
+    ngx_http_variable_t  *var, *v;
+
+    for (v = ngx_http_scep_vars; v->name.len; v++) {
+        var = ngx_http_add_variable(cf, &v->name, v->flags);
+        if (var == NULL) {
+            return NGX_ERROR;
+        }
+
+        var->get_handler = v->get_handler;
+        var->data = v->data;
+    }
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_scep_init(ngx_conf_t *cf)
+{
+    ngx_http_handler_pt        *h;
+    ngx_http_core_main_conf_t  *cmcf;
+
+    if (ngx_http_scep_check_buffers(cf) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    cmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_core_module);
+
+    /*
+     * The rewrite phase runs after the location is found and before
+     * the preaccess phase, so that limit_req, map and the balancers can
+     * use the $scep_* variables.
+     */
+
+    h = ngx_array_push(&cmcf->phases[NGX_HTTP_REWRITE_PHASE].handlers);
+    if (h == NULL) {
+        return NGX_ERROR;
+    }
+
+    *h = ngx_http_scep_handler;
+
+    return NGX_OK;
+}
+
+
+/*
+ * nginx reads the request line with the header buffers of the server
+ * that the connection starts in: the default server of the listen
+ * address, or the one chosen by SNI.  A SCEP query string of 65534
+ * bytes needs one large header buffer bigger than that in both.
+ */
+
+#define ngx_http_scep_srv_conf(cscf)                                        \
+    ((ngx_http_scep_srv_conf_t *)                                             \
+        (cscf)->ctx->srv_conf[ngx_http_scep_module.ctx_index])
+
+
+static ngx_int_t
+ngx_http_scep_check_buffers(ngx_conf_t *cf)
+{
+    ngx_uint_t                   s, p, a;
+    ngx_http_conf_port_t        *port;
+    ngx_http_conf_addr_t        *addr;
+    ngx_http_core_srv_conf_t   **cscfp, **servers;
+    ngx_http_scep_srv_conf_t    *sscf, *used;
+    ngx_http_scep_main_conf_t   *smcf;
+    ngx_http_core_main_conf_t   *cmcf;
+
+    cmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_core_module);
+    smcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_scep_module);
+
+    cscfp = cmcf->servers.elts;
+
+    for (s = 0; s < cmcf->servers.nelts; s++) {
+        sscf = ngx_http_scep_srv_conf(cscfp[s]);
+
+        if (smcf->used && !sscf->used) {
+            sscf->used = 1;
+            sscf->file = smcf->file;
+            sscf->line = smcf->line;
+        }
+
+        if (sscf->used
+            && ngx_http_scep_check_buffer(cf, cscfp[s], NULL, sscf)
+               != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+    }
+
+    if (cmcf->ports == NULL) {
+        return NGX_OK;
+    }
+
+    port = cmcf->ports->elts;
+
+    for (p = 0; p < cmcf->ports->nelts; p++) {
+
+        addr = port[p].addrs.elts;
+
+        for (a = 0; a < port[p].addrs.nelts; a++) {
+
+            servers = addr[a].servers.elts;
+            used = NULL;
+
+            for (s = 0; s < addr[a].servers.nelts; s++) {
+                sscf = ngx_http_scep_srv_conf(servers[s]);
+
+                if (sscf->used) {
+                    used = sscf;
+                    break;
+                }
+            }
+
+            if (used == NULL) {
+                continue;
+            }
+
+            if (ngx_http_scep_check_buffer(cf, addr[a].default_server,
+                                           &addr[a].opt.addr_text, used)
+                != NGX_OK)
+            {
+                return NGX_ERROR;
+            }
+        }
+    }
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_scep_check_buffer(ngx_conf_t *cf, ngx_http_core_srv_conf_t *cscf,
+    ngx_str_t *addr, ngx_http_scep_srv_conf_t *used)
+{
+    if (cscf->large_client_header_buffers.size >= NGX_HTTP_SCEP_MIN_HDR_BUFFER)
+    {
+        return NGX_OK;
+    }
+
+    if (addr) {
+        ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                      "\"scep\" in %s:%ui needs \"large_client_header_buffers\""
+                      " of at least %uzk in the default server of %V, which"
+                      " reads the request line of every connection to it,"
+                      " but it has %uz bytes: SCEP query strings are up to"
+                      " %d bytes long; add \"large_client_header_buffers"
+                      " 4 72k;\" to the http block or to that server",
+                      used->file, used->line,
+                      (size_t) NGX_HTTP_SCEP_MIN_HDR_BUFFER / 1024, addr,
+                      cscf->large_client_header_buffers.size,
+                      NGX_HTTP_SCEP_MAX_QUERY);
+
+    } else {
+        ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                      "\"scep\" in %s:%ui needs \"large_client_header_buffers\""
+                      " of at least %uzk in its server, but it has %uz"
+                      " bytes: SCEP query strings are up to %d bytes long;"
+                      " add \"large_client_header_buffers 4 72k;\" to the"
+                      " http block or to that server",
+                      used->file, used->line,
+                      (size_t) NGX_HTTP_SCEP_MIN_HDR_BUFFER / 1024,
+                      cscf->large_client_header_buffers.size,
+                      NGX_HTTP_SCEP_MAX_QUERY);
+    }
+
+    return NGX_ERROR;
+}
+
+
+static void *
+ngx_http_scep_create_main_conf(ngx_conf_t *cf)
+{
+    ngx_http_scep_main_conf_t  *smcf;
+
+    smcf = ngx_pcalloc(cf->pool, sizeof(ngx_http_scep_main_conf_t));
+    if (smcf == NULL) {
+        return NULL;
+    }
+
+    /*
+     * set by ngx_pcalloc():
+     *
+     *     smcf->used = 0;
+     *     smcf->file = NULL;
+     *     smcf->line = 0;
+     */
+
+    return smcf;
+}
+
+
+static void *
+ngx_http_scep_create_srv_conf(ngx_conf_t *cf)
+{
+    ngx_http_scep_srv_conf_t  *sscf;
+
+    sscf = ngx_pcalloc(cf->pool, sizeof(ngx_http_scep_srv_conf_t));
+    if (sscf == NULL) {
+        return NULL;
+    }
+
+    return sscf;
+}
+
+
+static void *
+ngx_http_scep_create_loc_conf(ngx_conf_t *cf)
+{
+    ngx_http_scep_loc_conf_t  *slcf;
+
+    slcf = ngx_pcalloc(cf->pool, sizeof(ngx_http_scep_loc_conf_t));
+    if (slcf == NULL) {
+        return NULL;
+    }
+
+    slcf->enable = NGX_CONF_UNSET;
+    slcf->max_message = NGX_CONF_UNSET_SIZE;
+
+    return slcf;
+}
+
+
+static char *
+ngx_http_scep_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
+{
+    ngx_http_scep_loc_conf_t *prev = parent;
+    ngx_http_scep_loc_conf_t *conf = child;
+
+    ngx_conf_merge_value(conf->enable, prev->enable, 0);
+    ngx_conf_merge_size_value(conf->max_message, prev->max_message,
+                              64 * 1024);
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_http_scep(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_scep_loc_conf_t *slcf = conf;
+
+    char                       *rv;
+    ngx_http_scep_srv_conf_t   *sscf;
+    ngx_http_scep_main_conf_t  *smcf;
+
+    rv = ngx_conf_set_flag_slot(cf, cmd, conf);
+
+    if (rv != NGX_CONF_OK || !slcf->enable) {
+        return rv;
+    }
+
+    /* remember where SCEP is served, for the buffer check */
+
+    if (cf->cmd_type == NGX_HTTP_MAIN_CONF) {
+        smcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_scep_module);
+
+        if (!smcf->used) {
+            smcf->used = 1;
+            smcf->file = cf->conf_file->file.name.data;
+            smcf->line = cf->conf_file->line;
+        }
+
+        return NGX_CONF_OK;
+    }
+
+    sscf = ngx_http_conf_get_module_srv_conf(cf, ngx_http_scep_module);
+
+    if (!sscf->used) {
+        sscf->used = 1;
+        sscf->file = cf->conf_file->file.name.data;
+        sscf->line = cf->conf_file->line;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+static ngx_int_t
+ngx_http_scep_operation_variable(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data)
+{
+    ngx_http_scep_ctx_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx(r->main, ngx_http_scep_module);
+
+    if (ctx == NULL || ctx->operation.data == NULL) {
+        v->not_found = 1;
+        return NGX_OK;
+    }
+
+    v->data = ctx->operation.data;
+    v->len = ctx->operation.len;
+    v->valid = 1;
+    v->no_cacheable = 0;
+    v->not_found = 0;
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_scep_message_length_variable(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data)
+{
+    u_char               *p;
+    ngx_http_scep_ctx_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx(r->main, ngx_http_scep_module);
+
+    if (ctx == NULL || !ctx->has_message) {
+        v->not_found = 1;
+        return NGX_OK;
+    }
+
+    p = ngx_pnalloc(r->pool, NGX_SIZE_T_LEN);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    v->len = ngx_sprintf(p, "%uz", ctx->der_len) - p;
+    v->data = p;
+    v->valid = 1;
+    v->no_cacheable = 0;
+    v->not_found = 0;
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_scep_reject_reason_variable(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data)
+{
+    ngx_str_t            *token;
+    ngx_http_scep_ctx_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx(r->main, ngx_http_scep_module);
+
+    if (ctx == NULL || ctx->reject == NGX_HTTP_SCEP_REJECT_NONE) {
+        v->not_found = 1;
+        return NGX_OK;
+    }
+
+    token = ngx_http_scep_reject_token(ctx->reject);
+
+    v->data = token->data;
+    v->len = token->len;
+    v->valid = 1;
+    v->no_cacheable = 0;
+    v->not_found = 0;
+
+    return NGX_OK;
+}

@@ -1,0 +1,474 @@
+
+/*
+ * Copyright (C) ngx_http_scep_module authors
+ *
+ * Reading a SCEP request: the query string, the POST body, and the
+ * answers to requests that are not SCEP.
+ */
+
+
+#include "ngx_http_scep_module.h"
+#include "scep_message.h"
+
+
+/* a GetCACert "message" is a short CA identifier, not a pkiMessage */
+#define NGX_HTTP_SCEP_MAX_CA_IDENT  255
+
+
+typedef struct {
+    ngx_str_t                  name;
+    ngx_uint_t                 op;
+} ngx_http_scep_op_t;
+
+
+typedef struct {
+    ngx_str_t                  token;
+    ngx_uint_t                 status;
+    ngx_str_t                  text;
+} ngx_http_scep_reject_t;
+
+
+static ngx_int_t ngx_http_scep_parse(ngx_http_request_t *r,
+    ngx_http_scep_ctx_t *ctx);
+static ngx_int_t ngx_http_scep_decode_message(ngx_http_request_t *r,
+    ngx_http_scep_ctx_t *ctx);
+static ngx_int_t ngx_http_scep_read_body(ngx_http_request_t *r,
+    ngx_http_scep_ctx_t *ctx);
+static void ngx_http_scep_body_handler(ngx_http_request_t *r);
+static ngx_int_t ngx_http_scep_body_message(ngx_http_request_t *r,
+    ngx_http_scep_ctx_t *ctx);
+static ngx_int_t ngx_http_scep_reject(ngx_http_request_t *r,
+    ngx_http_scep_ctx_t *ctx, ngx_uint_t reject);
+
+
+static ngx_http_scep_op_t  ngx_http_scep_ops[] = {
+    { ngx_string("GetCACert"), NGX_HTTP_SCEP_OP_GETCACERT },
+    { ngx_string("GetCACaps"), NGX_HTTP_SCEP_OP_GETCACAPS },
+    { ngx_string("GetNextCACert"), NGX_HTTP_SCEP_OP_GETNEXTCACERT },
+    { ngx_string("PKIOperation"), NGX_HTTP_SCEP_OP_PKIOPERATION },
+    { ngx_null_string, 0 }
+};
+
+
+/* NDES's own operations belong to trusted networks only */
+
+static ngx_str_t  ngx_http_scep_ndes_ops[] = {
+    ngx_string("NDESGenerateChallenge"),
+    ngx_string("NDESGetCACertThumbprint"),
+    ngx_null_string
+};
+
+
+/* indexed by ngx_http_scep_reject_e */
+
+static ngx_http_scep_reject_t  ngx_http_scep_rejects[] = {
+    { ngx_null_string, 0, ngx_null_string },
+
+    { ngx_string("method_not_allowed"), NGX_HTTP_NOT_ALLOWED,
+      ngx_string("method not allowed for this SCEP operation") },
+
+    { ngx_string("missing_operation"), NGX_HTTP_BAD_REQUEST,
+      ngx_string("no SCEP operation in the query string") },
+
+    { ngx_string("repeated_operation"), NGX_HTTP_BAD_REQUEST,
+      ngx_string("more than one SCEP operation in the query string") },
+
+    { ngx_string("unknown_operation"), NGX_HTTP_BAD_REQUEST,
+      ngx_string("unknown SCEP operation") },
+
+    { ngx_string("ndes_operation"), NGX_HTTP_FORBIDDEN,
+      ngx_string("NDES administrative operation not available here") },
+
+    { ngx_string("missing_message"), NGX_HTTP_BAD_REQUEST,
+      ngx_string("PKIOperation without a message") },
+
+    { ngx_string("repeated_message"), NGX_HTTP_BAD_REQUEST,
+      ngx_string("more than one message in the query string") },
+
+    { ngx_string("message_too_large"), NGX_HTTP_REQUEST_ENTITY_TOO_LARGE,
+      ngx_string("SCEP message larger than allowed") },
+
+    { ngx_string("bad_base64"), NGX_HTTP_BAD_REQUEST,
+      ngx_string("message is not valid base64") },
+
+    { ngx_string("bad_ca_identifier"), NGX_HTTP_BAD_REQUEST,
+      ngx_string("CA identifier too long or not printable") }
+};
+
+
+ngx_str_t *
+ngx_http_scep_reject_token(ngx_uint_t reject)
+{
+    return &ngx_http_scep_rejects[reject].token;
+}
+
+
+ngx_int_t
+ngx_http_scep_handler(ngx_http_request_t *r)
+{
+    ngx_int_t                  rc;
+    ngx_http_scep_ctx_t       *ctx;
+    ngx_http_scep_loc_conf_t  *slcf;
+
+    if (r != r->main) {
+        return NGX_DECLINED;
+    }
+
+    slcf = ngx_http_get_module_loc_conf(r, ngx_http_scep_module);
+
+    if (!slcf->enable) {
+        return NGX_DECLINED;
+    }
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_scep_module);
+
+    if (ctx) {
+        if (ctx->reading_body) {
+            /* the body handler has run the phases again */
+            ctx->reading_body = 0;
+            return ctx->status;
+        }
+
+        if (ctx->done) {
+            return NGX_DECLINED;
+        }
+
+    } else {
+        ctx = ngx_pcalloc(r->pool, sizeof(ngx_http_scep_ctx_t));
+        if (ctx == NULL) {
+            return NGX_ERROR;
+        }
+
+        ngx_http_set_ctx(r, ctx, ngx_http_scep_module);
+    }
+
+    rc = ngx_http_scep_parse(r, ctx);
+
+    if (rc == NGX_DECLINED || rc == NGX_DONE) {
+        ctx->done = (rc == NGX_DECLINED);
+        return rc;
+    }
+
+    ctx->done = 1;
+
+    return rc;
+}
+
+
+static ngx_int_t
+ngx_http_scep_parse(ngx_http_request_t *r, ngx_http_scep_ctx_t *ctx)
+{
+    u_char                    *p, *last, *name, *eq, *amp;
+    ngx_str_t                  value;
+    ngx_uint_t                 i, noper, nmsg;
+    ngx_http_scep_op_t        *op;
+
+    if (!(r->method & (NGX_HTTP_GET|NGX_HTTP_POST))) {
+        return ngx_http_scep_reject(r, ctx, NGX_HTTP_SCEP_REJECT_METHOD);
+    }
+
+    noper = 0;
+    nmsg = 0;
+
+    p = r->args.data;
+    last = p + r->args.len;
+
+    while (p < last) {
+        name = p;
+
+        amp = ngx_strlchr(p, last, '&');
+        if (amp == NULL) {
+            amp = last;
+        }
+
+        eq = ngx_strlchr(p, amp, '=');
+
+        if (eq != NULL) {
+            value.data = eq + 1;
+            value.len = amp - value.data;
+
+            if (eq - name == 9 && ngx_strncmp(name, "operation", 9) == 0) {
+                noper++;
+                ctx->operation = value;
+
+            } else if (eq - name == 7 && ngx_strncmp(name, "message", 7) == 0)
+            {
+                nmsg++;
+                ctx->message = value;
+            }
+        }
+
+        p = amp + 1;
+    }
+
+    if (noper == 0) {
+        return ngx_http_scep_reject(r, ctx, NGX_HTTP_SCEP_REJECT_NO_OPERATION);
+    }
+
+    if (noper > 1) {
+        return ngx_http_scep_reject(r, ctx,
+                                    NGX_HTTP_SCEP_REJECT_REPEATED_OPERATION);
+    }
+
+    for (op = ngx_http_scep_ops; op->name.len; op++) {
+        if (op->name.len == ctx->operation.len
+            && ngx_strncmp(op->name.data, ctx->operation.data,
+                           op->name.len)
+               == 0)
+        {
+            ctx->op = op->op;
+            break;
+        }
+    }
+
+    if (ctx->op == NGX_HTTP_SCEP_OP_UNKNOWN) {
+
+        for (i = 0; ngx_http_scep_ndes_ops[i].len; i++) {
+            if (ngx_http_scep_ndes_ops[i].len == ctx->operation.len
+                && ngx_strncasecmp(ngx_http_scep_ndes_ops[i].data,
+                                   ctx->operation.data, ctx->operation.len)
+                   == 0)
+            {
+                return ngx_http_scep_reject(r, ctx,
+                                         NGX_HTTP_SCEP_REJECT_NDES_OPERATION);
+            }
+        }
+
+        return ngx_http_scep_reject(r, ctx,
+                                    NGX_HTTP_SCEP_REJECT_UNKNOWN_OPERATION);
+    }
+
+    if (r->method == NGX_HTTP_POST
+        && ctx->op == NGX_HTTP_SCEP_OP_PKIOPERATION)
+    {
+        if (nmsg) {
+            /* a POST carries the message in its body only */
+            return ngx_http_scep_reject(r, ctx,
+                                       NGX_HTTP_SCEP_REJECT_REPEATED_MESSAGE);
+        }
+
+        return ngx_http_scep_read_body(r, ctx);
+    }
+
+    if (r->method != NGX_HTTP_GET) {
+        return ngx_http_scep_reject(r, ctx, NGX_HTTP_SCEP_REJECT_METHOD);
+    }
+
+    if (nmsg > 1) {
+        return ngx_http_scep_reject(r, ctx,
+                                    NGX_HTTP_SCEP_REJECT_REPEATED_MESSAGE);
+    }
+
+    if (ctx->op != NGX_HTTP_SCEP_OP_PKIOPERATION) {
+
+        /* an optional CA identifier: short and printable */
+
+        if (ctx->message.len > NGX_HTTP_SCEP_MAX_CA_IDENT) {
+            return ngx_http_scep_reject(r, ctx,
+                                        NGX_HTTP_SCEP_REJECT_BAD_CA_IDENT);
+        }
+
+        for (i = 0; i < ctx->message.len; i++) {
+            if (ctx->message.data[i] < 0x20 || ctx->message.data[i] > 0x7e) {
+                return ngx_http_scep_reject(r, ctx,
+                                            NGX_HTTP_SCEP_REJECT_BAD_CA_IDENT);
+            }
+        }
+
+        return NGX_DECLINED;
+    }
+
+    if (nmsg == 0 || ctx->message.len == 0) {
+        return ngx_http_scep_reject(r, ctx, NGX_HTTP_SCEP_REJECT_NO_MESSAGE);
+    }
+
+    return ngx_http_scep_decode_message(r, ctx);
+}
+
+
+static ngx_int_t
+ngx_http_scep_decode_message(ngx_http_request_t *r, ngx_http_scep_ctx_t *ctx)
+{
+    int                        rc;
+    size_t                     max, n;
+    ngx_http_scep_loc_conf_t  *slcf;
+
+    slcf = ngx_http_get_module_loc_conf(r, ngx_http_scep_module);
+
+    max = ngx_min(slcf->max_message,
+                  scep_base64_decoded_max(ctx->message.len));
+
+    ctx->der = ngx_pnalloc(r->pool, max);
+    if (ctx->der == NULL) {
+        return NGX_ERROR;
+    }
+
+    rc = scep_base64_decode(ctx->message.data, ctx->message.len, ctx->der,
+                            slcf->max_message, &n);
+
+    if (rc == SCEP_TOO_LARGE) {
+        return ngx_http_scep_reject(r, ctx, NGX_HTTP_SCEP_REJECT_TOO_LARGE);
+    }
+
+    if (rc != SCEP_OK || n == 0) {
+        return ngx_http_scep_reject(r, ctx, NGX_HTTP_SCEP_REJECT_BAD_BASE64);
+    }
+
+    ctx->der_len = n;
+    ctx->has_message = 1;
+
+    return NGX_DECLINED;
+}
+
+
+static ngx_int_t
+ngx_http_scep_read_body(ngx_http_request_t *r, ngx_http_scep_ctx_t *ctx)
+{
+    ngx_int_t                  rc;
+    ngx_http_scep_loc_conf_t  *slcf;
+
+    slcf = ngx_http_get_module_loc_conf(r, ngx_http_scep_module);
+
+    if (r->headers_in.content_length_n > (off_t) slcf->max_message) {
+        return ngx_http_scep_reject(r, ctx, NGX_HTTP_SCEP_REJECT_TOO_LARGE);
+    }
+
+    if (r->headers_in.content_length_n <= 0 && !r->headers_in.chunked) {
+        return ngx_http_scep_reject(r, ctx, NGX_HTTP_SCEP_REJECT_NO_MESSAGE);
+    }
+
+    r->request_body_in_single_buf = 1;
+
+    ctx->reading_body = 1;
+    ctx->status = NGX_DONE;
+
+    rc = ngx_http_read_client_request_body(r, ngx_http_scep_body_handler);
+
+    if (rc >= NGX_HTTP_SPECIAL_RESPONSE) {
+        ctx->reading_body = 0;
+        return rc;
+    }
+
+    ngx_http_finalize_request(r, NGX_DONE);
+
+    return NGX_DONE;
+}
+
+
+static void
+ngx_http_scep_body_handler(ngx_http_request_t *r)
+{
+    ngx_http_scep_ctx_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_scep_module);
+
+    ctx->status = ngx_http_scep_body_message(r, ctx);
+
+    r->preserve_body = 1;
+
+    r->write_event_handler = ngx_http_core_run_phases;
+    ngx_http_core_run_phases(r);
+}
+
+
+static ngx_int_t
+ngx_http_scep_body_message(ngx_http_request_t *r, ngx_http_scep_ctx_t *ctx)
+{
+    off_t                      len;
+    ngx_chain_t               *cl;
+    ngx_http_scep_loc_conf_t  *slcf;
+
+    slcf = ngx_http_get_module_loc_conf(r, ngx_http_scep_module);
+
+    if (r->request_body == NULL) {
+        return ngx_http_scep_reject(r, ctx, NGX_HTTP_SCEP_REJECT_NO_MESSAGE);
+    }
+
+    len = 0;
+
+    for (cl = r->request_body->bufs; cl; cl = cl->next) {
+        len += ngx_buf_size(cl->buf);
+    }
+
+    if (len == 0) {
+        return ngx_http_scep_reject(r, ctx, NGX_HTTP_SCEP_REJECT_NO_MESSAGE);
+    }
+
+    if (len > (off_t) slcf->max_message) {
+        return ngx_http_scep_reject(r, ctx, NGX_HTTP_SCEP_REJECT_TOO_LARGE);
+    }
+
+    ctx->der_len = (size_t) len;
+    ctx->has_message = 1;
+
+    return NGX_DECLINED;
+}
+
+
+static ngx_int_t
+ngx_http_scep_reject(ngx_http_request_t *r, ngx_http_scep_ctx_t *ctx,
+    ngx_uint_t reject)
+{
+    ngx_int_t                rc;
+    ngx_buf_t               *b;
+    ngx_chain_t              out;
+    ngx_table_elt_t         *h;
+    ngx_http_scep_reject_t  *rj;
+
+    rj = &ngx_http_scep_rejects[reject];
+
+    ctx->reject = reject;
+    ctx->done = 1;
+
+    ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                  "scep: rejected %V request, operation \"%V\": %V",
+                  &r->method_name, &ctx->operation, &rj->token);
+
+    if (ngx_http_discard_request_body(r) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (rj->status == NGX_HTTP_NOT_ALLOWED) {
+        h = ngx_list_push(&r->headers_out.headers);
+        if (h == NULL) {
+            return NGX_ERROR;
+        }
+
+        h->hash = 1;
+        ngx_str_set(&h->key, "Allow");
+
+        if (ctx->op == NGX_HTTP_SCEP_OP_UNKNOWN
+            || ctx->op == NGX_HTTP_SCEP_OP_PKIOPERATION)
+        {
+            ngx_str_set(&h->value, "GET, POST");
+
+        } else {
+            ngx_str_set(&h->value, "GET");
+        }
+    }
+
+    b = ngx_create_temp_buf(r->pool, rj->token.len + rj->text.len + 4);
+    if (b == NULL) {
+        return NGX_ERROR;
+    }
+
+    b->last = ngx_sprintf(b->last, "%V: %V\n", &rj->token, &rj->text);
+    b->last_buf = 1;
+    b->last_in_chain = 1;
+
+    r->headers_out.status = rj->status;
+    r->headers_out.content_length_n = b->last - b->pos;
+    ngx_str_set(&r->headers_out.content_type, "text/plain");
+    r->headers_out.content_type_len = r->headers_out.content_type.len;
+
+    rc = ngx_http_send_header(r);
+
+    if (rc == NGX_ERROR || rc > NGX_OK || r->header_only) {
+        return rc;
+    }
+
+    out.buf = b;
+    out.next = NULL;
+
+    return ngx_http_output_filter(r, &out);
+}

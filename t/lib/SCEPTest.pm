@@ -1,0 +1,434 @@
+package SCEPTest;
+
+# Test harness for ngx_http_scep_module: per test a temporary folder, a
+# generated nginx.conf that loads the built module, free loopback ports,
+# real scepserver back ends, and a check of the error log at the end.
+# Core Perl and Debian packages only.
+
+use strict;
+use warnings;
+
+use Cwd qw(abs_path);
+use Exporter qw(import);
+use File::Basename qw(dirname);
+use File::Copy qw(copy);
+use File::Path qw(make_path);
+use File::Temp qw(tempdir);
+use IO::Socket::INET;
+use Test::More;
+use Time::HiRes qw(sleep time);
+
+our @EXPORT_OK = qw(http);
+
+my $ROOT = abs_path(dirname(__FILE__) . '/../..');
+my @ALL;
+
+sub root { $ROOT }
+
+sub new {
+    my ($class, %opts) = @_;
+
+    my $self = bless {
+        dir       => tempdir('scep-test-XXXXXX', TMPDIR => 1,
+                             CLEANUP => !$ENV{TEST_KEEP}),
+        nginx     => $ENV{TEST_NGINX_BINARY} || '/usr/sbin/nginx',
+        module    => $ENV{TEST_SCEP_MODULE}
+                     || "$ROOT/build/ngx_http_scep_module.so",
+        ports     => {},
+        backends  => [],
+        pids      => [],
+        %opts,
+    }, $class;
+
+    -x $self->{nginx} or BAIL_OUT("no nginx binary at $self->{nginx}");
+    -f $self->{module}
+        or BAIL_OUT("module not built: $self->{module} (run make)");
+
+    make_path("$self->{dir}/logs");
+    push @ALL, $self;
+    return $self;
+}
+
+sub dir { $_[0]{dir} }
+
+# A free loopback port, kept per name so a test can refer to it again.
+sub port {
+    my ($self, $name) = @_;
+    $name //= 'default';
+    return $self->{ports}{$name} if $self->{ports}{$name};
+
+    my $s = IO::Socket::INET->new(LocalAddr => '127.0.0.1', LocalPort => 0,
+                                  Proto => 'tcp', Listen => 1, ReuseAddr => 1)
+        or die "no free port: $!";
+    my $port = $s->sockport;
+    close $s;
+    return $self->{ports}{$name} = $port;
+}
+
+sub run {
+    my ($self, @cmd) = @_;
+    my $pid = open(my $fh, '-|');
+    die "fork: $!" unless defined $pid;
+    if ($pid == 0) {
+        open STDERR, '>&', \*STDOUT;
+        exec @cmd or die "exec $cmd[0]: $!";
+    }
+    local $/;
+    my $out = <$fh> // '';
+    close $fh;
+    return ($? >> 8, $out);
+}
+
+sub write_file {
+    my ($self, $name, $text) = @_;
+    my $path = $name =~ m{^/} ? $name : "$self->{dir}/$name";
+    make_path(dirname($path));
+    open my $fh, '>', $path or die "$path: $!";
+    binmode $fh;
+    print $fh $text;
+    close $fh;
+    return $path;
+}
+
+sub read_file {
+    my ($self, $name) = @_;
+    my $path = $name =~ m{^/} ? $name : "$self->{dir}/$name";
+    open my $fh, '<', $path or return '';
+    binmode $fh;
+    local $/;
+    return scalar <$fh>;
+}
+
+# %%NAME%% in a configuration is replaced by port(NAME); %%DIR%%,
+# %%MODULE%%, %%ROOT%%, %%CERT%% and %%KEY%% by their paths.
+sub expand {
+    my ($self, $text) = @_;
+    $text =~ s/%%DIR%%/$self->{dir}/g;
+    $text =~ s/%%ROOT%%/$ROOT/g;
+    $text =~ s/%%MODULE%%/$self->{module}/g;
+    if ($text =~ /%%(CERT|KEY)%%/) {
+        my $crt = $self->tls_cert;
+        $text =~ s/%%CERT%%/$crt/g;
+        $text =~ s/%%KEY%%/$self->{dir}\/server.key/g;
+    }
+    $text =~ s/%%([A-Z0-9_]+)%%/$self->port($1)/ge;
+    return $text;
+}
+
+# The main-context lines every test configuration needs and temp paths
+# inside the test folder, so that nothing outside it is touched.
+sub write_conf {
+    my ($self, $conf, $name) = @_;
+    $name //= 'nginx.conf';
+    my $d = $self->{dir};
+
+    my $text = $self->expand($conf);
+
+    unless ($text =~ /^\s*load_module/m) {
+        $text = "load_module $self->{module};\n"
+            . "daemon on;\n"
+            . "pid $d/nginx.pid;\n"
+            . "error_log $d/logs/error.log info;\n"
+            . ($text =~ /^\s*worker_processes/m ? '' : "worker_processes 1;\n")
+            . ($text =~ /^\s*events/m ? '' : "events {}\n")
+            . $text;
+    }
+
+    my $paths = join '', map { "    ${_}_temp_path $d/tmp_$_;\n" }
+        qw(client_body proxy fastcgi uwsgi scgi);
+    $paths .= "    access_log $d/logs/access.log;\n";
+    $text =~ s/^(http\s*\{[ \t]*\n)/$1$paths/m;
+
+    return $self->write_file($name, $text);
+}
+
+sub test_conf {
+    my ($self, $conf) = @_;
+    my $path = $self->write_conf($conf, 'test.conf');
+    return $self->nginx_t($path);
+}
+
+sub nginx_t {
+    my ($self, $path) = @_;
+    return $self->run($self->{nginx}, '-t', '-p', $self->{dir},
+                      '-c', $path, '-e', "$self->{dir}/logs/test.log");
+}
+
+sub start_nginx {
+    my ($self, $conf) = @_;
+    $self->write_conf($conf) if defined $conf;
+
+    unlink "$self->{dir}/nginx.pid";
+    my ($rc, $out) = $self->run($self->{nginx}, '-p', $self->{dir}, '-c',
+                                "$self->{dir}/nginx.conf",
+                                '-e', "$self->{dir}/logs/error.log");
+    die "nginx failed to start: $out" if $rc;
+
+    $self->wait_file("$self->{dir}/nginx.pid")
+        or die "nginx wrote no pid file";
+    $self->{nginx_running} = 1;
+    return $self;
+}
+
+sub nginx_pid {
+    my ($self) = @_;
+    my $pid = $self->read_file('nginx.pid');
+    chomp $pid;
+    return $pid;
+}
+
+sub stop_nginx {
+    my ($self) = @_;
+    return unless $self->{nginx_running};
+    my $pid = $self->nginx_pid;
+    if ($pid && kill 0, $pid) {
+        kill 'QUIT', $pid;
+        for (1 .. 200) {
+            last unless kill 0, $pid;
+            sleep 0.05;
+        }
+        kill 'KILL', $pid if kill 0, $pid;
+    }
+    $self->{nginx_running} = 0;
+}
+
+sub wait_file {
+    my ($self, $path, $secs) = @_;
+    my $end = time + ($secs // 10);
+    while (time < $end) {
+        return 1 if -s $path;
+        sleep 0.05;
+    }
+    return 0;
+}
+
+sub wait_port {
+    my ($self, $port, $secs) = @_;
+    my $end = time + ($secs // 10);
+    while (time < $end) {
+        my $s = IO::Socket::INET->new(PeerAddr => "127.0.0.1:$port",
+                                      Timeout => 1);
+        if ($s) {
+            close $s;
+            return 1;
+        }
+        sleep 0.05;
+    }
+    return 0;
+}
+
+sub spawn {
+    my ($self, $log, @cmd) = @_;
+    my $pid = fork;
+    die "fork: $!" unless defined $pid;
+    if ($pid == 0) {
+        setpgrp(0, 0);
+        open STDIN, '<', '/dev/null';
+        open STDOUT, '>>', $log or die;
+        open STDERR, '>&', \*STDOUT;
+        exec @cmd or die "exec @cmd: $!";
+    }
+    push @{$self->{pids}}, $pid;
+    return $pid;
+}
+
+# One CA per test, shared by all its back ends (as the NDES servers of
+# one enterprise CA share it).
+sub ca {
+    my ($self) = @_;
+    my $ca = "$self->{dir}/ca";
+    return $ca if -f "$ca/ca.pem";
+    my ($rc, $out) = $self->run('scepserver', 'ca', '-init', '-depot', $ca);
+    die "scepserver ca -init: $out" if $rc;
+    return $ca;
+}
+
+sub ca_pem { $_[0]->ca . '/ca.pem' }
+
+# A real micromdm scepserver standing in for NDES.
+sub start_backend {
+    my ($self, %o) = @_;
+    my $n = scalar @{$self->{backends}};
+    my $name = $o{name} // "BACKEND$n";
+    my $port = $self->port($name);
+    my $depot = "$self->{dir}/depot-$name";
+    make_path($depot);
+    for my $f (qw(ca.pem ca.key)) {
+        copy($self->ca . "/$f", "$depot/$f") or die "copy $f: $!";
+    }
+
+    my $log = "$self->{dir}/logs/$name.log";
+    my $pid = $self->spawn($log, 'scepserver', '-depot', $depot,
+                           '-port', $port,
+                           '-challenge', $o{challenge} // 'secret');
+    $self->wait_port($port) or die "scepserver on $port did not start";
+
+    my $b = { name => $name, port => $port, pid => $pid, log => $log };
+    push @{$self->{backends}}, $b;
+    return $b;
+}
+
+sub stop_backend {
+    my ($self, $b) = @_;
+    kill 'TERM', $b->{pid};
+    waitpid $b->{pid}, 0;
+}
+
+# SCEP operations the back end served (it logs one line for each).
+sub backend_requests {
+    my ($self, $b) = @_;
+    my $log = $self->read_file($b->{log});
+    return scalar(() = $log =~ /caller=endpoint\.go/g);
+}
+
+# A self-signed server certificate for 127.0.0.1 and localhost.
+sub tls_cert {
+    my ($self) = @_;
+    my $crt = "$self->{dir}/server.crt";
+    return $crt if -f $crt;
+    my ($rc, $out) = $self->run('openssl', 'req', '-x509', '-newkey',
+        'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes',
+        '-keyout', "$self->{dir}/server.key", '-out', $crt,
+        '-days', '2', '-subj', '/CN=localhost',
+        '-addext', 'subjectAltName=DNS:localhost,IP:127.0.0.1');
+    die "openssl req: $out" if $rc;
+    return $crt;
+}
+
+# A real device: micromdm's scepclient enrolling in a fresh folder (it
+# keeps its key and CSR in the working directory).
+sub scepclient {
+    my ($self, $url, %o) = @_;
+    my $dir = tempdir('client-XXXXXX', DIR => $self->{dir});
+    local $ENV{SSL_CERT_FILE} = $self->tls_cert if $url =~ /^https/;
+    my $pid = open(my $fh, '-|');
+    die "fork: $!" unless defined $pid;
+    if ($pid == 0) {
+        chdir $dir or die;
+        open STDERR, '>&', \*STDOUT;
+        exec 'timeout', '60', 'scepclient', '-server-url', $url,
+             '-private-key', 'key.pem', '-cn', $o{cn} // 'device',
+             '-challenge', $o{challenge} // 'secret'
+            or die "exec scepclient: $!";
+    }
+    local $/;
+    my $out = <$fh> // '';
+    close $fh;
+    my $rc = $? >> 8;
+    return ($rc, $out, -f "$dir/client.pem" ? "$dir/client.pem" : undef);
+}
+
+# The message tool: a pkiMessage of a chosen type, size and dialect.
+sub scep_msg {
+    my ($self, @args) = @_;
+    my $tool = "$ROOT/build/scep-msg";
+    -x $tool or die "$tool not built (run make)";
+    my ($rc, $out) = $self->run($tool, '--ca', $self->ca_pem, @args);
+    die "scep-msg @args failed: $out" if $rc;
+    return $out;
+}
+
+# A plain HTTP/1.1 exchange over TCP or TLS.  Returns a hash with
+# status, headers (lower-case names), body and raw.
+sub http {
+    my ($port, $request, %o) = @_;
+    my $s;
+    if ($o{tls}) {
+        require IO::Socket::SSL;
+        $s = IO::Socket::SSL->new(
+            PeerAddr => "127.0.0.1:$port",
+            SSL_verify_mode => 0,
+            SSL_hostname => $o{sni} // 'localhost',
+            Timeout => $o{timeout} // 10,
+        ) or return { status => 0, error => IO::Socket::SSL::errstr() };
+    } else {
+        $s = IO::Socket::INET->new(PeerAddr => "127.0.0.1:$port",
+                                   Timeout => $o{timeout} // 10)
+            or return { status => 0, error => "$!" };
+    }
+
+    $request = "GET $request HTTP/1.1\r\nHost: localhost\r\n"
+               . "Connection: close\r\n\r\n" unless $request =~ /\r\n/;
+
+    my $off = 0;
+    while ($off < length $request) {
+        my $n = $s->syswrite($request, length($request) - $off, $off);
+        last unless $n;
+        $off += $n;
+    }
+
+    my $raw = '';
+    local $SIG{ALRM} = sub { die "timeout\n" };
+    eval {
+        alarm($o{timeout} // 10);
+        while (1) {
+            my $n = $s->sysread(my $buf, 65536);
+            last unless $n;
+            $raw .= $buf;
+        }
+        alarm(0);
+    };
+    close $s;
+
+    my %r = (raw => $raw, status => 0, headers => {}, body => '');
+    if ($raw =~ m{^HTTP/1\.[01] (\d{3})[^\r\n]*\r\n(.*?)\r\n\r\n(.*)\z}s) {
+        $r{status} = $1;
+        $r{body} = $3;
+        for my $line (split /\r\n/, $2) {
+            my ($k, $v) = split /:\s*/, $line, 2;
+            $r{headers}{lc $k} = $v;
+        }
+    }
+    return \%r;
+}
+
+sub get {
+    my ($self, $port, $uri, %o) = @_;
+    return http($port, $uri, %o);
+}
+
+sub post {
+    my ($self, $port, $uri, $body, %o) = @_;
+    my $ct = $o{content_type} // 'application/x-pki-message';
+    my $req = "POST $uri HTTP/1.1\r\nHost: localhost\r\n"
+              . "Content-Type: $ct\r\nContent-Length: " . length($body)
+              . "\r\nConnection: close\r\n\r\n$body";
+    return http($port, $req, %o);
+}
+
+sub error_log_lines {
+    my ($self, $re) = @_;
+    my $log = $self->read_file('logs/error.log');
+    return grep { /$re/ } split /\n/, $log;
+}
+
+sub stop {
+    my ($self) = @_;
+    return if $self->{stopped}++;
+
+    $self->stop_nginx;
+
+    for my $pid (@{$self->{pids}}) {
+        kill 'TERM', -$pid;
+        kill 'TERM', $pid;
+    }
+    for my $pid (@{$self->{pids}}) {
+        waitpid $pid, 0;
+    }
+
+    my @bad = $self->error_log_lines(qr/\[(alert|crit|emerg)\]/);
+    is(join("\n", @bad), '', 'no alert, crit or emerg in the error log');
+}
+
+END {
+    for my $t (@ALL) {
+        next if $t->{stopped};
+        $t->stop_nginx;
+        for my $pid (@{$t->{pids}}) {
+            kill 'TERM', -$pid;
+            kill 'TERM', $pid;
+        }
+    }
+}
+
+1;

@@ -1,0 +1,183 @@
+
+/*
+ * Copyright (C) ngx_http_scep_module authors
+ *
+ * Unit tests of scep_message.c; prints TAP.
+ */
+
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "scep_message.h"
+
+
+static int  test_n;
+static int  test_failed;
+
+
+static void
+ok(int cond, const char *what)
+{
+    test_n++;
+
+    if (!cond) {
+        test_failed++;
+    }
+
+    printf("%sok %d - %s\n", cond ? "" : "not ", test_n, what);
+}
+
+
+static int
+decode(const char *in, size_t max, unsigned char *out, size_t *n)
+{
+    return scep_base64_decode((const unsigned char *) in, strlen(in), out,
+                              max, n);
+}
+
+
+static int
+decodes_to(const char *in, const char *expect)
+{
+    size_t         n;
+    unsigned char  out[256];
+
+    if (decode(in, sizeof(out), out, &n) != SCEP_OK) {
+        return 0;
+    }
+
+    return n == strlen(expect) && memcmp(out, expect, n) == 0;
+}
+
+
+static void
+test_dialects(void)
+{
+    /* bytes whose encoding is "+++/////YWI=" */
+    static const char  bin[] = "\xfb\xef\xbf\xff\xff\xff" "ab";
+
+    ok(decodes_to("aGVsbG8gd29ybGQ%3D", "hello world"),
+       "standard, percent-encoded padding");
+    ok(decodes_to("aGVsbG8gd29ybGQ=", "hello world"),
+       "standard, raw padding");
+    ok(decodes_to("aGVsbG8gd29ybGQ", "hello world"),
+       "missing padding");
+    ok(decodes_to("%2B%2B%2B%2F%2F%2F%2F%2FYWI%3D", bin),
+       "standard, percent-encoded + and /");
+    ok(decodes_to("+++/////YWI%3D", bin), "raw + and / (macOS)");
+    ok(decodes_to("%20%20%20/////YWI%3D", bin),
+       "+ turned into a space by form decoding");
+    ok(decodes_to("---_____YWI", bin), "URL-safe, no padding");
+    ok(decodes_to("---_____YWI=", bin), "URL-safe with padding");
+    ok(decodes_to("aGVsbG8g%0D%0Ad29y%0AbGQ%3D", "hello world"),
+       "line breaks, percent-encoded");
+    ok(decodes_to("aGVsbG8g\r\nd29ybGQ=", "hello world"),
+       "raw line breaks");
+    ok(decodes_to("aGVsbG8gd29ybGQ%3d", "hello world"),
+       "lower-case percent escapes");
+    ok(decodes_to("YQ%3D%3D", "a"), "two padding characters");
+}
+
+
+static void
+test_rejects(void)
+{
+    size_t         n;
+    unsigned char  out[64];
+
+    ok(decode("aGVs*G8=", sizeof(out), out, &n) == SCEP_BAD_BASE64,
+       "character outside every alphabet");
+    ok(decode("aGVsbG8%", sizeof(out), out, &n) == SCEP_BAD_BASE64,
+       "truncated percent escape");
+    ok(decode("aGVsbG8%zz", sizeof(out), out, &n) == SCEP_BAD_BASE64,
+       "invalid percent escape");
+    ok(decode("aGVsb%00G8", sizeof(out), out, &n) == SCEP_BAD_BASE64,
+       "NUL byte");
+    ok(decode("aGVs=bG8", sizeof(out), out, &n) == SCEP_BAD_BASE64,
+       "data after padding");
+    ok(decode("YQ===", sizeof(out), out, &n) == SCEP_BAD_BASE64,
+       "too much padding");
+    ok(decode("YWJj=", sizeof(out), out, &n) == SCEP_BAD_BASE64,
+       "padding after a full quantum");
+    ok(decode("YWJjZ", sizeof(out), out, &n) == SCEP_BAD_BASE64,
+       "a lone trailing character");
+    ok(decode("YWJ\tj", sizeof(out), out, &n) == SCEP_BAD_BASE64,
+       "tab");
+    ok(decode("", sizeof(out), out, &n) == SCEP_OK && n == 0,
+       "empty input decodes to nothing");
+}
+
+
+static void
+test_sizes(void)
+{
+    size_t          i, n, len, elen;
+    unsigned char  *in, *enc, *out;
+
+    ok(decode("YWJj", 3, (unsigned char [3]) { 0 }, &n) == SCEP_OK && n == 3,
+       "exactly the maximum");
+    ok(decode("YWJjZA", 3, (unsigned char [4]) { 0 }, &n) == SCEP_TOO_LARGE,
+       "one byte over the maximum");
+    ok(decode("YWJjZGVm", 5, (unsigned char [6]) { 0 }, &n)
+       == SCEP_TOO_LARGE, "a full quantum over the maximum");
+
+    /* round trips through the canonical encoder at every length */
+
+    len = 65536;
+    in = malloc(len);
+    enc = malloc(scep_base64_encoded_max(len));
+    out = malloc(scep_base64_decoded_max(scep_base64_encoded_max(len)));
+
+    if (in == NULL || enc == NULL || out == NULL) {
+        printf("Bail out! no memory\n");
+        exit(1);
+    }
+
+    for (i = 0; i < len; i++) {
+        in[i] = (unsigned char) (i * 7 + (i >> 8));
+    }
+
+    for (i = 0; i < 70; i++) {
+        elen = scep_base64_encode_query(in, i, enc);
+        if (scep_base64_decode(enc, elen, out, i, &n) != SCEP_OK
+            || n != i || memcmp(in, out, n) != 0)
+        {
+            break;
+        }
+    }
+
+    ok(i == 70, "canonical encoding round-trips for lengths 0 to 69");
+
+    elen = scep_base64_encode_query(in, len, enc);
+    ok(scep_base64_decode(enc, elen, out, len, &n) == SCEP_OK && n == len
+       && memcmp(in, out, len) == 0, "64 KiB round trip");
+    ok(scep_base64_decode(enc, elen, out, len - 1, &n) == SCEP_TOO_LARGE,
+       "64 KiB against a maximum one byte smaller");
+
+    for (i = 0; i < elen; i++) {
+        if (enc[i] == '=') {
+            break;
+        }
+    }
+
+    ok(i == elen, "canonical encoding has no raw '='");
+
+    free(in);
+    free(enc);
+    free(out);
+}
+
+
+int
+main(void)
+{
+    test_dialects();
+    test_rejects();
+    test_sizes();
+
+    printf("1..%d\n", test_n);
+
+    return test_failed ? 1 : 0;
+}
