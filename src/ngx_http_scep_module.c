@@ -30,8 +30,12 @@ static ngx_int_t ngx_http_scep_reject_reason_variable(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data);
 
 
-static ngx_conf_num_bounds_t  ngx_http_scep_max_message_bounds = {
-    ngx_conf_check_num_bounds, 1, 2 * 1024 * 1024
+static char *ngx_http_scep_check_max_message(ngx_conf_t *cf, void *post,
+    void *data);
+
+
+static ngx_conf_post_t  ngx_http_scep_max_message_post = {
+    ngx_http_scep_check_max_message
 };
 
 
@@ -49,7 +53,7 @@ static ngx_command_t  ngx_http_scep_commands[] = {
       ngx_conf_set_size_slot,
       NGX_HTTP_LOC_CONF_OFFSET,
       offsetof(ngx_http_scep_loc_conf_t, max_message),
-      &ngx_http_scep_max_message_bounds },
+      &ngx_http_scep_max_message_post },
 
       ngx_null_command
 };
@@ -376,6 +380,20 @@ ngx_http_scep(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         sscf->used = 1;
         sscf->file = cf->conf_file->file.name.data;
         sscf->line = cf->conf_file->line;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_http_scep_check_max_message(ngx_conf_t *cf, void *post, void *data)
+{
+    size_t  *sp = data;
+
+    if (*sp == 0 || *sp > NGX_HTTP_SCEP_MAX_MESSAGE) {
+        return "must be between 1 and 2m: a pkiMessage is a few kilobytes,"
+               " and SCEP servers refuse bodies over 2 MiB";
     }
 
     return NGX_CONF_OK;

@@ -23,6 +23,8 @@
 #define NGX_HTTP_SCEP_MAX_QUERY       65534
 #define NGX_HTTP_SCEP_MIN_HDR_BUFFER  (65 * 1024)
 
+#define NGX_HTTP_SCEP_MAX_MESSAGE     (2 * 1024 * 1024)
+
 
 typedef enum {
     NGX_HTTP_SCEP_OP_UNKNOWN = 0,

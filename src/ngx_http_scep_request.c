@@ -263,16 +263,11 @@ ngx_http_scep_parse(ngx_http_request_t *r, ngx_http_scep_ctx_t *ctx)
 
         /* an optional CA identifier: short and printable */
 
-        if (ctx->message.len > NGX_HTTP_SCEP_MAX_CA_IDENT) {
+        if (!scep_ca_ident_ok(ctx->message.data, ctx->message.len,
+                              NGX_HTTP_SCEP_MAX_CA_IDENT))
+        {
             return ngx_http_scep_reject(r, ctx,
                                         NGX_HTTP_SCEP_REJECT_BAD_CA_IDENT);
-        }
-
-        for (i = 0; i < ctx->message.len; i++) {
-            if (ctx->message.data[i] < 0x20 || ctx->message.data[i] > 0x7e) {
-                return ngx_http_scep_reject(r, ctx,
-                                            NGX_HTTP_SCEP_REJECT_BAD_CA_IDENT);
-            }
         }
 
         return NGX_DECLINED;

@@ -189,6 +189,45 @@ scep_base64_decode(const unsigned char *in, size_t len, unsigned char *out,
 }
 
 
+int
+scep_ca_ident_ok(const unsigned char *in, size_t len, size_t max)
+{
+    int            hi, lo;
+    size_t         i;
+    unsigned char  c;
+
+    if (len > max) {
+        return 0;
+    }
+
+    for (i = 0; i < len; i++) {
+        c = in[i];
+
+        if (c == '%') {
+            if (len - i < 3) {
+                return 0;
+            }
+
+            hi = scep_hex(in[i + 1]);
+            lo = scep_hex(in[i + 2]);
+
+            if (hi < 0 || lo < 0) {
+                return 0;
+            }
+
+            c = (unsigned char) (hi << 4 | lo);
+            i += 2;
+        }
+
+        if (c < 0x20 || c > 0x7e) {
+            return 0;
+        }
+    }
+
+    return 1;
+}
+
+
 size_t
 scep_base64_encode_query(const unsigned char *in, size_t len,
     unsigned char *out)

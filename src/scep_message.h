@@ -53,4 +53,12 @@ size_t scep_base64_encode_query(const unsigned char *in, size_t len,
     unsigned char *out);
 
 
+/*
+ * Whether a GetCACert, GetCACaps or GetNextCACert "message" (an optional
+ * CA identifier such as "default" or "SCEP%20Authority") is at most
+ * "max" bytes long and printable ASCII once percent-decoded.
+ */
+int scep_ca_ident_ok(const unsigned char *in, size_t len, size_t max);
+
+
 #endif /* _SCEP_MESSAGE_H_INCLUDED_ */

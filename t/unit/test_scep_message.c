@@ -170,12 +170,42 @@ test_sizes(void)
 }
 
 
+static void
+test_ca_ident(void)
+{
+    char  buf[300];
+
+#define ident(s, max)                                                         \
+    scep_ca_ident_ok((const unsigned char *) (s), strlen(s), max)
+
+    ok(ident("", 255), "CA identifier may be empty");
+    ok(ident("default", 255), "CA identifier \"default\"");
+    ok(ident("SCEP%20Authority", 255), "CA identifier with %20");
+    ok(ident("SCEP+Authority", 255), "CA identifier with +");
+    ok(!ident("a%01b", 255), "percent-encoded control byte");
+    ok(!ident("a%7Fb", 255), "percent-encoded DEL");
+    ok(!ident("a%C3%A9", 255), "percent-encoded non-ASCII");
+    ok(!ident("ab%2", 255), "truncated escape");
+    ok(!ident("a\tb", 255), "raw tab");
+
+    memset(buf, 'x', 255);
+    buf[255] = '\0';
+    ok(ident(buf, 255), "255 bytes is the limit");
+    buf[255] = 'x';
+    buf[256] = '\0';
+    ok(!ident(buf, 255), "256 bytes is over it");
+
+#undef ident
+}
+
+
 int
 main(void)
 {
     test_dialects();
     test_rejects();
     test_sizes();
+    test_ca_ident();
 
     printf("1..%d\n", test_n);
 
