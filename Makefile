@@ -77,11 +77,11 @@ unit: $(UNIT_TESTS)
 test: deps all unit
 	prove -j$(PROVE_JOBS) $(UNIT_TESTS) t/
 
-demo: deps all
-	t/demo/start
+demo: deps module
+	conf-examples/demo/start
 
 demo-stop:
-	t/demo/stop
+	conf-examples/demo/stop
 
 bench: deps all
 	bench/run
