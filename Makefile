@@ -75,7 +75,7 @@ $(BUILD)/unit/test_%: t/unit/test_%.c src/%.c src/%.h
 unit: $(UNIT_TESTS)
 
 test: deps all unit
-	prove -j$(PROVE_JOBS) $(UNIT_TESTS) t/
+	prove -j$(PROVE_JOBS) t/
 
 demo: deps module
 	conf-examples/demo/start

@@ -41,7 +41,7 @@ sub new {
     }, $class;
 
     -x $self->{nginx} or BAIL_OUT("no nginx binary at $self->{nginx}");
-    -f $self->{module}
+    -f $self->{module} or $ENV{TEST_SCEP_STATIC}
         or BAIL_OUT("module not built: $self->{module} (run make)");
 
     make_path("$self->{dir}/logs");
@@ -125,7 +125,9 @@ sub write_conf {
     my $text = $self->expand($conf);
 
     unless ($text =~ /^\s*load_module/m) {
-        $text = "load_module $self->{module};\n"
+        # TEST_SCEP_STATIC: the nginx binary has the module built in
+        $text = ($ENV{TEST_SCEP_STATIC} ? ''
+                 : "load_module $self->{module};\n")
             . "daemon on;\n"
             . "pid $d/nginx.pid;\n"
             . "error_log $d/logs/error.log info;\n"
@@ -378,8 +380,22 @@ sub http {
             my ($k, $v) = split /:\s*/, $line, 2;
             $r{headers}{lc $k} = $v;
         }
+        $r{body} = dechunk($r{body})
+            if ($r{headers}{'transfer-encoding'} // '') =~ /chunked/i;
     }
     return \%r;
+}
+
+sub dechunk {
+    my ($in) = @_;
+    my $out = '';
+    while ($in =~ s/^([0-9a-fA-F]+)[^\r\n]*\r\n//) {
+        my $n = hex $1;
+        last if $n == 0;
+        $out .= substr($in, 0, $n, '');
+        $in =~ s/^\r\n//;
+    }
+    return $out;
 }
 
 sub get {
