@@ -34,7 +34,7 @@ static int
 decode(const char *in, size_t max, unsigned char *out, size_t *n)
 {
     return scep_base64_decode((const unsigned char *) in, strlen(in), out,
-                              max, n);
+                              max, n, NULL);
 }
 
 
@@ -81,6 +81,47 @@ test_dialects(void)
 }
 
 
+static int
+canonical(const char *in)
+{
+    int            canon;
+    size_t         n;
+    unsigned char  out[256];
+
+    canon = -1;
+
+    if (scep_base64_decode((const unsigned char *) in, strlen(in), out,
+                           sizeof(out), &n, &canon)
+        != SCEP_OK)
+    {
+        return -1;
+    }
+
+    return canon;
+}
+
+
+static void
+test_canonical(void)
+{
+    ok(canonical("aGVsbG8gd29ybGQ%3D") == 1, "canonical: standard");
+    ok(canonical("%2B%2B%2B%2F%2F%2F%2F%2FYWI%3D") == 1,
+       "canonical: escaped + and /");
+    ok(canonical("YQ%3D%3D") == 1, "canonical: two padding escapes");
+    ok(canonical("aGVsbG8gd29ybGQ=") == 0, "not canonical: raw =");
+    ok(canonical("aGVsbG8gd29ybGQ") == 0, "not canonical: no padding");
+    ok(canonical("+++/////YWI%3D") == 0, "not canonical: raw + and /");
+    ok(canonical("---_____YWI") == 0, "not canonical: URL-safe");
+    ok(canonical("%20%20%20/////YWI%3D") == 0, "not canonical: spaces");
+    ok(canonical("aGVsbG8g%0Ad29ybGQ%3D") == 0,
+       "not canonical: line break");
+    ok(canonical("aGVsbG8gd29ybGQ%3d") == 0,
+       "not canonical: lower-case escape");
+    ok(canonical("%61GVsbG8gd29ybGQ%3D") == 0,
+       "not canonical: escaped letter");
+}
+
+
 static void
 test_rejects(void)
 {
@@ -99,6 +140,12 @@ test_rejects(void)
        "data after padding");
     ok(decode("YQ===", sizeof(out), out, &n) == SCEP_BAD_BASE64,
        "too much padding");
+    ok(decode("YQ==YWJj", sizeof(out), out, &n) == SCEP_BAD_BASE64,
+       "a full quantum after padding");
+    ok(decode("YQ%3D%3DYWJj", sizeof(out), out, &n) == SCEP_BAD_BASE64,
+       "a full quantum after escaped padding");
+    ok(decode("YW%25Jj", sizeof(out), out, &n) == SCEP_BAD_BASE64,
+       "an escaped percent sign");
     ok(decode("YWJj=", sizeof(out), out, &n) == SCEP_BAD_BASE64,
        "padding after a full quantum");
     ok(decode("YWJjZ", sizeof(out), out, &n) == SCEP_BAD_BASE64,
@@ -113,6 +160,7 @@ test_rejects(void)
 static void
 test_sizes(void)
 {
+    int             canon;
     size_t          i, n, len, elen;
     unsigned char  *in, *enc, *out;
 
@@ -141,7 +189,7 @@ test_sizes(void)
 
     for (i = 0; i < 70; i++) {
         elen = scep_base64_encode_query(in, i, enc);
-        if (scep_base64_decode(enc, elen, out, i, &n) != SCEP_OK
+        if (scep_base64_decode(enc, elen, out, i, &n, NULL) != SCEP_OK
             || n != i || memcmp(in, out, n) != 0)
         {
             break;
@@ -151,9 +199,11 @@ test_sizes(void)
     ok(i == 70, "canonical encoding round-trips for lengths 0 to 69");
 
     elen = scep_base64_encode_query(in, len, enc);
-    ok(scep_base64_decode(enc, elen, out, len, &n) == SCEP_OK && n == len
+    ok(scep_base64_decode(enc, elen, out, len, &n, &canon) == SCEP_OK
+       && canon && n == len
        && memcmp(in, out, len) == 0, "64 KiB round trip");
-    ok(scep_base64_decode(enc, elen, out, len - 1, &n) == SCEP_TOO_LARGE,
+    ok(scep_base64_decode(enc, elen, out, len - 1, &n, NULL)
+       == SCEP_TOO_LARGE,
        "64 KiB against a maximum one byte smaller");
 
     for (i = 0; i < elen; i++) {
@@ -203,6 +253,7 @@ int
 main(void)
 {
     test_dialects();
+    test_canonical();
     test_rejects();
     test_sizes();
     test_ca_ident();
