@@ -27,9 +27,20 @@ DEB_PACKAGES  := nginx nginx-dev libssl-dev libjansson-dev libpcre2-dev \
 SRCS          := $(wildcard $(CURDIR)/src/*.c $(CURDIR)/src/*.h)
 TOOL_CFLAGS   := -O2 -g -Wall -Wextra -Werror
 
-UNIT_TESTS    := $(BUILD)/unit/test_scep_message
+# the plain-C core: no nginx types, unit-tested and fuzzed on its own
+CORE_SRCS     := src/scep_base64.c src/scep_message.c
+CORE_HDRS     := src/scep_message.h
 
-.PHONY: all deps module tools test unit demo demo-stop bench clean
+UNIT_TESTS    := $(patsubst t/unit/%.c,$(BUILD)/unit/%,\
+                   $(wildcard t/unit/test_*.c))
+
+FUZZ_SECONDS  ?= 60
+FUZZ_CC       ?= clang
+FUZZ_TARGETS  := $(patsubst t/fuzz/%.c,$(BUILD)/fuzz/%,\
+                   $(wildcard t/fuzz/fuzz_*.c))
+
+.PHONY: all deps module tools test unit demo demo-stop bench bench-micro \
+        fuzz deps-fuzz clean
 
 all: module tools
 
@@ -68,9 +79,28 @@ $(BUILD)/scep-msg: t/tools/scep-msg.c
 	@mkdir -p $(BUILD)
 	$(CC) $(TOOL_CFLAGS) -o $@ $< -lcrypto
 
-$(BUILD)/unit/test_%: t/unit/test_%.c src/%.c src/%.h
+$(BUILD)/unit/test_%: t/unit/test_%.c $(CORE_SRCS) $(CORE_HDRS)
 	@mkdir -p $(BUILD)/unit
-	$(CC) $(TOOL_CFLAGS) -Isrc -o $@ $< src/$*.c -lcrypto
+	$(CC) $(TOOL_CFLAGS) -Isrc -o $@ $< $(CORE_SRCS) -lcrypto
+
+$(BUILD)/fuzz/fuzz_%: t/fuzz/fuzz_%.c $(CORE_SRCS) $(CORE_HDRS)
+	@mkdir -p $(BUILD)/fuzz
+	$(FUZZ_CC) -g -O1 -fsanitize=fuzzer,address,undefined \
+	    -fno-sanitize-recover=undefined -Isrc -o $@ $< $(CORE_SRCS) -lcrypto
+
+# each target runs FUZZ_SECONDS, seeded with real messages
+fuzz: deps-fuzz tools $(FUZZ_TARGETS)
+	t/fuzz/run $(FUZZ_SECONDS) $(FUZZ_TARGETS)
+
+deps-fuzz:
+	@$(MAKE) --no-print-directory deps DEB_PACKAGES="clang libclang-rt-14-dev"
+
+$(BUILD)/validate-bench: bench/validate.c $(CORE_SRCS) $(CORE_HDRS)
+	$(CC) -O2 -g -Isrc -o $@ $< $(CORE_SRCS) -lcrypto
+
+# CPU cost of the message checks, and callgrind instruction counts
+bench-micro: deps tools $(BUILD)/validate-bench
+	bench/micro
 
 unit: $(UNIT_TESTS)
 

@@ -21,12 +21,20 @@ static void *ngx_http_scep_create_loc_conf(ngx_conf_t *cf);
 static char *ngx_http_scep_merge_loc_conf(ngx_conf_t *cf, void *parent,
     void *child);
 static char *ngx_http_scep(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
+static char *ngx_http_scep_algorithms(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
 
 static ngx_int_t ngx_http_scep_operation_variable(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data);
 static ngx_int_t ngx_http_scep_message_length_variable(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data);
 static ngx_int_t ngx_http_scep_reject_reason_variable(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data);
+static ngx_int_t ngx_http_scep_message_type_variable(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data);
+static ngx_int_t ngx_http_scep_transaction_id_variable(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data);
+static ngx_int_t ngx_http_scep_sender_nonce_variable(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data);
 
 
@@ -36,6 +44,15 @@ static char *ngx_http_scep_check_max_message(ngx_conf_t *cf, void *post,
 
 static ngx_conf_post_t  ngx_http_scep_max_message_post = {
     ngx_http_scep_check_max_message
+};
+
+
+static ngx_conf_enum_t  ngx_http_scep_log_levels[] = {
+    { ngx_string("info"), NGX_LOG_INFO },
+    { ngx_string("notice"), NGX_LOG_NOTICE },
+    { ngx_string("warn"), NGX_LOG_WARN },
+    { ngx_string("error"), NGX_LOG_ERR },
+    { ngx_null_string, 0 }
 };
 
 
@@ -54,6 +71,27 @@ static ngx_command_t  ngx_http_scep_commands[] = {
       NGX_HTTP_LOC_CONF_OFFSET,
       offsetof(ngx_http_scep_loc_conf_t, max_message),
       &ngx_http_scep_max_message_post },
+
+    { ngx_string("scep_log_level"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_enum_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_scep_loc_conf_t, log_level),
+      &ngx_http_scep_log_levels },
+
+    { ngx_string("scep_retry_after"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_sec_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_scep_loc_conf_t, retry_after),
+      NULL },
+
+    { ngx_string("scep_algorithms"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
+      ngx_http_scep_algorithms,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_scep_loc_conf_t, algorithms),
+      NULL },
 
       ngx_null_command
 };
@@ -100,6 +138,15 @@ static ngx_http_variable_t  ngx_http_scep_vars[] = {
 
     { ngx_string("scep_reject_reason"), NULL,
       ngx_http_scep_reject_reason_variable, 0, NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("scep_message_type"), NULL,
+      ngx_http_scep_message_type_variable, 0, NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("scep_transaction_id"), NULL,
+      ngx_http_scep_transaction_id_variable, 0, NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("scep_sender_nonce"), NULL,
+      ngx_http_scep_sender_nonce_variable, 0, NGX_HTTP_VAR_NOCACHEABLE, 0 },
 
       ngx_http_null_variable
 };
@@ -149,7 +196,7 @@ ngx_http_scep_init(ngx_conf_t *cf)
 
     *h = ngx_http_scep_handler;
 
-    return NGX_OK;
+    return ngx_http_scep_retry_after_init(cf);
 }
 
 
@@ -326,6 +373,9 @@ ngx_http_scep_create_loc_conf(ngx_conf_t *cf)
 
     slcf->enable = NGX_CONF_UNSET;
     slcf->max_message = NGX_CONF_UNSET_SIZE;
+    slcf->log_level = NGX_CONF_UNSET_UINT;
+    slcf->retry_after = NGX_CONF_UNSET;
+    slcf->algorithms = NGX_CONF_UNSET_UINT;
 
     return slcf;
 }
@@ -340,6 +390,11 @@ ngx_http_scep_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_conf_merge_value(conf->enable, prev->enable, 0);
     ngx_conf_merge_size_value(conf->max_message, prev->max_message,
                               64 * 1024);
+    ngx_conf_merge_uint_value(conf->log_level, prev->log_level,
+                              NGX_LOG_INFO);
+    ngx_conf_merge_sec_value(conf->retry_after, prev->retry_after, 30);
+    ngx_conf_merge_uint_value(conf->algorithms, prev->algorithms,
+                              SCEP_ALG_DEFAULT);
 
     return NGX_CONF_OK;
 }
@@ -380,6 +435,56 @@ ngx_http_scep(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         sscf->used = 1;
         sscf->file = cf->conf_file->file.name.data;
         sscf->line = cf->conf_file->line;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_http_scep_algorithms(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_scep_loc_conf_t *slcf = conf;
+
+    uint32_t    bits;
+    ngx_str_t  *value;
+    ngx_uint_t  i;
+
+    if (slcf->algorithms != NGX_CONF_UNSET_UINT) {
+        return "is duplicate";
+    }
+
+    slcf->algorithms = 0;
+    value = cf->args->elts;
+
+    for (i = 1; i < cf->args->nelts; i++) {
+        bits = scep_algorithm_bits((char *) value[i].data, value[i].len);
+
+        if (bits == 0) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "unknown algorithm \"%V\" in \"scep_algorithms\","
+                               " use md5, sha1, sha224, sha256, sha384,"
+                               " sha512, des, des3, aes128, aes192, aes256"
+                               " or aes", &value[i]);
+            return NGX_CONF_ERROR;
+        }
+
+        slcf->algorithms |= bits;
+    }
+
+    if (!(slcf->algorithms & (SCEP_ALG_MD5|SCEP_ALG_SHA1|SCEP_ALG_SHA224
+                              |SCEP_ALG_SHA256|SCEP_ALG_SHA384
+                              |SCEP_ALG_SHA512)))
+    {
+        return "allows no digest algorithm: name at least one of"
+               " sha1, sha224, sha256, sha384, sha512 or md5";
+    }
+
+    if (!(slcf->algorithms & (SCEP_ALG_DES|SCEP_ALG_DES3|SCEP_ALG_AES128
+                              |SCEP_ALG_AES192|SCEP_ALG_AES256)))
+    {
+        return "allows no content-encryption algorithm: name at least one"
+               " of aes, aes128, aes192, aes256, des3 or des";
     }
 
     return NGX_CONF_OK;
@@ -456,7 +561,7 @@ static ngx_int_t
 ngx_http_scep_reject_reason_variable(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data)
 {
-    ngx_str_t            *token;
+    ngx_str_t             token;
     ngx_http_scep_ctx_t  *ctx;
 
     ctx = ngx_http_get_module_ctx(r->main, ngx_http_scep_module);
@@ -466,10 +571,96 @@ ngx_http_scep_reject_reason_variable(ngx_http_request_t *r,
         return NGX_OK;
     }
 
-    token = ngx_http_scep_reject_token(ctx->reject);
+    ngx_http_scep_reject_token(ctx, &token);
 
-    v->data = token->data;
-    v->len = token->len;
+    v->data = token.data;
+    v->len = token.len;
+    v->valid = 1;
+    v->no_cacheable = 0;
+    v->not_found = 0;
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_scep_message_type_variable(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data)
+{
+    const char           *name;
+    ngx_http_scep_ctx_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx(r->main, ngx_http_scep_module);
+
+    name = ctx ? scep_message_type_name(ctx->result.message_type) : NULL;
+
+    if (name == NULL) {
+        v->not_found = 1;
+        return NGX_OK;
+    }
+
+    v->data = (u_char *) name;
+    v->len = ngx_strlen(name);
+    v->valid = 1;
+    v->no_cacheable = 0;
+    v->not_found = 0;
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_scep_transaction_id_variable(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data)
+{
+    ngx_http_scep_ctx_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx(r->main, ngx_http_scep_module);
+
+    if (ctx == NULL || ctx->result.transaction_id_len == 0) {
+        v->not_found = 1;
+        return NGX_OK;
+    }
+
+    v->data = (u_char *) ctx->result.transaction_id;
+    v->len = ctx->result.transaction_id_len;
+    v->valid = 1;
+    v->no_cacheable = 0;
+    v->not_found = 0;
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_scep_sender_nonce_variable(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data)
+{
+    u_char               *p;
+    ngx_http_scep_ctx_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx(r->main, ngx_http_scep_module);
+
+    /* the checks run in order: the nonce is known once they passed it */
+
+    if (ctx == NULL
+        || !ctx->checked
+        || (ctx->reason != SCEP_REASON_OK
+            && ctx->reason <= SCEP_REASON_BAD_SENDER_NONCE))
+    {
+        v->not_found = 1;
+        return NGX_OK;
+    }
+
+    p = ngx_pnalloc(r->pool, 2 * sizeof(ctx->result.sender_nonce));
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    v->len = ngx_hex_dump(p, ctx->result.sender_nonce,
+                          sizeof(ctx->result.sender_nonce))
+             - p;
+    v->data = p;
     v->valid = 1;
     v->no_cacheable = 0;
     v->not_found = 0;

@@ -12,6 +12,8 @@
 #include <ngx_core.h>
 #include <ngx_http.h>
 
+#include "scep_message.h"
+
 
 #define NGX_HTTP_SCEP_MODULE_VERSION  "0.1.0"
 
@@ -46,13 +48,17 @@ typedef enum {
     NGX_HTTP_SCEP_REJECT_REPEATED_MESSAGE,
     NGX_HTTP_SCEP_REJECT_TOO_LARGE,
     NGX_HTTP_SCEP_REJECT_BAD_BASE64,
-    NGX_HTTP_SCEP_REJECT_BAD_CA_IDENT
+    NGX_HTTP_SCEP_REJECT_BAD_CA_IDENT,
+    NGX_HTTP_SCEP_REJECT_MESSAGE       /* scep_message_check(): ctx->reason */
 } ngx_http_scep_reject_e;
 
 
 typedef struct {
     ngx_flag_t                 enable;
     size_t                     max_message;
+    ngx_uint_t                 log_level;
+    time_t                     retry_after;
+    ngx_uint_t                 algorithms;    /* SCEP_ALG_* */
 } ngx_http_scep_loc_conf_t;
 
 
@@ -81,16 +87,21 @@ typedef struct {
     u_char                    *der;           /* decoded pkiMessage */
     size_t                     der_len;
 
+    scep_reason_t              reason;
+    scep_result_t              result;
+
     ngx_int_t                  status;        /* body handler result */
 
     unsigned                   done:1;
     unsigned                   has_message:1;
+    unsigned                   checked:1;     /* result is valid */
     unsigned                   reading_body:1;
 } ngx_http_scep_ctx_t;
 
 
 ngx_int_t ngx_http_scep_handler(ngx_http_request_t *r);
-ngx_str_t *ngx_http_scep_reject_token(ngx_uint_t reject);
+void ngx_http_scep_reject_token(ngx_http_scep_ctx_t *ctx, ngx_str_t *token);
+ngx_int_t ngx_http_scep_retry_after_init(ngx_conf_t *cf);
 
 
 extern ngx_module_t  ngx_http_scep_module;

@@ -8,7 +8,6 @@
 
 
 #include "ngx_http_scep_module.h"
-#include "scep_message.h"
 
 
 /* a GetCACert "message" is a short CA identifier, not a pkiMessage */
@@ -37,6 +36,10 @@ static ngx_int_t ngx_http_scep_read_body(ngx_http_request_t *r,
 static void ngx_http_scep_body_handler(ngx_http_request_t *r);
 static ngx_int_t ngx_http_scep_body_message(ngx_http_request_t *r,
     ngx_http_scep_ctx_t *ctx);
+static ngx_int_t ngx_http_scep_check_message(ngx_http_request_t *r,
+    ngx_http_scep_ctx_t *ctx);
+static ngx_int_t ngx_http_scep_canonical_query(ngx_http_request_t *r,
+    ngx_http_scep_ctx_t *ctx);
 static ngx_int_t ngx_http_scep_reject(ngx_http_request_t *r,
     ngx_http_scep_ctx_t *ctx, ngx_uint_t reject);
 
@@ -48,6 +51,10 @@ static ngx_http_scep_op_t  ngx_http_scep_ops[] = {
     { ngx_string("PKIOperation"), NGX_HTTP_SCEP_OP_PKIOPERATION },
     { ngx_null_string, 0 }
 };
+
+
+static u_char  ngx_http_scep_query_prefix[] =
+    "operation=PKIOperation&message=";
 
 
 /* NDES's own operations belong to trusted networks only */
@@ -92,14 +99,44 @@ static ngx_http_scep_reject_t  ngx_http_scep_rejects[] = {
       ngx_string("message is not valid base64") },
 
     { ngx_string("bad_ca_identifier"), NGX_HTTP_BAD_REQUEST,
-      ngx_string("CA identifier too long or not printable") }
+      ngx_string("CA identifier too long or not printable") },
+
+    /* token and text by ctx->reason */
+    { ngx_null_string, NGX_HTTP_BAD_REQUEST, ngx_null_string }
 };
 
 
-ngx_str_t *
-ngx_http_scep_reject_token(ngx_uint_t reject)
+/* what each failed pkiMessage check tells the client, by scep_reason_t */
+
+static ngx_str_t  ngx_http_scep_reason_texts[] = {
+    ngx_null_string,
+    ngx_string("message is not a DER-encoded CMS structure"),
+    ngx_string("message is not CMS SignedData"),
+    ngx_string("message must have exactly one signer"),
+    ngx_string("signed content is not of type data"),
+    ngx_string("signed content is not a CMS EnvelopedData"),
+    ngx_string("messageType missing or not one a client may send"),
+    ngx_string("transactionID missing or not a PrintableString of 1 to 128"
+               " characters"),
+    ngx_string("senderNonce missing or not 16 bytes"),
+    ngx_string("digest algorithm not allowed"),
+    ngx_string("content-encryption algorithm not allowed"),
+    ngx_string("signer certificate not in the message"),
+    ngx_string("signature does not verify"),
+    ngx_string("internal error")
+};
+
+
+void
+ngx_http_scep_reject_token(ngx_http_scep_ctx_t *ctx, ngx_str_t *token)
 {
-    return &ngx_http_scep_rejects[reject].token;
+    if (ctx->reject == NGX_HTTP_SCEP_REJECT_MESSAGE) {
+        token->data = (u_char *) scep_reason_token(ctx->reason);
+        token->len = ngx_strlen(token->data);
+        return;
+    }
+
+    *token = ngx_http_scep_rejects[ctx->reject].token;
 }
 
 
@@ -284,7 +321,7 @@ ngx_http_scep_parse(ngx_http_request_t *r, ngx_http_scep_ctx_t *ctx)
 static ngx_int_t
 ngx_http_scep_decode_message(ngx_http_request_t *r, ngx_http_scep_ctx_t *ctx)
 {
-    int                        rc;
+    int                        rc, canonical;
     size_t                     max, n;
     ngx_http_scep_loc_conf_t  *slcf;
 
@@ -299,7 +336,7 @@ ngx_http_scep_decode_message(ngx_http_request_t *r, ngx_http_scep_ctx_t *ctx)
     }
 
     rc = scep_base64_decode(ctx->message.data, ctx->message.len, ctx->der,
-                            slcf->max_message, &n);
+                            slcf->max_message, &n, &canonical);
 
     if (rc == SCEP_TOO_LARGE) {
         return ngx_http_scep_reject(r, ctx, NGX_HTTP_SCEP_REJECT_TOO_LARGE);
@@ -311,6 +348,84 @@ ngx_http_scep_decode_message(ngx_http_request_t *r, ngx_http_scep_ctx_t *ctx)
 
     ctx->der_len = n;
     ctx->has_message = 1;
+
+    rc = ngx_http_scep_check_message(r, ctx);
+
+    if (rc != NGX_DECLINED) {
+        return rc;
+    }
+
+    if (canonical
+        && r->args.len == sizeof(ngx_http_scep_query_prefix) - 1
+                          + ctx->message.len
+        && ngx_strncmp(r->args.data, ngx_http_scep_query_prefix,
+                       sizeof(ngx_http_scep_query_prefix) - 1)
+           == 0)
+    {
+        /* already in the form back ends get */
+        return NGX_DECLINED;
+    }
+
+    return ngx_http_scep_canonical_query(r, ctx);
+}
+
+
+/*
+ * Back ends get one dialect: standard base64, padded and percent-encoded,
+ * in "operation=PKIOperation&message=...".  A query already in that form
+ * is passed on as it came.
+ */
+
+static ngx_int_t
+ngx_http_scep_canonical_query(ngx_http_request_t *r, ngx_http_scep_ctx_t *ctx)
+{
+    u_char  *p, *q;
+    size_t   len;
+
+    len = sizeof(ngx_http_scep_query_prefix) - 1
+          + scep_base64_encoded_max(ctx->der_len);
+
+    p = ngx_pnalloc(r->pool, len);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    q = ngx_cpymem(p, ngx_http_scep_query_prefix,
+                   sizeof(ngx_http_scep_query_prefix) - 1);
+    q += scep_base64_encode_query(ctx->der, ctx->der_len, q);
+
+    len = q - p;
+
+    r->args.data = p;
+    r->args.len = len;
+
+    /* make proxy_pass build the request line from r->uri and r->args */
+    r->valid_unparsed_uri = 0;
+
+    ctx->message.data = p + sizeof(ngx_http_scep_query_prefix) - 1;
+    ctx->message.len = len - (sizeof(ngx_http_scep_query_prefix) - 1);
+
+    return NGX_DECLINED;
+}
+
+
+static ngx_int_t
+ngx_http_scep_check_message(ngx_http_request_t *r, ngx_http_scep_ctx_t *ctx)
+{
+    scep_policy_t              policy;
+    ngx_http_scep_loc_conf_t  *slcf;
+
+    slcf = ngx_http_get_module_loc_conf(r, ngx_http_scep_module);
+
+    policy.algorithms = (uint32_t) slcf->algorithms;
+
+    ctx->reason = scep_message_check(ctx->der, ctx->der_len, &policy,
+                                     &ctx->result);
+    ctx->checked = 1;
+
+    if (ctx->reason != SCEP_REASON_OK) {
+        return ngx_http_scep_reject(r, ctx, NGX_HTTP_SCEP_REJECT_MESSAGE);
+    }
 
     return NGX_DECLINED;
 }
@@ -370,6 +485,9 @@ static ngx_int_t
 ngx_http_scep_body_message(ngx_http_request_t *r, ngx_http_scep_ctx_t *ctx)
 {
     off_t                      len;
+    u_char                    *p;
+    ssize_t                    n;
+    ngx_buf_t                 *b;
     ngx_chain_t               *cl;
     ngx_http_scep_loc_conf_t  *slcf;
 
@@ -396,7 +514,41 @@ ngx_http_scep_body_message(ngx_http_request_t *r, ngx_http_scep_ctx_t *ctx)
     ctx->der_len = (size_t) len;
     ctx->has_message = 1;
 
-    return NGX_DECLINED;
+    cl = r->request_body->bufs;
+
+    if (cl->next == NULL && !cl->buf->in_file) {
+        /* the usual case: the body is in one memory buffer */
+        ctx->der = cl->buf->pos;
+
+    } else {
+        ctx->der = ngx_pnalloc(r->pool, ctx->der_len);
+        if (ctx->der == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        p = ctx->der;
+
+        for ( /* void */ ; cl; cl = cl->next) {
+            b = cl->buf;
+
+            if (b->in_file) {
+                n = ngx_read_file(b->file, p, (size_t) (b->file_last
+                                                        - b->file_pos),
+                                  b->file_pos);
+
+                if (n != b->file_last - b->file_pos) {
+                    return NGX_HTTP_INTERNAL_SERVER_ERROR;
+                }
+
+                p += n;
+
+            } else {
+                p = ngx_cpymem(p, b->pos, b->last - b->pos);
+            }
+        }
+    }
+
+    return ngx_http_scep_check_message(r, ctx);
 }
 
 
@@ -404,26 +556,53 @@ static ngx_int_t
 ngx_http_scep_reject(ngx_http_request_t *r, ngx_http_scep_ctx_t *ctx,
     ngx_uint_t reject)
 {
-    ngx_int_t                rc;
-    ngx_buf_t               *b;
-    ngx_chain_t              out;
-    ngx_table_elt_t         *h;
-    ngx_http_scep_reject_t  *rj;
+    ngx_int_t                  rc;
+    ngx_str_t                  token, text, tid;
+    ngx_buf_t                 *b;
+    ngx_uint_t                 status;
+    ngx_chain_t                out;
+    ngx_table_elt_t           *h;
+    ngx_http_scep_reject_t    *rj;
+    ngx_http_scep_loc_conf_t  *slcf;
+
+    slcf = ngx_http_get_module_loc_conf(r, ngx_http_scep_module);
 
     rj = &ngx_http_scep_rejects[reject];
 
     ctx->reject = reject;
     ctx->done = 1;
 
-    ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
-                  "scep: rejected %V request, operation \"%V\": %V",
-                  &r->method_name, &ctx->operation, &rj->token);
+    ngx_http_scep_reject_token(ctx, &token);
+
+    if (reject == NGX_HTTP_SCEP_REJECT_MESSAGE) {
+        text = ngx_http_scep_reason_texts[ctx->reason];
+        status = (ctx->reason == SCEP_REASON_INTERNAL)
+                 ? NGX_HTTP_INTERNAL_SERVER_ERROR : rj->status;
+
+    } else {
+        text = rj->text;
+        status = rj->status;
+    }
+
+    if (ctx->result.transaction_id_len) {
+        tid.len = ctx->result.transaction_id_len;
+        tid.data = (u_char *) ctx->result.transaction_id;
+
+        ngx_log_error(slcf->log_level, r->connection->log, 0,
+                      "scep: rejected %V \"%V\", transactionID \"%V\": %V",
+                      &r->method_name, &ctx->operation, &tid, &token);
+
+    } else {
+        ngx_log_error(slcf->log_level, r->connection->log, 0,
+                      "scep: rejected %V \"%V\": %V",
+                      &r->method_name, &ctx->operation, &token);
+    }
 
     if (ngx_http_discard_request_body(r) != NGX_OK) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    if (rj->status == NGX_HTTP_NOT_ALLOWED) {
+    if (status == NGX_HTTP_NOT_ALLOWED) {
         h = ngx_list_push(&r->headers_out.headers);
         if (h == NULL) {
             return NGX_ERROR;
@@ -442,16 +621,16 @@ ngx_http_scep_reject(ngx_http_request_t *r, ngx_http_scep_ctx_t *ctx,
         }
     }
 
-    b = ngx_create_temp_buf(r->pool, rj->token.len + rj->text.len + 4);
+    b = ngx_create_temp_buf(r->pool, token.len + text.len + 3);
     if (b == NULL) {
         return NGX_ERROR;
     }
 
-    b->last = ngx_sprintf(b->last, "%V: %V\n", &rj->token, &rj->text);
+    b->last = ngx_sprintf(b->last, "%V: %V\n", &token, &text);
     b->last_buf = 1;
     b->last_in_chain = 1;
 
-    r->headers_out.status = rj->status;
+    r->headers_out.status = status;
     r->headers_out.content_length_n = b->last - b->pos;
     ngx_str_set(&r->headers_out.content_type, "text/plain");
     r->headers_out.content_type_len = r->headers_out.content_type.len;

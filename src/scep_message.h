@@ -12,6 +12,7 @@
 
 
 #include <stddef.h>
+#include <stdint.h>
 
 
 #define SCEP_OK            0
@@ -34,10 +35,12 @@
  * alphabet ("-" and "_"), missing padding, and line breaks ("%0A",
  * "%0D").  Anything else is SCEP_BAD_BASE64.  Decoding stops with
  * SCEP_TOO_LARGE as soon as more than "max" bytes would be written.
- * On success *outlen is the number of bytes written to "out".
+ * On success *outlen is the number of bytes written to "out", and
+ * *canonical (unless NULL) tells whether "in" was already in the form
+ * scep_base64_encode_query() writes.
  */
 int scep_base64_decode(const unsigned char *in, size_t len,
-    unsigned char *out, size_t max, size_t *outlen);
+    unsigned char *out, size_t max, size_t *outlen, int *canonical);
 
 
 /*
@@ -59,6 +62,87 @@ size_t scep_base64_encode_query(const unsigned char *in, size_t len,
  * "max" bytes long and printable ASCII once percent-decoded.
  */
 int scep_ca_ident_ok(const unsigned char *in, size_t len, size_t max);
+
+
+/* pkiMessage checks */
+
+typedef enum {
+    SCEP_REASON_OK = 0,
+    SCEP_REASON_BAD_DER,              /* not DER, trailing bytes, lengths */
+    SCEP_REASON_NOT_SIGNED_DATA,      /* ContentInfo is not SignedData */
+    SCEP_REASON_BAD_SIGNER_COUNT,     /* not exactly one SignerInfo */
+    SCEP_REASON_BAD_CONTENT_TYPE,     /* encapsulated content is not data */
+    SCEP_REASON_BAD_ENVELOPE,         /* its octets are not EnvelopedData */
+    SCEP_REASON_BAD_MESSAGE_TYPE,     /* missing, or not 17, 19, 20-22 */
+    SCEP_REASON_BAD_TRANSACTION_ID,   /* missing, not PrintableString 1-128 */
+    SCEP_REASON_BAD_SENDER_NONCE,     /* missing, not 16-byte OCTET STRING */
+    SCEP_REASON_BAD_DIGEST_ALGORITHM, /* digest not allowed by the policy */
+    SCEP_REASON_BAD_CIPHER_ALGORITHM, /* cipher not allowed by the policy */
+    SCEP_REASON_NO_SIGNER_CERT,       /* signer certificate not included */
+    SCEP_REASON_BAD_SIGNATURE,        /* signature does not verify */
+    SCEP_REASON_INTERNAL              /* out of memory and the like */
+} scep_reason_t;
+
+
+/* algorithm bits for scep_policy_t */
+#define SCEP_ALG_MD5      0x0001
+#define SCEP_ALG_SHA1     0x0002
+#define SCEP_ALG_SHA224   0x0004
+#define SCEP_ALG_SHA256   0x0008
+#define SCEP_ALG_SHA384   0x0010
+#define SCEP_ALG_SHA512   0x0020
+
+#define SCEP_ALG_DES      0x0100    /* single DES-CBC */
+#define SCEP_ALG_DES3     0x0200    /* DES-EDE3-CBC */
+#define SCEP_ALG_AES128   0x0400    /* AES-*-CBC and -GCM */
+#define SCEP_ALG_AES192   0x0800
+#define SCEP_ALG_AES256   0x1000
+
+#define SCEP_ALG_DEFAULT                                                      \
+    (SCEP_ALG_SHA1|SCEP_ALG_SHA224|SCEP_ALG_SHA256|SCEP_ALG_SHA384            \
+     |SCEP_ALG_SHA512|SCEP_ALG_DES3|SCEP_ALG_AES128|SCEP_ALG_AES192           \
+     |SCEP_ALG_AES256)
+
+
+typedef struct {
+    uint32_t        algorithms;       /* SCEP_ALG_* allowed */
+} scep_policy_t;
+
+
+#define SCEP_TRANSACTION_ID_MAX  128
+
+typedef struct {
+    int             message_type;     /* 17, 19, 20, 21, 22 */
+    size_t          transaction_id_len;
+    char            transaction_id[SCEP_TRANSACTION_ID_MAX + 1];
+    unsigned char   sender_nonce[16];
+    uint32_t        digest;           /* SCEP_ALG_* of the signer */
+    uint32_t        cipher;           /* SCEP_ALG_* of the envelope */
+} scep_result_t;
+
+
+/*
+ * Checks a DER pkiMessage sent by a client, cheapest check first, and
+ * fills "res" with what it found along the way (fields not reached are
+ * zero).  Returns SCEP_REASON_OK or the first failed check.  No global
+ * state; safe to call from any thread.
+ */
+scep_reason_t scep_message_check(const unsigned char *der, size_t len,
+    const scep_policy_t *policy, scep_result_t *res);
+
+/* the stable token of a reason ("bad_signature"), "" for SCEP_REASON_OK */
+const char *scep_reason_token(scep_reason_t reason);
+
+/* "PKCSReq", "RenewalReq", "CertPoll", "GetCert", "GetCRL" or NULL */
+const char *scep_message_type_name(int message_type);
+
+/*
+ * Parses an algorithm name as in the "scep_algorithms" directive ("md5",
+ * "sha1", "sha224", "sha256", "sha384", "sha512", "des", "des3",
+ * "aes128", "aes192", "aes256", and "aes" for all three AES sizes);
+ * returns its SCEP_ALG_* bits or 0 when unknown.
+ */
+uint32_t scep_algorithm_bits(const char *name, size_t len);
 
 
 #endif /* _SCEP_MESSAGE_H_INCLUDED_ */

@@ -137,7 +137,7 @@ like($lines[0], qr/missing_operation, client: 127\.0\.0\.1/,
 $r = req('GET', "$p?operation=GetCACaps");
 is($r->{status}, 200, 'GetCACaps passes');
 
-my @seen = split /\n/, $t->read_file('logs/backend.log');
+my @seen = $t->lines('logs/backend.log', 1);
 is_deeply(\@seen, ['GET /scep?operation=GetCACaps HTTP/1.0'],
           'only the valid request reached the back end');
 is($t->backend_requests($b), 1, 'the back end served one request');

@@ -339,12 +339,14 @@ sub http {
         require IO::Socket::SSL;
         $s = IO::Socket::SSL->new(
             PeerAddr => "127.0.0.1:$port",
+            ($o{from} ? (LocalAddr => $o{from}) : ()),
             SSL_verify_mode => 0,
             SSL_hostname => $o{sni} // 'localhost',
             Timeout => $o{timeout} // 10,
         ) or return { status => 0, error => IO::Socket::SSL::errstr() };
     } else {
         $s = IO::Socket::INET->new(PeerAddr => "127.0.0.1:$port",
+                                   ($o{from} ? (LocalAddr => $o{from}) : ()),
                                    Timeout => $o{timeout} // 10)
             or return { status => 0, error => "$!" };
     }
@@ -407,9 +409,64 @@ sub post {
     my ($self, $port, $uri, $body, %o) = @_;
     my $ct = $o{content_type} // 'application/x-pki-message';
     my $req = "POST $uri HTTP/1.1\r\nHost: localhost\r\n"
-              . "Content-Type: $ct\r\nContent-Length: " . length($body)
-              . "\r\nConnection: close\r\n\r\n$body";
+              . "Content-Type: $ct\r\n";
+    if ($o{chunked}) {
+        my $chunks = '';
+        for (my $i = 0; $i < length $body; $i += 1000) {
+            my $c = substr($body, $i, 1000);
+            $chunks .= sprintf("%x\r\n%s\r\n", length $c, $c);
+        }
+        $req .= "Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+                . $chunks . "0\r\n\r\n";
+    } else {
+        $req .= "Content-Length: " . length($body)
+                . "\r\nConnection: close\r\n\r\n$body";
+    }
     return http($port, $req, %o);
+}
+
+# base64 of DER in the dialects SCEP clients send
+sub dialect {
+    my ($der, $dialect) = @_;
+    require MIME::Base64;
+    my $b = MIME::Base64::encode_base64($der, '');
+    my $pct = sub { my $s = shift; $s =~ s/\+/%2B/g; $s =~ s{/}{%2F}g;
+                    $s =~ s/=/%3D/g; $s };
+    return $pct->($b) if $dialect eq 'std';
+    if ($dialect eq 'raw') { $b =~ s/=/%3D/g; return $b }
+    if ($dialect eq 'space') { $b =~ s/\+/%20/g; $b =~ s/=/%3D/g; return $b }
+    if ($dialect eq 'urlsafe') { $b =~ tr{+/}{-_}; $b =~ s/=+$//; return $b }
+    if ($dialect eq 'nopad') { $b =~ s/=+$//; return $pct->($b) }
+    if ($dialect eq 'lines') {
+        my @l = unpack('(A64)*', $b);
+        return join('%0D%0A', map { $pct->($_) } @l);
+    }
+    die "unknown dialect $dialect";
+}
+
+# the pkiStatus of a CertRep ("0" SUCCESS, "2" FAILURE, "3" PENDING)
+sub pki_status {
+    my ($self, $der) = @_;
+    my $f = $self->write_file('certrep-' . rand() . '.der', $der);
+    my (undef, $dump) = $self->run('openssl', 'asn1parse', '-inform', 'DER',
+                                   '-in', $f);
+    unlink $f;
+    return $1 if $dump =~ /:2\.16\.840\.1\.113733\.1\.9\.3\s*\n.*SET\s*\n.*PRINTABLESTRING\s*:(\d+)/;
+    return undef;
+}
+
+# The lines of a log file, once it has at least $min of them: nginx
+# writes the access log after the client may already have its answer.
+sub lines {
+    my ($self, $name, $min) = @_;
+    my $end = time + 5;
+    my @l;
+    while (1) {
+        @l = split /\n/, $self->read_file($name);
+        last if @l >= ($min // 0) || time > $end;
+        sleep 0.02;
+    }
+    return @l;
 }
 
 sub error_log_lines {

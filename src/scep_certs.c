@@ -1,0 +1,1020 @@
+
+/*
+ * Copyright (C) ngx_http_scep_module authors
+ *
+ * GetCACaps and GetCACert answers of back ends, in plain C over OpenSSL.
+ */
+
+
+#ifndef _DEFAULT_SOURCE
+#define _DEFAULT_SOURCE               /* timegm(), gmtime_r() */
+#endif
+
+#include <limits.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include <openssl/asn1.h>
+#include <openssl/bio.h>
+#include <openssl/cms.h>
+#include <openssl/err.h>
+#include <openssl/objects.h>
+#include <openssl/x509.h>
+#include <openssl/x509v3.h>
+
+#include "scep_certs.h"
+
+
+#define SCEP_CAPS_LINE_MAX    64      /* bytes of a GetCACaps line */
+#define SCEP_DAY              86400
+#define SCEP_TYPE_QUOTE_MAX   64      /* content type bytes in a reason */
+#define SCEP_DATE_LEN         32
+
+/* what a Content-Type header announces */
+#define SCEP_FORM_NONE        0       /* no header, or an empty one */
+#define SCEP_FORM_CERT        1       /* one DER certificate */
+#define SCEP_FORM_BUNDLE      2       /* PKCS#7 certs-only, or either */
+#define SCEP_FORM_HTML        3
+#define SCEP_FORM_OTHER       4
+
+/* what scep_der_outer() finds */
+#define SCEP_DER_BAD          0
+#define SCEP_DER_OK           1
+#define SCEP_DER_SHORT        2
+
+/* DER identifier octets */
+#define SCEP_TAG_OID          0x06
+#define SCEP_TAG_SEQUENCE     0x30
+
+#define scep_is_hex(c)                                                        \
+    (((c) >= '0' && (c) <= '9') || ((c) >= 'A' && (c) <= 'F')                 \
+     || ((c) >= 'a' && (c) <= 'f'))
+
+/* findings of scep_cacert_check() */
+#define SCEP_FINDING_EXPIRED  1
+#define SCEP_FINDING_EARLY    2
+#define SCEP_FINDING_SOON     3
+
+
+typedef struct {
+    const char       *name;
+    size_t            len;
+    uint32_t          bit;
+} scep_cap_t;
+
+
+typedef struct {
+    const char       *name;
+    size_t            len;
+    int               form;
+} scep_media_type_t;
+
+
+static void scep_certs_reason(char *buf, size_t size, const char *reason);
+static size_t scep_text_start(const unsigned char *p, size_t len);
+static int scep_caseeq(const unsigned char *p, size_t len, const char *s,
+    size_t slen);
+static int scep_caps_token(const unsigned char *p, size_t len);
+static uint32_t scep_caps_bit(const unsigned char *p, size_t len);
+static int scep_media_form(const char *ct, const char **type, size_t *len);
+static int scep_der_outer(const unsigned char *p, size_t len,
+    unsigned int *inner, size_t *total);
+static const char *scep_cacert_decode(const unsigned char *body, size_t len,
+    int *form, scep_ca_answer_t *out);
+static const char *scep_cacert_bundle(const unsigned char *body, size_t len,
+    scep_ca_answer_t *out);
+static int scep_cert_info(X509 *x, scep_cert_info_t *ci);
+static void scep_name_copy(const X509_NAME *name, char *buf, size_t size);
+static void scep_text_copy(const char *src, size_t n, char *buf,
+    size_t size);
+static void scep_serial_copy(const ASN1_INTEGER *serial, char *buf,
+    size_t size);
+static int scep_asn1_time(const ASN1_TIME *t, time_t *out);
+static int scep_is_ca(const X509 *x);
+static void scep_date(time_t t, char *buf, size_t size);
+
+
+#define scep_cap(s, bit)  { s, sizeof(s) - 1, bit }
+
+static const scep_cap_t  scep_caps[] = {
+    scep_cap("AES", SCEP_CAP_AES),
+    scep_cap("DES3", SCEP_CAP_DES3),
+    scep_cap("GetNextCACert", SCEP_CAP_GETNEXTCACERT),
+    scep_cap("POSTPKIOperation", SCEP_CAP_POSTPKIOPERATION),
+    scep_cap("Renewal", SCEP_CAP_RENEWAL),
+    scep_cap("SHA-1", SCEP_CAP_SHA1),
+    scep_cap("SHA-256", SCEP_CAP_SHA256),
+    scep_cap("SHA-512", SCEP_CAP_SHA512),
+    scep_cap("SCEPStandard", SCEP_CAP_SCEPSTANDARD),
+    scep_cap("Update", SCEP_CAP_UPDATE),
+    scep_cap("SHA-224", SCEP_CAP_SHA224),
+    scep_cap("SHA-384", SCEP_CAP_SHA384)
+};
+
+
+#define scep_media(s, form)  { s, sizeof(s) - 1, form }
+
+static const scep_media_type_t  scep_media_types[] = {
+    scep_media("application/x-x509-ca-cert", SCEP_FORM_CERT),
+    scep_media("application/pkix-cert", SCEP_FORM_CERT),
+    scep_media("application/x-x509-ca-ra-cert", SCEP_FORM_BUNDLE),
+    scep_media("application/x-x509-ca-ra-cert-chain", SCEP_FORM_BUNDLE),
+    scep_media("application/pkcs7-mime", SCEP_FORM_BUNDLE),
+    scep_media("application/x-pkcs7-mime", SCEP_FORM_BUNDLE),
+    scep_media("application/x-pkcs7-certificates", SCEP_FORM_BUNDLE),
+    scep_media("text/html", SCEP_FORM_HTML),
+    scep_media("application/xhtml+xml", SCEP_FORM_HTML)
+};
+
+
+static const char  scep_caps_html[] =
+    "GetCACaps: HTML page instead of capabilities";
+static const char  scep_caps_bad[] = "GetCACaps: not a capability list";
+
+static const char  scep_cacert_html[] =
+    "GetCACert: HTML page instead of certificates";
+static const char  scep_cacert_bad[] =
+    "GetCACert: not a certificate or PKCS#7 certs-only";
+
+
+int
+scep_caps_parse(const unsigned char *body, size_t len, uint32_t *caps,
+    char *err, size_t errlen)
+{
+    size_t                i, n;
+    uint32_t              bits;
+    unsigned char         c;
+    const unsigned char  *p, *end, *line, *eol;
+
+    scep_certs_reason(err, errlen, "");
+    *caps = 0;
+
+    if (len == 0) {
+        return 0;
+    }
+
+    if (body == NULL) {
+        scep_certs_reason(err, errlen, scep_caps_bad);
+        return -1;
+    }
+
+    i = scep_text_start(body, len);
+
+    if (i < len && body[i] == '<') {
+        scep_certs_reason(err, errlen, scep_caps_html);
+        return -1;
+    }
+
+    p = body;
+    end = body + len;
+
+    if (len >= 3 && p[0] == 0xef && p[1] == 0xbb && p[2] == 0xbf) {
+        p += 3;
+    }
+
+    bits = 0;
+
+    while (p < end) {
+        line = p;
+
+        while (p < end && *p != '\n') {
+            c = *p;
+
+            if ((c < 0x20 || c > 0x7e) && c != '\t' && c != '\r') {
+                scep_certs_reason(err, errlen, scep_caps_bad);
+                return -1;
+            }
+
+            p++;
+        }
+
+        eol = p;
+
+        if (p < end) {
+            p++;
+        }
+
+        if (eol > line && eol[-1] == '\r') {
+            eol--;
+        }
+
+        if ((size_t) (eol - line) > SCEP_CAPS_LINE_MAX) {
+            scep_certs_reason(err, errlen, scep_caps_bad);
+            return -1;
+        }
+
+        while (line < eol && (*line == ' ' || *line == '\t')) {
+            line++;
+        }
+
+        while (eol > line && (eol[-1] == ' ' || eol[-1] == '\t')) {
+            eol--;
+        }
+
+        n = eol - line;
+
+        if (n == 0) {
+            continue;
+        }
+
+        if (*line == '<') {
+            scep_certs_reason(err, errlen, scep_caps_html);
+            return -1;
+        }
+
+        if (!scep_caps_token(line, n)) {
+            scep_certs_reason(err, errlen, scep_caps_bad);
+            return -1;
+        }
+
+        bits |= scep_caps_bit(line, n);
+    }
+
+    *caps = bits;
+
+    return 0;
+}
+
+
+const char *
+scep_cap_name(uint32_t bit)
+{
+    size_t  i;
+
+    for (i = 0; i < sizeof(scep_caps) / sizeof(scep_caps[0]); i++) {
+        if (scep_caps[i].bit == bit) {
+            return scep_caps[i].name;
+        }
+    }
+
+    return NULL;
+}
+
+
+int
+scep_cacert_parse(const unsigned char *body, size_t len,
+    const char *content_type, scep_ca_answer_t *out, char *err,
+    size_t errlen)
+{
+    int          form, found;
+    char         buf[SCEP_TYPE_QUOTE_MAX + 1];
+    size_t       i, n, tlen;
+    const char  *reason, *type;
+
+    memset(out, 0, sizeof(scep_ca_answer_t));
+    out->ca = -1;
+
+    scep_certs_reason(err, errlen, "");
+
+    type = NULL;
+    tlen = 0;
+    form = scep_media_form(content_type, &type, &tlen);
+
+    if (form == SCEP_FORM_HTML) {
+        scep_certs_reason(err, errlen, scep_cacert_html);
+        return -1;
+    }
+
+    if (body == NULL || len == 0) {
+        scep_certs_reason(err, errlen, "GetCACert: empty answer");
+        return -1;
+    }
+
+    i = scep_text_start(body, len);
+
+    if (i < len && body[i] == '<') {
+        scep_certs_reason(err, errlen, scep_cacert_html);
+        return -1;
+    }
+
+    if (len - i >= 10 && memcmp(body + i, "-----BEGIN", 10) == 0) {
+        scep_certs_reason(err, errlen, "GetCACert: PEM text instead of DER");
+        return -1;
+    }
+
+    reason = scep_cacert_decode(body, len, &found, out);
+
+    ERR_clear_error();
+
+    if (reason != NULL) {
+        scep_certs_reason(err, errlen, reason);
+        goto failed;
+    }
+
+    if (form == SCEP_FORM_CERT && found == SCEP_FORM_BUNDLE) {
+        scep_certs_reason(err, errlen, "GetCACert: PKCS#7 certs-only"
+                          " labelled as a single certificate");
+        goto failed;
+    }
+
+    if (form == SCEP_FORM_OTHER) {
+
+        for (n = 0; n < tlen && n < SCEP_TYPE_QUOTE_MAX; n++) {
+            buf[n] = (type[n] >= 0x20 && type[n] <= 0x7e && type[n] != '"')
+                     ? type[n] : '?';
+        }
+
+        buf[n] = '\0';
+
+        if (err != NULL && errlen > 0) {
+            snprintf(err, errlen,
+                     "GetCACert: unexpected content type \"%s%s\"", buf,
+                     tlen > SCEP_TYPE_QUOTE_MAX ? "..." : "");
+        }
+
+        goto failed;
+    }
+
+    return 0;
+
+failed:
+
+    memset(out, 0, sizeof(scep_ca_answer_t));
+    out->ca = -1;
+
+    return -1;
+}
+
+
+int
+scep_cacert_check(const scep_ca_answer_t *a, time_t now, time_t warn,
+    char *msg, size_t msglen)
+{
+    int                      i, n, level, worst, finding, picked;
+    long                     days;
+    char                     date[SCEP_DATE_LEN];
+    const char              *role;
+    const scep_cert_info_t  *ci, *pick;
+
+    if (msg != NULL && msglen > 0) {
+        msg[0] = '\0';
+    }
+
+    n = a->ncerts;
+
+    if (n < 0) {
+        n = 0;
+
+    } else if (n > SCEP_CERTS_MAX) {
+        n = SCEP_CERTS_MAX;
+    }
+
+    worst = SCEP_CERTS_VALID;
+    picked = 0;
+    pick = NULL;
+
+    for (i = 0; i < n; i++) {
+        ci = &a->certs[i];
+
+        if (now > ci->not_after) {
+            level = SCEP_CERTS_EXPIRED;
+            finding = SCEP_FINDING_EXPIRED;
+
+        } else if (now < ci->not_before) {
+            level = SCEP_CERTS_EXPIRED;
+            finding = SCEP_FINDING_EARLY;
+
+        } else if (warn > 0 && ci->not_after - now <= warn) {
+            level = SCEP_CERTS_EXPIRING;
+            finding = SCEP_FINDING_SOON;
+
+        } else {
+            continue;
+        }
+
+        if (level > worst
+            || (level == SCEP_CERTS_EXPIRING && worst == SCEP_CERTS_EXPIRING
+                && ci->not_after < pick->not_after))
+        {
+            worst = level;
+            picked = finding;
+            pick = ci;
+        }
+    }
+
+    if (pick == NULL || msg == NULL || msglen == 0) {
+        return worst;
+    }
+
+    role = (n == 1 || pick->is_ca) ? "CA" : "RA";
+
+    switch (picked) {
+
+    case SCEP_FINDING_EXPIRED:
+        scep_date(pick->not_after, date, sizeof(date));
+        snprintf(msg, msglen, "GetCACert: %s certificate expired %s",
+                 role, date);
+        break;
+
+    case SCEP_FINDING_EARLY:
+        scep_date(pick->not_before, date, sizeof(date));
+        snprintf(msg, msglen, "GetCACert: %s certificate not valid before %s",
+                 role, date);
+        break;
+
+    default: /* SCEP_FINDING_SOON */
+        scep_date(pick->not_after, date, sizeof(date));
+        days = (long) ((pick->not_after - now) / SCEP_DAY);
+
+        if (days == 0) {
+            snprintf(msg, msglen, "GetCACert: %s certificate expires %s"
+                     " (in less than a day)", role, date);
+
+        } else {
+            snprintf(msg, msglen, "GetCACert: %s certificate expires %s"
+                     " (in %ld day%s)", role, date, days,
+                     days == 1 ? "" : "s");
+        }
+
+        break;
+    }
+
+    return worst;
+}
+
+
+static void
+scep_certs_reason(char *buf, size_t size, const char *reason)
+{
+    size_t  n;
+
+    if (buf == NULL || size == 0) {
+        return;
+    }
+
+    n = strlen(reason);
+
+    if (n > size - 1) {
+        n = size - 1;
+    }
+
+    memcpy(buf, reason, n);
+    buf[n] = '\0';
+}
+
+
+/* the offset of the first byte past a byte order mark and blanks */
+
+static size_t
+scep_text_start(const unsigned char *p, size_t len)
+{
+    size_t  i;
+
+    i = 0;
+
+    if (len >= 3 && p[0] == 0xef && p[1] == 0xbb && p[2] == 0xbf) {
+        i = 3;
+    }
+
+    while (i < len
+           && (p[i] == ' ' || p[i] == '\t' || p[i] == '\r' || p[i] == '\n'))
+    {
+        i++;
+    }
+
+    return i;
+}
+
+
+/* ASCII case-insensitive comparison of "p" with "s" */
+
+static int
+scep_caseeq(const unsigned char *p, size_t len, const char *s, size_t slen)
+{
+    size_t         i;
+    unsigned char  a, b;
+
+    if (len != slen) {
+        return 0;
+    }
+
+    for (i = 0; i < len; i++) {
+        a = p[i];
+        b = (unsigned char) s[i];
+
+        if (a >= 'A' && a <= 'Z') {
+            a |= 0x20;
+        }
+
+        if (b >= 'A' && b <= 'Z') {
+            b |= 0x20;
+        }
+
+        if (a != b) {
+            return 0;
+        }
+    }
+
+    return 1;
+}
+
+
+static int
+scep_caps_token(const unsigned char *p, size_t len)
+{
+    size_t         i;
+    unsigned char  c;
+
+    for (i = 0; i < len; i++) {
+        c = p[i];
+
+        if ((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z')
+            || (c >= '0' && c <= '9') || c == '-' || c == '_' || c == '.')
+        {
+            continue;
+        }
+
+        return 0;
+    }
+
+    return 1;
+}
+
+
+static uint32_t
+scep_caps_bit(const unsigned char *p, size_t len)
+{
+    size_t  i;
+
+    for (i = 0; i < sizeof(scep_caps) / sizeof(scep_caps[0]); i++) {
+        if (scep_caseeq(p, len, scep_caps[i].name, scep_caps[i].len)) {
+            return scep_caps[i].bit;
+        }
+    }
+
+    return 0;
+}
+
+
+/*
+ * Classifies the media type of a Content-Type value, parameters and
+ * blanks around it left out; *type and *len are set to the media type.
+ */
+
+static int
+scep_media_form(const char *ct, const char **type, size_t *len)
+{
+    size_t       i, n;
+    const char  *p;
+
+    if (ct == NULL) {
+        return SCEP_FORM_NONE;
+    }
+
+    while (*ct == ' ' || *ct == '\t') {
+        ct++;
+    }
+
+    for (p = ct; *p != '\0' && *p != ';'; p++) {
+        /* void */
+    }
+
+    while (p > ct && (p[-1] == ' ' || p[-1] == '\t')) {
+        p--;
+    }
+
+    n = p - ct;
+
+    *type = ct;
+    *len = n;
+
+    if (n == 0) {
+        return SCEP_FORM_NONE;
+    }
+
+    for (i = 0;
+         i < sizeof(scep_media_types) / sizeof(scep_media_types[0]);
+         i++)
+    {
+        if (scep_caseeq((const unsigned char *) ct, n,
+                        scep_media_types[i].name, scep_media_types[i].len))
+        {
+            return scep_media_types[i].form;
+        }
+    }
+
+    return SCEP_FORM_OTHER;
+}
+
+
+/*
+ * Reads the header of the outer element: it must be a SEQUENCE, with a
+ * definite or an indefinite length.  *inner is the tag of its first
+ * element (0 when there is none), *total the length of the whole
+ * element or 0 when indefinite.  SCEP_DER_SHORT when the element is
+ * longer than "len".
+ */
+
+static int
+scep_der_outer(const unsigned char *p, size_t len, unsigned int *inner,
+    size_t *total)
+{
+    size_t  h, l, n;
+
+    *inner = 0;
+    *total = 0;
+
+    if (len < 2 || p[0] != SCEP_TAG_SEQUENCE) {
+        return SCEP_DER_BAD;
+    }
+
+    h = 2;
+
+    if (p[1] < 0x80) {
+        l = p[1];
+
+    } else if (p[1] == 0x80) {
+        l = 0;
+
+    } else {
+        n = p[1] & 0x7f;
+
+        if (n > 4) {
+            return SCEP_DER_BAD;
+        }
+
+        if (len < 2 + n) {
+            return SCEP_DER_SHORT;
+        }
+
+        l = 0;
+
+        while (n--) {
+            l = l << 8 | p[h++];
+        }
+    }
+
+    if (h < len) {
+        *inner = p[h];
+    }
+
+    if (p[1] == 0x80) {
+        return SCEP_DER_OK;
+    }
+
+    if (l > len - h) {
+        return SCEP_DER_SHORT;
+    }
+
+    *total = h + l;
+
+    return SCEP_DER_OK;
+}
+
+
+/*
+ * Decodes the answer by its bytes; *form tells which form it was.
+ * Returns NULL or the reason of the failure.
+ */
+
+static const char *
+scep_cacert_decode(const unsigned char *body, size_t len, int *form,
+    scep_ca_answer_t *out)
+{
+    int                   rc;
+    X509                 *x;
+    size_t                total;
+    unsigned int          inner;
+    const unsigned char  *p;
+
+    *form = SCEP_FORM_NONE;
+
+    rc = scep_der_outer(body, len, &inner, &total);
+
+    if (rc == SCEP_DER_BAD
+        || (inner != SCEP_TAG_SEQUENCE && inner != SCEP_TAG_OID))
+    {
+        return scep_cacert_bad;
+    }
+
+    if (rc == SCEP_DER_SHORT) {
+        return "GetCACert: truncated answer";
+    }
+
+    if (total != 0 && total < len) {
+        return "GetCACert: trailing bytes";
+    }
+
+    if (len > LONG_MAX) {
+        return scep_cacert_bad;
+    }
+
+    if (inner == SCEP_TAG_OID) {
+        *form = SCEP_FORM_BUNDLE;
+        return scep_cacert_bundle(body, len, out);
+    }
+
+    *form = SCEP_FORM_CERT;
+
+    p = body;
+    x = d2i_X509(NULL, &p, (long) len);
+
+    if (x == NULL) {
+        return scep_cacert_bad;
+    }
+
+    if (p != body + len) {
+        X509_free(x);
+        return "GetCACert: trailing bytes";
+    }
+
+    if (!scep_cert_info(x, &out->certs[0])) {
+        X509_free(x);
+        return "GetCACert: certificate with an invalid validity date";
+    }
+
+    X509_free(x);
+
+    out->ncerts = 1;
+    out->ca = 0;
+
+    return NULL;
+}
+
+
+static const char *
+scep_cacert_bundle(const unsigned char *body, size_t len,
+    scep_ca_answer_t *out)
+{
+    int                   i, n;
+    const char           *reason;
+    CMS_ContentInfo      *cms;
+    STACK_OF(X509)       *certs;
+    const unsigned char  *p;
+
+    p = body;
+    cms = d2i_CMS_ContentInfo(NULL, &p, (long) len);
+
+    if (cms == NULL) {
+        return scep_cacert_bad;
+    }
+
+    if (p != body + len) {
+        CMS_ContentInfo_free(cms);
+        return "GetCACert: trailing bytes";
+    }
+
+    if (OBJ_obj2nid(CMS_get0_type(cms)) != NID_pkcs7_signed) {
+        CMS_ContentInfo_free(cms);
+        return "GetCACert: PKCS#7 is not SignedData";
+    }
+
+    certs = CMS_get1_certs(cms);
+
+    CMS_ContentInfo_free(cms);
+
+    n = (certs != NULL) ? sk_X509_num(certs) : 0;
+
+    if (n <= 0) {
+        sk_X509_pop_free(certs, X509_free);
+        return "GetCACert: no certificates";
+    }
+
+    if (n > SCEP_CERTS_MAX) {
+        n = SCEP_CERTS_MAX;
+    }
+
+    reason = NULL;
+
+    for (i = 0; i < n; i++) {
+        if (!scep_cert_info(sk_X509_value(certs, i), &out->certs[i])) {
+            reason = "GetCACert: certificate with an invalid validity date";
+            break;
+        }
+    }
+
+    sk_X509_pop_free(certs, X509_free);
+
+    if (reason != NULL) {
+        return reason;
+    }
+
+    out->ncerts = n;
+
+    for (i = 0; i < n; i++) {
+        if (out->certs[i].is_ca) {
+            out->ca = i;
+            break;
+        }
+    }
+
+    if (out->ca == -1 && n == 1) {
+        out->ca = 0;
+    }
+
+    return NULL;
+}
+
+
+static int
+scep_cert_info(X509 *x, scep_cert_info_t *ci)
+{
+    if (!scep_asn1_time(X509_get0_notBefore(x), &ci->not_before)
+        || !scep_asn1_time(X509_get0_notAfter(x), &ci->not_after))
+    {
+        return 0;
+    }
+
+    scep_name_copy(X509_get_subject_name(x), ci->subject,
+                   sizeof(ci->subject));
+    scep_name_copy(X509_get_issuer_name(x), ci->issuer, sizeof(ci->issuer));
+    scep_serial_copy(X509_get0_serialNumber(x), ci->serial,
+                     sizeof(ci->serial));
+
+    ci->is_ca = scep_is_ca(x);
+
+    return 1;
+}
+
+
+static void
+scep_name_copy(const X509_NAME *name, char *buf, size_t size)
+{
+    BIO   *bio;
+    long   n;
+    char  *data;
+
+    buf[0] = '\0';
+
+    if (name == NULL) {
+        return;
+    }
+
+    bio = BIO_new(BIO_s_mem());
+
+    if (bio == NULL) {
+        return;
+    }
+
+    if (X509_NAME_print_ex(bio, name, 0, XN_FLAG_RFC2253) >= 0) {
+        n = BIO_get_mem_data(bio, &data);
+
+        if (n > 0 && data != NULL) {
+            scep_text_copy(data, (size_t) n, buf, size);
+        }
+    }
+
+    BIO_free(bio);
+}
+
+
+/*
+ * Copies "n" bytes of an RFC 2253 string to "buf" of "size" bytes,
+ * NUL-terminated, with bytes other than printable ASCII as "?".  When
+ * it does not fit, it ends with "..." after the last escape sequence
+ * ("\," or "\C3") that fits whole.
+ */
+
+static void
+scep_text_copy(const char *src, size_t n, char *buf, size_t size)
+{
+    size_t         i, k, unit, room;
+    unsigned char  c;
+
+    if (size == 0) {
+        return;
+    }
+
+    room = size - 1;
+
+    if (n > room) {
+        room = (size > 4) ? size - 4 : 0;
+    }
+
+    i = 0;
+    k = 0;
+
+    while (i < n) {
+        unit = 1;
+
+        if (src[i] == '\\' && i + 1 < n) {
+            unit = (i + 2 < n && scep_is_hex(src[i + 1])
+                    && scep_is_hex(src[i + 2]))
+                   ? 3 : 2;
+        }
+
+        if (k + unit > room) {
+            break;
+        }
+
+        while (unit--) {
+            c = (unsigned char) src[i++];
+            buf[k++] = (c >= 0x20 && c <= 0x7e) ? (char) c : '?';
+        }
+    }
+
+    if (i < n && size > 4) {
+        memcpy(buf + k, "...", 3);
+        k += 3;
+    }
+
+    buf[k] = '\0';
+}
+
+
+static void
+scep_serial_copy(const ASN1_INTEGER *serial, char *buf, size_t size)
+{
+    int                   i, n;
+    size_t                k, room;
+    const unsigned char  *d;
+
+    static const char     hex[] = "0123456789ABCDEF";
+
+    buf[0] = '\0';
+
+    if (serial == NULL || size < 8) {
+        return;
+    }
+
+    d = ASN1_STRING_get0_data(serial);
+    n = ASN1_STRING_length(serial);
+
+    k = 0;
+
+    if (ASN1_STRING_type(serial) == V_ASN1_NEG_INTEGER) {
+        buf[k++] = '-';
+    }
+
+    if (d == NULL || n <= 0) {
+        memcpy(buf + k, "00", 3);
+        return;
+    }
+
+    room = size - 1;
+
+    if (k + 2 * (size_t) n > room) {
+        room = size - 4;
+    }
+
+    for (i = 0; i < n && k + 2 <= room; i++) {
+        buf[k++] = hex[d[i] >> 4];
+        buf[k++] = hex[d[i] & 0x0f];
+    }
+
+    if (i < n) {
+        memcpy(buf + k, "...", 3);
+        k += 3;
+    }
+
+    buf[k] = '\0';
+}
+
+
+static int
+scep_asn1_time(const ASN1_TIME *t, time_t *out)
+{
+    struct tm  tm;
+
+    /* ASN1_TIME_to_tm() takes NULL for the current time */
+
+    if (t == NULL) {
+        return 0;
+    }
+
+    memset(&tm, 0, sizeof(struct tm));
+
+    if (!ASN1_TIME_to_tm(t, &tm)) {
+        return 0;
+    }
+
+    *out = timegm(&tm);
+
+    return 1;
+}
+
+
+static int
+scep_is_ca(const X509 *x)
+{
+    int                 crit, ca;
+    BASIC_CONSTRAINTS  *bc;
+
+    bc = X509_get_ext_d2i(x, NID_basic_constraints, &crit, NULL);
+
+    if (bc == NULL) {
+        return 0;
+    }
+
+    ca = (bc->ca != 0);
+
+    BASIC_CONSTRAINTS_free(bc);
+
+    return ca;
+}
+
+
+static void
+scep_date(time_t t, char *buf, size_t size)
+{
+    struct tm  tm;
+
+    if (gmtime_r(&t, &tm) == NULL) {
+        snprintf(buf, size, "?");
+        return;
+    }
+
+    snprintf(buf, size, "%04ld-%02d-%02d", (long) tm.tm_year + 1900,
+             tm.tm_mon + 1, tm.tm_mday);
+}

@@ -1,0 +1,141 @@
+
+/*
+ * Copyright (C) ngx_http_scep_module authors
+ *
+ * GetCACaps and GetCACert answers of back ends, judged by the health
+ * probes; plain C over OpenSSL, no nginx types, so that it can be
+ * unit-tested and fuzzed on its own.
+ */
+
+
+#ifndef _SCEP_CERTS_H_INCLUDED_
+#define _SCEP_CERTS_H_INCLUDED_
+
+
+#include <stddef.h>
+#include <stdint.h>
+#include <time.h>
+
+
+#define SCEP_CERTS_MAX        8
+#define SCEP_CERT_NAME_MAX    256
+#define SCEP_CERT_SERIAL_MAX  80
+
+
+typedef struct {
+    /* RFC 2253 one-line form, truncated safely, NUL-terminated */
+    char      subject[SCEP_CERT_NAME_MAX];
+    char      issuer[SCEP_CERT_NAME_MAX];
+
+    /* upper-case hex, no separators */
+    char      serial[SCEP_CERT_SERIAL_MAX];
+
+    time_t    not_before;
+    time_t    not_after;
+
+    int       is_ca;                  /* basicConstraints CA:TRUE */
+} scep_cert_info_t;
+
+
+typedef struct {
+    int               ncerts;
+
+    /* as in the answer, CA(s) and RA(s) */
+    scep_cert_info_t  certs[SCEP_CERTS_MAX];
+
+    int               ca;             /* index of the CA certificate, -1
+                                         if none found */
+} scep_ca_answer_t;
+
+
+/* capability bits */
+#define SCEP_CAP_AES               0x0001
+#define SCEP_CAP_DES3              0x0002
+#define SCEP_CAP_GETNEXTCACERT     0x0004
+#define SCEP_CAP_POSTPKIOPERATION  0x0008
+#define SCEP_CAP_RENEWAL           0x0010
+#define SCEP_CAP_SHA1              0x0020
+#define SCEP_CAP_SHA256            0x0040
+#define SCEP_CAP_SHA512            0x0080
+#define SCEP_CAP_SCEPSTANDARD      0x0100
+#define SCEP_CAP_UPDATE            0x0200
+#define SCEP_CAP_SHA224            0x0400
+#define SCEP_CAP_SHA384            0x0800
+
+
+/*
+ * Parses a GetCACaps answer body: one keyword a line, "\n" or "\r\n",
+ * case-insensitive, empty lines and unknown keywords ignored.  Returns 0
+ * and sets *caps, or -1 with a reason in err (e.g. "GetCACaps: HTML page
+ * instead of capabilities", "GetCACaps: not a capability list") when the
+ * body is not a capability list (HTML, binary, a line over 64 bytes, ...).
+ *
+ * A line is a keyword when it is made of letters, digits, "-", "_" and
+ * "." only; spaces and tabs around it and a leading UTF-8 byte order
+ * mark are ignored.  An empty body is an empty list: 0 with *caps 0.
+ * err may be NULL; a reason longer than errlen is truncated.
+ */
+int scep_caps_parse(const unsigned char *body, size_t len, uint32_t *caps,
+    char *err, size_t errlen);
+
+/*
+ * The keyword of one capability bit ("POSTPKIOperation", "SHA-256", ...)
+ * or NULL.
+ */
+const char *scep_cap_name(uint32_t bit);
+
+
+/*
+ * Parses a GetCACert answer: either one DER certificate
+ * (application/x-x509-ca-cert) or a degenerate PKCS#7/CMS SignedData
+ * "certs-only" (application/x-x509-ca-ra-cert) holding the CA and RA
+ * certificates.  content_type may be NULL; when given it must match the
+ * form found (a DER cert labelled x-x509-ca-ra-cert is still accepted:
+ * decide by the bytes, but an HTML content type or a body starting with
+ * '<' is an error "GetCACert: HTML page instead of certificates").
+ * Returns 0 and fills *out, or -1 with a reason in err such as
+ * "GetCACert: not a certificate or PKCS#7 certs-only", "GetCACert: no
+ * certificates", "GetCACert: trailing bytes".
+ *
+ * content_type is the value of the Content-Type header, parameters
+ * allowed; NULL or "" when there was none.  Besides the two types
+ * above, application/pkix-cert is taken for a certificate and
+ * application/pkcs7-mime, application/x-pkcs7-mime,
+ * application/x-pkcs7-certificates and
+ * application/x-x509-ca-ra-cert-chain for either form; any other type
+ * is an error, as is a PKCS#7 labelled as a single certificate.  Of
+ * more than SCEP_CERTS_MAX certificates the first SCEP_CERTS_MAX are
+ * kept.  On error *out holds no certificates and out->ca is -1.
+ */
+int scep_cacert_parse(const unsigned char *body, size_t len,
+    const char *content_type, scep_ca_answer_t *out, char *err,
+    size_t errlen);
+
+
+#define SCEP_CERTS_VALID      0
+#define SCEP_CERTS_EXPIRING   1   /* some cert expires within "warn"
+                                     seconds of now */
+#define SCEP_CERTS_EXPIRED    2   /* some cert is expired or not yet
+                                     valid */
+
+/*
+ * Judges the validity of every certificate of the answer at "now".
+ * Writes a human-readable message for the worst finding into msg, naming
+ * the role and date, e.g. "GetCACert: RA certificate expired 2026-01-02",
+ * "GetCACert: CA certificate not valid before 2027-01-01",
+ * "GetCACert: RA certificate expires 2026-12-01 (in 9 days)".
+ * Role: "CA" for is_ca certificates, "RA" for the others; when the answer
+ * is a single certificate it is the "CA" certificate.  Dates in UTC as
+ * YYYY-MM-DD.  Returns one of SCEP_CERTS_*.  msg empty for VALID.
+ *
+ * A certificate is valid from not_before to not_after, both included.
+ * Of several expired or not yet valid certificates the first in the
+ * answer is named, of several expiring ones the one that expires
+ * first.  warn 0 or less disables SCEP_CERTS_EXPIRING.  msg may be
+ * NULL; a message longer than msglen is truncated.
+ */
+int scep_cacert_check(const scep_ca_answer_t *a, time_t now, time_t warn,
+    char *msg, size_t msglen);
+
+
+#endif /* _SCEP_CERTS_H_INCLUDED_ */
