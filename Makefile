@@ -28,8 +28,8 @@ SRCS          := $(wildcard $(CURDIR)/src/*.c $(CURDIR)/src/*.h)
 TOOL_CFLAGS   := -O2 -g -Wall -Wextra -Werror
 
 # the plain-C core: no nginx types, unit-tested and fuzzed on its own
-CORE_SRCS     := src/scep_base64.c src/scep_message.c
-CORE_HDRS     := src/scep_message.h
+CORE_SRCS     := src/scep_base64.c src/scep_message.c src/scep_certs.c
+CORE_HDRS     := src/scep_message.h src/scep_certs.h
 
 UNIT_TESTS    := $(patsubst t/unit/%.c,$(BUILD)/unit/%,\
                    $(wildcard t/unit/test_*.c))

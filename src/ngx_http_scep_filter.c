@@ -12,9 +12,17 @@
 
 
 static ngx_int_t ngx_http_scep_retry_after_filter(ngx_http_request_t *r);
+static ngx_int_t ngx_http_scep_no_healthy_body_filter(ngx_http_request_t *r,
+    ngx_chain_t *in);
 
 
 static ngx_http_output_header_filter_pt  ngx_http_next_header_filter;
+static ngx_http_output_body_filter_pt    ngx_http_next_body_filter;
+
+
+static ngx_str_t  ngx_http_scep_no_healthy_text =
+    ngx_string("no_healthy_backend: no SCEP server is available now,"
+               " try again later\n");
 
 
 ngx_int_t
@@ -22,6 +30,9 @@ ngx_http_scep_retry_after_init(ngx_conf_t *cf)
 {
     ngx_http_next_header_filter = ngx_http_top_header_filter;
     ngx_http_top_header_filter = ngx_http_scep_retry_after_filter;
+
+    ngx_http_next_body_filter = ngx_http_top_body_filter;
+    ngx_http_top_body_filter = ngx_http_scep_no_healthy_body_filter;
 
     return NGX_OK;
 }
@@ -34,18 +45,52 @@ ngx_http_scep_retry_after_filter(ngx_http_request_t *r)
     ngx_uint_t                 i;
     ngx_list_part_t           *part;
     ngx_table_elt_t           *h;
+    ngx_http_scep_ctx_t       *ctx;
     ngx_http_scep_loc_conf_t  *slcf;
 
-    if (r != r->main
-        || (r->headers_out.status != NGX_HTTP_TOO_MANY_REQUESTS
-            && r->headers_out.status != NGX_HTTP_SERVICE_UNAVAILABLE))
-    {
+    if (r != r->main) {
         return ngx_http_next_header_filter(r);
     }
 
     slcf = ngx_http_get_module_loc_conf(r, ngx_http_scep_module);
 
-    if (!slcf->enable || slcf->retry_after == 0) {
+    if (!slcf->enable) {
+        return ngx_http_next_header_filter(r);
+    }
+
+    /*
+     * nginx answers 502 when the balancer has no peer; when the health
+     * checks took them all out, a SCEP client is better told 503 and
+     * when to come back
+     */
+
+    if (r->headers_out.status == NGX_HTTP_BAD_GATEWAY) {
+        ctx = ngx_http_get_module_ctx(r, ngx_http_scep_module);
+
+        if (ctx && ctx->no_healthy) {
+            ctx->replace_body = 1;
+
+            r->headers_out.status = NGX_HTTP_SERVICE_UNAVAILABLE;
+            r->headers_out.status_line.len = 0;
+            r->headers_out.content_length_n =
+                                         ngx_http_scep_no_healthy_text.len;
+            ngx_str_set(&r->headers_out.content_type, "text/plain");
+            r->headers_out.content_type_len =
+                                         r->headers_out.content_type.len;
+            r->headers_out.content_type_lowcase = NULL;
+            r->headers_out.charset.len = 0;
+
+            if (r->headers_out.content_length) {
+                r->headers_out.content_length->hash = 0;
+                r->headers_out.content_length = NULL;
+            }
+        }
+    }
+
+    if ((r->headers_out.status != NGX_HTTP_TOO_MANY_REQUESTS
+         && r->headers_out.status != NGX_HTTP_SERVICE_UNAVAILABLE)
+        || slcf->retry_after == 0)
+    {
         return ngx_http_next_header_filter(r);
     }
 
@@ -92,4 +137,42 @@ ngx_http_scep_retry_after_filter(ngx_http_request_t *r)
     h->value.len = ngx_sprintf(p, "%T", slcf->retry_after) - p;
 
     return ngx_http_next_header_filter(r);
+}
+
+
+static ngx_int_t
+ngx_http_scep_no_healthy_body_filter(ngx_http_request_t *r, ngx_chain_t *in)
+{
+    ngx_buf_t            *b;
+    ngx_chain_t           out;
+    ngx_http_scep_ctx_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_scep_module);
+
+    if (ctx == NULL || !ctx->replace_body || r != r->main) {
+        return ngx_http_next_body_filter(r, in);
+    }
+
+    /* nginx's own 502 page is dropped for the 503 text, sent once */
+
+    ctx->replace_body = 0;
+
+    if (r->header_only) {
+        return NGX_OK;
+    }
+
+    b = ngx_calloc_buf(r->pool);
+    if (b == NULL) {
+        return NGX_ERROR;
+    }
+
+    b->pos = ngx_http_scep_no_healthy_text.data;
+    b->last = b->pos + ngx_http_scep_no_healthy_text.len;
+    b->memory = 1;
+    b->last_buf = 1;
+
+    out.buf = b;
+    out.next = NULL;
+
+    return ngx_http_next_body_filter(r, &out);
 }

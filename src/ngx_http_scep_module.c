@@ -23,6 +23,7 @@ static char *ngx_http_scep_merge_loc_conf(ngx_conf_t *cf, void *parent,
 static char *ngx_http_scep(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 static char *ngx_http_scep_algorithms(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
+static ngx_int_t ngx_http_scep_init_process(ngx_cycle_t *cycle);
 
 static ngx_int_t ngx_http_scep_operation_variable(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data);
@@ -93,6 +94,20 @@ static ngx_command_t  ngx_http_scep_commands[] = {
       offsetof(ngx_http_scep_loc_conf_t, algorithms),
       NULL },
 
+    { ngx_string("scep_health_check"),
+      NGX_HTTP_UPS_CONF|NGX_CONF_ANY,
+      ngx_http_scep_health_check,
+      NGX_HTTP_SRV_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("scep_zone"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_size_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_scep_main_conf_t, zone_size),
+      NULL },
+
       ngx_null_command
 };
 
@@ -119,7 +134,7 @@ ngx_module_t  ngx_http_scep_module = {
     NGX_HTTP_MODULE,                       /* module type */
     NULL,                                  /* init master */
     NULL,                                  /* init module */
-    NULL,                                  /* init process */
+    ngx_http_scep_init_process,            /* init process */
     NULL,                                  /* init thread */
     NULL,                                  /* exit thread */
     NULL,                                  /* exit process */
@@ -195,6 +210,10 @@ ngx_http_scep_init(ngx_conf_t *cf)
     }
 
     *h = ngx_http_scep_handler;
+
+    if (ngx_http_scep_health_postconf(cf) != NGX_OK) {
+        return NGX_ERROR;
+    }
 
     return ngx_http_scep_retry_after_init(cf);
 }
@@ -341,7 +360,17 @@ ngx_http_scep_create_main_conf(ngx_conf_t *cf)
      *     smcf->used = 0;
      *     smcf->file = NULL;
      *     smcf->line = 0;
+     *     smcf->shm_zone = NULL;
      */
+
+    if (ngx_array_init(&smcf->upstreams, cf->pool, 4,
+                       sizeof(ngx_http_scep_upstream_t *))
+        != NGX_OK)
+    {
+        return NULL;
+    }
+
+    smcf->zone_size = NGX_CONF_UNSET_SIZE;
 
     return smcf;
 }
@@ -438,6 +467,13 @@ ngx_http_scep(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     }
 
     return NGX_CONF_OK;
+}
+
+
+static ngx_int_t
+ngx_http_scep_init_process(ngx_cycle_t *cycle)
+{
+    return ngx_http_scep_check_init_process(cycle);
 }
 
 

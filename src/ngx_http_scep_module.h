@@ -13,6 +13,7 @@
 #include <ngx_http.h>
 
 #include "scep_message.h"
+#include "scep_certs.h"
 
 
 #define NGX_HTTP_SCEP_MODULE_VERSION  "0.1.0"
@@ -62,11 +63,105 @@ typedef struct {
 } ngx_http_scep_loc_conf_t;
 
 
+/* peer states, as the status page names them */
+#define NGX_HTTP_SCEP_PEER_UP        0
+#define NGX_HTTP_SCEP_PEER_DOWN      1
+#define NGX_HTTP_SCEP_PEER_CHECKING  2    /* "mandatory": no pass yet */
+
+#define NGX_HTTP_SCEP_REASON_LEN     128
+#define NGX_HTTP_SCEP_SH_CERTS       4
+
+
+/* what the shared zone keeps of a certificate from GetCACert */
+typedef struct {
+    u_char                     subject[128];
+    u_char                     serial[48];
+    time_t                     not_after;
+    unsigned                   is_ca:1;
+} ngx_http_scep_sh_cert_t;
+
+
+/* one back end's health, in the shared zone, found again after reload */
+typedef struct {
+    ngx_queue_t                queue;
+    ngx_str_t                  key;          /* "upstream name" SP addr */
+
+    ngx_uint_t                 state;
+    ngx_uint_t                 passes;       /* consecutive */
+    ngx_uint_t                 fails;        /* consecutive */
+    ngx_uint_t                 checks;       /* probes run */
+
+    ngx_msec_t                 next_check;   /* ngx_current_msec */
+    ngx_msec_t                 lease;        /* probe running until */
+    ngx_pid_t                  owner;
+
+    time_t                     last_check;
+    time_t                     last_change;
+    ngx_msec_t                 latency;
+    ngx_uint_t                 last_ok;
+    u_char                     reason[NGX_HTTP_SCEP_REASON_LEN];
+    u_char                     warning[NGX_HTTP_SCEP_REASON_LEN];
+
+    uint32_t                   caps;
+    ngx_uint_t                 ncerts;
+    ngx_http_scep_sh_cert_t    certs[NGX_HTTP_SCEP_SH_CERTS];
+} ngx_http_scep_sh_peer_t;
+
+
+typedef struct {
+    ngx_queue_t                peers;
+    ngx_uint_t                 generation;   /* configurations loaded */
+    time_t                     started;
+} ngx_http_scep_sh_t;
+
+
+typedef struct ngx_http_scep_upstream_s  ngx_http_scep_upstream_t;
+
+
+/* a back end under health checks, in every worker's configuration */
+typedef struct {
+    ngx_str_t                  name;         /* address as nginx prints it */
+    u_char                    *rr_name;      /* its round-robin name data */
+    struct sockaddr           *sockaddr;
+    socklen_t                  socklen;
+    ngx_http_scep_sh_peer_t   *sh;
+    ngx_http_scep_upstream_t  *upstream;
+    ngx_event_t               *timer;
+} ngx_http_scep_peer_t;
+
+
+struct ngx_http_scep_upstream_s {
+    ngx_http_upstream_srv_conf_t      *uscf;
+    ngx_array_t                        peers;      /* ngx_http_scep_peer_t */
+
+    ngx_msec_t                         interval;
+    ngx_msec_t                         jitter;
+    ngx_msec_t                         timeout;
+    ngx_uint_t                         fails;
+    ngx_uint_t                         passes;
+    ngx_str_t                          uri;
+    time_t                             ra_expiry_warn;
+    unsigned                           mandatory:1;
+    unsigned                           initialized:1;
+
+    ngx_shm_zone_t                    *shm_zone;
+
+    ngx_http_upstream_init_pt          original_init_upstream;
+    ngx_http_upstream_init_peer_pt     original_init_peer;
+
+    u_char                            *file;
+    ngx_uint_t                         line;
+};
+
+
 typedef struct {
     /* "scep on" appears somewhere in this server */
     ngx_uint_t                 used;
     u_char                    *file;
     ngx_uint_t                 line;
+
+    /* in an upstream block: its health checks */
+    ngx_http_scep_upstream_t  *health;
 } ngx_http_scep_srv_conf_t;
 
 
@@ -75,6 +170,10 @@ typedef struct {
     ngx_uint_t                 used;
     u_char                    *file;
     ngx_uint_t                 line;
+
+    ngx_array_t                upstreams;  /* ngx_http_scep_upstream_t * */
+    size_t                     zone_size;
+    ngx_shm_zone_t            *shm_zone;
 } ngx_http_scep_main_conf_t;
 
 
@@ -92,6 +191,8 @@ typedef struct {
 
     ngx_int_t                  status;        /* body handler result */
 
+    unsigned                   no_healthy:1;  /* balancer found none */
+    unsigned                   replace_body:1;
     unsigned                   done:1;
     unsigned                   has_message:1;
     unsigned                   checked:1;     /* result is valid */
@@ -102,6 +203,14 @@ typedef struct {
 ngx_int_t ngx_http_scep_handler(ngx_http_request_t *r);
 void ngx_http_scep_reject_token(ngx_http_scep_ctx_t *ctx, ngx_str_t *token);
 ngx_int_t ngx_http_scep_retry_after_init(ngx_conf_t *cf);
+
+char *ngx_http_scep_health_check(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+ngx_int_t ngx_http_scep_health_postconf(ngx_conf_t *cf);
+ngx_int_t ngx_http_scep_peer_healthy(ngx_http_scep_peer_t *peer);
+ngx_int_t ngx_http_scep_shm_init(ngx_conf_t *cf,
+    ngx_http_scep_main_conf_t *smcf);
+ngx_int_t ngx_http_scep_check_init_process(ngx_cycle_t *cycle);
 
 
 extern ngx_module_t  ngx_http_scep_module;

@@ -84,7 +84,7 @@ static const char *scep_cacert_decode(const unsigned char *body, size_t len,
     int *form, scep_ca_answer_t *out);
 static const char *scep_cacert_bundle(const unsigned char *body, size_t len,
     scep_ca_answer_t *out);
-static int scep_cert_info(X509 *x, scep_cert_info_t *ci);
+static int scep_cert_info(const X509 *x, scep_cert_info_t *ci);
 static void scep_name_copy(const X509_NAME *name, char *buf, size_t size);
 static void scep_text_copy(const char *src, size_t n, char *buf,
     size_t size);
@@ -808,7 +808,7 @@ scep_cacert_bundle(const unsigned char *body, size_t len,
 
 
 static int
-scep_cert_info(X509 *x, scep_cert_info_t *ci)
+scep_cert_info(const X509 *x, scep_cert_info_t *ci)
 {
     if (!scep_asn1_time(X509_get0_notBefore(x), &ci->not_before)
         || !scep_asn1_time(X509_get0_notAfter(x), &ci->not_after))

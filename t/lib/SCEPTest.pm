@@ -272,8 +272,52 @@ sub start_backend {
 
 sub stop_backend {
     my ($self, $b) = @_;
-    kill 'TERM', $b->{pid};
+    kill 'KILL', $b->{pid};
     waitpid $b->{pid}, 0;
+    @{$self->{pids}} = grep { $_ != $b->{pid} } @{$self->{pids}};
+}
+
+# the same back end again: same depot, same port
+sub restart_backend {
+    my ($self, $b, %o) = @_;
+    $b->{pid} = $self->spawn($b->{log}, 'scepserver', '-depot',
+                             "$self->{dir}/depot-$b->{name}",
+                             '-port', $b->{port},
+                             '-challenge', $o{challenge} // 'secret');
+    $self->wait_port($b->{port}) or die "scepserver on $b->{port} is not back";
+    return $b;
+}
+
+# A fake back end that fails as a broken NDES does (t/lib/fault-daemon.pl)
+sub start_fault {
+    my ($self, $mode, $file) = @_;
+    my $name = 'FAULT_' . uc($mode) . (++$self->{nfault});
+    my $port = $self->port($name);
+    my $pid = $self->spawn("$self->{dir}/logs/$name.log", $^X,
+                           "$ROOT/t/lib/fault-daemon.pl", $port, $mode,
+                           $file // ());
+    $self->wait_port($port) or die "fault daemon $mode did not start";
+    return { name => $name, port => $port, pid => $pid };
+}
+
+# Waits for an error-log line matching $re that was not there before;
+# returns the seconds it took, or undef after $secs.
+sub wait_error_log {
+    my ($self, $re, $secs, $after) = @_;
+    my $start = time;
+    my $end = $start + ($secs // 10);
+    my $skip = $after // 0;
+    while (time < $end) {
+        my @l = grep { /$re/ } split /\n/, $self->read_file('logs/error.log');
+        return time - $start if @l > $skip;
+        sleep 0.05;
+    }
+    return undef;
+}
+
+sub count_error_log {
+    my ($self, $re) = @_;
+    return scalar grep { /$re/ } split /\n/, $self->read_file('logs/error.log');
 }
 
 # SCEP operations the back end served (it logs one line for each).

@@ -1,0 +1,750 @@
+
+/*
+ * Copyright (C) ngx_http_scep_module authors
+ *
+ * Active health checks that understand SCEP: each probe asks a back end
+ * for GetCACaps and GetCACert on nginx's event loop and judges the
+ * answers.  Every worker has a timer per back end; the one that claims
+ * the back end's record in the shared zone runs the probe, so there is
+ * one probe per back end per interval, whichever worker runs it.
+ */
+
+
+#include "ngx_http_scep_module.h"
+
+
+#define NGX_HTTP_SCEP_PROBE_CAPS     0
+#define NGX_HTTP_SCEP_PROBE_CACERT   1
+
+#define NGX_HTTP_SCEP_PROBE_MAX      (64 * 1024)
+
+
+typedef struct {
+    ngx_pool_t                *pool;
+    ngx_log_t                  log;
+    ngx_http_scep_peer_t      *peer;
+    ngx_peer_connection_t      pc;
+
+    ngx_uint_t                 step;
+    ngx_buf_t                 *request;
+    ngx_buf_t                 *response;
+    ngx_msec_t                 start;
+
+    uint32_t                   caps;
+    scep_ca_answer_t           ca;
+    u_char                     warning[NGX_HTTP_SCEP_REASON_LEN];
+
+    unsigned                   connected:1;
+} ngx_http_scep_probe_t;
+
+
+static void ngx_http_scep_check_timer(ngx_event_t *ev);
+static ngx_int_t ngx_http_scep_claim(ngx_http_scep_peer_t *peer,
+    ngx_msec_t *delay);
+static void ngx_http_scep_probe_start(ngx_http_scep_peer_t *peer);
+static ngx_int_t ngx_http_scep_probe_connect(ngx_http_scep_probe_t *pr);
+static void ngx_http_scep_probe_write(ngx_event_t *wev);
+static void ngx_http_scep_probe_read(ngx_event_t *rev);
+static void ngx_http_scep_probe_answer(ngx_http_scep_probe_t *pr);
+static ngx_int_t ngx_http_scep_probe_parse(ngx_http_scep_probe_t *pr,
+    ngx_uint_t *status, ngx_str_t *type, ngx_str_t *body);
+static void ngx_http_scep_probe_close(ngx_http_scep_probe_t *pr);
+static void ngx_http_scep_probe_done(ngx_http_scep_probe_t *pr,
+    const char *fmt, ...);
+static void ngx_http_scep_probe_save(ngx_http_scep_probe_t *pr,
+    ngx_http_scep_sh_peer_t *sp);
+static void ngx_http_scep_dummy_handler(ngx_event_t *ev);
+
+
+static const char  *ngx_http_scep_probe_ops[] = { "GetCACaps", "GetCACert" };
+
+
+ngx_int_t
+ngx_http_scep_check_init_process(ngx_cycle_t *cycle)
+{
+    ngx_uint_t                  i, j;
+    ngx_event_t                *ev;
+    ngx_http_scep_peer_t       *peer;
+    ngx_http_scep_upstream_t  **hcp;
+    ngx_http_scep_main_conf_t  *smcf;
+
+    if (ngx_process != NGX_PROCESS_WORKER
+        && ngx_process != NGX_PROCESS_SINGLE)
+    {
+        return NGX_OK;
+    }
+
+    smcf = ngx_http_cycle_get_module_main_conf(cycle, ngx_http_scep_module);
+
+    if (smcf == NULL) {
+        return NGX_OK;
+    }
+
+    hcp = smcf->upstreams.elts;
+
+    for (i = 0; i < smcf->upstreams.nelts; i++) {
+        peer = hcp[i]->peers.elts;
+
+        for (j = 0; j < hcp[i]->peers.nelts; j++) {
+            ev = ngx_pcalloc(cycle->pool, sizeof(ngx_event_t));
+            if (ev == NULL) {
+                return NGX_ERROR;
+            }
+
+            ev->handler = ngx_http_scep_check_timer;
+            ev->data = &peer[j];
+            ev->log = cycle->log;
+            ev->cancelable = 1;
+
+            peer[j].timer = ev;
+
+            /* spread the first probes over the first interval */
+            ngx_add_timer(ev, ngx_random() % 200);
+        }
+    }
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_http_scep_check_timer(ngx_event_t *ev)
+{
+    ngx_msec_t             delay;
+    ngx_http_scep_peer_t  *peer;
+
+    peer = ev->data;
+
+    if (ngx_exiting || ngx_terminate || ngx_quit) {
+        return;
+    }
+
+    if (ngx_http_scep_claim(peer, &delay) == NGX_OK) {
+        ngx_http_scep_probe_start(peer);
+    }
+
+    ngx_add_timer(ev, delay);
+}
+
+
+/*
+ * A probe is due when the record's next_check has come and no probe
+ * holds its lease; the worker that takes the lease runs it.  *delay is
+ * when this worker should look again.
+ */
+
+static ngx_int_t
+ngx_http_scep_claim(ngx_http_scep_peer_t *peer, ngx_msec_t *delay)
+{
+    ngx_msec_t                 now;
+    ngx_msec_int_t             wait;
+    ngx_slab_pool_t           *shpool;
+    ngx_http_scep_sh_peer_t   *sp;
+    ngx_http_scep_upstream_t  *hc;
+
+    hc = peer->upstream;
+    sp = peer->sh;
+
+    if (sp == NULL) {
+        *delay = hc->interval;
+        return NGX_DECLINED;
+    }
+
+    shpool = (ngx_slab_pool_t *) hc->shm_zone->shm.addr;
+    now = ngx_current_msec;
+
+    ngx_shmtx_lock(&shpool->mutex);
+
+    wait = (ngx_msec_int_t) (sp->next_check - now);
+
+    if (sp->checks && wait > 0) {
+        ngx_shmtx_unlock(&shpool->mutex);
+
+        /* come back just after it is due, the workers race for it */
+        *delay = (ngx_msec_t) wait + ngx_random() % 50;
+        return NGX_DECLINED;
+    }
+
+    if (sp->lease && (ngx_msec_int_t) (sp->lease - now) > 0) {
+        ngx_shmtx_unlock(&shpool->mutex);
+
+        *delay = hc->timeout;
+        return NGX_DECLINED;
+    }
+
+    sp->checks++;
+    sp->owner = ngx_pid;
+    sp->lease = now + 2 * hc->timeout + 1000;
+    sp->next_check = now + hc->interval
+                     + (hc->jitter ? ngx_random() % (hc->jitter + 1) : 0);
+
+    ngx_shmtx_unlock(&shpool->mutex);
+
+    *delay = hc->interval;
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_http_scep_probe_start(ngx_http_scep_peer_t *peer)
+{
+    ngx_pool_t             *pool;
+    ngx_http_scep_probe_t  *pr;
+
+    pool = ngx_create_pool(4096, ngx_cycle->log);
+    if (pool == NULL) {
+        return;
+    }
+
+    pr = ngx_pcalloc(pool, sizeof(ngx_http_scep_probe_t));
+    if (pr == NULL) {
+        ngx_destroy_pool(pool);
+        return;
+    }
+
+    pr->pool = pool;
+    pr->peer = peer;
+    pr->start = ngx_current_msec;
+    pr->step = NGX_HTTP_SCEP_PROBE_CAPS;
+
+    /*
+     * the probe reports failures itself, once per state change: keep
+     * the connect() errors of every probe out of the error log
+     */
+
+    pr->log = *ngx_cycle->log;
+
+    if (pr->log.log_level < NGX_LOG_DEBUG) {
+        pr->log.log_level = NGX_LOG_CRIT;
+    }
+
+    pr->log.next = NULL;
+
+    pr->response = ngx_create_temp_buf(pool, NGX_HTTP_SCEP_PROBE_MAX + 1);
+    if (pr->response == NULL) {
+        ngx_destroy_pool(pool);
+        return;
+    }
+
+    if (ngx_http_scep_probe_connect(pr) != NGX_OK) {
+        return;
+    }
+}
+
+
+static ngx_int_t
+ngx_http_scep_probe_connect(ngx_http_scep_probe_t *pr)
+{
+    size_t                     len;
+    ngx_int_t                  rc;
+    ngx_err_t                  err;
+    ngx_connection_t          *c;
+    ngx_http_scep_peer_t      *peer;
+    ngx_http_scep_upstream_t  *hc;
+
+    peer = pr->peer;
+    hc = peer->upstream;
+
+    len = sizeof("GET ?operation=GetCACert HTTP/1.0" CRLF) - 1 + hc->uri.len
+          + sizeof("Host: " CRLF) - 1 + hc->uscf->host.len
+          + sizeof("User-Agent: nginx-scep-health-check" CRLF) - 1
+          + sizeof("Connection: close" CRLF CRLF) - 1;
+
+    pr->request = ngx_create_temp_buf(pr->pool, len);
+    if (pr->request == NULL) {
+        ngx_http_scep_probe_done(pr, "out of memory");
+        return NGX_ERROR;
+    }
+
+    pr->request->last = ngx_sprintf(pr->request->last,
+                                    "GET %V?operation=%s HTTP/1.0" CRLF
+                                    "Host: %V" CRLF
+                                    "User-Agent: nginx-scep-health-check" CRLF
+                                    "Connection: close" CRLF CRLF,
+                                    &hc->uri,
+                                    ngx_http_scep_probe_ops[pr->step],
+                                    &hc->uscf->host);
+
+    pr->response->pos = pr->response->start;
+    pr->response->last = pr->response->start;
+    pr->connected = 0;
+
+    ngx_memzero(&pr->pc, sizeof(ngx_peer_connection_t));
+
+    pr->pc.sockaddr = peer->sockaddr;
+    pr->pc.socklen = peer->socklen;
+    pr->pc.name = &peer->name;
+    pr->pc.get = ngx_event_get_peer;
+    pr->pc.log = &pr->log;
+    pr->pc.log_error = NGX_ERROR_INFO;
+
+    rc = ngx_event_connect_peer(&pr->pc);
+
+    if (rc == NGX_ERROR || rc == NGX_BUSY || rc == NGX_DECLINED) {
+        err = ngx_socket_errno;
+        ngx_http_scep_probe_done(pr, "%s: connect() failed%s",
+                                 ngx_http_scep_probe_ops[pr->step],
+                                 err == NGX_ECONNREFUSED
+                                 ? " (connection refused)" : "");
+        return NGX_ERROR;
+    }
+
+    c = pr->pc.connection;
+    c->data = pr;
+    c->pool = pr->pool;
+    c->log = &pr->log;
+    c->read->log = &pr->log;
+    c->write->log = &pr->log;
+    c->read->handler = ngx_http_scep_probe_read;
+    c->write->handler = ngx_http_scep_probe_write;
+
+    ngx_add_timer(c->write, hc->timeout);
+
+    if (rc == NGX_OK) {
+        ngx_http_scep_probe_write(c->write);
+    }
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_http_scep_probe_write(ngx_event_t *wev)
+{
+    int                     err;
+    ssize_t                 n;
+    socklen_t               len;
+    ngx_buf_t              *b;
+    ngx_connection_t       *c;
+    ngx_http_scep_probe_t  *pr;
+
+    c = wev->data;
+    pr = c->data;
+    b = pr->request;
+
+    if (wev->timedout) {
+        ngx_http_scep_probe_done(pr, pr->connected
+                                     ? "%s: timed out sending the request"
+                                     : "%s: connect() timed out",
+                                 ngx_http_scep_probe_ops[pr->step]);
+        return;
+    }
+
+    if (!pr->connected) {
+        err = 0;
+        len = sizeof(int);
+
+        if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, (void *) &err, &len)
+            == -1)
+        {
+            err = ngx_socket_errno;
+        }
+
+        if (err) {
+            ngx_http_scep_probe_done(pr, "%s: connect() failed%s",
+                                     ngx_http_scep_probe_ops[pr->step],
+                                     err == NGX_ECONNREFUSED
+                                     ? " (connection refused)" : "");
+            return;
+        }
+
+        pr->connected = 1;
+    }
+
+    while (b->pos < b->last) {
+        n = c->send(c, b->pos, b->last - b->pos);
+
+        if (n == NGX_AGAIN) {
+            if (ngx_handle_write_event(wev, 0) != NGX_OK) {
+                ngx_http_scep_probe_done(pr, "%s: internal error",
+                                         ngx_http_scep_probe_ops[pr->step]);
+            }
+
+            return;
+        }
+
+        if (n == NGX_ERROR || n == 0) {
+            ngx_http_scep_probe_done(pr, "%s: %s",
+                                     ngx_http_scep_probe_ops[pr->step],
+                                     ngx_socket_errno == NGX_ECONNREFUSED
+                                     ? "connect() failed (connection refused)"
+                                     : "send() failed");
+            return;
+        }
+
+        b->pos += n;
+    }
+
+    /* the request is out: wait for the answer */
+
+    if (wev->timer_set) {
+        ngx_del_timer(wev);
+    }
+
+    wev->handler = ngx_http_scep_dummy_handler;
+
+    ngx_add_timer(c->read, pr->peer->upstream->timeout);
+
+    if (ngx_handle_read_event(c->read, 0) != NGX_OK) {
+        ngx_http_scep_probe_done(pr, "%s: internal error",
+                                 ngx_http_scep_probe_ops[pr->step]);
+        return;
+    }
+
+    if (c->read->ready) {
+        ngx_http_scep_probe_read(c->read);
+    }
+}
+
+
+static void
+ngx_http_scep_probe_read(ngx_event_t *rev)
+{
+    ssize_t                 n;
+    ngx_buf_t              *b;
+    ngx_connection_t       *c;
+    ngx_http_scep_probe_t  *pr;
+
+    c = rev->data;
+    pr = c->data;
+    b = pr->response;
+
+    if (rev->timedout) {
+        ngx_http_scep_probe_done(pr, "%s: timed out waiting for the answer",
+                                 ngx_http_scep_probe_ops[pr->step]);
+        return;
+    }
+
+    for ( ;; ) {
+
+        if (b->last == b->end) {
+            ngx_http_scep_probe_done(pr, "%s: answer larger than %uzk",
+                                     ngx_http_scep_probe_ops[pr->step],
+                                     (size_t) NGX_HTTP_SCEP_PROBE_MAX / 1024);
+            return;
+        }
+
+        n = c->recv(c, b->last, b->end - b->last);
+
+        if (n == NGX_AGAIN) {
+            if (ngx_handle_read_event(rev, 0) != NGX_OK) {
+                ngx_http_scep_probe_done(pr, "%s: internal error",
+                                         ngx_http_scep_probe_ops[pr->step]);
+            }
+
+            return;
+        }
+
+        if (n == NGX_ERROR) {
+            ngx_http_scep_probe_done(pr, "%s: %s",
+                                     ngx_http_scep_probe_ops[pr->step],
+                                     ngx_socket_errno == NGX_ECONNREFUSED
+                                     ? "connect() failed (connection refused)"
+                                     : "connection reset");
+            return;
+        }
+
+        if (n == 0) {
+            break;
+        }
+
+        b->last += n;
+    }
+
+    /* HTTP/1.0 with "Connection: close": the answer ends with the stream */
+
+    ngx_http_scep_probe_answer(pr);
+}
+
+
+static void
+ngx_http_scep_probe_answer(ngx_http_scep_probe_t *pr)
+{
+    char                       err[NGX_HTTP_SCEP_REASON_LEN];
+    u_char                    *ct;
+    ngx_str_t                  type, body;
+    ngx_uint_t                 status;
+    ngx_http_scep_upstream_t  *hc;
+
+    hc = pr->peer->upstream;
+
+    if (ngx_http_scep_probe_parse(pr, &status, &type, &body) != NGX_OK) {
+        ngx_http_scep_probe_done(pr, "%s: not an HTTP answer",
+                                 ngx_http_scep_probe_ops[pr->step]);
+        return;
+    }
+
+    if (status != NGX_HTTP_OK) {
+        ngx_http_scep_probe_done(pr, "%s: HTTP %ui",
+                                 ngx_http_scep_probe_ops[pr->step], status);
+        return;
+    }
+
+    if (pr->step == NGX_HTTP_SCEP_PROBE_CAPS) {
+
+        if (scep_caps_parse(body.data, body.len, &pr->caps, err, sizeof(err))
+            != 0)
+        {
+            ngx_http_scep_probe_done(pr, "%s", err);
+            return;
+        }
+
+        ngx_http_scep_probe_close(pr);
+
+        pr->step = NGX_HTTP_SCEP_PROBE_CACERT;
+
+        (void) ngx_http_scep_probe_connect(pr);
+        return;
+    }
+
+    ct = NULL;
+
+    if (type.len) {
+        ct = ngx_pnalloc(pr->pool, type.len + 1);
+        if (ct == NULL) {
+            ngx_http_scep_probe_done(pr, "out of memory");
+            return;
+        }
+
+        (void) ngx_cpystrn(ct, type.data, type.len + 1);
+    }
+
+    if (scep_cacert_parse(body.data, body.len, (char *) ct, &pr->ca, err,
+                          sizeof(err))
+        != 0)
+    {
+        ngx_http_scep_probe_done(pr, "%s", err);
+        return;
+    }
+
+    switch (scep_cacert_check(&pr->ca, ngx_time(), hc->ra_expiry_warn, err,
+                              sizeof(err)))
+    {
+    case SCEP_CERTS_EXPIRED:
+        ngx_http_scep_probe_done(pr, "%s", err);
+        return;
+
+    case SCEP_CERTS_EXPIRING:
+        (void) ngx_cpystrn(pr->warning, (u_char *) err, sizeof(pr->warning));
+        break;
+
+    default:
+        break;
+    }
+
+    ngx_http_scep_probe_done(pr, NULL);
+}
+
+
+static ngx_int_t
+ngx_http_scep_probe_parse(ngx_http_scep_probe_t *pr, ngx_uint_t *status,
+    ngx_str_t *type, ngx_str_t *body)
+{
+    u_char     *p, *last, *eol, *hdrs;
+    ngx_buf_t  *b;
+
+    b = pr->response;
+    p = b->pos;
+    last = b->last;
+
+    /* "HTTP/1.x NNN ..." */
+
+    if (last - p < 12 || ngx_strncmp(p, "HTTP/1.", 7) != 0
+        || p[8] != ' '
+        || p[9] < '1' || p[9] > '5'
+        || p[10] < '0' || p[10] > '9'
+        || p[11] < '0' || p[11] > '9')
+    {
+        return NGX_ERROR;
+    }
+
+    *status = (p[9] - '0') * 100 + (p[10] - '0') * 10 + (p[11] - '0');
+
+    hdrs = ngx_strlchr(p, last, '\n');
+    if (hdrs == NULL) {
+        return NGX_ERROR;
+    }
+
+    hdrs++;
+
+    type->len = 0;
+    type->data = NULL;
+
+    for (p = hdrs; p < last; p = eol + 1) {
+        eol = ngx_strlchr(p, last, '\n');
+        if (eol == NULL) {
+            return NGX_ERROR;
+        }
+
+        if (eol == p || (eol == p + 1 && *p == '\r')) {
+            body->data = eol + 1;
+            body->len = last - body->data;
+            return NGX_OK;
+        }
+
+        if (eol - p > 13 && ngx_strncasecmp(p, (u_char *) "Content-Type:", 13)
+                            == 0)
+        {
+            type->data = p + 13;
+
+            while (type->data < eol && *type->data == ' ') {
+                type->data++;
+            }
+
+            type->len = eol - type->data;
+
+            while (type->len && (type->data[type->len - 1] == '\r'
+                                 || type->data[type->len - 1] == ' '))
+            {
+                type->len--;
+            }
+        }
+    }
+
+    return NGX_ERROR;
+}
+
+
+static void
+ngx_http_scep_probe_close(ngx_http_scep_probe_t *pr)
+{
+    if (pr->pc.connection) {
+        ngx_close_connection(pr->pc.connection);
+        pr->pc.connection = NULL;
+    }
+}
+
+
+/* records the outcome: NULL fmt for a pass, else the reason it failed */
+
+static void
+ngx_http_scep_probe_done(ngx_http_scep_probe_t *pr, const char *fmt, ...)
+{
+    u_char                     reason[NGX_HTTP_SCEP_REASON_LEN], *p;
+    va_list                    args;
+    ngx_uint_t                 old, ok, warn;
+    ngx_slab_pool_t           *shpool;
+    ngx_http_scep_peer_t      *peer;
+    ngx_http_scep_sh_peer_t   *sp;
+    ngx_http_scep_upstream_t  *hc;
+
+    ngx_http_scep_probe_close(pr);
+
+    peer = pr->peer;
+    hc = peer->upstream;
+    sp = peer->sh;
+    ok = (fmt == NULL);
+
+    reason[0] = '\0';
+
+    if (!ok) {
+        va_start(args, fmt);
+        p = ngx_vslprintf(reason, reason + sizeof(reason) - 1, fmt, args);
+        va_end(args);
+        *p = '\0';
+    }
+
+    shpool = (ngx_slab_pool_t *) hc->shm_zone->shm.addr;
+
+    ngx_shmtx_lock(&shpool->mutex);
+
+    old = sp->state;
+    warn = 0;
+
+    sp->last_check = ngx_time();
+    sp->latency = ngx_current_msec - pr->start;
+    sp->last_ok = ok;
+    sp->lease = 0;
+
+    if (ok) {
+        sp->passes++;
+        sp->fails = 0;
+
+        if (sp->state != NGX_HTTP_SCEP_PEER_UP
+            && (sp->passes >= hc->passes
+                || sp->state == NGX_HTTP_SCEP_PEER_CHECKING))
+        {
+            sp->state = NGX_HTTP_SCEP_PEER_UP;
+        }
+
+        ngx_http_scep_probe_save(pr, sp);
+
+        if (ngx_strcmp(sp->warning, pr->warning) != 0) {
+            (void) ngx_cpystrn(sp->warning, pr->warning,
+                               sizeof(sp->warning));
+            warn = (pr->warning[0] != '\0');
+        }
+
+    } else {
+        sp->fails++;
+        sp->passes = 0;
+
+        (void) ngx_cpystrn(sp->reason, reason, sizeof(sp->reason));
+
+        if (sp->state == NGX_HTTP_SCEP_PEER_UP && sp->fails >= hc->fails) {
+            sp->state = NGX_HTTP_SCEP_PEER_DOWN;
+        }
+    }
+
+    if (sp->state != old) {
+        sp->last_change = ngx_time();
+    }
+
+    ngx_shmtx_unlock(&shpool->mutex);
+
+    if (sp->state != old && sp->state == NGX_HTTP_SCEP_PEER_DOWN) {
+        ngx_log_error(NGX_LOG_WARN, ngx_cycle->log, 0,
+                      "scep health check: %V in upstream \"%V\" is down: %s",
+                      &peer->name, &hc->uscf->host, reason);
+
+    } else if (sp->state != old && sp->state == NGX_HTTP_SCEP_PEER_UP) {
+        ngx_log_error(NGX_LOG_WARN, ngx_cycle->log, 0,
+                      "scep health check: %V in upstream \"%V\" is up",
+                      &peer->name, &hc->uscf->host);
+    }
+
+    if (warn) {
+        ngx_log_error(NGX_LOG_WARN, ngx_cycle->log, 0,
+                      "scep health check: %V in upstream \"%V\": %s",
+                      &peer->name, &hc->uscf->host, pr->warning);
+    }
+
+    ngx_destroy_pool(pr->pool);
+}
+
+
+/* what the status page shows of a passing back end; the zone is locked */
+
+static void
+ngx_http_scep_probe_save(ngx_http_scep_probe_t *pr,
+    ngx_http_scep_sh_peer_t *sp)
+{
+    int                       i, n;
+    scep_cert_info_t         *ci;
+    ngx_http_scep_sh_cert_t  *sc;
+
+    sp->caps = pr->caps;
+
+    n = ngx_min(pr->ca.ncerts, NGX_HTTP_SCEP_SH_CERTS);
+
+    for (i = 0; i < n; i++) {
+        ci = &pr->ca.certs[i];
+        sc = &sp->certs[i];
+
+        (void) ngx_cpystrn(sc->subject, (u_char *) ci->subject,
+                           sizeof(sc->subject));
+        (void) ngx_cpystrn(sc->serial, (u_char *) ci->serial,
+                           sizeof(sc->serial));
+        sc->not_after = ci->not_after;
+        sc->is_ca = ci->is_ca ? 1 : 0;
+    }
+
+    sp->ncerts = n;
+}
+
+
+static void
+ngx_http_scep_dummy_handler(ngx_event_t *ev)
+{
+}

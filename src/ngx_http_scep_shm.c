@@ -1,0 +1,200 @@
+
+/*
+ * Copyright (C) ngx_http_scep_module authors
+ *
+ * The module's shared zone: one health record per back end, the same in
+ * every worker, kept across "nginx -s reload" (records are found again
+ * by upstream name and address).
+ */
+
+
+#include "ngx_http_scep_module.h"
+
+
+static ngx_int_t ngx_http_scep_init_zone(ngx_shm_zone_t *shm_zone,
+    void *data);
+static ngx_http_scep_sh_peer_t *ngx_http_scep_sh_peer(ngx_slab_pool_t *shpool,
+    ngx_http_scep_sh_t *sh, ngx_http_scep_upstream_t *hc,
+    ngx_http_scep_peer_t *peer, ngx_log_t *log);
+
+
+static ngx_str_t  ngx_http_scep_zone_name = ngx_string("ngx_http_scep_module");
+
+
+/* slab overhead and the zone's own header, as measured on x86_64 */
+#define NGX_HTTP_SCEP_ZONE_BASE  (64 * 1024)
+
+
+ngx_int_t
+ngx_http_scep_shm_init(ngx_conf_t *cf, ngx_http_scep_main_conf_t *smcf)
+{
+    size_t                      need;
+    ngx_uint_t                  i, n;
+    ngx_shm_zone_t             *shm_zone;
+    ngx_http_scep_upstream_t  **hcp;
+
+    hcp = smcf->upstreams.elts;
+    n = 0;
+
+    for (i = 0; i < smcf->upstreams.nelts; i++) {
+        n += hcp[i]->peers.nelts;
+    }
+
+    /* a record and its key take at most two slab pages' worth each */
+
+    need = NGX_HTTP_SCEP_ZONE_BASE
+           + n * ngx_align(sizeof(ngx_http_scep_sh_peer_t) + 256, 1024);
+
+    if (smcf->zone_size == NGX_CONF_UNSET_SIZE) {
+        smcf->zone_size = ngx_max(need, 1024 * 1024);
+
+    } else if (smcf->zone_size < need) {
+        ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                      "\"scep_zone\" of %uzk is too small for the %ui"
+                      " back ends under health checks: make it at least"
+                      " %uzk", smcf->zone_size / 1024, n,
+                      (need + 1023) / 1024);
+        return NGX_ERROR;
+    }
+
+    shm_zone = ngx_shared_memory_add(cf, &ngx_http_scep_zone_name,
+                                     smcf->zone_size, &ngx_http_scep_module);
+    if (shm_zone == NULL) {
+        return NGX_ERROR;
+    }
+
+    shm_zone->init = ngx_http_scep_init_zone;
+    shm_zone->data = smcf;
+    smcf->shm_zone = shm_zone;
+
+    for (i = 0; i < smcf->upstreams.nelts; i++) {
+        hcp[i]->shm_zone = shm_zone;
+    }
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_scep_init_zone(ngx_shm_zone_t *shm_zone, void *data)
+{
+    ngx_http_scep_main_conf_t *smcf = shm_zone->data;
+
+    ngx_uint_t                  i, j;
+    ngx_slab_pool_t            *shpool;
+    ngx_http_scep_sh_t         *sh;
+    ngx_http_scep_peer_t       *peer;
+    ngx_http_scep_upstream_t  **hcp;
+
+    shpool = (ngx_slab_pool_t *) shm_zone->shm.addr;
+
+    if (data || shm_zone->shm.exists) {
+        /* a reload: the zone and its records are still there */
+        sh = shpool->data;
+
+    } else {
+        sh = ngx_slab_calloc(shpool, sizeof(ngx_http_scep_sh_t));
+        if (sh == NULL) {
+            return NGX_ERROR;
+        }
+
+        ngx_queue_init(&sh->peers);
+        sh->started = ngx_time();
+        shpool->data = sh;
+
+        shpool->log_nomem = 0;
+    }
+
+    ngx_shmtx_lock(&shpool->mutex);
+
+    sh->generation++;
+
+    hcp = smcf->upstreams.elts;
+
+    for (i = 0; i < smcf->upstreams.nelts; i++) {
+        peer = hcp[i]->peers.elts;
+
+        for (j = 0; j < hcp[i]->peers.nelts; j++) {
+            peer[j].sh = ngx_http_scep_sh_peer(shpool, sh, hcp[i], &peer[j],
+                                               shm_zone->shm.log);
+            if (peer[j].sh == NULL) {
+                ngx_shmtx_unlock(&shpool->mutex);
+
+                ngx_log_error(NGX_LOG_EMERG, shm_zone->shm.log, 0,
+                              "\"scep_zone\" is too small for the back ends"
+                              " under health checks: make it larger");
+                return NGX_ERROR;
+            }
+        }
+    }
+
+    ngx_shmtx_unlock(&shpool->mutex);
+
+    return NGX_OK;
+}
+
+
+/* finds the record of a back end, or makes one; the zone is locked */
+
+static ngx_http_scep_sh_peer_t *
+ngx_http_scep_sh_peer(ngx_slab_pool_t *shpool, ngx_http_scep_sh_t *sh,
+    ngx_http_scep_upstream_t *hc, ngx_http_scep_peer_t *peer, ngx_log_t *log)
+{
+    u_char                   *p;
+    size_t                    len;
+    ngx_queue_t              *q;
+    ngx_http_scep_sh_peer_t  *sp;
+
+    len = hc->uscf->host.len + 1 + peer->name.len;
+
+    for (q = ngx_queue_head(&sh->peers);
+         q != ngx_queue_sentinel(&sh->peers);
+         q = ngx_queue_next(q))
+    {
+        sp = ngx_queue_data(q, ngx_http_scep_sh_peer_t, queue);
+
+        if (sp->key.len == len
+            && ngx_strncmp(sp->key.data, hc->uscf->host.data,
+                           hc->uscf->host.len)
+               == 0
+            && ngx_strncmp(sp->key.data + hc->uscf->host.len + 1,
+                           peer->name.data, peer->name.len)
+               == 0)
+        {
+            return sp;
+        }
+    }
+
+    sp = ngx_slab_calloc_locked(shpool, sizeof(ngx_http_scep_sh_peer_t) + len);
+    if (sp == NULL) {
+        return NULL;
+    }
+
+    p = (u_char *) sp + sizeof(ngx_http_scep_sh_peer_t);
+
+    sp->key.data = p;
+    sp->key.len = len;
+
+    p = ngx_cpymem(p, hc->uscf->host.data, hc->uscf->host.len);
+    *p++ = ' ';
+    ngx_memcpy(p, peer->name.data, peer->name.len);
+
+    sp->state = hc->mandatory ? NGX_HTTP_SCEP_PEER_CHECKING
+                              : NGX_HTTP_SCEP_PEER_UP;
+    sp->last_change = ngx_time();
+
+    ngx_queue_insert_tail(&sh->peers, &sp->queue);
+
+    return sp;
+}
+
+
+ngx_int_t
+ngx_http_scep_peer_healthy(ngx_http_scep_peer_t *peer)
+{
+    if (peer->sh == NULL) {
+        return 1;
+    }
+
+    return peer->sh->state == NGX_HTTP_SCEP_PEER_UP;
+}

@@ -1,0 +1,500 @@
+
+/*
+ * Copyright (C) ngx_http_scep_module authors
+ *
+ * The scep_health_check directive, and the balancer wrapper that keeps
+ * requests away from unhealthy back ends: it wraps whatever balancer
+ * the upstream uses (round robin, hash, least_conn), as the keepalive
+ * module does, without touching nginx's core.
+ */
+
+
+#include "ngx_http_scep_module.h"
+
+
+typedef struct {
+    ngx_http_scep_upstream_t         *health;
+    ngx_http_request_t               *request;
+    void                             *data;
+    ngx_event_get_peer_pt             original_get_peer;
+    ngx_event_free_peer_pt            original_free_peer;
+#if (NGX_HTTP_SSL)
+    ngx_event_set_peer_session_pt     original_set_session;
+    ngx_event_save_peer_session_pt    original_save_session;
+#endif
+} ngx_http_scep_balancer_t;
+
+
+static ngx_int_t ngx_http_scep_init_upstream(ngx_conf_t *cf,
+    ngx_http_upstream_srv_conf_t *us);
+static ngx_int_t ngx_http_scep_add_peers(ngx_conf_t *cf,
+    ngx_http_scep_upstream_t *hc, ngx_http_upstream_rr_peers_t *peers);
+static ngx_int_t ngx_http_scep_init_peer(ngx_http_request_t *r,
+    ngx_http_upstream_srv_conf_t *us);
+static ngx_int_t ngx_http_scep_get_peer(ngx_peer_connection_t *pc,
+    void *data);
+static void ngx_http_scep_free_peer(ngx_peer_connection_t *pc, void *data,
+    ngx_uint_t state);
+static ngx_http_scep_peer_t *ngx_http_scep_find_peer(
+    ngx_http_scep_upstream_t *hc, ngx_peer_connection_t *pc);
+#if (NGX_HTTP_SSL)
+static ngx_int_t ngx_http_scep_set_session(ngx_peer_connection_t *pc,
+    void *data);
+static void ngx_http_scep_save_session(ngx_peer_connection_t *pc,
+    void *data);
+#endif
+
+
+char *
+ngx_http_scep_health_check(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_scep_srv_conf_t *sscf = conf;
+
+    time_t                         warn;
+    ngx_int_t                      n;
+    ngx_str_t                     *value, s;
+    ngx_msec_t                     ms;
+    ngx_uint_t                     i;
+    ngx_http_scep_upstream_t      *hc, **hcp;
+    ngx_http_scep_main_conf_t     *smcf;
+    ngx_http_upstream_srv_conf_t  *uscf;
+
+    if (sscf->health) {
+        return "is duplicate";
+    }
+
+    hc = ngx_pcalloc(cf->pool, sizeof(ngx_http_scep_upstream_t));
+    if (hc == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    hc->interval = 5000;
+    hc->jitter = 0;
+    hc->timeout = 2000;
+    hc->fails = 2;
+    hc->passes = 2;
+    ngx_str_set(&hc->uri, "/certsrv/mscep/mscep.dll");
+    hc->ra_expiry_warn = 30 * 86400;
+    hc->file = cf->conf_file->file.name.data;
+    hc->line = cf->conf_file->line;
+
+    value = cf->args->elts;
+
+    for (i = 1; i < cf->args->nelts; i++) {
+
+        if (ngx_strncmp(value[i].data, "interval=", 9) == 0
+            || ngx_strncmp(value[i].data, "jitter=", 7) == 0
+            || ngx_strncmp(value[i].data, "timeout=", 8) == 0)
+        {
+            s.data = (u_char *) ngx_strchr(value[i].data, '=') + 1;
+            s.len = value[i].data + value[i].len - s.data;
+
+            ms = ngx_parse_time(&s, 0);
+
+            if (ms == (ngx_msec_t) NGX_ERROR
+                || (ms == 0 && value[i].data[0] != 'j'))
+            {
+                goto invalid;
+            }
+
+            switch (value[i].data[0]) {
+            case 'i':
+                hc->interval = ms;
+                break;
+            case 'j':
+                hc->jitter = ms;
+                break;
+            default:
+                hc->timeout = ms;
+            }
+
+            continue;
+        }
+
+        if (ngx_strncmp(value[i].data, "fails=", 6) == 0
+            || ngx_strncmp(value[i].data, "passes=", 7) == 0)
+        {
+            s.data = (u_char *) ngx_strchr(value[i].data, '=') + 1;
+            s.len = value[i].data + value[i].len - s.data;
+
+            n = ngx_atoi(s.data, s.len);
+
+            if (n == NGX_ERROR || n == 0 || n > 100) {
+                goto invalid;
+            }
+
+            if (value[i].data[0] == 'f') {
+                hc->fails = n;
+
+            } else {
+                hc->passes = n;
+            }
+
+            continue;
+        }
+
+        if (ngx_strncmp(value[i].data, "uri=", 4) == 0) {
+            hc->uri.data = value[i].data + 4;
+            hc->uri.len = value[i].len - 4;
+
+            if (hc->uri.len == 0 || hc->uri.data[0] != '/'
+                || ngx_strlchr(hc->uri.data, hc->uri.data + hc->uri.len, '?')
+                || ngx_strlchr(hc->uri.data, hc->uri.data + hc->uri.len, ' '))
+            {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "\"uri\" of \"scep_health_check\" must be"
+                                   " a path starting with \"/\", without a"
+                                   " query or spaces: \"%V\"", &value[i]);
+                return NGX_CONF_ERROR;
+            }
+
+            continue;
+        }
+
+        if (ngx_strncmp(value[i].data, "ra_expiry_warn=", 15) == 0) {
+            s.data = value[i].data + 15;
+            s.len = value[i].len - 15;
+
+            warn = ngx_parse_time(&s, 1);
+
+            if (warn == (time_t) NGX_ERROR) {
+                goto invalid;
+            }
+
+            hc->ra_expiry_warn = warn;
+            continue;
+        }
+
+        if (ngx_strcmp(value[i].data, "mandatory") == 0) {
+            hc->mandatory = 1;
+            continue;
+        }
+
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid parameter \"%V\"", &value[i]);
+        return NGX_CONF_ERROR;
+    }
+
+    if (hc->timeout >= hc->interval) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"timeout\" of \"scep_health_check\" must be"
+                           " shorter than its \"interval\"");
+        return NGX_CONF_ERROR;
+    }
+
+    uscf = ngx_http_conf_get_module_srv_conf(cf, ngx_http_upstream_module);
+
+    hc->uscf = uscf;
+    hc->original_init_upstream = uscf->peer.init_upstream
+                                 ? uscf->peer.init_upstream
+                                 : ngx_http_upstream_init_round_robin;
+
+    uscf->peer.init_upstream = ngx_http_scep_init_upstream;
+
+    sscf->health = hc;
+
+    smcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_scep_module);
+
+    hcp = ngx_array_push(&smcf->upstreams);
+    if (hcp == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    *hcp = hc;
+
+    return NGX_CONF_OK;
+
+invalid:
+
+    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                       "invalid value \"%V\" in \"scep_health_check\"",
+                       &value[i]);
+
+    return NGX_CONF_ERROR;
+}
+
+
+/*
+ * After the configuration is read: an upstream whose balancing method
+ * ("hash", "least_conn", ...) came after scep_health_check has replaced
+ * the wrapper, and would get no health checks.
+ */
+
+ngx_int_t
+ngx_http_scep_health_postconf(ngx_conf_t *cf)
+{
+    ngx_uint_t                  i;
+    ngx_http_scep_upstream_t  **hcp;
+    ngx_http_scep_main_conf_t  *smcf;
+
+    smcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_scep_module);
+
+    hcp = smcf->upstreams.elts;
+
+    for (i = 0; i < smcf->upstreams.nelts; i++) {
+        if (!hcp[i]->initialized) {
+            ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                          "\"scep_health_check\" in %s:%ui must come after"
+                          " the load balancing method (\"hash\","
+                          " \"least_conn\", \"random\") of upstream \"%V\"",
+                          hcp[i]->file, hcp[i]->line, &hcp[i]->uscf->host);
+            return NGX_ERROR;
+        }
+    }
+
+    if (smcf->upstreams.nelts == 0) {
+        return NGX_OK;
+    }
+
+    return ngx_http_scep_shm_init(cf, smcf);
+}
+
+
+static ngx_int_t
+ngx_http_scep_init_upstream(ngx_conf_t *cf, ngx_http_upstream_srv_conf_t *us)
+{
+    ngx_http_scep_upstream_t      *hc;
+    ngx_http_scep_srv_conf_t      *sscf;
+    ngx_http_upstream_rr_peers_t  *peers;
+
+    sscf = ngx_http_conf_upstream_srv_conf(us, ngx_http_scep_module);
+    hc = sscf->health;
+
+    if (hc->original_init_upstream(cf, us) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    hc->original_init_peer = us->peer.init;
+    us->peer.init = ngx_http_scep_init_peer;
+
+    if (ngx_array_init(&hc->peers, cf->pool, 4, sizeof(ngx_http_scep_peer_t))
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    /* every balancer of nginx keeps round-robin peers in us->peer.data */
+
+    for (peers = us->peer.data; peers; peers = peers->next) {
+        if (ngx_http_scep_add_peers(cf, hc, peers) != NGX_OK) {
+            return NGX_ERROR;
+        }
+    }
+
+    hc->initialized = 1;
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_scep_add_peers(ngx_conf_t *cf, ngx_http_scep_upstream_t *hc,
+    ngx_http_upstream_rr_peers_t *peers)
+{
+    ngx_http_scep_peer_t         *p;
+    ngx_http_upstream_rr_peer_t  *rr;
+
+    for (rr = peers->peer; rr; rr = rr->next) {
+        p = ngx_array_push(&hc->peers);
+        if (p == NULL) {
+            return NGX_ERROR;
+        }
+
+        ngx_memzero(p, sizeof(ngx_http_scep_peer_t));
+
+        p->name = rr->name;
+        p->rr_name = rr->name.data;
+        p->sockaddr = rr->sockaddr;
+        p->socklen = rr->socklen;
+        p->upstream = hc;
+    }
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_scep_init_peer(ngx_http_request_t *r,
+    ngx_http_upstream_srv_conf_t *us)
+{
+    ngx_http_scep_upstream_t  *hc;
+    ngx_http_scep_balancer_t  *bp;
+    ngx_http_scep_srv_conf_t  *sscf;
+
+    sscf = ngx_http_conf_upstream_srv_conf(us, ngx_http_scep_module);
+    hc = sscf->health;
+
+    bp = ngx_palloc(r->pool, sizeof(ngx_http_scep_balancer_t));
+    if (bp == NULL) {
+        return NGX_ERROR;
+    }
+
+    if (hc->original_init_peer(r, us) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    bp->health = hc;
+    bp->request = r;
+    bp->data = r->upstream->peer.data;
+    bp->original_get_peer = r->upstream->peer.get;
+    bp->original_free_peer = r->upstream->peer.free;
+
+    r->upstream->peer.data = bp;
+    r->upstream->peer.get = ngx_http_scep_get_peer;
+    r->upstream->peer.free = ngx_http_scep_free_peer;
+
+#if (NGX_HTTP_SSL)
+    bp->original_set_session = r->upstream->peer.set_session;
+    bp->original_save_session = r->upstream->peer.save_session;
+    r->upstream->peer.set_session = ngx_http_scep_set_session;
+    r->upstream->peer.save_session = ngx_http_scep_save_session;
+#endif
+
+    return NGX_OK;
+}
+
+
+/*
+ * Asks the original balancer for a peer; an unhealthy one is handed
+ * back as not failed (so nginx's passive fail counters are untouched)
+ * and the balancer, which has marked it tried, is asked again.
+ */
+
+static ngx_int_t
+ngx_http_scep_get_peer(ngx_peer_connection_t *pc, void *data)
+{
+    ngx_http_scep_balancer_t *bp = data;
+
+    ngx_int_t              rc;
+    ngx_uint_t             skipped, tries;
+    ngx_http_scep_ctx_t   *ctx;
+    ngx_http_scep_peer_t  *peer;
+
+    skipped = 0;
+
+    for ( ;; ) {
+
+        rc = bp->original_get_peer(pc, bp->data);
+
+        if (rc != NGX_OK && rc != NGX_DONE) {
+            break;
+        }
+
+        peer = ngx_http_scep_find_peer(bp->health, pc);
+
+        if (peer == NULL || ngx_http_scep_peer_healthy(peer)) {
+            return rc;
+        }
+
+        ngx_log_debug1(NGX_LOG_DEBUG_HTTP, pc->log, 0,
+                       "scep balancer: skipping unhealthy %V", &peer->name);
+
+        /* give the peer back without counting a failure against it */
+
+        tries = pc->tries;
+
+        bp->original_free_peer(pc, bp->data, 0);
+
+        if (pc->connection) {
+            /* a cached keepalive connection to it */
+            ngx_close_connection(pc->connection);
+            pc->connection = NULL;
+        }
+
+        /* skipping is not a try: keep proxy_next_upstream's budget */
+        pc->tries = tries;
+
+        if (++skipped >= bp->health->peers.nelts) {
+            rc = NGX_BUSY;
+            break;
+        }
+    }
+
+    if (rc == NGX_BUSY && skipped) {
+
+        /*
+         * every peer it offered was handed back already: nginx must not
+         * free one again, nor count a failure against it
+         */
+
+        pc->sockaddr = NULL;
+        pc->socklen = 0;
+        pc->name = &bp->health->uscf->host;
+
+        ctx = ngx_http_get_module_ctx(bp->request, ngx_http_scep_module);
+
+        if (ctx) {
+            ctx->no_healthy = 1;
+        }
+
+        ngx_log_error(NGX_LOG_ERR, pc->log, 0,
+                      "scep: no healthy back end in upstream \"%V\"",
+                      &bp->health->uscf->host);
+    }
+
+    return rc;
+}
+
+
+static void
+ngx_http_scep_free_peer(ngx_peer_connection_t *pc, void *data,
+    ngx_uint_t state)
+{
+    ngx_http_scep_balancer_t *bp = data;
+
+    bp->original_free_peer(pc, bp->data, state);
+}
+
+
+static ngx_http_scep_peer_t *
+ngx_http_scep_find_peer(ngx_http_scep_upstream_t *hc,
+    ngx_peer_connection_t *pc)
+{
+    ngx_uint_t             i;
+    ngx_http_scep_peer_t  *peer;
+
+    peer = hc->peers.elts;
+
+    /* the balancers point pc->name at the peer's own name */
+
+    if (pc->name) {
+        for (i = 0; i < hc->peers.nelts; i++) {
+            if (peer[i].rr_name == pc->name->data) {
+                return &peer[i];
+            }
+        }
+    }
+
+    for (i = 0; i < hc->peers.nelts; i++) {
+        if (ngx_cmp_sockaddr(peer[i].sockaddr, peer[i].socklen,
+                             pc->sockaddr, pc->socklen, 1)
+            == NGX_OK)
+        {
+            return &peer[i];
+        }
+    }
+
+    return NULL;
+}
+
+
+#if (NGX_HTTP_SSL)
+
+static ngx_int_t
+ngx_http_scep_set_session(ngx_peer_connection_t *pc, void *data)
+{
+    ngx_http_scep_balancer_t *bp = data;
+
+    return bp->original_set_session(pc, bp->data);
+}
+
+
+static void
+ngx_http_scep_save_session(ngx_peer_connection_t *pc, void *data)
+{
+    ngx_http_scep_balancer_t *bp = data;
+
+    bp->original_save_session(pc, bp->data);
+}
+
+#endif

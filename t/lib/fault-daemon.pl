@@ -1,0 +1,113 @@
+#!/usr/bin/perl
+
+# A fake back end that fails the way a broken NDES server does, for the
+# faults a real SCEP server cannot produce on demand:
+#
+#   fault-daemon.pl PORT MODE [FILE]
+#
+#   html500   every answer is IIS's HTML 500 page
+#   html503   every answer is HTTP.sys's HTML 503 page (pool stopped)
+#   html200   200, but an HTML page where a SCEP answer belongs
+#   hang      accepts, reads, and never answers
+#   reset     accepts and resets the connection
+#   certs     GetCACaps a capability list, GetCACert the DER bytes of
+#             FILE (application/x-x509-ca-ra-cert): a CA with an expired
+#             RA certificate, say
+#
+# Loopback only; one process per connection.
+
+use strict;
+use warnings;
+
+use IO::Socket::INET;
+use Socket qw(SOL_SOCKET SO_LINGER);
+
+my ($port, $mode, $file) = @ARGV;
+die "usage: $0 PORT MODE [FILE]\n" unless $port && $mode;
+
+my $body = '';
+if ($file) {
+    open my $fh, '<', $file or die "$file: $!";
+    binmode $fh;
+    local $/;
+    $body = <$fh>;
+}
+
+my $srv = IO::Socket::INET->new(LocalAddr => "127.0.0.1:$port",
+                                Listen => 128, ReuseAddr => 1)
+    or die "listen on $port: $!";
+
+$SIG{CHLD} = 'IGNORE';
+
+while (1) {
+    my $c = $srv->accept or next;
+    my $pid = fork;
+    die "fork: $!" unless defined $pid;
+    if ($pid) {
+        close $c;
+        next;
+    }
+
+    close $srv;
+    serve($c);
+    exit 0;
+}
+
+sub answer {
+    my ($c, $status, $type, $data) = @_;
+    print $c "HTTP/1.1 $status\r\nContent-Type: $type\r\n"
+             . "Content-Length: " . length($data) . "\r\n"
+             . "Connection: close\r\n\r\n" . $data;
+}
+
+sub serve {
+    my ($c) = @_;
+    binmode $c;
+
+    if ($mode eq 'reset') {
+        setsockopt($c, SOL_SOCKET, SO_LINGER, pack('ii', 1, 0));
+        close $c;
+        return;
+    }
+
+    my $req = '';
+    while ($req !~ /\r\n\r\n/) {
+        my $n = sysread($c, my $buf, 65536);
+        return unless $n;
+        $req .= $buf;
+    }
+
+    if ($mode eq 'hang') {
+        sleep 3600;
+        return;
+    }
+
+    if ($mode eq 'html500') {
+        answer($c, '500 Internal Server Error', 'text/html',
+               "<html><head><title>500 - Internal server error.</title>"
+               . "</head><body><h2>500 - Internal server error.</h2>"
+               . "</body></html>\r\n");
+
+    } elsif ($mode eq 'html503') {
+        answer($c, '503 Service Unavailable', 'text/html; charset=us-ascii',
+               "<!DOCTYPE HTML PUBLIC \"-//W3C//DTD HTML 4.01//EN\">"
+               . "<HTML><HEAD><TITLE>Service Unavailable</TITLE></HEAD>"
+               . "<BODY><h2>Service Unavailable</h2><hr><p>HTTP Error 503."
+               . " The service is unavailable.</p></BODY></HTML>\r\n");
+
+    } elsif ($mode eq 'html200') {
+        answer($c, '200 OK', 'text/html',
+               "<html><body>Network Device Enrollment Service</body>"
+               . "</html>\r\n");
+
+    } elsif ($mode eq 'certs') {
+        if ($req =~ /operation=GetCACaps/) {
+            answer($c, '200 OK', 'text/plain',
+                   "POSTPKIOperation\nSHA-256\nAES\nSCEPStandard\n");
+        } else {
+            answer($c, '200 OK', 'application/x-x509-ca-ra-cert', $body);
+        }
+    }
+
+    close $c;
+}
