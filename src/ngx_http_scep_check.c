@@ -44,6 +44,11 @@ static ngx_int_t ngx_http_scep_claim(ngx_http_scep_peer_t *peer,
 static void ngx_http_scep_probe_start(ngx_http_scep_peer_t *peer);
 static ngx_int_t ngx_http_scep_probe_connect(ngx_http_scep_probe_t *pr);
 static void ngx_http_scep_probe_write(ngx_event_t *wev);
+#if (NGX_HTTP_SSL)
+static ngx_int_t ngx_http_scep_probe_ssl(ngx_http_scep_probe_t *pr,
+    ngx_connection_t *c);
+static void ngx_http_scep_probe_ssl_done(ngx_connection_t *c);
+#endif
 static void ngx_http_scep_probe_read(ngx_event_t *rev);
 static void ngx_http_scep_probe_answer(ngx_http_scep_probe_t *pr);
 static ngx_int_t ngx_http_scep_probe_parse(ngx_http_scep_probe_t *pr,
@@ -350,6 +355,13 @@ ngx_http_scep_probe_write(ngx_event_t *wev)
         }
 
         pr->connected = 1;
+
+#if (NGX_HTTP_SSL)
+        if (pr->peer->upstream->ssl && c->ssl == NULL) {
+            (void) ngx_http_scep_probe_ssl(pr, c);
+            return;
+        }
+#endif
     }
 
     while (b->pos < b->last) {
@@ -396,6 +408,95 @@ ngx_http_scep_probe_write(ngx_event_t *wev)
         ngx_http_scep_probe_read(c->read);
     }
 }
+
+
+#if (NGX_HTTP_SSL)
+
+static ngx_int_t
+ngx_http_scep_probe_ssl(ngx_http_scep_probe_t *pr, ngx_connection_t *c)
+{
+    ngx_int_t                  rc;
+    ngx_str_t                 *name;
+    ngx_http_scep_upstream_t  *hc;
+
+    hc = pr->peer->upstream;
+
+    if (ngx_ssl_create_connection(hc->ssl, c, NGX_SSL_BUFFER|NGX_SSL_CLIENT)
+        != NGX_OK)
+    {
+        ngx_http_scep_probe_done(pr, "%s: TLS: internal error",
+                                 ngx_http_scep_probe_ops[pr->step]);
+        return NGX_ERROR;
+    }
+
+    name = hc->ssl_name.len ? &hc->ssl_name : &hc->uscf->host;
+
+    if (SSL_set_tlsext_host_name(c->ssl->connection, (char *) name->data)
+        == 0)
+    {
+        ngx_http_scep_probe_done(pr, "%s: TLS: cannot set server name",
+                                 ngx_http_scep_probe_ops[pr->step]);
+        return NGX_ERROR;
+    }
+
+    rc = ngx_ssl_handshake(c);
+
+    if (rc == NGX_AGAIN) {
+        c->ssl->handler = ngx_http_scep_probe_ssl_done;
+        return NGX_AGAIN;
+    }
+
+    ngx_http_scep_probe_ssl_done(c);
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_http_scep_probe_ssl_done(ngx_connection_t *c)
+{
+    long                       rc;
+    ngx_str_t                 *name;
+    ngx_http_scep_probe_t     *pr;
+    ngx_http_scep_upstream_t  *hc;
+
+    pr = c->data;
+    hc = pr->peer->upstream;
+
+    if (!c->ssl->handshaked) {
+        ngx_http_scep_probe_done(pr, "%s: TLS handshake failed",
+                                 ngx_http_scep_probe_ops[pr->step]);
+        return;
+    }
+
+    if (hc->ssl_verify) {
+        rc = SSL_get_verify_result(c->ssl->connection);
+
+        if (rc != X509_V_OK) {
+            ngx_http_scep_probe_done(pr, "%s: TLS: certificate verify failed"
+                                     " (%l: %s)",
+                                     ngx_http_scep_probe_ops[pr->step], rc,
+                                     X509_verify_cert_error_string(rc));
+            return;
+        }
+
+        name = hc->ssl_name.len ? &hc->ssl_name : &hc->uscf->host;
+
+        if (ngx_ssl_check_host(c, name) != NGX_OK) {
+            ngx_http_scep_probe_done(pr, "%s: TLS: certificate does not"
+                                     " match \"%V\"",
+                                     ngx_http_scep_probe_ops[pr->step], name);
+            return;
+        }
+    }
+
+    c->read->handler = ngx_http_scep_probe_read;
+    c->write->handler = ngx_http_scep_probe_write;
+
+    ngx_http_scep_probe_write(c->write);
+}
+
+#endif
 
 
 static void
@@ -609,10 +710,24 @@ ngx_http_scep_probe_parse(ngx_http_scep_probe_t *pr, ngx_uint_t *status,
 static void
 ngx_http_scep_probe_close(ngx_http_scep_probe_t *pr)
 {
-    if (pr->pc.connection) {
-        ngx_close_connection(pr->pc.connection);
-        pr->pc.connection = NULL;
+    ngx_connection_t  *c;
+
+    c = pr->pc.connection;
+
+    if (c == NULL) {
+        return;
     }
+
+#if (NGX_HTTP_SSL)
+    if (c->ssl) {
+        c->ssl->no_wait_shutdown = 1;
+        c->ssl->no_send_shutdown = 1;
+        (void) ngx_ssl_shutdown(c);
+    }
+#endif
+
+    ngx_close_connection(c);
+    pr->pc.connection = NULL;
 }
 
 

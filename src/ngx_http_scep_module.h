@@ -144,6 +144,13 @@ struct ngx_http_scep_upstream_s {
     unsigned                           mandatory:1;
     unsigned                           initialized:1;
 
+#if (NGX_HTTP_SSL)
+    ngx_ssl_t                         *ssl;          /* probes over TLS */
+    ngx_str_t                          ssl_name;     /* SNI and check */
+    ngx_str_t                          ssl_trusted;
+    ngx_flag_t                         ssl_verify;
+#endif
+
     ngx_shm_zone_t                    *shm_zone;
 
     ngx_http_upstream_init_pt          original_init_upstream;

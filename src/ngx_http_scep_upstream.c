@@ -27,6 +27,10 @@ typedef struct {
 
 static ngx_int_t ngx_http_scep_init_upstream(ngx_conf_t *cf,
     ngx_http_upstream_srv_conf_t *us);
+#if (NGX_HTTP_SSL)
+static ngx_int_t ngx_http_scep_init_ssl(ngx_conf_t *cf,
+    ngx_http_scep_upstream_t *hc);
+#endif
 static ngx_int_t ngx_http_scep_add_peers(ngx_conf_t *cf,
     ngx_http_scep_upstream_t *hc, ngx_http_upstream_rr_peers_t *peers);
 static ngx_int_t ngx_http_scep_init_peer(ngx_http_request_t *r,
@@ -170,10 +174,64 @@ ngx_http_scep_health_check(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
             continue;
         }
 
+#if (NGX_HTTP_SSL)
+        if (ngx_strcmp(value[i].data, "ssl") == 0) {
+            hc->ssl = NGX_CONF_UNSET_PTR;
+            continue;
+        }
+
+        if (ngx_strcmp(value[i].data, "ssl_verify=on") == 0) {
+            hc->ssl_verify = 1;
+            continue;
+        }
+
+        if (ngx_strcmp(value[i].data, "ssl_verify=off") == 0) {
+            hc->ssl_verify = 0;
+            continue;
+        }
+
+        if (ngx_strncmp(value[i].data, "ssl_trusted_certificate=", 24) == 0) {
+            hc->ssl_trusted.data = value[i].data + 24;
+            hc->ssl_trusted.len = value[i].len - 24;
+            continue;
+        }
+
+        if (ngx_strncmp(value[i].data, "ssl_name=", 9) == 0) {
+            hc->ssl_name.data = value[i].data + 9;
+            hc->ssl_name.len = value[i].len - 9;
+            continue;
+        }
+#endif
+
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "invalid parameter \"%V\"", &value[i]);
         return NGX_CONF_ERROR;
     }
+
+#if (NGX_HTTP_SSL)
+    if (hc->ssl == NULL
+        && (hc->ssl_verify || hc->ssl_trusted.len || hc->ssl_name.len))
+    {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"ssl_verify\", \"ssl_trusted_certificate\" and"
+                           " \"ssl_name\" of \"scep_health_check\" need"
+                           " its \"ssl\" parameter");
+        return NGX_CONF_ERROR;
+    }
+
+    if (hc->ssl_verify && hc->ssl_trusted.len == 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"ssl_verify=on\" of \"scep_health_check\""
+                           " needs \"ssl_trusted_certificate=\" with the CA"
+                           " certificates that sign the back ends'"
+                           " certificates");
+        return NGX_CONF_ERROR;
+    }
+
+    if (hc->ssl && ngx_http_scep_init_ssl(cf, hc) != NGX_OK) {
+        return NGX_CONF_ERROR;
+    }
+#endif
 
     if (hc->timeout >= hc->interval) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
@@ -212,6 +270,48 @@ invalid:
 
     return NGX_CONF_ERROR;
 }
+
+
+#if (NGX_HTTP_SSL)
+
+static ngx_int_t
+ngx_http_scep_init_ssl(ngx_conf_t *cf, ngx_http_scep_upstream_t *hc)
+{
+    ngx_pool_cleanup_t  *cln;
+
+    hc->ssl = ngx_pcalloc(cf->pool, sizeof(ngx_ssl_t));
+    if (hc->ssl == NULL) {
+        return NGX_ERROR;
+    }
+
+    hc->ssl->log = cf->log;
+
+    if (ngx_ssl_create(hc->ssl, NGX_SSL_TLSv1_2|NGX_SSL_TLSv1_3, NULL)
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    cln = ngx_pool_cleanup_add(cf->pool, 0);
+    if (cln == NULL) {
+        ngx_ssl_cleanup_ctx(hc->ssl);
+        return NGX_ERROR;
+    }
+
+    cln->handler = ngx_ssl_cleanup_ctx;
+    cln->data = hc->ssl;
+
+    if (hc->ssl_trusted.len
+        && ngx_ssl_trusted_certificate(cf, hc->ssl, &hc->ssl_trusted, 3)
+           != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+#endif
 
 
 /*
