@@ -101,6 +101,13 @@ static ngx_command_t  ngx_http_scep_commands[] = {
       0,
       NULL },
 
+    { ngx_string("scep_status"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
+      ngx_http_scep_status,
+      0,
+      0,
+      NULL },
+
     { ngx_string("scep_zone"),
       NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
       ngx_conf_set_size_slot,
@@ -212,6 +219,10 @@ ngx_http_scep_init(ngx_conf_t *cf)
     *h = ngx_http_scep_handler;
 
     if (ngx_http_scep_health_postconf(cf) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    if (ngx_http_scep_stats_init(cf) != NGX_OK) {
         return NGX_ERROR;
     }
 
@@ -444,10 +455,12 @@ ngx_http_scep(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         return rv;
     }
 
+    smcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_scep_module);
+    smcf->any = 1;
+
     /* remember where SCEP is served, for the buffer check */
 
     if (cf->cmd_type == NGX_HTTP_MAIN_CONF) {
-        smcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_scep_module);
 
         if (!smcf->used) {
             smcf->used = 1;

@@ -81,6 +81,25 @@ typedef struct {
 } ngx_http_scep_sh_cert_t;
 
 
+#define NGX_HTTP_SCEP_NOPS       5    /* four operations and "other" */
+#define NGX_HTTP_SCEP_NTYPES     5    /* client message types */
+#define NGX_HTTP_SCEP_NCLASSES   5    /* 1xx to 5xx */
+#define NGX_HTTP_SCEP_NREJECTS   (NGX_HTTP_SCEP_REJECT_MESSAGE - 1           \
+                                  + SCEP_REASON_INTERNAL)
+
+
+/* counters of the requests of "scep on" locations, over all workers */
+typedef struct {
+    ngx_atomic_t               total;
+    ngx_atomic_t               ops[NGX_HTTP_SCEP_NOPS];
+    ngx_atomic_t               types[NGX_HTTP_SCEP_NTYPES];
+    ngx_atomic_t               responses[NGX_HTTP_SCEP_NCLASSES];
+    ngx_atomic_t               rejects[NGX_HTTP_SCEP_NREJECTS];
+    ngx_atomic_t               rate_limited;
+    ngx_atomic_t               no_healthy;
+} ngx_http_scep_counters_t;
+
+
 /* one back end's health, in the shared zone, found again after reload */
 typedef struct {
     ngx_queue_t                queue;
@@ -105,6 +124,10 @@ typedef struct {
     uint32_t                   caps;
     ngx_uint_t                 ncerts;
     ngx_http_scep_sh_cert_t    certs[NGX_HTTP_SCEP_SH_CERTS];
+
+    ngx_atomic_t               requests;
+    ngx_atomic_t               responses[NGX_HTTP_SCEP_NCLASSES];
+    ngx_atomic_t               failovers;
 } ngx_http_scep_sh_peer_t;
 
 
@@ -112,6 +135,7 @@ typedef struct {
     ngx_queue_t                peers;
     ngx_uint_t                 generation;   /* configurations loaded */
     time_t                     started;
+    ngx_http_scep_counters_t   counters;
 } ngx_http_scep_sh_t;
 
 
@@ -181,6 +205,9 @@ typedef struct {
     ngx_array_t                upstreams;  /* ngx_http_scep_upstream_t * */
     size_t                     zone_size;
     ngx_shm_zone_t            *shm_zone;
+
+    ngx_uint_t                 any;        /* "scep on" anywhere */
+    ngx_int_t                  limit_req_status;  /* variable index */
 } ngx_http_scep_main_conf_t;
 
 
@@ -209,6 +236,8 @@ typedef struct {
 
 ngx_int_t ngx_http_scep_handler(ngx_http_request_t *r);
 void ngx_http_scep_reject_token(ngx_http_scep_ctx_t *ctx, ngx_str_t *token);
+ngx_uint_t ngx_http_scep_reject_index(ngx_http_scep_ctx_t *ctx);
+void ngx_http_scep_reject_index_token(ngx_uint_t index, ngx_str_t *token);
 ngx_int_t ngx_http_scep_retry_after_init(ngx_conf_t *cf);
 
 char *ngx_http_scep_health_check(ngx_conf_t *cf, ngx_command_t *cmd,
@@ -218,6 +247,12 @@ ngx_int_t ngx_http_scep_peer_healthy(ngx_http_scep_peer_t *peer);
 ngx_int_t ngx_http_scep_shm_init(ngx_conf_t *cf,
     ngx_http_scep_main_conf_t *smcf);
 ngx_int_t ngx_http_scep_check_init_process(ngx_cycle_t *cycle);
+ngx_http_scep_peer_t *ngx_http_scep_find_peer(ngx_http_scep_upstream_t *hc,
+    ngx_str_t *name, struct sockaddr *sockaddr, socklen_t socklen);
+ngx_http_scep_sh_t *ngx_http_scep_shared(ngx_http_scep_main_conf_t *smcf);
+
+ngx_int_t ngx_http_scep_stats_init(ngx_conf_t *cf);
+char *ngx_http_scep_status(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 
 
 extern ngx_module_t  ngx_http_scep_module;

@@ -140,6 +140,41 @@ ngx_http_scep_reject_token(ngx_http_scep_ctx_t *ctx, ngx_str_t *token)
 }
 
 
+/*
+ * Counters of rejections are indexed from 0: first the gateway's own
+ * reasons, then scep_message_check()'s.
+ */
+
+ngx_uint_t
+ngx_http_scep_reject_index(ngx_http_scep_ctx_t *ctx)
+{
+    if (ctx->reject == NGX_HTTP_SCEP_REJECT_MESSAGE) {
+        return NGX_HTTP_SCEP_REJECT_MESSAGE - 1 + ctx->reason - 1;
+    }
+
+    return ctx->reject - 1;
+}
+
+
+void
+ngx_http_scep_reject_index_token(ngx_uint_t index, ngx_str_t *token)
+{
+    ngx_http_scep_ctx_t  ctx;
+
+    ngx_memzero(&ctx, sizeof(ngx_http_scep_ctx_t));
+
+    if (index < NGX_HTTP_SCEP_REJECT_MESSAGE - 1) {
+        ctx.reject = index + 1;
+
+    } else {
+        ctx.reject = NGX_HTTP_SCEP_REJECT_MESSAGE;
+        ctx.reason = index - (NGX_HTTP_SCEP_REJECT_MESSAGE - 1) + 1;
+    }
+
+    ngx_http_scep_reject_token(&ctx, token);
+}
+
+
 ngx_int_t
 ngx_http_scep_handler(ngx_http_request_t *r)
 {

@@ -43,7 +43,7 @@ ngx_http_scep_shm_init(ngx_conf_t *cf, ngx_http_scep_main_conf_t *smcf)
     /* a record and its key take at most two slab pages' worth each */
 
     need = NGX_HTTP_SCEP_ZONE_BASE
-           + n * ngx_align(sizeof(ngx_http_scep_sh_peer_t) + 256, 1024);
+           + n * ngx_align(sizeof(ngx_http_scep_sh_peer_t) + 256, 2048);
 
     if (smcf->zone_size == NGX_CONF_UNSET_SIZE) {
         smcf->zone_size = ngx_max(need, 1024 * 1024);
@@ -186,6 +186,17 @@ ngx_http_scep_sh_peer(ngx_slab_pool_t *shpool, ngx_http_scep_sh_t *sh,
     ngx_queue_insert_tail(&sh->peers, &sp->queue);
 
     return sp;
+}
+
+
+ngx_http_scep_sh_t *
+ngx_http_scep_shared(ngx_http_scep_main_conf_t *smcf)
+{
+    if (smcf->shm_zone == NULL) {
+        return NULL;
+    }
+
+    return ((ngx_slab_pool_t *) smcf->shm_zone->shm.addr)->data;
 }
 
 

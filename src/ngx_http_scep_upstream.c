@@ -39,8 +39,6 @@ static ngx_int_t ngx_http_scep_get_peer(ngx_peer_connection_t *pc,
     void *data);
 static void ngx_http_scep_free_peer(ngx_peer_connection_t *pc, void *data,
     ngx_uint_t state);
-static ngx_http_scep_peer_t *ngx_http_scep_find_peer(
-    ngx_http_scep_upstream_t *hc, ngx_peer_connection_t *pc);
 #if (NGX_HTTP_SSL)
 static ngx_int_t ngx_http_scep_set_session(ngx_peer_connection_t *pc,
     void *data);
@@ -342,7 +340,7 @@ ngx_http_scep_health_postconf(ngx_conf_t *cf)
         }
     }
 
-    if (smcf->upstreams.nelts == 0) {
+    if (smcf->upstreams.nelts == 0 && !smcf->any) {
         return NGX_OK;
     }
 
@@ -480,9 +478,18 @@ ngx_http_scep_get_peer(ngx_peer_connection_t *pc, void *data)
             break;
         }
 
-        peer = ngx_http_scep_find_peer(bp->health, pc);
+        peer = ngx_http_scep_find_peer(bp->health, pc->name, pc->sockaddr,
+                                       pc->socklen);
 
-        if (peer == NULL || ngx_http_scep_peer_healthy(peer)) {
+        if (peer == NULL) {
+            return rc;
+        }
+
+        if (ngx_http_scep_peer_healthy(peer)) {
+            if (peer->sh) {
+                (void) ngx_atomic_fetch_add(&peer->sh->requests, 1);
+            }
+
             return rc;
         }
 
@@ -542,13 +549,26 @@ ngx_http_scep_free_peer(ngx_peer_connection_t *pc, void *data,
 {
     ngx_http_scep_balancer_t *bp = data;
 
+    ngx_http_scep_peer_t  *peer;
+
     bp->original_free_peer(pc, bp->data, state);
+
+    /* a failure with tries left: the request goes on to another server */
+
+    if ((state & NGX_PEER_FAILED) && pc->tries && pc->sockaddr) {
+        peer = ngx_http_scep_find_peer(bp->health, pc->name, pc->sockaddr,
+                                       pc->socklen);
+
+        if (peer && peer->sh) {
+            (void) ngx_atomic_fetch_add(&peer->sh->failovers, 1);
+        }
+    }
 }
 
 
-static ngx_http_scep_peer_t *
-ngx_http_scep_find_peer(ngx_http_scep_upstream_t *hc,
-    ngx_peer_connection_t *pc)
+ngx_http_scep_peer_t *
+ngx_http_scep_find_peer(ngx_http_scep_upstream_t *hc, ngx_str_t *name,
+    struct sockaddr *sockaddr, socklen_t socklen)
 {
     ngx_uint_t             i;
     ngx_http_scep_peer_t  *peer;
@@ -557,17 +577,21 @@ ngx_http_scep_find_peer(ngx_http_scep_upstream_t *hc,
 
     /* the balancers point pc->name at the peer's own name */
 
-    if (pc->name) {
+    if (name) {
         for (i = 0; i < hc->peers.nelts; i++) {
-            if (peer[i].rr_name == pc->name->data) {
+            if (peer[i].rr_name == name->data) {
                 return &peer[i];
             }
         }
     }
 
+    if (sockaddr == NULL) {
+        return NULL;
+    }
+
     for (i = 0; i < hc->peers.nelts; i++) {
         if (ngx_cmp_sockaddr(peer[i].sockaddr, peer[i].socklen,
-                             pc->sockaddr, pc->socklen, 1)
+                             sockaddr, socklen, 1)
             == NGX_OK)
         {
             return &peer[i];

@@ -1,0 +1,763 @@
+
+/*
+ * Copyright (C) ngx_http_scep_module authors
+ *
+ * scep_status: the gateway, its counters and every back end under
+ * health checks, as JSON (libjansson) or in the Prometheus text format.
+ */
+
+
+#include <jansson.h>
+
+#include "ngx_http_scep_module.h"
+
+
+/* a consistent copy of one back end's record, taken under the lock */
+typedef struct {
+    ngx_str_t                   upstream;
+    ngx_str_t                   address;
+    ngx_http_scep_sh_peer_t     sh;
+    time_t                      warn;
+} ngx_http_scep_status_peer_t;
+
+
+typedef struct {
+    ngx_http_scep_sh_t         *sh;
+    ngx_http_scep_counters_t    counters;
+    ngx_array_t                 peers;      /* ngx_http_scep_status_peer_t */
+    ngx_uint_t                  workers;
+    time_t                      now;
+} ngx_http_scep_snapshot_t;
+
+
+static ngx_int_t ngx_http_scep_status_handler(ngx_http_request_t *r);
+static ngx_int_t ngx_http_scep_snapshot(ngx_http_request_t *r,
+    ngx_http_scep_snapshot_t *ss);
+static ngx_int_t ngx_http_scep_status_json(ngx_http_request_t *r,
+    ngx_http_scep_snapshot_t *ss, ngx_buf_t **out);
+static json_t *ngx_http_scep_json_classes(ngx_atomic_t *classes);
+static json_t *ngx_http_scep_json_peer(ngx_http_scep_snapshot_t *ss,
+    ngx_http_scep_status_peer_t *sp);
+static json_t *ngx_http_scep_json_str(ngx_str_t *s);
+static ngx_int_t ngx_http_scep_status_prometheus(ngx_http_request_t *r,
+    ngx_http_scep_snapshot_t *ss, ngx_buf_t **out);
+static u_char *ngx_http_scep_prom_label(u_char *p, u_char *last,
+    u_char *s, size_t len);
+static u_char *ngx_http_scep_prom_peers(u_char *p, u_char *last,
+    ngx_http_scep_snapshot_t *ss);
+
+
+static const char  *ngx_http_scep_op_names[NGX_HTTP_SCEP_NOPS] = {
+    "GetCACert", "GetCACaps", "GetNextCACert", "PKIOperation", "other"
+};
+
+static const char  *ngx_http_scep_type_names[NGX_HTTP_SCEP_NTYPES] = {
+    "PKCSReq", "RenewalReq", "CertPoll", "GetCert", "GetCRL"
+};
+
+static const char  *ngx_http_scep_class_names[NGX_HTTP_SCEP_NCLASSES] = {
+    "1xx", "2xx", "3xx", "4xx", "5xx"
+};
+
+static const char  *ngx_http_scep_state_names[] = {
+    "up", "down", "checking"
+};
+
+
+char *
+ngx_http_scep_status(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_core_loc_conf_t   *clcf;
+    ngx_http_scep_main_conf_t  *smcf;
+
+    clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
+    clcf->handler = ngx_http_scep_status_handler;
+
+    /* the counters need the shared zone even without health checks */
+
+    smcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_scep_module);
+    smcf->any = 1;
+
+    return NGX_CONF_OK;
+}
+
+
+static ngx_int_t
+ngx_http_scep_status_handler(ngx_http_request_t *r)
+{
+    ngx_int_t                  rc;
+    ngx_str_t                  format;
+    ngx_buf_t                 *b;
+    ngx_chain_t                out;
+    ngx_http_scep_snapshot_t   ss;
+
+    if (!(r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD))) {
+        return NGX_HTTP_NOT_ALLOWED;
+    }
+
+    rc = ngx_http_discard_request_body(r);
+
+    if (rc != NGX_OK) {
+        return rc;
+    }
+
+    if (ngx_http_scep_snapshot(r, &ss) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (ngx_http_arg(r, (u_char *) "format", 6, &format) == NGX_OK
+        && format.len == 10
+        && ngx_strncmp(format.data, "prometheus", 10) == 0)
+    {
+        rc = ngx_http_scep_status_prometheus(r, &ss, &b);
+        ngx_str_set(&r->headers_out.content_type,
+                    "text/plain; version=0.0.4");
+
+    } else {
+        rc = ngx_http_scep_status_json(r, &ss, &b);
+        ngx_str_set(&r->headers_out.content_type, "application/json");
+    }
+
+    if (rc != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    r->headers_out.content_type_len = r->headers_out.content_type.len;
+    r->headers_out.content_type_lowcase = NULL;
+    r->headers_out.status = NGX_HTTP_OK;
+    r->headers_out.content_length_n = b->last - b->pos;
+
+    ngx_http_clear_last_modified(r);
+    ngx_http_clear_etag(r);
+
+    rc = ngx_http_send_header(r);
+
+    if (rc == NGX_ERROR || rc > NGX_OK || r->header_only) {
+        return rc;
+    }
+
+    b->last_buf = 1;
+    b->last_in_chain = 1;
+
+    out.buf = b;
+    out.next = NULL;
+
+    return ngx_http_output_filter(r, &out);
+}
+
+
+static ngx_int_t
+ngx_http_scep_snapshot(ngx_http_request_t *r, ngx_http_scep_snapshot_t *ss)
+{
+    ngx_uint_t                    i, j;
+    ngx_core_conf_t              *ccf;
+    ngx_slab_pool_t              *shpool;
+    ngx_http_scep_peer_t         *peer;
+    ngx_http_scep_upstream_t    **hcp;
+    ngx_http_scep_main_conf_t    *smcf;
+    ngx_http_scep_status_peer_t  *sp;
+
+    smcf = ngx_http_get_module_main_conf(r, ngx_http_scep_module);
+    ccf = (ngx_core_conf_t *) ngx_get_conf(ngx_cycle->conf_ctx,
+                                           ngx_core_module);
+
+    ngx_memzero(ss, sizeof(ngx_http_scep_snapshot_t));
+
+    ss->now = ngx_time();
+    ss->workers = ccf->worker_processes;
+    ss->sh = ngx_http_scep_shared(smcf);
+
+    if (ngx_array_init(&ss->peers, r->pool, 8,
+                       sizeof(ngx_http_scep_status_peer_t))
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    if (ss->sh == NULL) {
+        return NGX_OK;
+    }
+
+    ss->counters = ss->sh->counters;
+
+    shpool = (ngx_slab_pool_t *) smcf->shm_zone->shm.addr;
+    hcp = smcf->upstreams.elts;
+
+    ngx_shmtx_lock(&shpool->mutex);
+
+    for (i = 0; i < smcf->upstreams.nelts; i++) {
+        peer = hcp[i]->peers.elts;
+
+        for (j = 0; j < hcp[i]->peers.nelts; j++) {
+            if (peer[j].sh == NULL) {
+                continue;
+            }
+
+            sp = ngx_array_push(&ss->peers);
+            if (sp == NULL) {
+                ngx_shmtx_unlock(&shpool->mutex);
+                return NGX_ERROR;
+            }
+
+            sp->upstream = hcp[i]->uscf->host;
+            sp->address = peer[j].name;
+            sp->sh = *peer[j].sh;
+            sp->warn = hcp[i]->ra_expiry_warn;
+        }
+    }
+
+    ngx_shmtx_unlock(&shpool->mutex);
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_scep_status_json(ngx_http_request_t *r, ngx_http_scep_snapshot_t *ss,
+    ngx_buf_t **out)
+{
+    char                         *text, *name;
+    size_t                        len;
+    ngx_int_t                     rc;
+    ngx_str_t                     token;
+    ngx_buf_t                    *b;
+    ngx_uint_t                    i;
+    json_t                       *doc, *o, *gw, *ops, *types, *rej, *ups,
+                                 *up, *peers;
+    ngx_http_scep_counters_t     *cn;
+    ngx_http_scep_status_peer_t  *sp;
+
+    cn = &ss->counters;
+    rc = NGX_ERROR;
+    text = NULL;
+
+    doc = json_object();
+    if (doc == NULL) {
+        return NGX_ERROR;
+    }
+
+    gw = json_pack("{s:s, s:s, s:I, s:I, s:I, s:I}",
+                   "module_version", NGX_HTTP_SCEP_MODULE_VERSION,
+                   "nginx_version", NGINX_VERSION,
+                   "workers", (json_int_t) ss->workers,
+                   "started", (json_int_t) (ss->sh ? ss->sh->started : 0),
+                   "uptime", (json_int_t) (ss->sh ? ss->now - ss->sh->started
+                                                  : 0),
+                   "generation",
+                   (json_int_t) (ss->sh ? ss->sh->generation : 0));
+
+    ops = json_object();
+    types = json_object();
+    rej = json_object();
+    ups = json_object();
+
+    if (gw == NULL || ops == NULL || types == NULL || rej == NULL
+        || ups == NULL)
+    {
+        json_decref(gw);
+        json_decref(ops);
+        json_decref(types);
+        json_decref(rej);
+        json_decref(ups);
+        goto done;
+    }
+
+    json_object_set_new(doc, "gateway", gw);
+
+    for (i = 0; i < NGX_HTTP_SCEP_NOPS; i++) {
+        json_object_set_new(ops, ngx_http_scep_op_names[i],
+                            json_integer(cn->ops[i]));
+    }
+
+    for (i = 0; i < NGX_HTTP_SCEP_NTYPES; i++) {
+        json_object_set_new(types, ngx_http_scep_type_names[i],
+                            json_integer(cn->types[i]));
+    }
+
+    for (i = 0; i < NGX_HTTP_SCEP_NREJECTS; i++) {
+        ngx_http_scep_reject_index_token(i, &token);
+        json_object_set_new(rej, (char *) token.data,
+                            json_integer(cn->rejects[i]));
+    }
+
+    o = json_pack("{s:I, s:o, s:o, s:o, s:o, s:I, s:I}",
+                  "total", (json_int_t) cn->total,
+                  "operations", ops,
+                  "message_types", types,
+                  "responses", ngx_http_scep_json_classes(cn->responses),
+                  "rejected", rej,
+                  "rate_limited", (json_int_t) cn->rate_limited,
+                  "no_healthy_backend", (json_int_t) cn->no_healthy);
+
+    if (o == NULL) {
+        json_decref(ups);
+        goto done;
+    }
+
+    json_object_set_new(doc, "requests", o);
+    json_object_set_new(doc, "upstreams", ups);
+
+    sp = ss->peers.elts;
+
+    for (i = 0; i < ss->peers.nelts; i++) {
+        name = ngx_pnalloc(r->pool, sp[i].upstream.len + 1);
+        if (name == NULL) {
+            goto done;
+        }
+
+        (void) ngx_cpystrn((u_char *) name, sp[i].upstream.data,
+                           sp[i].upstream.len + 1);
+
+        up = json_object_get(ups, name);
+
+        if (up == NULL) {
+            up = json_object();
+            if (up == NULL) {
+                goto done;
+            }
+
+            json_object_set_new(up, "peers", json_array());
+            json_object_set_new(ups, name, up);
+        }
+
+        peers = json_object_get(up, "peers");
+
+        o = ngx_http_scep_json_peer(ss, &sp[i]);
+        if (o == NULL || peers == NULL) {
+            json_decref(o);
+            goto done;
+        }
+
+        json_array_append_new(peers, o);
+    }
+
+    text = json_dumps(doc, JSON_INDENT(2)|JSON_PRESERVE_ORDER);
+    if (text == NULL) {
+        goto done;
+    }
+
+    len = ngx_strlen(text);
+
+    b = ngx_create_temp_buf(r->pool, len + 1);
+    if (b == NULL) {
+        goto done;
+    }
+
+    b->last = ngx_cpymem(b->last, text, len);
+    *b->last++ = '\n';
+
+    *out = b;
+    rc = NGX_OK;
+
+done:
+
+    if (text) {
+        free(text);
+    }
+
+    json_decref(doc);
+
+    return rc;
+}
+
+
+static json_t *
+ngx_http_scep_json_classes(ngx_atomic_t *classes)
+{
+    ngx_uint_t   i;
+    json_t      *o;
+
+    o = json_object();
+    if (o == NULL) {
+        return NULL;
+    }
+
+    for (i = 0; i < NGX_HTTP_SCEP_NCLASSES; i++) {
+        json_object_set_new(o, ngx_http_scep_class_names[i],
+                            json_integer(classes[i]));
+    }
+
+    return o;
+}
+
+
+static json_t *
+ngx_http_scep_json_peer(ngx_http_scep_snapshot_t *ss,
+    ngx_http_scep_status_peer_t *sp)
+{
+    uint32_t                  bit;
+    ngx_str_t                 s;
+    ngx_uint_t                i;
+    json_t                   *o, *caps, *certs, *c;
+    const char               *name;
+    ngx_http_scep_sh_peer_t  *p;
+    ngx_http_scep_sh_cert_t  *sc;
+
+    p = &sp->sh;
+
+    caps = json_array();
+    certs = json_array();
+
+    if (caps == NULL || certs == NULL) {
+        json_decref(caps);
+        json_decref(certs);
+        return NULL;
+    }
+
+    for (bit = 1; bit; bit <<= 1) {
+        if (p->caps & bit) {
+            name = scep_cap_name(bit);
+
+            if (name) {
+                json_array_append_new(caps, json_string(name));
+            }
+        }
+    }
+
+    for (i = 0; i < p->ncerts; i++) {
+        sc = &p->certs[i];
+
+        c = json_pack("{s:s, s:s, s:s, s:I, s:I, s:b}",
+                      "role", sc->is_ca || p->ncerts == 1 ? "CA" : "RA",
+                      "subject", (char *) sc->subject,
+                      "serial", (char *) sc->serial,
+                      "not_after", (json_int_t) sc->not_after,
+                      "days_left", (json_int_t) ((sc->not_after - ss->now)
+                                                 / 86400),
+                      "expiring", sc->not_after - ss->now < sp->warn);
+
+        if (c) {
+            json_array_append_new(certs, c);
+        }
+    }
+
+    s.data = p->reason;
+    s.len = ngx_strlen(p->reason);
+
+    o = json_pack("{s:o, s:s, s:I, s:I, s:I}",
+                  "address", ngx_http_scep_json_str(&sp->address),
+                  "state", ngx_http_scep_state_names[p->state],
+                  "passes", (json_int_t) p->passes,
+                  "fails", (json_int_t) p->fails,
+                  "checks", (json_int_t) p->checks);
+
+    if (o == NULL) {
+        json_decref(caps);
+        json_decref(certs);
+        return NULL;
+    }
+
+    if (p->last_check) {
+        json_object_set_new(o, "last_check", json_integer(p->last_check));
+        json_object_set_new(o, "last_result",
+                            json_string(p->last_ok ? "pass" : "fail"));
+        json_object_set_new(o, "latency_ms", json_integer(p->latency));
+
+    } else {
+        json_object_set_new(o, "last_check", json_null());
+        json_object_set_new(o, "last_result", json_null());
+        json_object_set_new(o, "latency_ms", json_null());
+    }
+
+    json_object_set_new(o, "reason", s.len ? ngx_http_scep_json_str(&s)
+                                           : json_null());
+    json_object_set_new(o, "last_change", json_integer(p->last_change));
+    json_object_set_new(o, "capabilities", caps);
+    json_object_set_new(o, "certificates", certs);
+
+    s.data = p->warning;
+    s.len = ngx_strlen(p->warning);
+
+    json_object_set_new(o, "warning", s.len ? ngx_http_scep_json_str(&s)
+                                            : json_null());
+    json_object_set_new(o, "requests", json_integer(p->requests));
+    json_object_set_new(o, "responses",
+                        ngx_http_scep_json_classes(p->responses));
+    json_object_set_new(o, "failovers", json_integer(p->failovers));
+
+    return o;
+}
+
+
+static json_t *
+ngx_http_scep_json_str(ngx_str_t *s)
+{
+    json_t  *j;
+
+    j = json_stringn((const char *) s->data, s->len);
+
+    return j ? j : json_string("");
+}
+
+
+#define ngx_http_scep_prom_room  (8 * 1024)
+
+static ngx_int_t
+ngx_http_scep_status_prometheus(ngx_http_request_t *r,
+    ngx_http_scep_snapshot_t *ss, ngx_buf_t **out)
+{
+    u_char                       *p, *last;
+    size_t                        size;
+    ngx_str_t                     token;
+    ngx_buf_t                    *b;
+    ngx_uint_t                    i;
+    ngx_http_scep_counters_t     *cn;
+
+    cn = &ss->counters;
+    size = ngx_http_scep_prom_room * (2 + ss->peers.nelts);
+
+    b = ngx_create_temp_buf(r->pool, size);
+    if (b == NULL) {
+        return NGX_ERROR;
+    }
+
+    p = b->last;
+    last = b->end;
+
+    p = ngx_slprintf(p, last,
+            "# TYPE scep_gateway_info gauge\n"
+            "scep_gateway_info{module_version=\"%s\","
+            "nginx_version=\"%s\"} 1\n"
+            "# TYPE scep_gateway_workers gauge\n"
+            "scep_gateway_workers %ui\n"
+            "# TYPE scep_gateway_uptime_seconds gauge\n"
+            "scep_gateway_uptime_seconds %T\n"
+            "# TYPE scep_gateway_generation gauge\n"
+            "scep_gateway_generation %ui\n",
+            NGX_HTTP_SCEP_MODULE_VERSION, NGINX_VERSION, ss->workers,
+            (time_t) (ss->sh ? ss->now - ss->sh->started : 0),
+            ss->sh ? ss->sh->generation : 0);
+
+    p = ngx_slprintf(p, last, "# TYPE scep_requests_total counter\n");
+
+    for (i = 0; i < NGX_HTTP_SCEP_NOPS; i++) {
+        p = ngx_slprintf(p, last,
+                         "scep_requests_total{operation=\"%s\"} %uA\n",
+                         ngx_http_scep_op_names[i], cn->ops[i]);
+    }
+
+    p = ngx_slprintf(p, last, "# TYPE scep_messages_total counter\n");
+
+    for (i = 0; i < NGX_HTTP_SCEP_NTYPES; i++) {
+        p = ngx_slprintf(p, last, "scep_messages_total{type=\"%s\"} %uA\n",
+                         ngx_http_scep_type_names[i], cn->types[i]);
+    }
+
+    p = ngx_slprintf(p, last, "# TYPE scep_responses_total counter\n");
+
+    for (i = 0; i < NGX_HTTP_SCEP_NCLASSES; i++) {
+        p = ngx_slprintf(p, last, "scep_responses_total{class=\"%s\"} %uA\n",
+                         ngx_http_scep_class_names[i], cn->responses[i]);
+    }
+
+    p = ngx_slprintf(p, last, "# TYPE scep_rejected_total counter\n");
+
+    for (i = 0; i < NGX_HTTP_SCEP_NREJECTS; i++) {
+        ngx_http_scep_reject_index_token(i, &token);
+        p = ngx_slprintf(p, last, "scep_rejected_total{reason=\"%V\"} %uA\n",
+                         &token, cn->rejects[i]);
+    }
+
+    p = ngx_slprintf(p, last,
+            "# TYPE scep_rate_limited_total counter\n"
+            "scep_rate_limited_total %uA\n"
+            "# TYPE scep_no_healthy_backend_total counter\n"
+            "scep_no_healthy_backend_total %uA\n",
+            cn->rate_limited, cn->no_healthy);
+
+    p = ngx_http_scep_prom_peers(p, last, ss);
+
+    if (p == last) {
+        return NGX_ERROR;
+    }
+
+    b->last = p;
+    *out = b;
+
+    return NGX_OK;
+}
+
+
+/* writes a label value with Prometheus's escapes */
+
+static u_char *
+ngx_http_scep_prom_label(u_char *p, u_char *last, u_char *s, size_t len)
+{
+    size_t  i;
+
+    for (i = 0; i < len && p + 2 < last; i++) {
+        switch (s[i]) {
+
+        case '\\':
+        case '"':
+            *p++ = '\\';
+            *p++ = s[i];
+            break;
+
+        case '\n':
+            *p++ = '\\';
+            *p++ = 'n';
+            break;
+
+        default:
+            *p++ = s[i];
+        }
+    }
+
+    return p;
+}
+
+
+/*
+ * The samples of a metric family must be one group: each family is
+ * written for every peer in turn.
+ */
+
+#define NGX_HTTP_SCEP_PROM_PEER_FAMILIES  13
+
+static u_char *
+ngx_http_scep_prom_peers(u_char *p, u_char *last,
+    ngx_http_scep_snapshot_t *ss)
+{
+    u_char                       *l, *ll, labels[512], clabels[1024];
+    size_t                        n, cn;
+    ngx_uint_t                    f, i, k;
+    ngx_http_scep_sh_peer_t      *sh;
+    ngx_http_scep_sh_cert_t      *sc;
+    ngx_http_scep_status_peer_t  *sp;
+
+    static const char  *families[NGX_HTTP_SCEP_PROM_PEER_FAMILIES][2] = {
+        { "scep_peer_up", "gauge" },
+        { "scep_peer_state", "gauge" },
+        { "scep_peer_consecutive_passes", "gauge" },
+        { "scep_peer_consecutive_fails", "gauge" },
+        { "scep_peer_checks_total", "counter" },
+        { "scep_peer_last_check_timestamp_seconds", "gauge" },
+        { "scep_peer_probe_latency_seconds", "gauge" },
+        { "scep_peer_requests_total", "counter" },
+        { "scep_peer_responses_total", "counter" },
+        { "scep_peer_failovers_total", "counter" },
+        { "scep_peer_certificate_not_after_timestamp_seconds", "gauge" },
+        { "scep_peer_certificate_days_left", "gauge" },
+        { "scep_peer_certificate_expiring", "gauge" }
+    };
+
+    sp = ss->peers.elts;
+
+    for (f = 0; f < NGX_HTTP_SCEP_PROM_PEER_FAMILIES; f++) {
+
+        if (ss->peers.nelts == 0) {
+            break;
+        }
+
+        p = ngx_slprintf(p, last, "# TYPE %s %s\n",
+                         families[f][0], families[f][1]);
+
+        for (i = 0; i < ss->peers.nelts; i++) {
+            sh = &sp[i].sh;
+
+            l = ngx_slprintf(labels, labels + sizeof(labels), "upstream=\"");
+            l = ngx_http_scep_prom_label(l, labels + sizeof(labels) - 16,
+                                         sp[i].upstream.data,
+                                         sp[i].upstream.len);
+            l = ngx_slprintf(l, labels + sizeof(labels), "\",peer=\"");
+            l = ngx_http_scep_prom_label(l, labels + sizeof(labels) - 2,
+                                         sp[i].address.data,
+                                         sp[i].address.len);
+            *l++ = '"';
+
+            n = l - labels;
+
+            switch (f) {
+
+            case 0:
+                p = ngx_slprintf(p, last, "%s{%*s} %d\n", families[f][0],
+                                 n, labels,
+                                 sh->state == NGX_HTTP_SCEP_PEER_UP);
+                break;
+
+            case 1:
+                for (k = 0; k < 3; k++) {
+                    p = ngx_slprintf(p, last, "%s{%*s,state=\"%s\"} %d\n",
+                                     families[f][0], n, labels,
+                                     ngx_http_scep_state_names[k],
+                                     sh->state == k);
+                }
+                break;
+
+            case 2:
+            case 3:
+            case 4:
+                p = ngx_slprintf(p, last, "%s{%*s} %ui\n", families[f][0],
+                                 n, labels,
+                                 f == 2 ? sh->passes
+                                        : (f == 3 ? sh->fails : sh->checks));
+                break;
+
+            case 5:
+                p = ngx_slprintf(p, last, "%s{%*s} %T\n", families[f][0],
+                                 n, labels, sh->last_check);
+                break;
+
+            case 6:
+                p = ngx_slprintf(p, last, "%s{%*s} %M.%03M\n",
+                                 families[f][0], n, labels,
+                                 sh->latency / 1000, sh->latency % 1000);
+                break;
+
+            case 7:
+            case 9:
+                p = ngx_slprintf(p, last, "%s{%*s} %uA\n", families[f][0],
+                                 n, labels,
+                                 f == 7 ? sh->requests : sh->failovers);
+                break;
+
+            case 8:
+                for (k = 0; k < NGX_HTTP_SCEP_NCLASSES; k++) {
+                    p = ngx_slprintf(p, last, "%s{%*s,class=\"%s\"} %uA\n",
+                                     families[f][0], n, labels,
+                                     ngx_http_scep_class_names[k],
+                                     sh->responses[k]);
+                }
+                break;
+
+            default:
+                for (k = 0; k < sh->ncerts; k++) {
+                    sc = &sh->certs[k];
+
+                    ll = ngx_slprintf(clabels, clabels + sizeof(clabels),
+                                      "%*s,role=\"%s\",subject=\"", n, labels,
+                                      sc->is_ca || sh->ncerts == 1
+                                      ? "CA" : "RA");
+                    ll = ngx_http_scep_prom_label(ll,
+                                             clabels + sizeof(clabels) - 64,
+                                             sc->subject,
+                                             ngx_strlen(sc->subject));
+                    ll = ngx_slprintf(ll, clabels + sizeof(clabels),
+                                      "\",serial=\"%s\"", sc->serial);
+                    cn = ll - clabels;
+
+                    if (f == 10) {
+                        p = ngx_slprintf(p, last, "%s{%*s} %T\n",
+                                         families[f][0], cn, clabels,
+                                         sc->not_after);
+
+                    } else if (f == 11) {
+                        p = ngx_slprintf(p, last, "%s{%*s} %T\n",
+                                         families[f][0], cn, clabels,
+                                         (time_t) ((sc->not_after - ss->now)
+                                                   / 86400));
+
+                    } else {
+                        p = ngx_slprintf(p, last, "%s{%*s} %d\n",
+                                         families[f][0], cn, clabels,
+                                         sc->not_after - ss->now
+                                         < sp[i].warn);
+                    }
+                }
+            }
+        }
+    }
+
+    return p;
+}
