@@ -28,6 +28,9 @@ for my $f (sort glob("$ex/*")) {
     next unless -f $f;
     my $name = (split m{/}, $f)[-1];
     my $text = $t->read_file($f);
+    if ($ENV{TEST_SCEP_STATIC}) {
+        $text =~ s{^\s*load_module\s+\S*ngx_http_scep_module\.so;\n}{}mg;
+    }
     $text =~ s{/usr/lib/nginx/modules/ngx_http_scep_module\.so}
               {$t->{module}}g;
     $text =~ s{/var/log/nginx/}{$d/logs/}g;
