@@ -104,6 +104,7 @@ typedef struct {
 typedef struct {
     ngx_queue_t                queue;
     ngx_str_t                  key;          /* "upstream name" SP addr */
+    ngx_uint_t                 generation;   /* last configuration with it */
 
     ngx_uint_t                 state;
     ngx_uint_t                 passes;       /* consecutive */

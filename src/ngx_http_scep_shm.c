@@ -40,10 +40,13 @@ ngx_http_scep_shm_init(ngx_conf_t *cf, ngx_http_scep_main_conf_t *smcf)
         n += hcp[i]->peers.nelts;
     }
 
-    /* a record and its key take at most two slab pages' worth each */
+    /*
+     * a record and its key take up to 2k of slab; during a reload the
+     * records of the previous configuration are kept too
+     */
 
     need = NGX_HTTP_SCEP_ZONE_BASE
-           + n * ngx_align(sizeof(ngx_http_scep_sh_peer_t) + 256, 2048);
+           + 2 * n * ngx_align(sizeof(ngx_http_scep_sh_peer_t) + 256, 2048);
 
     if (smcf->zone_size == NGX_CONF_UNSET_SIZE) {
         smcf->zone_size = ngx_max(need, 1024 * 1024);
@@ -81,9 +84,11 @@ ngx_http_scep_init_zone(ngx_shm_zone_t *shm_zone, void *data)
     ngx_http_scep_main_conf_t *smcf = shm_zone->data;
 
     ngx_uint_t                  i, j;
+    ngx_queue_t                *q, *next;
     ngx_slab_pool_t            *shpool;
     ngx_http_scep_sh_t         *sh;
     ngx_http_scep_peer_t       *peer;
+    ngx_http_scep_sh_peer_t    *sp;
     ngx_http_scep_upstream_t  **hcp;
 
     shpool = (ngx_slab_pool_t *) shm_zone->shm.addr;
@@ -109,6 +114,25 @@ ngx_http_scep_init_zone(ngx_shm_zone_t *shm_zone, void *data)
 
     sh->generation++;
 
+    /*
+     * Records of back ends that neither this configuration nor the one
+     * before it has are freed; the previous one's stay for its workers,
+     * which finish their requests and probes while the new ones start.
+     */
+
+    for (q = ngx_queue_head(&sh->peers);
+         q != ngx_queue_sentinel(&sh->peers);
+         q = next)
+    {
+        next = ngx_queue_next(q);
+        sp = ngx_queue_data(q, ngx_http_scep_sh_peer_t, queue);
+
+        if (sp->generation + 1 < sh->generation) {
+            ngx_queue_remove(q);
+            ngx_slab_free_locked(shpool, sp);
+        }
+    }
+
     hcp = smcf->upstreams.elts;
 
     for (i = 0; i < smcf->upstreams.nelts; i++) {
@@ -125,6 +149,8 @@ ngx_http_scep_init_zone(ngx_shm_zone_t *shm_zone, void *data)
                               " under health checks: make it larger");
                 return NGX_ERROR;
             }
+
+            peer[j].sh->generation = sh->generation;
         }
     }
 
