@@ -94,6 +94,13 @@ static ngx_command_t  ngx_http_scep_commands[] = {
       offsetof(ngx_http_scep_loc_conf_t, algorithms),
       NULL },
 
+    { ngx_string("scep_pass_credentials"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_FLAG,
+      ngx_conf_set_flag_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_scep_loc_conf_t, pass_credentials),
+      NULL },
+
     { ngx_string("scep_health_check"),
       NGX_HTTP_UPS_CONF|NGX_CONF_ANY,
       ngx_http_scep_health_check,
@@ -416,6 +423,7 @@ ngx_http_scep_create_loc_conf(ngx_conf_t *cf)
     slcf->log_level = NGX_CONF_UNSET_UINT;
     slcf->retry_after = NGX_CONF_UNSET;
     slcf->algorithms = NGX_CONF_UNSET_UINT;
+    slcf->pass_credentials = NGX_CONF_UNSET;
 
     return slcf;
 }
@@ -435,6 +443,7 @@ ngx_http_scep_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_conf_merge_sec_value(conf->retry_after, prev->retry_after, 30);
     ngx_conf_merge_uint_value(conf->algorithms, prev->algorithms,
                               SCEP_ALG_DEFAULT);
+    ngx_conf_merge_value(conf->pass_credentials, prev->pass_credentials, 0);
 
     return NGX_CONF_OK;
 }

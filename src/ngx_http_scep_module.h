@@ -60,6 +60,7 @@ typedef struct {
     ngx_uint_t                 log_level;
     time_t                     retry_after;
     ngx_uint_t                 algorithms;    /* SCEP_ALG_* */
+    ngx_flag_t                 pass_credentials;
 } ngx_http_scep_loc_conf_t;
 
 

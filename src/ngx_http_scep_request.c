@@ -42,6 +42,9 @@ static ngx_int_t ngx_http_scep_canonical_query(ngx_http_request_t *r,
     ngx_http_scep_ctx_t *ctx);
 static ngx_int_t ngx_http_scep_reject(ngx_http_request_t *r,
     ngx_http_scep_ctx_t *ctx, ngx_uint_t reject);
+static ngx_int_t ngx_http_scep_strip_headers(ngx_http_request_t *r);
+static ngx_uint_t ngx_http_scep_hop_header(ngx_table_elt_t *h,
+    ngx_str_t *connection);
 
 
 static ngx_http_scep_op_t  ngx_http_scep_ops[] = {
@@ -141,6 +144,162 @@ ngx_http_scep_reject_token(ngx_http_scep_ctx_t *ctx, ngx_str_t *token)
 
 
 /*
+ * NDES's SCEP endpoint is anonymous: client credentials are not passed
+ * on (they would invite NTLM relay), nor hop-by-hop headers, nor
+ * forwarding headers the client made up.  The headers list is rebuilt
+ * without them.
+ */
+
+static ngx_str_t  ngx_http_scep_dropped_headers[] = {
+    ngx_string("Authorization"),
+    ngx_string("Cookie"),
+    ngx_string("Forwarded"),
+    ngx_string("X-Forwarded-For"),
+    ngx_string("X-Forwarded-Host"),
+    ngx_string("X-Forwarded-Proto"),
+    ngx_string("X-Real-IP"),
+    ngx_string("Keep-Alive"),
+    ngx_string("TE"),
+    ngx_string("Trailer"),
+    ngx_string("Upgrade"),
+    ngx_null_string
+};
+
+
+static ngx_int_t
+ngx_http_scep_strip_headers(ngx_http_request_t *r)
+{
+    ngx_str_t         connection;
+    ngx_uint_t        i, n;
+    ngx_list_t        headers;
+    ngx_list_part_t  *part;
+    ngx_table_elt_t  *h, *nh;
+
+    /* nginx 1.22 does not keep a pointer to "Connection": find it */
+
+    n = 0;
+    ngx_str_null(&connection);
+
+    for (part = &r->headers_in.headers.part; part; part = part->next) {
+        h = part->elts;
+
+        for (i = 0; i < part->nelts; i++) {
+            if (h[i].key.len == sizeof("Connection") - 1
+                && ngx_strncasecmp(h[i].key.data, (u_char *) "Connection",
+                                   sizeof("Connection") - 1)
+                   == 0)
+            {
+                connection = h[i].value;
+            }
+        }
+
+        n += part->nelts;
+    }
+
+    if (ngx_list_init(&headers, r->pool, n ? n : 1, sizeof(ngx_table_elt_t))
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    part = &r->headers_in.headers.part;
+    h = part->elts;
+
+    for (i = 0; /* void */; i++) {
+
+        if (i >= part->nelts) {
+            if (part->next == NULL) {
+                break;
+            }
+
+            part = part->next;
+            h = part->elts;
+            i = 0;
+        }
+
+        if (ngx_http_scep_hop_header(&h[i], &connection)) {
+            continue;
+        }
+
+        nh = ngx_list_push(&headers);
+        if (nh == NULL) {
+            return NGX_ERROR;
+        }
+
+        *nh = h[i];
+    }
+
+    r->headers_in.headers = headers;
+
+    r->headers_in.authorization = NULL;
+    r->headers_in.keep_alive = NULL;
+    r->headers_in.te = NULL;
+    r->headers_in.upgrade = NULL;
+    r->headers_in.cookies.nelts = 0;
+    r->headers_in.user.len = 0;
+    r->headers_in.passwd.len = 0;
+
+#if (NGX_HTTP_X_FORWARDED_FOR)
+    r->headers_in.x_forwarded_for.nelts = 0;
+#endif
+
+#if (NGX_HTTP_REALIP)
+    r->headers_in.x_real_ip = NULL;
+#endif
+
+    return NGX_OK;
+}
+
+
+static ngx_uint_t
+ngx_http_scep_hop_header(ngx_table_elt_t *h, ngx_str_t *connection)
+{
+    u_char     *p, *last, *start;
+    ngx_str_t  *d;
+
+    if (h->key.len > 6
+        && ngx_strncasecmp(h->key.data, (u_char *) "Proxy-", 6) == 0)
+    {
+        /* Proxy-Authorization, Proxy-Connection, ... */
+        return 1;
+    }
+
+    for (d = ngx_http_scep_dropped_headers; d->len; d++) {
+        if (d->len == h->key.len
+            && ngx_strncasecmp(d->data, h->key.data, d->len) == 0)
+        {
+            return 1;
+        }
+    }
+
+    /* the headers that "Connection" names are hop-by-hop too */
+
+    p = connection->data;
+    last = p + connection->len;
+
+    while (p < last) {
+        while (p < last && (*p == ' ' || *p == ',' || *p == '\t')) {
+            p++;
+        }
+
+        start = p;
+
+        while (p < last && *p != ' ' && *p != ',' && *p != '\t') {
+            p++;
+        }
+
+        if ((size_t) (p - start) == h->key.len
+            && ngx_strncasecmp(start, h->key.data, h->key.len) == 0)
+        {
+            return 1;
+        }
+    }
+
+    return 0;
+}
+
+
+/*
  * Counters of rejections are indexed from 0: first the gateway's own
  * reasons, then scep_message_check()'s.
  */
@@ -198,6 +357,13 @@ ngx_http_scep_handler(ngx_http_request_t *r)
         if (ctx->reading_body) {
             /* the body handler has run the phases again */
             ctx->reading_body = 0;
+
+            if (ctx->status == NGX_DECLINED && !slcf->pass_credentials
+                && ngx_http_scep_strip_headers(r) != NGX_OK)
+            {
+                return NGX_HTTP_INTERNAL_SERVER_ERROR;
+            }
+
             return ctx->status;
         }
 
@@ -215,6 +381,12 @@ ngx_http_scep_handler(ngx_http_request_t *r)
     }
 
     rc = ngx_http_scep_parse(r, ctx);
+
+    if (rc == NGX_DECLINED && !slcf->pass_credentials) {
+        if (ngx_http_scep_strip_headers(r) != NGX_OK) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+    }
 
     if (rc == NGX_DECLINED || rc == NGX_DONE) {
         ctx->done = (rc == NGX_DECLINED);

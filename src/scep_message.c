@@ -8,15 +8,22 @@
  * OpenSSL 3.0 decodes the public key of every certificate it parses with
  * its provider decoders, which costs more than 100 microseconds a
  * certificate, more than the whole budget of a check.  The walk accepts
- * BER as OpenSSL does (indefinite lengths, constructed OCTET STRINGs, as
- * streaming toolkits write them), checks every length, nesting and the
- * encoding of the INTEGERs, OIDs, BOOLEANs and BIT STRINGs of the
- * structure it knows, and allocates nothing.  OpenSSL is left the
- * cryptography: the signer's public key, the digest and the signature.
+ * BER as OpenSSL does (indefinite lengths, constructed strings, as
+ * streaming toolkits write them) and refuses what OpenSSL would refuse:
+ * every length and nesting, the fields of each structure, the encoding of
+ * INTEGERs, OIDs, BOOLEANs, BIT STRINGs and times, the string types of
+ * names.  It allocates nothing but a copy of content that comes in
+ * pieces.  OpenSSL is left the cryptography: the signer's public key, the
+ * digests and the signature.
+ *
+ * Not quite as OpenSSL: the content of a ContentInfo that is not
+ * SignedData is only checked as BER; CRLs are refused in SignedData and
+ * EnvelopedData (no request carries them); the pieces of a constructed
+ * OCTET STRING must be OCTET STRINGs; the signature covers the signed
+ * attributes as they were sent, where OpenSSL encodes them anew.
  */
 
 
-#include <stdlib.h>
 #include <string.h>
 
 #include <openssl/core_names.h>
@@ -30,24 +37,29 @@
 #include "scep_message.h"
 
 
-/* deepest nesting of BER elements accepted */
+/* deepest nesting of BER elements accepted, and of constructed strings */
 #define SCEP_BER_MAX_DEPTH     32
+#define SCEP_BER_MAX_PIECES    5
 
 /* BER identifier octets */
-#define SCEP_BER_BOOLEAN       0x01
-#define SCEP_BER_INTEGER       0x02
-#define SCEP_BER_BIT_STRING    0x03
-#define SCEP_BER_OCTET_STRING  0x04
-#define SCEP_BER_NULL          0x05
-#define SCEP_BER_OID           0x06
-#define SCEP_BER_PRINTABLE     0x13
-#define SCEP_BER_UTC_TIME      0x17
-#define SCEP_BER_GEN_TIME      0x18
-#define SCEP_BER_SEQUENCE      0x30
-#define SCEP_BER_SET           0x31
-#define SCEP_BER_CONSTRUCTED   0x20
-#define SCEP_BER_HIGH_TAG      0x1f
-#define SCEP_BER_CONTEXT       0x80
+#define SCEP_BER_BOOLEAN          0x01
+#define SCEP_BER_INTEGER          0x02
+#define SCEP_BER_BIT_STRING       0x03
+#define SCEP_BER_OCTET_STRING     0x04
+#define SCEP_BER_NULL             0x05
+#define SCEP_BER_OID              0x06
+#define SCEP_BER_ENUMERATED       0x0a
+#define SCEP_BER_UTF8_STRING      0x0c
+#define SCEP_BER_PRINTABLE        0x13
+#define SCEP_BER_UTC_TIME         0x17
+#define SCEP_BER_GEN_TIME         0x18
+#define SCEP_BER_UNIVERSAL_STRING 0x1c
+#define SCEP_BER_BMP_STRING       0x1e
+#define SCEP_BER_SEQUENCE         0x30
+#define SCEP_BER_SET              0x31
+#define SCEP_BER_CONSTRUCTED      0x20
+#define SCEP_BER_HIGH_TAG         0x1f
+#define SCEP_BER_CONTEXT          0x80
 
 /* [n] primitive and [n] constructed */
 #define scep_ber_ctx(n)        (SCEP_BER_CONTEXT | (n))
@@ -111,6 +123,7 @@ typedef struct {
     scep_result_t         *res;
 
     /* SignedData */
+    scep_ber_t             digest_algs;
     scep_ber_t             econtent_type;
     scep_ber_t             econtent;      /* tag 0 when absent */
     scep_ber_t             certs;         /* tag 0 when absent */
@@ -131,6 +144,8 @@ typedef struct {
 
     scep_ber_t             cipher_alg;
     scep_cert_t            cert;
+
+    EVP_MD                *md;            /* the signer's digest */
 } scep_check_t;
 
 
@@ -138,6 +153,11 @@ static int scep_ber_header(const unsigned char **pos, const unsigned char *end,
     unsigned int *tag, size_t *vlen, int *indef);
 static int scep_ber_read(const unsigned char *p, const unsigned char *end,
     scep_ber_t *el, int deep, unsigned int depth);
+static int scep_ber_universal_ok(const scep_ber_t *el);
+static int scep_ber_pieces(const scep_ber_t *el, unsigned int tag,
+    unsigned int depth, unsigned char *out, size_t *len, int *first);
+static int scep_ber_bits_ok(const scep_ber_t *el);
+static int scep_unicode_ok(const unsigned char *p, size_t n, size_t width);
 static void scep_cur_init(scep_cur_t *cur, const scep_ber_t *el);
 static int scep_cur_done(const scep_cur_t *cur);
 static int scep_cur_peek(const scep_cur_t *cur);
@@ -151,6 +171,7 @@ static int scep_cur_integer(scep_cur_t *cur, size_t max, scep_ber_t *el);
 static int scep_cur_alg(scep_cur_t *cur, scep_ber_t *oid, scep_ber_t *params);
 static int scep_cur_octets(scep_cur_t *cur, scep_ber_t *el);
 static int scep_ber_name_ok(const scep_ber_t *el);
+static int scep_ber_string_ok(const scep_ber_t *el);
 static int scep_ber_attributes_ok(const scep_ber_t *el);
 static int scep_oid_is(const scep_ber_t *el, const unsigned char *oid,
     size_t len);
@@ -158,7 +179,7 @@ static uint32_t scep_oid_bits(const scep_oid_t *table, size_t n,
     const scep_ber_t *el);
 static int scep_der_equal(const scep_ber_t *a, const scep_ber_t *b);
 static int scep_printable(unsigned char c);
-static const EVP_MD *scep_digest_md(uint32_t bits);
+static const char *scep_digest_name(uint32_t bits);
 static scep_reason_t scep_openssl_reason(scep_reason_t fallback);
 
 static scep_reason_t scep_parse_content_info(scep_check_t *ck,
@@ -169,9 +190,10 @@ static int scep_parse_certificates(const scep_ber_t *certs);
 static int scep_parse_certificate(const scep_ber_t *el, scep_cert_t *cert);
 static int scep_parse_extensions(const scep_ber_t *el, scep_cert_t *cert);
 static int scep_parse_recipient_info(const scep_ber_t *el);
+static int scep_cur_issuer_serial(scep_cur_t *cur, scep_ber_t *el);
+static int scep_other_ok(const scep_ber_t *el);
+static int scep_key_identifier_ok(const scep_ber_t *el);
 static scep_reason_t scep_check_content(scep_check_t *ck);
-static int scep_collect_octets(const scep_ber_t *el, unsigned char *out,
-    size_t *n, unsigned int depth);
 static scep_reason_t scep_check_envelope(scep_check_t *ck);
 static scep_reason_t scep_check_attributes(scep_check_t *ck);
 static int scep_attribute_value(const scep_ber_t *values, scep_ber_t *value);
@@ -189,8 +211,8 @@ static scep_reason_t scep_check_signature(scep_check_t *ck);
 static EVP_PKEY *scep_public_key(const scep_cert_t *cert);
 static EVP_PKEY *scep_rsa_key(const scep_ber_t *key);
 static EVP_PKEY *scep_ec_key(const scep_ber_t *params, const scep_ber_t *key);
-static int scep_pss_params(const scep_ber_t *params, uint32_t digest,
-    EVP_PKEY_CTX *pctx);
+static scep_reason_t scep_pss_params(const scep_ber_t *params,
+    uint32_t digest, EVP_PKEY_CTX *pctx);
 
 
 /* contents octets of the OIDs used */
@@ -512,7 +534,8 @@ scep_message_check(const unsigned char *der, size_t len,
         reason = scep_check_signature(&ck);
     }
 
-    free(ck.content_copy);
+    EVP_MD_free(ck.md);
+    OPENSSL_free(ck.content_copy);
 
     ERR_clear_error();
 
@@ -590,10 +613,10 @@ scep_ber_header(const unsigned char **pos, const unsigned char *end,
 
             l = l << 8 | *p++;
         }
+    }
 
-        if (l > (size_t) (end - p)) {
-            return 0;
-        }
+    if (l > (size_t) (end - p)) {
+        return 0;
     }
 
     *vlen = l;
@@ -641,6 +664,10 @@ scep_ber_read(const unsigned char *p, const unsigned char *end,
         el->vend = p + vlen;
         el->next = el->vend;
 
+        if (deep && !scep_ber_universal_ok(el)) {
+            return 0;
+        }
+
         if (deep && (tag & SCEP_BER_CONSTRUCTED)) {
             for (q = el->val; q != el->vend; q = child.next) {
                 if (!scep_ber_read(q, el->vend, &child, 1, depth + 1)) {
@@ -656,13 +683,265 @@ scep_ber_read(const unsigned char *p, const unsigned char *end,
         if (end - q >= 2 && q[0] == 0 && q[1] == 0) {
             el->vend = q;
             el->next = q + 2;
-            return 1;
+            return !deep || scep_ber_universal_ok(el);
         }
 
         if (!scep_ber_read(q, end, &child, deep, depth + 1)) {
             return 0;
         }
     }
+}
+
+
+/*
+ * The universal types whose contents OpenSSL checks wherever they are,
+ * even as ANY: INTEGER, ENUMERATED, OID, BOOLEAN and NULL primitive and
+ * well-formed, SEQUENCE and SET constructed, BIT STRING with its unused
+ * bits, BMPString and UniversalString of whole characters, times not too
+ * short; constructed strings of pieces it can gather.
+ */
+
+static int
+scep_ber_universal_ok(const scep_ber_t *el)
+{
+    int         first;
+    size_t      n;
+    scep_ber_t  v;
+
+    n = el->vend - el->val;
+
+    if ((el->tag & 0xc0) == 0
+        && (el->tag & SCEP_BER_CONSTRUCTED)
+        && el->tag != SCEP_BER_SEQUENCE
+        && el->tag != SCEP_BER_SET)
+    {
+        /* a constructed string: its pieces gathered, then as primitive */
+
+        n = 0;
+        first = -1;
+
+        if (!scep_ber_pieces(el, 0, 0, NULL, &n, &first)) {
+            return 0;
+        }
+
+        switch (el->tag & ~SCEP_BER_CONSTRUCTED) {
+
+        case SCEP_BER_BIT_STRING:
+            return first >= 0 && first <= 7;
+
+        case SCEP_BER_UNIVERSAL_STRING:
+            return n % 4 == 0;
+
+        case SCEP_BER_BMP_STRING:
+            return n % 2 == 0;
+
+        case SCEP_BER_UTC_TIME:
+            return n >= 13;
+
+        case SCEP_BER_GEN_TIME:
+            return n >= 15;
+
+        case SCEP_BER_BOOLEAN:
+        case SCEP_BER_INTEGER:
+        case SCEP_BER_ENUMERATED:
+        case SCEP_BER_NULL:
+        case SCEP_BER_OID:
+            return 0;
+
+        default:
+            return 1;
+        }
+    }
+
+    switch (el->tag) {
+
+    case SCEP_BER_BOOLEAN:
+        return n == 1;
+
+    case SCEP_BER_INTEGER:
+    case SCEP_BER_ENUMERATED:
+        v = *el;
+        v.tag = SCEP_BER_INTEGER;
+        return scep_ber_integer_ok(&v, (size_t) -1);
+
+    case SCEP_BER_BIT_STRING:
+        return n > 0 && el->val[0] <= 7;
+
+    case SCEP_BER_NULL:
+        return n == 0;
+
+    case SCEP_BER_OID:
+        return scep_ber_oid_ok(el);
+
+    case SCEP_BER_UNIVERSAL_STRING:
+        return n % 4 == 0;
+
+    case SCEP_BER_BMP_STRING:
+        return n % 2 == 0;
+
+    case SCEP_BER_UTC_TIME:
+        return n >= 13;
+
+    case SCEP_BER_GEN_TIME:
+        return n >= 15;
+
+    case SCEP_BER_SEQUENCE & ~SCEP_BER_CONSTRUCTED:
+    case SCEP_BER_SET & ~SCEP_BER_CONSTRUCTED:
+        return 0;
+
+    default:
+        return 1;
+    }
+}
+
+
+/* a BIT STRING under any tag: its unused bits, 0 to 7, come first */
+
+static int
+scep_ber_bits_ok(const scep_ber_t *el)
+{
+    int     first;
+    size_t  n;
+
+    if (!(el->tag & SCEP_BER_CONSTRUCTED)) {
+        return el->val != el->vend && el->val[0] <= 7;
+    }
+
+    n = 0;
+    first = -1;
+
+    return scep_ber_pieces(el, 0, 0, NULL, &n, &first)
+           && first >= 0 && first <= 7;
+}
+
+
+/*
+ * The pieces of a constructed string, as OpenSSL gathers them: at most
+ * SCEP_BER_MAX_PIECES levels of constructed pieces, each piece of the tag
+ * "tag" (primitive or constructed) unless "tag" is 0.  Adds their
+ * length to *len, copies them to "out" unless it is NULL, and sets
+ * *first to the first octet if it is still -1.
+ */
+
+static int
+scep_ber_pieces(const scep_ber_t *el, unsigned int tag, unsigned int depth,
+    unsigned char *out, size_t *len, int *first)
+{
+    size_t      n;
+    scep_ber_t  piece;
+    scep_cur_t  cur;
+
+    scep_cur_init(&cur, el);
+
+    while (!scep_cur_done(&cur)) {
+        if (!scep_cur_next(&cur, 0, &piece)
+            || (tag != 0
+                && (piece.tag & ~SCEP_BER_CONSTRUCTED) != tag))
+        {
+            return 0;
+        }
+
+        if (piece.tag & SCEP_BER_CONSTRUCTED) {
+            if (depth >= SCEP_BER_MAX_PIECES
+                || !scep_ber_pieces(&piece, tag, depth + 1, out, len, first))
+            {
+                return 0;
+            }
+
+            continue;
+        }
+
+        n = piece.vend - piece.val;
+
+        if (*first < 0 && n > 0) {
+            *first = piece.val[0];
+        }
+
+        if (out != NULL) {
+            memcpy(out + *len, piece.val, n);
+        }
+
+        *len += n;
+    }
+
+    return 1;
+}
+
+
+/*
+ * Characters of "width" octets (1: UTF-8) that OpenSSL can turn into
+ * UTF-8 when it compares names: no surrogates, nothing above U+10FFFF,
+ * no overlong forms.
+ */
+
+static int
+scep_unicode_ok(const unsigned char *p, size_t n, size_t width)
+{
+    size_t    i, k, more;
+    uint32_t  c, min;
+
+    for (i = 0; i < n; /* void */ ) {
+
+        if (width > 1) {
+            if (n - i < width) {
+                return 0;
+            }
+
+            c = 0;
+
+            for (k = 0; k < width; k++) {
+                c = c << 8 | p[i++];
+            }
+
+        } else {
+            c = p[i++];
+
+            if (c < 0x80) {
+                continue;
+            }
+
+            if ((c & 0xe0) == 0xc0) {
+                more = 1;
+                c &= 0x1f;
+                min = 0x80;
+
+            } else if ((c & 0xf0) == 0xe0) {
+                more = 2;
+                c &= 0x0f;
+                min = 0x800;
+
+            } else if ((c & 0xf8) == 0xf0) {
+                more = 3;
+                c &= 0x07;
+                min = 0x10000;
+
+            } else {
+                return 0;
+            }
+
+            if (n - i < more) {
+                return 0;
+            }
+
+            while (more--) {
+                if ((p[i] & 0xc0) != 0x80) {
+                    return 0;
+                }
+
+                c = c << 6 | (p[i++] & 0x3f);
+            }
+
+            if (c < min) {
+                return 0;
+            }
+        }
+
+        if (c > 0x10ffff || (c >= 0xd800 && c <= 0xdfff)) {
+            return 0;
+        }
+    }
+
+    return 1;
 }
 
 
@@ -857,7 +1136,8 @@ scep_ber_name_ok(const scep_ber_t *el)
 
             if (!scep_cur_oid(&in, &oid)
                 || !scep_cur_next(&in, 0, &value)
-                || !scep_cur_done(&in))
+                || !scep_cur_done(&in)
+                || !scep_ber_string_ok(&value))
             {
                 return 0;
             }
@@ -865,6 +1145,53 @@ scep_ber_name_ok(const scep_ber_t *el)
     }
 
     return 1;
+}
+
+
+/*
+ * A value in a Name: one of the universal types OpenSSL takes there (its
+ * ASN1_PRINTABLE), primitive but for SEQUENCE, in characters it can
+ * compare as UTF-8.  Constructed strings, which no encoder puts in names,
+ * are refused.
+ */
+
+static int
+scep_ber_string_ok(const scep_ber_t *el)
+{
+    size_t  n;
+
+    n = el->vend - el->val;
+
+    switch (el->tag) {
+
+    case SCEP_BER_UTF8_STRING:
+        return scep_unicode_ok(el->val, n, 1);
+
+    case SCEP_BER_UNIVERSAL_STRING:
+        return n % 4 == 0 && scep_unicode_ok(el->val, n, 4);
+
+    case SCEP_BER_BMP_STRING:
+        return n % 2 == 0 && scep_unicode_ok(el->val, n, 2);
+
+    case SCEP_BER_SEQUENCE:
+    case SCEP_BER_BIT_STRING:
+    case 0x07:
+    case 0x08:
+    case 0x09:
+    case 0x0b:
+    case 0x0d:
+    case 0x0e:
+    case 0x0f:
+    case 0x12:                              /* NumericString */
+    case SCEP_BER_PRINTABLE:
+    case 0x14:                              /* T61String */
+    case 0x16:                              /* IA5String */
+    case 0x1d:
+        return 1;
+
+    default:
+        return 0;
+    }
 }
 
 
@@ -963,28 +1290,28 @@ scep_printable(unsigned char c)
 }
 
 
-static const EVP_MD *
-scep_digest_md(uint32_t bits)
+static const char *
+scep_digest_name(uint32_t bits)
 {
     switch (bits) {
 
     case SCEP_ALG_MD5:
-        return EVP_md5();
+        return "MD5";
 
     case SCEP_ALG_SHA1:
-        return EVP_sha1();
+        return "SHA1";
 
     case SCEP_ALG_SHA224:
-        return EVP_sha224();
+        return "SHA224";
 
     case SCEP_ALG_SHA256:
-        return EVP_sha256();
+        return "SHA256";
 
     case SCEP_ALG_SHA384:
-        return EVP_sha384();
+        return "SHA384";
 
     case SCEP_ALG_SHA512:
-        return EVP_sha512();
+        return "SHA512";
 
     default:
         return NULL;
@@ -994,19 +1321,23 @@ scep_digest_md(uint32_t bits)
 
 /*
  * After an OpenSSL call failed: "fallback", or SCEP_REASON_INTERNAL when
- * it failed for want of memory.
+ * OpenSSL says it ran out of memory or failed in itself.  It does not
+ * always say so.
  */
 
 static scep_reason_t
 scep_openssl_reason(scep_reason_t fallback)
 {
+    int            r;
     unsigned long  e;
     scep_reason_t  reason;
 
     reason = fallback;
 
     while ((e = ERR_get_error()) != 0) {
-        if (ERR_GET_REASON(e) == ERR_R_MALLOC_FAILURE) {
+        r = ERR_GET_REASON(e);
+
+        if (r == ERR_R_MALLOC_FAILURE || r == ERR_R_INTERNAL_ERROR) {
             reason = SCEP_REASON_INTERNAL;
         }
     }
@@ -1069,24 +1400,26 @@ scep_parse_content_info(scep_check_t *ck, const unsigned char *der,
  *     AlgorithmIdentifier, encapContentInfo SEQUENCE { eContentType,
  *     [0] EXPLICIT OCTET STRING OPTIONAL }, [0] IMPLICIT certificates
  *     OPTIONAL, [1] IMPLICIT crls OPTIONAL, signerInfos SET OF SignerInfo }
+ *
+ * CRLs are refused.
  */
 
 static int
 scep_parse_signed_data(scep_check_t *ck, const scep_ber_t *sd)
 {
-    scep_ber_t    el, set, alg, params, eci, wrap, crls;
+    scep_ber_t    el, set, alg, params, eci, wrap;
     scep_cur_t    cur, in, sub;
     scep_check_t  other;
 
     scep_cur_init(&cur, sd);
 
     if (!scep_cur_integer(&cur, 4, &el)
-        || !scep_cur_next(&cur, SCEP_BER_SET, &set))
+        || !scep_cur_next(&cur, SCEP_BER_SET, &ck->digest_algs))
     {
         return 0;
     }
 
-    scep_cur_init(&in, &set);
+    scep_cur_init(&in, &ck->digest_algs);
 
     while (!scep_cur_done(&in)) {
         if (!scep_cur_alg(&in, &alg, &params)) {
@@ -1117,27 +1450,16 @@ scep_parse_signed_data(scep_check_t *ck, const scep_ber_t *sd)
         }
     }
 
+    /*
+     * Certificates, but no CRLs: a request has no use for them, and
+     * OpenSSL would judge them by rules a walk cannot follow.
+     */
+
     if (!scep_cur_optional(&cur, scep_ber_ctx_cons(0), &ck->certs)
         || (ck->certs.tag != 0 && !scep_parse_certificates(&ck->certs))
-        || !scep_cur_optional(&cur, scep_ber_ctx_cons(1), &crls))
+        || scep_cur_peek(&cur) == scep_ber_ctx_cons(1))
     {
         return 0;
-    }
-
-    if (crls.tag != 0) {
-        scep_cur_init(&in, &crls);
-
-        while (!scep_cur_done(&in)) {
-            if (scep_cur_peek(&in) != SCEP_BER_SEQUENCE
-                && scep_cur_peek(&in) != scep_ber_ctx_cons(1))
-            {
-                return 0;
-            }
-
-            if (!scep_cur_next(&in, 0, &el)) {
-                return 0;
-            }
-        }
     }
 
     if (!scep_cur_next(&cur, SCEP_BER_SET, &set) || !scep_cur_done(&cur)) {
@@ -1185,8 +1507,8 @@ scep_parse_signed_data(scep_check_t *ck, const scep_ber_t *sd)
 static int
 scep_parse_signer_info(scep_check_t *ck, const scep_ber_t *si)
 {
-    scep_ber_t  el, params, name, serial, unsigned_attrs;
-    scep_cur_t  cur, in;
+    scep_ber_t  el, params, unsigned_attrs;
+    scep_cur_t  cur;
 
     scep_cur_init(&cur, si);
 
@@ -1195,17 +1517,7 @@ scep_parse_signer_info(scep_check_t *ck, const scep_ber_t *si)
     }
 
     if (scep_cur_peek(&cur) == SCEP_BER_SEQUENCE) {
-        if (!scep_cur_next(&cur, SCEP_BER_SEQUENCE, &ck->sid)) {
-            return 0;
-        }
-
-        scep_cur_init(&in, &ck->sid);
-
-        if (!scep_cur_next(&in, SCEP_BER_SEQUENCE, &name)
-            || !scep_ber_name_ok(&name)
-            || !scep_cur_integer(&in, (size_t) -1, &serial)
-            || !scep_cur_done(&in))
-        {
+        if (!scep_cur_issuer_serial(&cur, &ck->sid)) {
             return 0;
         }
 
@@ -1231,8 +1543,9 @@ scep_parse_signer_info(scep_check_t *ck, const scep_ber_t *si)
 
 
 /*
- * CertificateChoices: a Certificate (SEQUENCE), or one of the obsolete
- * or other forms, [0] to [3], which are only checked as BER.
+ * CertificateChoices: a Certificate (SEQUENCE), one of the obsolete forms
+ * [0] to [2], which are only checked as BER (OpenSSL keeps them as they
+ * are), or [3] another format.
  */
 
 static int
@@ -1257,7 +1570,14 @@ scep_parse_certificates(const scep_ber_t *certs)
                 return 0;
             }
 
-        } else if (tag < scep_ber_ctx_cons(0) || tag > scep_ber_ctx_cons(3)) {
+        } else if (tag == scep_ber_ctx_cons(3)) {
+            /* OtherCertificateFormat ::= SEQUENCE { OID, ANY OPTIONAL } */
+
+            if (!scep_other_ok(&el)) {
+                return 0;
+            }
+
+        } else if (tag < scep_ber_ctx_cons(0) || tag > scep_ber_ctx_cons(2)) {
             return 0;
         }
     }
@@ -1277,8 +1597,9 @@ scep_parse_certificates(const scep_ber_t *certs)
 static int
 scep_parse_certificate(const scep_ber_t *el, scep_cert_t *cert)
 {
-    scep_ber_t  tbs, v, alg, params, validity, t, subject, spki, uid, ext;
-    scep_cur_t  cur, in;
+    unsigned int  n;
+    scep_ber_t    tbs, v, alg, params, validity, t, subject, spki, uid, ext;
+    scep_cur_t    cur, in;
 
     scep_cur_init(&cur, el);
 
@@ -1348,9 +1669,19 @@ scep_parse_certificate(const scep_ber_t *el, scep_cert_t *cert)
         return 0;
     }
 
-    if (!scep_cur_optional(&cur, scep_ber_ctx(1), &uid)
-        || !scep_cur_optional(&cur, scep_ber_ctx(2), &uid)
-        || !scep_cur_optional(&cur, scep_ber_ctx_cons(3), &ext)
+    /* the unique identifiers: [1] and [2] IMPLICIT BIT STRING */
+
+    for (n = 1; n <= 2; n++) {
+        if (scep_cur_peek(&cur) == (int) scep_ber_ctx(n)
+            || scep_cur_peek(&cur) == (int) scep_ber_ctx_cons(n))
+        {
+            if (!scep_cur_next(&cur, 0, &uid) || !scep_ber_bits_ok(&uid)) {
+                return 0;
+            }
+        }
+    }
+
+    if (!scep_cur_optional(&cur, scep_ber_ctx_cons(3), &ext)
         || !scep_cur_done(&cur))
     {
         return 0;
@@ -1421,6 +1752,7 @@ scep_parse_extensions(const scep_ber_t *el, scep_cert_t *cert)
 static scep_reason_t
 scep_check_content(scep_check_t *ck)
 {
+    int     first;
     size_t  n;
 
     if (!scep_oid_is(&ck->econtent_type, scep_oid_data,
@@ -1438,14 +1770,18 @@ scep_check_content(scep_check_t *ck)
 
     /* BER constructed OCTET STRING: the octets of its pieces, in order */
 
-    ck->content_copy = malloc(ck->econtent.vend - ck->econtent.val + 1);
+    ck->content_copy = OPENSSL_malloc(ck->econtent.vend - ck->econtent.val
+                                      + 1);
     if (ck->content_copy == NULL) {
         return SCEP_REASON_INTERNAL;
     }
 
     n = 0;
+    first = -1;
 
-    if (!scep_collect_octets(&ck->econtent, ck->content_copy, &n, 0)) {
+    if (!scep_ber_pieces(&ck->econtent, SCEP_BER_OCTET_STRING, 0,
+                         ck->content_copy, &n, &first))
+    {
         return SCEP_REASON_BAD_DER;
     }
 
@@ -1453,37 +1789,6 @@ scep_check_content(scep_check_t *ck)
     ck->content_len = n;
 
     return SCEP_REASON_OK;
-}
-
-
-static int
-scep_collect_octets(const scep_ber_t *el, unsigned char *out, size_t *n,
-    unsigned int depth)
-{
-    scep_ber_t  piece;
-    scep_cur_t  cur;
-
-    if (el->tag == SCEP_BER_OCTET_STRING) {
-        memcpy(out + *n, el->val, el->vend - el->val);
-        *n += el->vend - el->val;
-        return 1;
-    }
-
-    if (depth > SCEP_BER_MAX_DEPTH) {
-        return 0;
-    }
-
-    scep_cur_init(&cur, el);
-
-    while (!scep_cur_done(&cur)) {
-        if (!scep_cur_octets(&cur, &piece)
-            || !scep_collect_octets(&piece, out, n, depth + 1))
-        {
-            return 0;
-        }
-    }
-
-    return 1;
 }
 
 
@@ -1502,7 +1807,8 @@ scep_collect_octets(const scep_ber_t *el, unsigned char *out, size_t *n,
 static scep_reason_t
 scep_check_envelope(scep_check_t *ck)
 {
-    int         tag;
+    int         tag, first;
+    size_t      n;
     scep_ber_t  ci, type, content, ed, el, set, eci, params, attrs;
     scep_cur_t  cur, in;
 
@@ -1542,12 +1848,12 @@ scep_check_envelope(scep_check_t *ck)
     }
 
     if (el.tag != 0) {
-        /* originatorInfo: [0] certificates, [1] crls, both optional */
+        /* originatorInfo: [0] certificates as in SignedData, no CRLs */
 
         scep_cur_init(&in, &el);
 
         if (!scep_cur_optional(&in, scep_ber_ctx_cons(0), &attrs)
-            || !scep_cur_optional(&in, scep_ber_ctx_cons(1), &attrs)
+            || (attrs.tag != 0 && !scep_parse_certificates(&attrs))
             || !scep_cur_done(&in))
         {
             return SCEP_REASON_BAD_ENVELOPE;
@@ -1563,18 +1869,7 @@ scep_check_envelope(scep_check_t *ck)
     }
 
     while (!scep_cur_done(&in)) {
-        tag = scep_cur_peek(&in);
-
-        if (!scep_cur_next(&in, 0, &el)) {
-            return SCEP_REASON_BAD_ENVELOPE;
-        }
-
-        if (tag == SCEP_BER_SEQUENCE) {
-            if (!scep_parse_recipient_info(&el)) {
-                return SCEP_REASON_BAD_ENVELOPE;
-            }
-
-        } else if (tag < scep_ber_ctx_cons(1) || tag > scep_ber_ctx_cons(4)) {
+        if (!scep_cur_next(&in, 0, &el) || !scep_parse_recipient_info(&el)) {
             return SCEP_REASON_BAD_ENVELOPE;
         }
     }
@@ -1598,7 +1893,13 @@ scep_check_envelope(scep_check_t *ck)
     tag = scep_cur_peek(&in);
 
     if (tag == scep_ber_ctx(0) || tag == scep_ber_ctx_cons(0)) {
-        if (!scep_cur_next(&in, 0, &el)) {
+        n = 0;
+        first = -1;
+
+        if (!scep_cur_next(&in, 0, &el)
+            || (tag == scep_ber_ctx_cons(0)
+                && !scep_ber_pieces(&el, 0, 0, NULL, &n, &first)))
+        {
             return SCEP_REASON_BAD_ENVELOPE;
         }
     }
@@ -1612,15 +1913,28 @@ scep_check_envelope(scep_check_t *ck)
 
 
 /*
- * KeyTransRecipientInfo ::= SEQUENCE { version, rid, keyEncryptionAlgorithm,
- *     encryptedKey OCTET STRING }
+ * RecipientInfo ::= CHOICE {
+ *     ktri KeyTransRecipientInfo (SEQUENCE { version, rid,
+ *         keyEncryptionAlgorithm, encryptedKey }),
+ *     kari [1] { version, originator [0] EXPLICIT, ukm [1] EXPLICIT
+ *         OPTIONAL, keyEncryptionAlgorithm, SEQUENCE OF SEQUENCE { rid,
+ *         encryptedKey } },
+ *     kekri [2] { version, kekid, keyEncryptionAlgorithm, encryptedKey },
+ *     pwri [3] { version, [0] keyDerivationAlgorithm OPTIONAL,
+ *         keyEncryptionAlgorithm, encryptedKey },
+ *     ori [4] { oriType, oriValue } }
  */
 
 static int
 scep_parse_recipient_info(const scep_ber_t *el)
 {
-    scep_ber_t  v, rid, name, serial, alg, params, key;
-    scep_cur_t  cur, in;
+    int         tag;
+    scep_ber_t  v, id, alg, params, key, keys, rek;
+    scep_cur_t  cur, in, sub;
+
+    if (el->tag == scep_ber_ctx_cons(4)) {
+        return scep_other_ok(el);
+    }
 
     scep_cur_init(&cur, el);
 
@@ -1628,28 +1942,227 @@ scep_parse_recipient_info(const scep_ber_t *el)
         return 0;
     }
 
-    if (scep_cur_peek(&cur) == SCEP_BER_SEQUENCE) {
-        if (!scep_cur_next(&cur, SCEP_BER_SEQUENCE, &rid)) {
+    switch (el->tag) {
+
+    case SCEP_BER_SEQUENCE:
+
+        /* rid: IssuerAndSerialNumber or [0] IMPLICIT SubjectKeyIdentifier */
+
+        if (scep_cur_peek(&cur) == SCEP_BER_SEQUENCE) {
+            if (!scep_cur_issuer_serial(&cur, &id)) {
+                return 0;
+            }
+
+        } else if (!scep_cur_next(&cur, scep_ber_ctx(0), &id)) {
             return 0;
         }
 
-        scep_cur_init(&in, &rid);
+        break;
 
-        if (!scep_cur_next(&in, SCEP_BER_SEQUENCE, &name)
-            || !scep_ber_name_ok(&name)
-            || !scep_cur_integer(&in, (size_t) -1, &serial)
-            || !scep_cur_done(&in))
+    case scep_ber_ctx_cons(1):
+
+        /*
+         * originator: IssuerAndSerialNumber, [0] IMPLICIT
+         * SubjectKeyIdentifier or [1] IMPLICIT OriginatorPublicKey
+         * (SEQUENCE { AlgorithmIdentifier, BIT STRING })
+         */
+
+        if (!scep_cur_next(&cur, scep_ber_ctx_cons(0), &id)) {
+            return 0;
+        }
+
+        scep_cur_init(&in, &id);
+        tag = scep_cur_peek(&in);
+
+        if (tag == SCEP_BER_SEQUENCE) {
+            if (!scep_cur_issuer_serial(&in, &id)) {
+                return 0;
+            }
+
+        } else if (tag == scep_ber_ctx_cons(1)) {
+            if (!scep_cur_next(&in, 0, &id)) {
+                return 0;
+            }
+
+            scep_cur_init(&sub, &id);
+
+            if (!scep_cur_alg(&sub, &alg, &params)
+                || !scep_cur_next(&sub, SCEP_BER_BIT_STRING, &key)
+                || !scep_cur_done(&sub))
+            {
+                return 0;
+            }
+
+        } else if (!scep_cur_next(&in, scep_ber_ctx(0), &id)) {
+            return 0;
+        }
+
+        if (!scep_cur_done(&in)) {
+            return 0;
+        }
+
+        /* ukm */
+
+        if (!scep_cur_optional(&cur, scep_ber_ctx_cons(1), &id)) {
+            return 0;
+        }
+
+        if (id.tag != 0) {
+            scep_cur_init(&in, &id);
+
+            if (!scep_cur_octets(&in, &key) || !scep_cur_done(&in)) {
+                return 0;
+            }
+        }
+
+        /* recipientEncryptedKeys */
+
+        if (!scep_cur_alg(&cur, &alg, &params)
+            || !scep_cur_next(&cur, SCEP_BER_SEQUENCE, &keys)
+            || !scep_cur_done(&cur))
         {
             return 0;
         }
 
-    } else if (!scep_cur_next(&cur, scep_ber_ctx(0), &rid)) {
+        scep_cur_init(&in, &keys);
+
+        while (!scep_cur_done(&in)) {
+            if (!scep_cur_next(&in, SCEP_BER_SEQUENCE, &rek)) {
+                return 0;
+            }
+
+            /* rid: IssuerAndSerialNumber or [0] RecipientKeyIdentifier */
+
+            scep_cur_init(&sub, &rek);
+
+            if (scep_cur_peek(&sub) == SCEP_BER_SEQUENCE) {
+                if (!scep_cur_issuer_serial(&sub, &id)) {
+                    return 0;
+                }
+
+            } else if (!scep_cur_next(&sub, scep_ber_ctx_cons(0), &id)
+                       || !scep_key_identifier_ok(&id))
+            {
+                return 0;
+            }
+
+            if (!scep_cur_octets(&sub, &key) || !scep_cur_done(&sub)) {
+                return 0;
+            }
+        }
+
+        return 1;
+
+    case scep_ber_ctx_cons(2):
+
+        /* kekid: KEKIdentifier */
+
+        if (!scep_cur_next(&cur, SCEP_BER_SEQUENCE, &id)
+            || !scep_key_identifier_ok(&id))
+        {
+            return 0;
+        }
+
+        break;
+
+    case scep_ber_ctx_cons(3):
+
+        /* keyDerivationAlgorithm: [0] IMPLICIT AlgorithmIdentifier */
+
+        if (!scep_cur_optional(&cur, scep_ber_ctx_cons(0), &id)) {
+            return 0;
+        }
+
+        if (id.tag != 0) {
+            /* read as the SEQUENCE it stands for */
+
+            scep_cur_init(&sub, &id);
+
+            if (!scep_cur_oid(&sub, &alg)
+                || (!scep_cur_done(&sub) && !scep_cur_next(&sub, 0, &params))
+                || !scep_cur_done(&sub))
+            {
+                return 0;
+            }
+        }
+
+        break;
+
+    default:
         return 0;
     }
 
     return scep_cur_alg(&cur, &alg, &params)
            && scep_cur_octets(&cur, &key)
            && scep_cur_done(&cur);
+}
+
+
+/* IssuerAndSerialNumber ::= SEQUENCE { issuer Name, serialNumber } */
+
+static int
+scep_cur_issuer_serial(scep_cur_t *cur, scep_ber_t *el)
+{
+    scep_ber_t  name, serial;
+    scep_cur_t  in;
+
+    if (!scep_cur_next(cur, SCEP_BER_SEQUENCE, el)) {
+        return 0;
+    }
+
+    scep_cur_init(&in, el);
+
+    return scep_cur_next(&in, SCEP_BER_SEQUENCE, &name)
+           && scep_ber_name_ok(&name)
+           && scep_cur_integer(&in, (size_t) -1, &serial)
+           && scep_cur_done(&in);
+}
+
+
+/* SEQUENCE { OID, ANY OPTIONAL }, under any tag */
+
+static int
+scep_other_ok(const scep_ber_t *el)
+{
+    scep_ber_t  oid, value;
+    scep_cur_t  cur;
+
+    scep_cur_init(&cur, el);
+
+    if (!scep_cur_oid(&cur, &oid)) {
+        return 0;
+    }
+
+    if (!scep_cur_done(&cur) && !scep_cur_next(&cur, 0, &value)) {
+        return 0;
+    }
+
+    return scep_cur_done(&cur);
+}
+
+
+/*
+ * RecipientKeyIdentifier and KEKIdentifier ::= SEQUENCE { OCTET STRING,
+ *     date GeneralizedTime OPTIONAL, other OtherKeyAttribute OPTIONAL }
+ */
+
+static int
+scep_key_identifier_ok(const scep_ber_t *el)
+{
+    scep_ber_t  id, date, other;
+    scep_cur_t  cur;
+
+    scep_cur_init(&cur, el);
+
+    if (!scep_cur_octets(&cur, &id)
+        || !scep_cur_optional(&cur, SCEP_BER_GEN_TIME, &date)
+        || !scep_cur_optional(&cur, SCEP_BER_SEQUENCE, &other)
+        || (other.tag != 0 && !scep_other_ok(&other)))
+    {
+        return 0;
+    }
+
+    return scep_cur_done(&cur);
 }
 
 
@@ -1842,15 +2355,35 @@ scep_check_sender_nonce(const scep_ber_t *values, scep_result_t *res)
 }
 
 
-/* the signer's digest and the envelope's cipher, against the policy */
+/*
+ * The signer's digest and the envelope's cipher, against the policy.  The
+ * digest must be one the SignedData lists, as OpenSSL requires too.
+ */
 
 static scep_reason_t
 scep_check_algorithms(scep_check_t *ck)
 {
+    int         listed;
+    scep_ber_t  oid, params;
+    scep_cur_t  cur;
+
     ck->res->digest = scep_oid_bits(scep_digests, scep_nelts(scep_digests),
                                     &ck->digest_alg);
 
     if ((ck->res->digest & ck->algorithms) == 0) {
+        return SCEP_REASON_BAD_DIGEST_ALGORITHM;
+    }
+
+    listed = 0;
+
+    scep_cur_init(&cur, &ck->digest_algs);
+
+    while (!listed && scep_cur_alg(&cur, &oid, &params)) {
+        listed = scep_oid_is(&oid, ck->digest_alg.val,
+                             ck->digest_alg.vend - ck->digest_alg.val);
+    }
+
+    if (!listed) {
         return SCEP_REASON_BAD_DIGEST_ALGORITHM;
     }
 
@@ -1971,7 +2504,6 @@ scep_check_message_digest(scep_check_t *ck)
     unsigned int   mdlen;
     scep_ber_t     attr, oid, values, value, digest;
     scep_cur_t     cur, in;
-    const EVP_MD  *md;
     unsigned char  buf[EVP_MAX_MD_SIZE];
 
     if (ck->attrs.tag == 0) {
@@ -2013,12 +2545,16 @@ scep_check_message_digest(scep_check_t *ck)
         return SCEP_REASON_BAD_SIGNATURE;
     }
 
-    md = scep_digest_md(ck->res->digest);
-    if (md == NULL) {
-        return SCEP_REASON_INTERNAL;
+    /* fetched once for the content, the attributes and the signature */
+
+    ck->md = EVP_MD_fetch(NULL, scep_digest_name(ck->res->digest), NULL);
+    if (ck->md == NULL) {
+        return scep_openssl_reason(SCEP_REASON_INTERNAL);
     }
 
-    if (!EVP_Digest(ck->content, ck->content_len, buf, &mdlen, md, NULL)) {
+    if (!EVP_Digest(ck->content, ck->content_len, buf, &mdlen, ck->md,
+                    NULL))
+    {
         return scep_openssl_reason(SCEP_REASON_INTERNAL);
     }
 
@@ -2035,6 +2571,9 @@ scep_check_message_digest(scep_check_t *ck)
 /*
  * The signature over the signed attributes as they were sent, their
  * [0] IMPLICIT tag read as the SET OF tag they were signed with.
+ *
+ * Failures that only a want of resources explains are internal errors;
+ * OpenSSL does not always say it ran out of memory.
  */
 
 static scep_reason_t
@@ -2044,10 +2583,10 @@ scep_check_signature(scep_check_t *ck)
     uint32_t         kind;
     EVP_PKEY        *pkey;
     EVP_MD_CTX      *mctx;
+    unsigned int     mdlen;
     EVP_PKEY_CTX    *pctx;
     scep_reason_t    reason;
-    const EVP_MD    *md;
-    unsigned char    tag;
+    unsigned char    tag, md[EVP_MAX_MD_SIZE];
 
     kind = scep_oid_bits(scep_signatures, scep_nelts(scep_signatures),
                          &ck->sig_alg);
@@ -2055,61 +2594,83 @@ scep_check_signature(scep_check_t *ck)
         return SCEP_REASON_BAD_SIGNATURE;
     }
 
+    if (ck->md == NULL) {
+        return SCEP_REASON_INTERNAL;
+    }
+
+    /* the digest of the signed attributes */
+
+    mctx = EVP_MD_CTX_new();
+    if (mctx == NULL) {
+        return SCEP_REASON_INTERNAL;
+    }
+
+    tag = SCEP_BER_SET;
+
+    rc = EVP_DigestInit_ex(mctx, ck->md, NULL)
+         && EVP_DigestUpdate(mctx, &tag, 1)
+         && EVP_DigestUpdate(mctx, ck->attrs.hdr + 1,
+                             ck->attrs.next - ck->attrs.hdr - 1)
+         && EVP_DigestFinal_ex(mctx, md, &mdlen);
+
+    EVP_MD_CTX_free(mctx);
+
+    if (!rc) {
+        return scep_openssl_reason(SCEP_REASON_INTERNAL);
+    }
+
     pkey = scep_public_key(&ck->cert);
     if (pkey == NULL) {
         return scep_openssl_reason(SCEP_REASON_BAD_SIGNATURE);
     }
 
-    reason = SCEP_REASON_BAD_SIGNATURE;
-    mctx = NULL;
-
     if ((kind == SCEP_SIG_ECDSA) != (EVP_PKEY_get_base_id(pkey) == EVP_PKEY_EC))
     {
-        goto done;
+        EVP_PKEY_free(pkey);
+        return SCEP_REASON_BAD_SIGNATURE;
     }
 
-    md = scep_digest_md(ck->res->digest);
+    reason = SCEP_REASON_BAD_SIGNATURE;
 
-    mctx = EVP_MD_CTX_new();
-    if (md == NULL || mctx == NULL) {
+    pctx = EVP_PKEY_CTX_new_from_pkey(NULL, pkey, NULL);
+    if (pctx == NULL) {
         reason = SCEP_REASON_INTERNAL;
         goto done;
     }
 
-    pctx = NULL;
-
-    if (EVP_DigestVerifyInit(mctx, &pctx, md, NULL, pkey) != 1) {
-        reason = scep_openssl_reason(SCEP_REASON_BAD_SIGNATURE);
-        goto done;
-    }
-
-    if (kind == SCEP_SIG_PSS
-        && !scep_pss_params(&ck->sig_params, ck->res->digest, pctx))
-    {
-        reason = scep_openssl_reason(SCEP_REASON_BAD_SIGNATURE);
-        goto done;
-    }
-
-    tag = SCEP_BER_SET;
-
-    if (EVP_DigestVerifyUpdate(mctx, &tag, 1) != 1
-        || EVP_DigestVerifyUpdate(mctx, ck->attrs.hdr + 1,
-                                  ck->attrs.next - ck->attrs.hdr - 1)
-           != 1)
-    {
+    if (EVP_PKEY_verify_init(pctx) <= 0) {
         reason = scep_openssl_reason(SCEP_REASON_INTERNAL);
         goto done;
     }
 
-    rc = EVP_DigestVerifyFinal(mctx, ck->signature.val,
-                               ck->signature.vend - ck->signature.val);
+    /* every digest allowed goes with RSA; OpenSSL's ECDSA refuses MD5 */
+
+    if (kind == SCEP_SIG_ECDSA && ck->res->digest == SCEP_ALG_MD5) {
+        goto done;
+    }
+
+    if (EVP_PKEY_CTX_set_signature_md(pctx, ck->md) <= 0) {
+        reason = scep_openssl_reason(SCEP_REASON_INTERNAL);
+        goto done;
+    }
+
+    if (kind == SCEP_SIG_PSS) {
+        reason = scep_pss_params(&ck->sig_params, ck->res->digest, pctx);
+
+        if (reason != SCEP_REASON_OK) {
+            goto done;
+        }
+    }
+
+    rc = EVP_PKEY_verify(pctx, ck->signature.val,
+                         ck->signature.vend - ck->signature.val, md, mdlen);
 
     reason = (rc == 1) ? SCEP_REASON_OK
                        : scep_openssl_reason(SCEP_REASON_BAD_SIGNATURE);
 
 done:
 
-    EVP_MD_CTX_free(mctx);
+    EVP_PKEY_CTX_free(pctx);
     EVP_PKEY_free(pkey);
 
     return reason;
@@ -2240,7 +2801,7 @@ scep_ec_key(const scep_ber_t *params, const scep_ber_t *key)
  * hash must be the SignerInfo's digest.
  */
 
-static int
+static scep_reason_t
 scep_pss_params(const scep_ber_t *params, uint32_t digest,
     EVP_PKEY_CTX *pctx)
 {
@@ -2248,11 +2809,11 @@ scep_pss_params(const scep_ber_t *params, uint32_t digest,
     uint32_t              hash, mgf_hash;
     scep_ber_t            el, oid, alg_params, mgf, i;
     scep_cur_t            cur, in, sub;
-    const EVP_MD         *mgf_md;
+    const char           *mgf_md;
     const unsigned char  *p;
 
     if (params->tag != SCEP_BER_SEQUENCE) {
-        return 0;
+        return SCEP_REASON_BAD_SIGNATURE;
     }
 
     hash = SCEP_ALG_SHA1;
@@ -2262,21 +2823,21 @@ scep_pss_params(const scep_ber_t *params, uint32_t digest,
     scep_cur_init(&cur, params);
 
     if (!scep_cur_optional(&cur, scep_ber_ctx_cons(0), &el)) {
-        return 0;
+        return SCEP_REASON_BAD_SIGNATURE;
     }
 
     if (el.tag != 0) {
         scep_cur_init(&in, &el);
 
         if (!scep_cur_alg(&in, &oid, &alg_params) || !scep_cur_done(&in)) {
-            return 0;
+            return SCEP_REASON_BAD_SIGNATURE;
         }
 
         hash = scep_oid_bits(scep_digests, scep_nelts(scep_digests), &oid);
     }
 
     if (!scep_cur_optional(&cur, scep_ber_ctx_cons(1), &el)) {
-        return 0;
+        return SCEP_REASON_BAD_SIGNATURE;
     }
 
     if (el.tag != 0) {
@@ -2287,7 +2848,7 @@ scep_pss_params(const scep_ber_t *params, uint32_t digest,
             || !scep_oid_is(&oid, scep_oid_mgf1, sizeof(scep_oid_mgf1))
             || mgf.tag != SCEP_BER_SEQUENCE)
         {
-            return 0;
+            return SCEP_REASON_BAD_SIGNATURE;
         }
 
         /* MGF1's parameter is the AlgorithmIdentifier of its hash */
@@ -2296,14 +2857,14 @@ scep_pss_params(const scep_ber_t *params, uint32_t digest,
         sub.end = mgf.next;
 
         if (!scep_cur_alg(&sub, &oid, &alg_params) || !scep_cur_done(&sub)) {
-            return 0;
+            return SCEP_REASON_BAD_SIGNATURE;
         }
 
         mgf_hash = scep_oid_bits(scep_digests, scep_nelts(scep_digests), &oid);
     }
 
     if (!scep_cur_optional(&cur, scep_ber_ctx_cons(2), &el)) {
-        return 0;
+        return SCEP_REASON_BAD_SIGNATURE;
     }
 
     if (el.tag != 0) {
@@ -2312,7 +2873,7 @@ scep_pss_params(const scep_ber_t *params, uint32_t digest,
         if (!scep_cur_integer(&in, 2, &i) || !scep_cur_done(&in)
             || (i.val[0] & 0x80))
         {
-            return 0;
+            return SCEP_REASON_BAD_SIGNATURE;
         }
 
         salt = 0;
@@ -2323,7 +2884,7 @@ scep_pss_params(const scep_ber_t *params, uint32_t digest,
     }
 
     if (!scep_cur_optional(&cur, scep_ber_ctx_cons(3), &el)) {
-        return 0;
+        return SCEP_REASON_BAD_SIGNATURE;
     }
 
     if (el.tag != 0) {
@@ -2332,18 +2893,27 @@ scep_pss_params(const scep_ber_t *params, uint32_t digest,
         if (!scep_cur_integer(&in, 1, &i) || !scep_cur_done(&in)
             || i.val[0] != 1)
         {
-            return 0;
+            return SCEP_REASON_BAD_SIGNATURE;
         }
     }
 
     if (!scep_cur_done(&cur) || hash != digest) {
-        return 0;
+        return SCEP_REASON_BAD_SIGNATURE;
     }
 
-    mgf_md = scep_digest_md(mgf_hash);
+    mgf_md = scep_digest_name(mgf_hash);
+    if (mgf_md == NULL) {
+        return SCEP_REASON_BAD_SIGNATURE;
+    }
 
-    return mgf_md != NULL
-           && EVP_PKEY_CTX_set_rsa_padding(pctx, RSA_PKCS1_PSS_PADDING) > 0
-           && EVP_PKEY_CTX_set_rsa_pss_saltlen(pctx, (int) salt) > 0
-           && EVP_PKEY_CTX_set_rsa_mgf1_md(pctx, mgf_md) > 0;
+    /* valid parameters: only a want of resources fails these */
+
+    if (EVP_PKEY_CTX_set_rsa_padding(pctx, RSA_PKCS1_PSS_PADDING) <= 0
+        || EVP_PKEY_CTX_set_rsa_pss_saltlen(pctx, (int) salt) <= 0
+        || EVP_PKEY_CTX_set_rsa_mgf1_md_name(pctx, mgf_md, NULL) <= 0)
+    {
+        return scep_openssl_reason(SCEP_REASON_INTERNAL);
+    }
+
+    return SCEP_REASON_OK;
 }
