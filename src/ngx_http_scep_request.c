@@ -402,48 +402,23 @@ ngx_http_scep_handler(ngx_http_request_t *r)
 static ngx_int_t
 ngx_http_scep_parse(ngx_http_request_t *r, ngx_http_scep_ctx_t *ctx)
 {
-    u_char                    *p, *last, *name, *eq, *amp;
-    ngx_str_t                  value;
     ngx_uint_t                 i, noper, nmsg;
+    scep_query_t               q;
     ngx_http_scep_op_t        *op;
 
     if (!(r->method & (NGX_HTTP_GET|NGX_HTTP_POST))) {
         return ngx_http_scep_reject(r, ctx, NGX_HTTP_SCEP_REJECT_METHOD);
     }
 
-    noper = 0;
-    nmsg = 0;
+    scep_query_scan(r->args.data, r->args.len, &q);
 
-    p = r->args.data;
-    last = p + r->args.len;
+    noper = q.operations;
+    nmsg = q.messages;
 
-    while (p < last) {
-        name = p;
-
-        amp = ngx_strlchr(p, last, '&');
-        if (amp == NULL) {
-            amp = last;
-        }
-
-        eq = ngx_strlchr(p, amp, '=');
-
-        if (eq != NULL) {
-            value.data = eq + 1;
-            value.len = amp - value.data;
-
-            if (eq - name == 9 && ngx_strncmp(name, "operation", 9) == 0) {
-                noper++;
-                ctx->operation = value;
-
-            } else if (eq - name == 7 && ngx_strncmp(name, "message", 7) == 0)
-            {
-                nmsg++;
-                ctx->message = value;
-            }
-        }
-
-        p = amp + 1;
-    }
+    ctx->operation.data = (u_char *) q.operation;
+    ctx->operation.len = q.operation_len;
+    ctx->message.data = (u_char *) q.message;
+    ctx->message.len = q.message_len;
 
     if (noper == 0) {
         return ngx_http_scep_reject(r, ctx, NGX_HTTP_SCEP_REJECT_NO_OPERATION);

@@ -2,8 +2,8 @@
 /*
  * Copyright (C) ngx_http_scep_module authors
  *
- * base64 in SCEP query strings: every dialect clients send, decoded;
- * one canonical form encoded.
+ * SCEP query strings: their parameters, and base64 in every dialect
+ * clients send, decoded; one canonical form encoded.
  */
 
 
@@ -306,6 +306,44 @@ scep_base64_decode(const unsigned char *in, size_t len, unsigned char *out,
     }
 
     return SCEP_OK;
+}
+
+
+void
+scep_query_scan(const unsigned char *args, size_t len, scep_query_t *q)
+{
+    const unsigned char  *p, *last, *name, *eq, *amp;
+
+    memset(q, 0, sizeof(scep_query_t));
+
+    p = args;
+    last = args + len;
+
+    while (p < last) {
+        name = p;
+
+        amp = memchr(p, '&', last - p);
+        if (amp == NULL) {
+            amp = last;
+        }
+
+        eq = memchr(p, '=', amp - p);
+
+        if (eq != NULL) {
+            if (eq - name == 9 && memcmp(name, "operation", 9) == 0) {
+                q->operations++;
+                q->operation = eq + 1;
+                q->operation_len = amp - (eq + 1);
+
+            } else if (eq - name == 7 && memcmp(name, "message", 7) == 0) {
+                q->messages++;
+                q->message = eq + 1;
+                q->message_len = amp - (eq + 1);
+            }
+        }
+
+        p = amp + 1;
+    }
 }
 
 

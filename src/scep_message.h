@@ -64,6 +64,26 @@ size_t scep_base64_encode_query(const unsigned char *in, size_t len,
 int scep_ca_ident_ok(const unsigned char *in, size_t len, size_t max);
 
 
+/* the SCEP parameters of a query string, as they appear in it */
+
+typedef struct {
+    const unsigned char  *operation;
+    size_t                operation_len;
+    size_t                operations;      /* how many "operation=" */
+    const unsigned char  *message;
+    size_t                message_len;
+    size_t                messages;        /* how many "message=" */
+} scep_query_t;
+
+
+/*
+ * Finds "operation" and "message" in a raw query string (names match
+ * exactly, values are left encoded; the last of repeated ones is kept
+ * and counted).  Never fails.
+ */
+void scep_query_scan(const unsigned char *args, size_t len, scep_query_t *q);
+
+
 /* pkiMessage checks */
 
 typedef enum {

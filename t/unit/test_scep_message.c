@@ -249,6 +249,43 @@ test_ca_ident(void)
 }
 
 
+static void
+test_query(void)
+{
+    scep_query_t  q;
+
+#define scan(s)  scep_query_scan((const unsigned char *) (s), strlen(s), &q)
+#define is(v, s) ((v) && strlen(s) == v##_len && memcmp(v, s, v##_len) == 0)
+
+    scan("operation=GetCACaps&message=ca");
+    ok(q.operations == 1 && is(q.operation, "GetCACaps"), "query: operation");
+    ok(q.messages == 1 && is(q.message, "ca"), "query: message");
+
+    scan("message=abc&x=1&operation=PKIOperation");
+    ok(is(q.operation, "PKIOperation") && is(q.message, "abc"),
+       "query: any order, other parameters ignored");
+
+    scan("operation=A&operation=B");
+    ok(q.operations == 2 && is(q.operation, "B"), "query: repeated counted");
+
+    scan("Operation=GetCACaps&operationx=1&xoperation=2&operation");
+    ok(q.operations == 0, "query: names match exactly, need a '='");
+
+    scan("operation=&message=");
+    ok(q.operations == 1 && q.operation_len == 0 && q.messages == 1
+       && q.message_len == 0, "query: empty values");
+
+    scan("");
+    ok(q.operations == 0 && q.messages == 0, "query: empty");
+
+    scan("&&&operation=GetCACert&&");
+    ok(is(q.operation, "GetCACert"), "query: stray ampersands");
+
+#undef scan
+#undef is
+}
+
+
 int
 main(void)
 {
@@ -257,6 +294,7 @@ main(void)
     test_rejects();
     test_sizes();
     test_ca_ident();
+    test_query();
 
     printf("1..%d\n", test_n);
 
