@@ -67,6 +67,9 @@
 
 #define SCEP_NONCE_LEN         16
 
+/* names compared by their canonical encoding at most, a check */
+#define SCEP_NAME_COMPARES     4
+
 /* the largest keys worth a signature check (see scep_rsa_key()) */
 #define SCEP_RSA_MAX_BITS      8192
 #define SCEP_RSA_MAX_E_BYTES   8
@@ -144,6 +147,7 @@ typedef struct {
 
     scep_ber_t             cipher_alg;
     scep_cert_t            cert;
+    unsigned int           name_compares;
 
     EVP_MD                *md;            /* the signer's digest */
 } scep_check_t;
@@ -205,7 +209,8 @@ static scep_reason_t scep_check_sender_nonce(const scep_ber_t *values,
     scep_result_t *res);
 static scep_reason_t scep_check_algorithms(scep_check_t *ck);
 static scep_reason_t scep_find_signer(scep_check_t *ck);
-static int scep_names_equal(const scep_ber_t *a, const scep_ber_t *b);
+static int scep_names_equal(scep_check_t *ck, const scep_ber_t *a,
+    const scep_ber_t *b);
 static scep_reason_t scep_check_message_digest(scep_check_t *ck);
 static scep_reason_t scep_check_signature(scep_check_t *ck);
 static EVP_PKEY *scep_public_key(const scep_cert_t *cert);
@@ -1352,14 +1357,26 @@ static scep_reason_t
 scep_parse_content_info(scep_check_t *ck, const unsigned char *der,
     size_t len)
 {
-    scep_ber_t  ci, type, content, sd;
-    scep_cur_t  cur;
+    int                   indef;
+    size_t                vlen;
+    scep_ber_t            ci, type, content, sd;
+    scep_cur_t            cur;
+    unsigned int          tag;
+    const unsigned char  *p;
 
-    if (der == NULL || len < 2 || der[0] != SCEP_BER_SEQUENCE) {
+    /* first the outer header alone: a definite length must be the rest */
+
+    p = der;
+
+    if (der == NULL
+        || !scep_ber_header(&p, der + len, &tag, &vlen, &indef)
+        || tag != SCEP_BER_SEQUENCE
+        || (!indef && vlen != (size_t) (der + len - p)))
+    {
         return SCEP_REASON_BAD_DER;
     }
 
-    /* the whole input is one element: every length and nesting checked */
+    /* then the whole input as one element: every length and nesting */
 
     if (!scep_ber_read(der, der + len, &ci, 1, 0) || ci.next != der + len) {
         return SCEP_REASON_BAD_DER;
@@ -2407,6 +2424,7 @@ scep_check_algorithms(scep_check_t *ck)
 static scep_reason_t
 scep_find_signer(scep_check_t *ck)
 {
+    int         eq;
     scep_ber_t  el, name, serial, keyid;
     scep_cur_t  cur, in;
 
@@ -2443,12 +2461,17 @@ scep_find_signer(scep_check_t *ck)
 
         if (ck->sid.tag == SCEP_BER_SEQUENCE) {
             if (ck->cert.serial.vend - ck->cert.serial.val
-                    == serial.vend - serial.val
-                && memcmp(ck->cert.serial.val, serial.val,
-                          serial.vend - serial.val) == 0
-                && scep_names_equal(&ck->cert.issuer, &name))
+                    != serial.vend - serial.val
+                || memcmp(ck->cert.serial.val, serial.val,
+                          serial.vend - serial.val) != 0)
             {
-                return SCEP_REASON_OK;
+                continue;
+            }
+
+            eq = scep_names_equal(ck, &ck->cert.issuer, &name);
+
+            if (eq != 0) {
+                return (eq > 0) ? SCEP_REASON_OK : SCEP_REASON_INTERNAL;
             }
 
         } else if (ck->cert.ski.tag != 0
@@ -2467,11 +2490,12 @@ scep_find_signer(scep_check_t *ck)
 
 /*
  * Names are the same octets as a rule; when they are not, they are
- * compared as OpenSSL does, after canonical encoding.
+ * compared as OpenSSL does, after canonical encoding, a few times at most
+ * a check.  1 when equal, 0 when not, -1 when out of memory.
  */
 
 static int
-scep_names_equal(const scep_ber_t *a, const scep_ber_t *b)
+scep_names_equal(scep_check_t *ck, const scep_ber_t *a, const scep_ber_t *b)
 {
     int                   eq;
     X509_NAME            *na, *nb;
@@ -2481,13 +2505,25 @@ scep_names_equal(const scep_ber_t *a, const scep_ber_t *b)
         return 1;
     }
 
+    if (ck->name_compares == SCEP_NAME_COMPARES) {
+        return 0;
+    }
+
+    ck->name_compares++;
+
     p = a->hdr;
     na = d2i_X509_NAME(NULL, &p, a->next - a->hdr);
 
     p = b->hdr;
     nb = d2i_X509_NAME(NULL, &p, b->next - b->hdr);
 
-    eq = (na != NULL && nb != NULL && X509_NAME_cmp(na, nb) == 0);
+    if (na == NULL || nb == NULL) {
+        eq = (scep_openssl_reason(SCEP_REASON_NO_SIGNER_CERT)
+              == SCEP_REASON_INTERNAL) ? -1 : 0;
+
+    } else {
+        eq = (X509_NAME_cmp(na, nb) == 0);
+    }
 
     X509_NAME_free(na);
     X509_NAME_free(nb);
