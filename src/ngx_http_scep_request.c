@@ -40,6 +40,8 @@ static ngx_int_t ngx_http_scep_check_message(ngx_http_request_t *r,
     ngx_http_scep_ctx_t *ctx);
 static ngx_int_t ngx_http_scep_canonical_query(ngx_http_request_t *r,
     ngx_http_scep_ctx_t *ctx);
+static ngx_int_t ngx_http_scep_canonical_ca_query(ngx_http_request_t *r,
+    ngx_http_scep_ctx_t *ctx, ngx_uint_t nmsg);
 static ngx_int_t ngx_http_scep_reject(ngx_http_request_t *r,
     ngx_http_scep_ctx_t *ctx, ngx_uint_t reject);
 static ngx_int_t ngx_http_scep_strip_headers(ngx_http_request_t *r);
@@ -489,7 +491,7 @@ ngx_http_scep_parse(ngx_http_request_t *r, ngx_http_scep_ctx_t *ctx)
                                         NGX_HTTP_SCEP_REJECT_BAD_CA_IDENT);
         }
 
-        return NGX_DECLINED;
+        return ngx_http_scep_canonical_ca_query(r, ctx, nmsg);
     }
 
     if (nmsg == 0 || ctx->message.len == 0) {
@@ -586,6 +588,59 @@ ngx_http_scep_canonical_query(ngx_http_request_t *r, ngx_http_scep_ctx_t *ctx)
 
     ctx->message.data = p + sizeof(ngx_http_scep_query_prefix) - 1;
     ctx->message.len = len - (sizeof(ngx_http_scep_query_prefix) - 1);
+
+    return NGX_DECLINED;
+}
+
+
+/*
+ * The other operations reach the back end as exactly what was checked,
+ * "operation=OP" and "&message=..." if there was one, so that no other
+ * parameter, however spelled, is read there differently.
+ */
+
+static ngx_int_t
+ngx_http_scep_canonical_ca_query(ngx_http_request_t *r,
+    ngx_http_scep_ctx_t *ctx, ngx_uint_t nmsg)
+{
+    u_char  *p, *q;
+    size_t   len;
+
+    len = sizeof("operation=") - 1 + ctx->operation.len;
+
+    if (nmsg) {
+        len += sizeof("&message=") - 1 + ctx->message.len;
+    }
+
+    if (r->args.len == len
+        && ngx_strncmp(r->args.data, "operation=", 10) == 0
+        && ctx->operation.data == r->args.data + 10
+        && (nmsg == 0
+            || ctx->message.data == r->args.data + 10 + ctx->operation.len
+                                    + sizeof("&message=") - 1))
+    {
+        return NGX_DECLINED;
+    }
+
+    p = ngx_pnalloc(r->pool, len);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    q = ngx_cpymem(p, "operation=", 10);
+    q = ngx_cpymem(q, ctx->operation.data, ctx->operation.len);
+
+    if (nmsg) {
+        q = ngx_cpymem(q, "&message=", sizeof("&message=") - 1);
+        q = ngx_cpymem(q, ctx->message.data, ctx->message.len);
+    }
+
+    ctx->operation.data = p + 10;
+    ctx->message.data = q - ctx->message.len;
+
+    r->args.data = p;
+    r->args.len = q - p;
+    r->valid_unparsed_uri = 0;
 
     return NGX_DECLINED;
 }

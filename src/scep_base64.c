@@ -28,6 +28,8 @@
 
 static int scep_hex(unsigned char c);
 static int scep_percent(const unsigned char *p, size_t left);
+static int scep_query_name_is(const unsigned char *p,
+    const unsigned char *last, const char *name);
 
 
 static const unsigned char  scep_b64_table[256] = {
@@ -309,10 +311,57 @@ scep_base64_decode(const unsigned char *in, size_t len, unsigned char *out,
 }
 
 
+/*
+ * A name matches as the back end would read it: NDES (ASP.NET) decodes
+ * percent escapes and "+" in names and compares them case-insensitively,
+ * so "op%65ration", "OPERATION" and "operation" are the same parameter,
+ * and a name without "=" is that parameter with an empty value.
+ */
+
+static int
+scep_query_name_is(const unsigned char *p, const unsigned char *last,
+    const char *name)
+{
+    int     c;
+    size_t  k;
+
+    for (k = 0; p < last; k++) {
+        c = *p;
+
+        if (c == '%') {
+            c = scep_percent(p, last - p);
+
+            if (c < 0) {
+                return 0;
+            }
+
+            p += 3;
+
+        } else {
+            if (c == '+') {
+                c = ' ';
+            }
+
+            p++;
+        }
+
+        if (c >= 'A' && c <= 'Z') {
+            c |= 0x20;
+        }
+
+        if (name[k] == '\0' || c != name[k]) {
+            return 0;
+        }
+    }
+
+    return name[k] == '\0';
+}
+
+
 void
 scep_query_scan(const unsigned char *args, size_t len, scep_query_t *q)
 {
-    const unsigned char  *p, *last, *name, *eq, *amp;
+    const unsigned char  *p, *last, *name, *eq, *amp, *value;
 
     memset(q, 0, sizeof(scep_query_t));
 
@@ -329,17 +378,23 @@ scep_query_scan(const unsigned char *args, size_t len, scep_query_t *q)
 
         eq = memchr(p, '=', amp - p);
 
-        if (eq != NULL) {
-            if (eq - name == 9 && memcmp(name, "operation", 9) == 0) {
-                q->operations++;
-                q->operation = eq + 1;
-                q->operation_len = amp - (eq + 1);
+        if (eq == NULL) {
+            eq = amp;
+            value = amp;
 
-            } else if (eq - name == 7 && memcmp(name, "message", 7) == 0) {
-                q->messages++;
-                q->message = eq + 1;
-                q->message_len = amp - (eq + 1);
-            }
+        } else {
+            value = eq + 1;
+        }
+
+        if (scep_query_name_is(name, eq, "operation")) {
+            q->operations++;
+            q->operation = value;
+            q->operation_len = amp - value;
+
+        } else if (scep_query_name_is(name, eq, "message")) {
+            q->messages++;
+            q->message = value;
+            q->message_len = amp - value;
         }
 
         p = amp + 1;

@@ -77,9 +77,11 @@ typedef struct {
 
 
 /*
- * Finds "operation" and "message" in a raw query string (names match
- * exactly, values are left encoded; the last of repeated ones is kept
- * and counted).  Never fails.
+ * Finds "operation" and "message" in a raw query string, with the names
+ * read as the back end reads them (percent escapes and "+" decoded, case
+ * ignored, a name without "=" has an empty value); values are left
+ * encoded; the last of repeated ones is kept, and all are counted.
+ * Never fails.
  */
 void scep_query_scan(const unsigned char *args, size_t len, scep_query_t *q);
 

@@ -268,8 +268,27 @@ test_query(void)
     scan("operation=A&operation=B");
     ok(q.operations == 2 && is(q.operation, "B"), "query: repeated counted");
 
-    scan("Operation=GetCACaps&operationx=1&xoperation=2&operation");
-    ok(q.operations == 0, "query: names match exactly, need a '='");
+    scan("operationx=1&xoperation=2&operatio=3&messages=4");
+    ok(q.operations == 0 && q.messages == 0, "query: other names");
+
+    scan("Operation=GetCACaps");
+    ok(q.operations == 1 && is(q.operation, "GetCACaps"),
+       "query: names are case-insensitive, as NDES reads them");
+
+    scan("op%65ration=PKIOperation&m%45ssage=abc&operation=GetCACaps");
+    ok(q.operations == 2 && q.messages == 1,
+       "query: percent-encoded names count");
+
+    scan("operation&operation=GetCACaps");
+    ok(q.operations == 2, "query: a name without '=' counts");
+
+    scan("operation");
+    ok(q.operations == 1 && q.operation_len == 0,
+       "query: a name without '=' has an empty value");
+
+    scan("op%2=x&operation%=y&%6Fperation=GetCACert");
+    ok(q.operations == 1 && is(q.operation, "GetCACert"),
+       "query: bad escapes in names match nothing");
 
     scan("operation=&message=");
     ok(q.operations == 1 && q.operation_len == 0 && q.messages == 1
