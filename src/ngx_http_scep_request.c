@@ -276,6 +276,10 @@ ngx_http_scep_hop_header(ngx_table_elt_t *h, ngx_str_t *connection)
 
     /* the headers that "Connection" names are hop-by-hop too */
 
+    if (connection->len == 0) {
+        return 0;
+    }
+
     p = connection->data;
     last = p + connection->len;
 
