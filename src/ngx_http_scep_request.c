@@ -388,14 +388,22 @@ ngx_http_scep_handler(ngx_http_request_t *r)
 
     rc = ngx_http_scep_parse(r, ctx);
 
+    if (rc == NGX_DONE) {
+        /*
+         * the body is being read, or was read at once and the request
+         * has run its course and may be freed: touch nothing of it
+         */
+        return NGX_DONE;
+    }
+
     if (rc == NGX_DECLINED && !slcf->pass_credentials) {
         if (ngx_http_scep_strip_headers(r) != NGX_OK) {
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
     }
 
-    if (rc == NGX_DECLINED || rc == NGX_DONE) {
-        ctx->done = (rc == NGX_DECLINED);
+    if (rc == NGX_DECLINED) {
+        ctx->done = 1;
         return rc;
     }
 
@@ -783,7 +791,7 @@ ngx_http_scep_body_message(ngx_http_request_t *r, ngx_http_scep_ctx_t *ctx)
 
                 p += n;
 
-            } else {
+            } else if (b->last != b->pos) {
                 p = ngx_cpymem(p, b->pos, b->last - b->pos);
             }
         }

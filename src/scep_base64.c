@@ -365,6 +365,10 @@ scep_query_scan(const unsigned char *args, size_t len, scep_query_t *q)
 
     memset(q, 0, sizeof(scep_query_t));
 
+    if (len == 0) {
+        return;
+    }
+
     p = args;
     last = args + len;
 
