@@ -59,6 +59,7 @@ static void ngx_http_scep_probe_done(ngx_http_scep_probe_t *pr,
 static void ngx_http_scep_probe_save(ngx_http_scep_probe_t *pr,
     ngx_http_scep_sh_peer_t *sp);
 static void ngx_http_scep_dummy_handler(ngx_event_t *ev);
+static size_t ngx_http_scep_warning_len(u_char *warning);
 
 
 static const char  *ngx_http_scep_probe_ops[] = { "GetCACaps", "GetCACert" };
@@ -785,11 +786,21 @@ ngx_http_scep_probe_done(ngx_http_scep_probe_t *pr, const char *fmt, ...)
 
         ngx_http_scep_probe_save(pr, sp);
 
-        if (ngx_strcmp(sp->warning, pr->warning) != 0) {
-            (void) ngx_cpystrn(sp->warning, pr->warning,
-                               sizeof(sp->warning));
+        /*
+         * the same certificate's warning is logged once, although its
+         * "(in N days)" counts down from probe to probe
+         */
+
+        if (ngx_http_scep_warning_len(sp->warning)
+            != ngx_http_scep_warning_len(pr->warning)
+            || ngx_strncmp(sp->warning, pr->warning,
+                           ngx_http_scep_warning_len(pr->warning))
+               != 0)
+        {
             warn = (pr->warning[0] != '\0');
         }
+
+        (void) ngx_cpystrn(sp->warning, pr->warning, sizeof(sp->warning));
 
     } else {
         sp->fails++;
@@ -856,6 +867,19 @@ ngx_http_scep_probe_save(ngx_http_scep_probe_t *pr,
     }
 
     sp->ncerts = n;
+}
+
+
+/* the length of a warning without its "(in N days)" */
+
+static size_t
+ngx_http_scep_warning_len(u_char *warning)
+{
+    u_char  *p;
+
+    p = (u_char *) ngx_strstr(warning, " (in ");
+
+    return p ? (size_t) (p - warning) : ngx_strlen(warning);
 }
 
 
