@@ -520,10 +520,10 @@ ngx_http_scep_algorithms(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
         if (bits == 0) {
             ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                               "unknown algorithm \"%V\" in \"scep_algorithms\","
-                               " use md5, sha1, sha224, sha256, sha384,"
-                               " sha512, des, des3, aes128, aes192, aes256"
-                               " or aes", &value[i]);
+                               "unknown algorithm \"%V\" in"
+                               " \"scep_algorithms\", use md5, sha1, sha224,"
+                               " sha256, sha384, sha512, des, des3, aes128,"
+                               " aes192, aes256 or aes", &value[i]);
             return NGX_CONF_ERROR;
         }
 
