@@ -118,3 +118,79 @@ bench: deps all
 
 clean:
 	rm -rf $(BUILD)
+
+# Memory checks (t/sanitize/):
+#
+#   make test-asan       the whole t/ suite against a module built with
+#                        AddressSanitizer and UndefinedBehaviorSanitizer
+#                        (build/asan/), the runtime preloaded into nginx only
+#   make test-valgrind   the request-path tests with one nginx process under
+#                        valgrind, against build/ngx_http_scep_module.so
+#
+# clang, not gcc, for the sanitizers: gcc's UBSan runtime, loaded beside
+# its ASan one, writes its reports to stderr whatever log_path says;
+# clang's ASan runtime has UBSan in it and writes both where told.
+# -Wno-error: nginx's -Werror for clang would make clang's own warnings
+# fatal here, where only the sanitizers' findings count.
+
+ASAN_CC       ?= clang
+ASAN_BUILD    := $(BUILD)/asan
+ASAN_TREE     := $(ASAN_BUILD)/nginx
+ASAN_MODULE   := $(ASAN_BUILD)/ngx_http_scep_module.so
+ASAN_FLAGS    := -fsanitize=address,undefined -fno-omit-frame-pointer \
+                 -fno-sanitize-recover=undefined
+ASAN_IGNORE   := $(CURDIR)/t/sanitize/asan.ignorelist
+ASAN_CC_OPT   := -g -O1 $(ASAN_FLAGS) -fsanitize-ignorelist=$(ASAN_IGNORE) \
+                 -Wformat -Werror=format-security -fPIC -Wno-error
+ASAN_LD_OPT   := -Wl,-z,relro -Wl,-z,now -fPIC $(ASAN_FLAGS)
+# 2 parallel tests unless PROVE_JOBS is given on the command line or in
+# the environment
+SANITIZE_JOBS ?= $(if $(filter command line environment,\
+                   $(origin PROVE_JOBS)),$(PROVE_JOBS),2)
+
+# test-valgrind runs every t/*.t but these: 000 runs no nginx; 070 and
+# 072 expect health probes to finish, and to fail for the reason they
+# test, within a 300ms timeout, which valgrind's speed does not allow;
+# 075, 077 and 080 reload nginx, which nginx does not support with
+# master_process off (080 also needs two workers); 075 and 095 load nginx
+# with wrk and with 10,000 connections under 2 s timeouts
+VALGRIND_SKIP ?= t/000_unit.t t/070_health.t t/072_health_tls.t \
+                 t/075_failover.t t/077_reload_zone.t t/080_status.t \
+                 t/095_hostile.t
+VALGRIND_TESTS ?= $(filter-out $(VALGRIND_SKIP),$(sort $(wildcard t/*.t)))
+
+.PHONY: deps-asan deps-valgrind module-asan test-asan test-valgrind
+
+deps-asan:
+	@$(MAKE) --no-print-directory deps \
+	    DEB_PACKAGES="clang libclang-rt-14-dev"
+
+deps-valgrind:
+	@$(MAKE) --no-print-directory deps DEB_PACKAGES="valgrind libc6-dbg"
+
+# the same configure as the module's, with the sanitizers' flags
+$(ASAN_TREE)/objs/Makefile: config $(ASAN_IGNORE)
+	rm -rf $(ASAN_TREE)
+	mkdir -p $(ASAN_BUILD)
+	cp -r $(NGINX_SRC) $(ASAN_TREE)
+	cd $(ASAN_TREE) && . ./conf_flags && ASAN_OPTIONS=detect_leaks=0 \
+	    ./configure "$${NGX_CONF_FLAGS[@]}" --with-cc=$(ASAN_CC) \
+	    --with-cc-opt="$(ASAN_CC_OPT)" --with-ld-opt="$(ASAN_LD_OPT)" \
+	    --add-dynamic-module=$(CURDIR) > $(ASAN_BUILD)/configure.log 2>&1 \
+	    || { tail -20 $(ASAN_BUILD)/configure.log; exit 1; }
+
+# a new file, not one rewritten in place under an nginx that has it loaded
+$(ASAN_MODULE): $(ASAN_TREE)/objs/Makefile $(SRCS)
+	$(MAKE) -C $(ASAN_TREE) -f objs/Makefile modules
+	cp $(ASAN_TREE)/objs/ngx_http_scep_module.so $@.tmp
+	mv -f $@.tmp $@
+
+module-asan: deps-asan $(ASAN_MODULE)
+
+test-asan: deps deps-asan tools unit module-asan
+	PROVE_JOBS=$(SANITIZE_JOBS) ASAN_CC=$(ASAN_CC) t/sanitize/asan \
+	    $(ASAN_MODULE) $(ASAN_BUILD)/reports t/
+
+test-valgrind: deps deps-valgrind all
+	PROVE_JOBS=$(SANITIZE_JOBS) t/sanitize/valgrind $(MODULE) \
+	    $(BUILD)/valgrind $(VALGRIND_TESTS)

@@ -4,6 +4,15 @@ package SCEPTest;
 # generated nginx.conf that loads the built module, free loopback ports,
 # real scepserver back ends, and a check of the error log at the end.
 # Core Perl and Debian packages only.
+#
+# For the memory checks (make test-asan, make test-valgrind), and only for
+# the nginx binary, never for the other programs a test runs:
+#   TEST_NGINX_PRELOAD     LD_PRELOAD for nginx (a sanitizer runtime)
+#   TEST_NGINX_WRAPPER     words put in front of the nginx command (valgrind)
+#   TEST_NGINX_FOREGROUND  one nginx process, in the foreground: the
+#                          configuration gets "master_process off; daemon off;"
+#   TEST_TIMEOUT_FACTOR    a whole number that multiplies the harness's
+#                          waits and timeouts (default 1)
 
 use strict;
 use warnings;
@@ -15,6 +24,7 @@ use File::Copy qw(copy);
 use File::Path qw(make_path);
 use File::Temp qw(tempdir);
 use IO::Socket::INET;
+use POSIX qw(WNOHANG);
 use Test::More;
 use Time::HiRes qw(sleep time);
 
@@ -22,6 +32,7 @@ our @EXPORT_OK = qw(http);
 
 my $ROOT = abs_path(dirname(__FILE__) . '/../..');
 my @ALL;
+my $SLOW = int($ENV{TEST_TIMEOUT_FACTOR} || 1) || 1;
 
 sub root { $ROOT }
 
@@ -65,12 +76,27 @@ sub port {
     return $self->{ports}{$name} = $port;
 }
 
+# A command that runs the nginx binary gets TEST_NGINX_WRAPPER in front
+# of it; nginx_env() is for the child that execs it.
+sub nginx_cmd {
+    my ($self, @cmd) = @_;
+    return @cmd unless @cmd && $cmd[0] eq $self->{nginx};
+    return (split(' ', $ENV{TEST_NGINX_WRAPPER} // ''), @cmd);
+}
+
+sub nginx_env {
+    $ENV{LD_PRELOAD} = $ENV{TEST_NGINX_PRELOAD} if $ENV{TEST_NGINX_PRELOAD};
+}
+
 sub run {
     my ($self, @cmd) = @_;
+    my $is_nginx = @cmd && $cmd[0] eq $self->{nginx};
+    @cmd = $self->nginx_cmd(@cmd);
     my $pid = open(my $fh, '-|');
     die "fork: $!" unless defined $pid;
     if ($pid == 0) {
         open STDERR, '>&', \*STDOUT;
+        nginx_env() if $is_nginx;
         exec @cmd or die "exec $cmd[0]: $!";
     }
     local $/;
@@ -128,7 +154,8 @@ sub write_conf {
         # TEST_SCEP_STATIC: the nginx binary has the module built in
         $text = ($ENV{TEST_SCEP_STATIC} ? ''
                  : "load_module $self->{module};\n")
-            . "daemon on;\n"
+            . ($ENV{TEST_NGINX_FOREGROUND}
+               ? "master_process off;\ndaemon off;\n" : "daemon on;\n")
             . "pid $d/nginx.pid;\n"
             . "error_log $d/logs/error.log info;\n"
             . ($text =~ /^\s*worker_processes/m ? '' : "worker_processes 1;\n")
@@ -161,6 +188,7 @@ sub start_nginx {
     $self->write_conf($conf) if defined $conf;
 
     unlink "$self->{dir}/nginx.pid";
+    return $self->start_nginx_foreground if $ENV{TEST_NGINX_FOREGROUND};
     my ($rc, $out) = $self->run($self->{nginx}, '-p', $self->{dir}, '-c',
                                 "$self->{dir}/nginx.conf",
                                 '-e', "$self->{dir}/logs/error.log");
@@ -168,6 +196,44 @@ sub start_nginx {
 
     $self->wait_file("$self->{dir}/nginx.pid")
         or die "nginx wrote no pid file";
+    $self->{nginx_running} = 1;
+    return $self;
+}
+
+# TEST_NGINX_FOREGROUND: nginx is a child of the test, ready once it has
+# written its pid file (it listens by then) and its ports take connections.
+sub start_nginx_foreground {
+    my ($self) = @_;
+    my $d = $self->{dir};
+    my $log = "$d/logs/nginx.out";
+    my $pid = $self->spawn($log, $self->{nginx}, '-p', $d, '-c',
+                           "$d/nginx.conf", '-e', "$d/logs/error.log");
+    my $end = time + 10 * $SLOW;
+    my $exited;
+    until (-s "$d/nginx.pid") {
+        # exit code 0: nginx went into the background (a configuration
+        # of the test's own says "daemon on") and writes its pid file
+        $exited = $? if !defined $exited && waitpid($pid, WNOHANG) == $pid;
+        if ($exited || time > $end) {
+            kill 'KILL', $pid;
+            waitpid $pid, 0 unless defined $exited;
+            @{$self->{pids}} = grep { $_ != $pid } @{$self->{pids}};
+            die "nginx failed to start: " . $self->read_file($log)
+                . $self->read_file('logs/error.log');
+        }
+        sleep 0.05;
+    }
+    if (defined $exited || $self->nginx_pid != $pid) {
+        waitpid $pid, 0 unless defined $exited;
+        @{$self->{pids}} = grep { $_ != $pid } @{$self->{pids}};
+        $self->{nginx_running} = 1;
+        return $self;
+    }
+    my $conf = $self->read_file('nginx.conf');
+    for my $port ($conf =~ /^\s*listen\s+127\.0\.0\.1:(\d+)/mg) {
+        $self->wait_port($port) or die "nginx does not listen on $port";
+    }
+    $self->{nginx_child} = $pid;
     $self->{nginx_running} = 1;
     return $self;
 }
@@ -182,10 +248,11 @@ sub nginx_pid {
 sub stop_nginx {
     my ($self) = @_;
     return unless $self->{nginx_running};
+    return $self->stop_nginx_foreground if $self->{nginx_child};
     my $pid = $self->nginx_pid;
     if ($pid && kill 0, $pid) {
         kill 'QUIT', $pid;
-        for (1 .. 200) {
+        for (1 .. 200 * $SLOW) {
             last unless kill 0, $pid;
             sleep 0.05;
         }
@@ -194,9 +261,34 @@ sub stop_nginx {
     $self->{nginx_running} = 0;
 }
 
+# QUIT, and a wait for the exit: valgrind writes its leak report then.
+# One nginx process checks for the signal before it waits for events, and
+# under valgrind a signal that lands just before that wait leaves it
+# waiting with nothing to wake it: so QUIT again every second.
+sub stop_nginx_foreground {
+    my ($self) = @_;
+    my $pid = delete $self->{nginx_child};
+    my $end = time + 20 * $SLOW;
+    my $next = 0;
+    while (waitpid($pid, WNOHANG) != $pid) {
+        if (time > $end) {
+            kill 'KILL', $pid;
+            waitpid $pid, 0;
+            last;
+        }
+        if (time >= $next) {
+            kill 'QUIT', $pid;
+            $next = time + 1;
+        }
+        sleep 0.05;
+    }
+    @{$self->{pids}} = grep { $_ != $pid } @{$self->{pids}};
+    $self->{nginx_running} = 0;
+}
+
 sub wait_file {
     my ($self, $path, $secs) = @_;
-    my $end = time + ($secs // 10);
+    my $end = time + ($secs // 10) * $SLOW;
     while (time < $end) {
         return 1 if -s $path;
         sleep 0.05;
@@ -206,7 +298,7 @@ sub wait_file {
 
 sub wait_port {
     my ($self, $port, $secs) = @_;
-    my $end = time + ($secs // 10);
+    my $end = time + ($secs // 10) * $SLOW;
     while (time < $end) {
         my $s = IO::Socket::INET->new(PeerAddr => "127.0.0.1:$port",
                                       Timeout => 1);
@@ -221,6 +313,8 @@ sub wait_port {
 
 sub spawn {
     my ($self, $log, @cmd) = @_;
+    my $is_nginx = @cmd && $cmd[0] eq $self->{nginx};
+    @cmd = $self->nginx_cmd(@cmd);
     my $pid = fork;
     die "fork: $!" unless defined $pid;
     if ($pid == 0) {
@@ -228,6 +322,7 @@ sub spawn {
         open STDIN, '<', '/dev/null';
         open STDOUT, '>>', $log or die;
         open STDERR, '>&', \*STDOUT;
+        nginx_env() if $is_nginx;
         exec @cmd or die "exec @cmd: $!";
     }
     push @{$self->{pids}}, $pid;
@@ -305,7 +400,7 @@ sub start_fault {
 sub wait_error_log {
     my ($self, $re, $secs, $after) = @_;
     my $start = time;
-    my $end = $start + ($secs // 10);
+    my $end = $start + ($secs // 10) * $SLOW;
     my $skip = $after // 0;
     while (time < $end) {
         my @l = grep { /$re/ } split /\n/, $self->read_file('logs/error.log');
@@ -386,12 +481,12 @@ sub http {
             ($o{from} ? (LocalAddr => $o{from}) : ()),
             SSL_verify_mode => 0,
             SSL_hostname => $o{sni} // 'localhost',
-            Timeout => $o{timeout} // 10,
+            Timeout => ($o{timeout} // 10) * $SLOW,
         ) or return { status => 0, error => IO::Socket::SSL::errstr() };
     } else {
         $s = IO::Socket::INET->new(PeerAddr => "127.0.0.1:$port",
                                    ($o{from} ? (LocalAddr => $o{from}) : ()),
-                                   Timeout => $o{timeout} // 10)
+                                   Timeout => ($o{timeout} // 10) * $SLOW)
             or return { status => 0, error => "$!" };
     }
 
@@ -408,7 +503,7 @@ sub http {
     my $raw = '';
     local $SIG{ALRM} = sub { die "timeout\n" };
     eval {
-        alarm($o{timeout} // 10);
+        alarm(($o{timeout} // 10) * $SLOW);
         while (1) {
             my $n = $s->sysread(my $buf, 65536);
             last unless $n;
@@ -503,7 +598,7 @@ sub pki_status {
 # writes the access log after the client may already have its answer.
 sub lines {
     my ($self, $name, $min) = @_;
-    my $end = time + 5;
+    my $end = time + 5 * $SLOW;
     my @l;
     while (1) {
         @l = split /\n/, $self->read_file($name);
