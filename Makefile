@@ -39,8 +39,18 @@ FUZZ_CC       ?= clang
 FUZZ_TARGETS  := $(patsubst t/fuzz/%.c,$(BUILD)/fuzz/%,\
                    $(wildcard t/fuzz/fuzz_*.c))
 
-.PHONY: all deps module tools test unit demo demo-stop bench bench-micro \
-        fuzz deps-fuzz clean
+# the fuzz targets without libFuzzer, with gcc's sanitizers: make test
+# replays the inputs of past findings (t/fuzz/regress/) through them
+# (make test-asan builds them with clang as well, whose UBSan sees more)
+REGRESS_CC    ?= $(CC)
+REGRESS_DIR   ?= $(BUILD)/regress
+REGRESS       := $(patsubst t/fuzz/%.c,$(REGRESS_DIR)/%,\
+                   $(wildcard t/fuzz/fuzz_*.c))
+REGRESS_FLAGS := -O1 -g -Wall -Wextra -Werror -fno-omit-frame-pointer \
+                 -fsanitize=address,undefined -fno-sanitize-recover=all
+
+.PHONY: all deps module tools test unit regress demo demo-stop bench \
+        bench-micro fuzz deps-fuzz clean
 
 all: module tools
 
@@ -104,7 +114,14 @@ bench-micro: deps tools $(BUILD)/validate-bench
 
 unit: $(UNIT_TESTS)
 
-test: deps all unit
+regress: $(REGRESS)
+
+$(REGRESS_DIR)/fuzz_%: t/fuzz/fuzz_%.c t/fuzz/replay.c $(CORE_SRCS) $(CORE_HDRS)
+	@mkdir -p $(REGRESS_DIR)
+	$(REGRESS_CC) $(REGRESS_FLAGS) -Isrc -o $@ $< t/fuzz/replay.c $(CORE_SRCS) \
+	    -lcrypto
+
+test: deps all unit regress
 	prove -j$(PROVE_JOBS) t/
 
 demo: deps module
@@ -187,7 +204,10 @@ $(ASAN_MODULE): $(ASAN_TREE)/objs/Makefile $(SRCS)
 
 module-asan: deps-asan $(ASAN_MODULE)
 
-test-asan: deps deps-asan tools unit module-asan
+test-asan: deps deps-asan tools unit regress module-asan
+	$(MAKE) --no-print-directory regress REGRESS_CC=$(ASAN_CC) \
+	    REGRESS_DIR=$(ASAN_BUILD)/regress
+	TEST_REGRESS_DIR=$(ASAN_BUILD)/regress \
 	PROVE_JOBS=$(SANITIZE_JOBS) ASAN_CC=$(ASAN_CC) t/sanitize/asan \
 	    $(ASAN_MODULE) $(ASAN_BUILD)/reports t/
 
