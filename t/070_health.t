@@ -16,50 +16,17 @@ use Test::More;
 use SCEPTest;
 
 my $t = SCEPTest->new;
-my $d = $t->dir;
 
 my $b0 = $t->start_backend;
 my $b1 = $t->start_backend;
 
 # a CA whose RA certificate expired on 2026-01-02, as NDES's MSCEP-RA
 # certificates do after two years
-mkdir "$d/exp";
-mkdir "$d/exp/db";
-$t->write_file('exp/db/index', '');
-$t->write_file('exp/db/serial', "01\n");
-$t->write_file('exp/ca.cnf', <<'CNF');
-[ca]
-default_ca = d
-[d]
-dir = .
-database = db/index
-serial = db/serial
-new_certs_dir = db
-default_md = sha256
-policy = p
-unique_subject = no
-[p]
-commonName = supplied
-CNF
-my @ossl = (
-    [qw(req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.pem
-        -subj /CN=NDES-CA -days 365 -addext),
-     'basicConstraints=critical,CA:TRUE'],
-    [qw(req -new -newkey rsa:2048 -nodes -keyout ra.key -out ra.csr
-        -subj /CN=NDES-MSCEP-RA)],
-    [qw(ca -batch -config ca.cnf -cert ca.pem -keyfile ca.key -in ra.csr
-        -out ra.pem -startdate 20250101000000Z -enddate 20260102000000Z)],
-    [qw(crl2pkcs7 -nocrl -certfile ca.pem -certfile ra.pem -outform DER
-        -out bundle.der)],
-);
-for my $cmd (@ossl) {
-    my ($rc, $out) = $t->run('sh', '-c', "cd $d/exp && openssl @$cmd");
-    die "openssl @$cmd: $out" if $rc;
-}
+my $expired = $t->ca_ra_bundle('exp', '20250101000000Z', '20260102000000Z');
 
 my %fault;
 $fault{$_} = $t->start_fault($_) for qw(html500 html503 html200 hang reset);
-$fault{expired} = $t->start_fault('certs', "$d/exp/bundle.der");
+$fault{expired} = $t->start_fault('certs', $expired);
 
 my $hc = 'interval=500ms timeout=300ms fails=2 passes=2 uri=/scep';
 

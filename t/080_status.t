@@ -21,7 +21,6 @@ use Time::HiRes qw(sleep time);
 use SCEPTest;
 
 my $t = SCEPTest->new;
-my $d = $t->dir;
 my $t0 = time;
 
 my $b0 = $t->start_backend;
@@ -33,42 +32,10 @@ my $ra_not_after = int(time) + 10 * 86400;
 my $enddate = strftime('%Y%m%d%H%M%SZ', gmtime $ra_not_after);
 my $startdate = strftime('%Y%m%d%H%M%SZ', gmtime(time - 86400));
 
-mkdir "$d/exp";
-mkdir "$d/exp/db";
-$t->write_file('exp/db/index', '');
-$t->write_file('exp/db/serial', "01\n");
-$t->write_file('exp/ca.cnf', <<'CNF');
-[ca]
-default_ca = d
-[d]
-dir = .
-database = db/index
-serial = db/serial
-new_certs_dir = db
-default_md = sha256
-policy = p
-unique_subject = no
-[p]
-commonName = supplied
-CNF
-my @ossl = (
-    [qw(req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.pem
-        -subj /CN=NDES-CA -days 365 -addext),
-     'basicConstraints=critical,CA:TRUE'],
-    [qw(req -new -newkey rsa:2048 -nodes -keyout ra.key -out ra.csr
-        -subj /CN=NDES-MSCEP-RA)],
-    [qw(ca -batch -config ca.cnf -cert ca.pem -keyfile ca.key -in ra.csr
-        -out ra.pem), '-startdate', $startdate, '-enddate', $enddate],
-    [qw(crl2pkcs7 -nocrl -certfile ca.pem -certfile ra.pem -outform DER
-        -out bundle.der)],
-);
-for my $cmd (@ossl) {
-    my ($rc, $out) = $t->run('sh', '-c', "cd $d/exp && openssl @$cmd");
-    die "openssl @$cmd: $out" if $rc;
-}
+my $expiring = $t->ca_ra_bundle('exp', $startdate, $enddate);
 
 my $reset = $t->start_fault('reset');
-my $certs = $t->start_fault('certs', "$d/exp/bundle.der");
+my $certs = $t->start_fault('certs', $expiring);
 
 my $hc = 'interval=500ms timeout=300ms uri=/scep';
 

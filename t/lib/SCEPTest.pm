@@ -422,6 +422,53 @@ sub backend_requests {
     return scalar(() = $log =~ /caller=endpoint\.go/g);
 }
 
+# What an NDES server answers to GetCACert, made with openssl in the
+# folder NAME: a certs-only PKCS#7 (DER) of a CA "NDES-CA" and an RA
+# certificate "NDES-MSCEP-RA" valid from START to END (openssl ca's
+# YYYYMMDDHHMMSSZ), as an expired or expiring RA certificate needs.
+# Returns the path of the PKCS#7.
+sub ca_ra_bundle {
+    my ($self, $name, $start, $end) = @_;
+    my $dir = "$self->{dir}/$name";
+
+    mkdir $dir or die "mkdir $dir: $!";
+    mkdir "$dir/db" or die "mkdir $dir/db: $!";
+    $self->write_file("$name/db/index", '');
+    $self->write_file("$name/db/serial", "01\n");
+    $self->write_file("$name/ca.cnf", <<'CNF');
+[ca]
+default_ca = d
+[d]
+dir = .
+database = db/index
+serial = db/serial
+new_certs_dir = db
+default_md = sha256
+policy = p
+unique_subject = no
+[p]
+commonName = supplied
+CNF
+
+    my @cmds = (
+        [qw(req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.pem
+            -subj /CN=NDES-CA -days 365 -addext),
+         'basicConstraints=critical,CA:TRUE'],
+        [qw(req -new -newkey rsa:2048 -nodes -keyout ra.key -out ra.csr
+            -subj /CN=NDES-MSCEP-RA)],
+        [qw(ca -batch -config ca.cnf -cert ca.pem -keyfile ca.key -in ra.csr
+            -out ra.pem), '-startdate', $start, '-enddate', $end],
+        [qw(crl2pkcs7 -nocrl -certfile ca.pem -certfile ra.pem -outform DER
+            -out bundle.der)],
+    );
+    for my $cmd (@cmds) {
+        my ($rc, $out) = $self->run('sh', '-c', "cd $dir && openssl @$cmd");
+        die "openssl @$cmd: $out" if $rc;
+    }
+
+    return "$dir/bundle.der";
+}
+
 # A self-signed server certificate for 127.0.0.1 and localhost.
 sub tls_cert {
     my ($self) = @_;
