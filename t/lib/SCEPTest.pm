@@ -24,6 +24,7 @@ use File::Copy qw(copy);
 use File::Path qw(make_path);
 use File::Temp qw(tempdir);
 use IO::Socket::INET;
+use IO::Socket::IP;
 use POSIX qw(WNOHANG);
 use Test::More;
 use Time::HiRes qw(sleep time);
@@ -62,14 +63,20 @@ sub new {
 
 sub dir { $_[0]{dir} }
 
-# A free loopback port, kept per name so a test can refer to it again.
+# A free port for a loopback server, kept per name so a test can refer to
+# it again.  It is chosen by binding (not listening) on the wildcard
+# address, IPv6 and IPv4 at once where the host has IPv6: scepserver
+# listens on every address (":PORT"), and a port free on 127.0.0.1 alone
+# may be taken there.  Servers and clients still use 127.0.0.1 only.
 sub port {
     my ($self, $name) = @_;
     $name //= 'default';
     return $self->{ports}{$name} if $self->{ports}{$name};
 
-    my $s = IO::Socket::INET->new(LocalAddr => '127.0.0.1', LocalPort => 0,
-                                  Proto => 'tcp', Listen => 1, ReuseAddr => 1)
+    my $s = IO::Socket::IP->new(LocalHost => '::', V6Only => 0,
+                                LocalPort => 0, Proto => 'tcp')
+        || IO::Socket::IP->new(LocalHost => '0.0.0.0', LocalPort => 0,
+                               Proto => 'tcp')
         or die "no free port: $!";
     my $port = $s->sockport;
     close $s;
