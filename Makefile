@@ -31,7 +31,11 @@ TOOL_CFLAGS   := -O2 -g -Wall -Wextra -Werror
 CORE_SRCS     := src/scep_base64.c src/scep_message.c src/scep_certs.c
 CORE_HDRS     := src/scep_message.h src/scep_certs.h
 
-UNIT_TESTS    := $(patsubst t/unit/%.c,$(BUILD)/unit/%,\
+# make test-asan builds them a second time with the sanitizers
+UNIT_CC       ?= $(CC)
+UNIT_CFLAGS   ?= $(TOOL_CFLAGS)
+UNIT_DIR      ?= $(BUILD)/unit
+UNIT_TESTS    := $(patsubst t/unit/%.c,$(UNIT_DIR)/%,\
                    $(wildcard t/unit/test_*.c))
 
 FUZZ_SECONDS  ?= 60
@@ -89,9 +93,9 @@ $(BUILD)/scep-msg: t/tools/scep-msg.c
 	@mkdir -p $(BUILD)
 	$(CC) $(TOOL_CFLAGS) -o $@ $< -lcrypto
 
-$(BUILD)/unit/test_%: t/unit/test_%.c $(CORE_SRCS) $(CORE_HDRS)
-	@mkdir -p $(BUILD)/unit
-	$(CC) $(TOOL_CFLAGS) -Isrc -o $@ $< $(CORE_SRCS) -lcrypto
+$(UNIT_DIR)/test_%: t/unit/test_%.c $(CORE_SRCS) $(CORE_HDRS)
+	@mkdir -p $(UNIT_DIR)
+	$(UNIT_CC) $(UNIT_CFLAGS) -Isrc -o $@ $< $(CORE_SRCS) -lcrypto
 
 $(BUILD)/fuzz/fuzz_%: t/fuzz/fuzz_%.c $(CORE_SRCS) $(CORE_HDRS)
 	@mkdir -p $(BUILD)/fuzz
@@ -207,7 +211,9 @@ module-asan: deps-asan $(ASAN_MODULE)
 test-asan: deps deps-asan tools unit regress module-asan
 	$(MAKE) --no-print-directory regress REGRESS_CC=$(ASAN_CC) \
 	    REGRESS_DIR=$(ASAN_BUILD)/regress
-	TEST_REGRESS_DIR=$(ASAN_BUILD)/regress \
+	$(MAKE) --no-print-directory unit UNIT_CC=$(ASAN_CC) \
+	    UNIT_CFLAGS="$(REGRESS_FLAGS)" UNIT_DIR=$(ASAN_BUILD)/unit
+	TEST_REGRESS_DIR=$(ASAN_BUILD)/regress TEST_UNIT_DIR=$(ASAN_BUILD)/unit \
 	PROVE_JOBS=$(SANITIZE_JOBS) ASAN_CC=$(ASAN_CC) t/sanitize/asan \
 	    $(ASAN_MODULE) $(ASAN_BUILD)/reports t/
 

@@ -9,7 +9,9 @@ use warnings;
 use FindBin;
 use Test::More;
 
-my $dir = "$FindBin::Bin/../build/unit";
+# TEST_UNIT_DIR names another build, as make test-asan's with the
+# sanitizers
+my $dir = $ENV{TEST_UNIT_DIR} || "$FindBin::Bin/../build/unit";
 my @bins = sort glob("$dir/test_*");
 
 plan skip_all => "no unit tests built in $dir (run make unit)" unless @bins;
