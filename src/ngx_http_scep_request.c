@@ -532,7 +532,7 @@ ngx_http_scep_decode_message(ngx_http_request_t *r, ngx_http_scep_ctx_t *ctx)
     }
 
     rc = scep_base64_decode(ctx->message.data, ctx->message.len, ctx->der,
-                            slcf->max_message, &n, &canonical);
+                            max, &n, &canonical);
 
     if (rc == SCEP_TOO_LARGE) {
         return ngx_http_scep_reject(r, ctx, NGX_HTTP_SCEP_REJECT_TOO_LARGE);
