@@ -225,6 +225,19 @@ ngx_http_scep_init(ngx_conf_t *cf)
 
     *h = ngx_http_scep_handler;
 
+    /*
+     * The signature last of all, after limit_req (preaccess) and access
+     * control have had their say: refusing costs them no public-key
+     * operation.
+     */
+
+    h = ngx_array_push(&cmcf->phases[NGX_HTTP_PRECONTENT_PHASE].handlers);
+    if (h == NULL) {
+        return NGX_ERROR;
+    }
+
+    *h = ngx_http_scep_verify_handler;
+
     if (ngx_http_scep_health_postconf(cf) != NGX_OK) {
         return NGX_ERROR;
     }

@@ -224,6 +224,7 @@ typedef struct {
 
     scep_reason_t              reason;
     scep_result_t              result;
+    scep_pending_t            *pending;       /* signature not yet checked */
 
     ngx_int_t                  status;        /* body handler result */
 
@@ -237,6 +238,7 @@ typedef struct {
 
 
 ngx_int_t ngx_http_scep_handler(ngx_http_request_t *r);
+ngx_int_t ngx_http_scep_verify_handler(ngx_http_request_t *r);
 void ngx_http_scep_reject_token(ngx_http_scep_ctx_t *ctx, ngx_str_t *token);
 ngx_uint_t ngx_http_scep_reject_index(ngx_http_scep_ctx_t *ctx);
 void ngx_http_scep_reject_index_token(ngx_uint_t index, ngx_str_t *token);

@@ -27,6 +27,13 @@ typedef struct {
 } ngx_http_scep_reject_t;
 
 
+/* a parsed message whose signature is still to be verified */
+typedef struct {
+    ngx_http_scep_ctx_t       *ctx;
+    scep_pending_t            *pending;
+} ngx_http_scep_pending_t;
+
+
 static ngx_int_t ngx_http_scep_parse(ngx_http_request_t *r,
     ngx_http_scep_ctx_t *ctx);
 static ngx_int_t ngx_http_scep_decode_message(ngx_http_request_t *r,
@@ -36,6 +43,8 @@ static ngx_int_t ngx_http_scep_read_body(ngx_http_request_t *r,
 static void ngx_http_scep_body_handler(ngx_http_request_t *r);
 static ngx_int_t ngx_http_scep_body_message(ngx_http_request_t *r,
     ngx_http_scep_ctx_t *ctx);
+static void ngx_http_scep_pending_cleanup(void *data);
+static ngx_http_scep_ctx_t *ngx_http_scep_pending_ctx(ngx_http_request_t *r);
 static ngx_int_t ngx_http_scep_check_message(ngx_http_request_t *r,
     ngx_http_scep_ctx_t *ctx);
 static ngx_int_t ngx_http_scep_canonical_query(ngx_http_request_t *r,
@@ -658,25 +667,140 @@ ngx_http_scep_canonical_ca_query(ngx_http_request_t *r,
 }
 
 
+/*
+ * Every check of the message but its signature, which the precontent
+ * phase verifies (ngx_http_scep_verify_handler()): a request that
+ * limit_req or access control refuses costs no digest of the content and
+ * no public-key operation.
+ */
+
 static ngx_int_t
 ngx_http_scep_check_message(ngx_http_request_t *r, ngx_http_scep_ctx_t *ctx)
 {
     scep_policy_t              policy;
+    scep_pending_t            *pending;
+    ngx_pool_cleanup_t        *cln;
+    ngx_http_scep_pending_t   *pd;
     ngx_http_scep_loc_conf_t  *slcf;
 
     slcf = ngx_http_get_module_loc_conf(r, ngx_http_scep_module);
 
     policy.algorithms = (uint32_t) slcf->algorithms;
 
-    ctx->reason = scep_message_check(ctx->der, ctx->der_len, &policy,
-                                     &ctx->result);
+    pending = ngx_palloc(r->pool, scep_pending_size());
+    if (pending == NULL) {
+        return NGX_ERROR;
+    }
+
+    cln = ngx_pool_cleanup_add(r->pool, sizeof(ngx_http_scep_pending_t));
+    if (cln == NULL) {
+        return NGX_ERROR;
+    }
+
+    ctx->reason = scep_message_parse(ctx->der, ctx->der_len, &policy,
+                                     &ctx->result, pending);
     ctx->checked = 1;
+
+    /* what the parse may hold is released with the request */
+
+    pd = cln->data;
+    pd->ctx = ctx;
+    pd->pending = pending;
+
+    cln->handler = ngx_http_scep_pending_cleanup;
 
     if (ctx->reason != SCEP_REASON_OK) {
         return ngx_http_scep_reject(r, ctx, NGX_HTTP_SCEP_REJECT_MESSAGE);
     }
 
+    ctx->pending = pending;
+
     return NGX_DECLINED;
+}
+
+
+static void
+ngx_http_scep_pending_cleanup(void *data)
+{
+    ngx_http_scep_pending_t  *pd = data;
+
+    scep_pending_free(pd->pending);
+}
+
+
+/*
+ * An internal redirect (error_page, "rewrite ... last", a named
+ * location) forgets the modules' contexts, but a message parsed before it
+ * must still be verified before it goes anywhere: its context is found
+ * again through the pool cleanup that holds it, as the realip module does.
+ */
+
+static ngx_http_scep_ctx_t *
+ngx_http_scep_pending_ctx(ngx_http_request_t *r)
+{
+    ngx_pool_cleanup_t       *cln;
+    ngx_http_scep_pending_t  *pd;
+
+    for (cln = r->pool->cleanup; cln; cln = cln->next) {
+        if (cln->handler == ngx_http_scep_pending_cleanup) {
+            pd = cln->data;
+
+            if (pd->ctx->pending) {
+                return pd->ctx;
+            }
+        }
+    }
+
+    return NULL;
+}
+
+
+/*
+ * The precontent phase: the signature of a message that passed every
+ * other check in the rewrite phase, and then limit_req and access
+ * control.
+ */
+
+ngx_int_t
+ngx_http_scep_verify_handler(ngx_http_request_t *r)
+{
+    ngx_int_t             rc;
+    ngx_http_scep_ctx_t  *ctx;
+
+    if (r != r->main) {
+        return NGX_DECLINED;
+    }
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_scep_module);
+
+    if (ctx == NULL) {
+        ctx = ngx_http_scep_pending_ctx(r);
+
+        if (ctx == NULL) {
+            return NGX_DECLINED;
+        }
+
+        ngx_http_set_ctx(r, ctx, ngx_http_scep_module);
+    }
+
+    if (ctx->pending == NULL) {
+        return NGX_DECLINED;
+    }
+
+    ctx->reason = scep_message_verify(ctx->pending);
+    ctx->pending = NULL;
+
+    if (ctx->reason == SCEP_REASON_OK) {
+        return NGX_DECLINED;
+    }
+
+    rc = ngx_http_scep_reject(r, ctx, NGX_HTTP_SCEP_REJECT_MESSAGE);
+
+    /* a generic phase goes on to the content phase on NGX_OK */
+
+    ngx_http_finalize_request(r, rc);
+
+    return NGX_DONE;
 }
 
 

@@ -487,64 +487,130 @@ scep_algorithm_bits(const char *name, size_t len)
 }
 
 
+/* the state kept between scep_message_parse() and scep_message_verify() */
+
+struct scep_pending_s {
+    scep_check_t           ck;
+    int                    parsed;        /* parse returned OK */
+};
+
+
 scep_reason_t
 scep_message_check(const unsigned char *der, size_t len,
     const scep_policy_t *policy, scep_result_t *res)
 {
-    scep_check_t   ck;
-    scep_reason_t  reason;
-    scep_result_t  scratch;
+    scep_reason_t   reason;
+    scep_result_t   scratch;
+    scep_pending_t  pending;
 
     if (res == NULL) {
         res = &scratch;
     }
 
-    memset(res, 0, sizeof(scep_result_t));
-    memset(&ck, 0, sizeof(scep_check_t));
+    reason = scep_message_parse(der, len, policy, res, &pending);
 
-    ck.algorithms = (policy != NULL) ? policy->algorithms : SCEP_ALG_DEFAULT;
-    ck.res = res;
+    if (reason == SCEP_REASON_OK) {
+        reason = scep_message_verify(&pending);
+    }
+
+    scep_pending_free(&pending);
+
+    return reason;
+}
+
+
+size_t
+scep_pending_size(void)
+{
+    return sizeof(scep_pending_t);
+}
+
+
+scep_reason_t
+scep_message_parse(const unsigned char *der, size_t len,
+    const scep_policy_t *policy, scep_result_t *res, scep_pending_t *pending)
+{
+    scep_reason_t   reason;
+    scep_check_t   *ck;
+
+    memset(pending, 0, sizeof(scep_pending_t));
+    memset(res, 0, sizeof(scep_result_t));
+
+    ck = &pending->ck;
+
+    ck->algorithms = (policy != NULL) ? policy->algorithms
+                                      : SCEP_ALG_DEFAULT;
+    ck->res = res;
 
     /* errors the caller left queued are no business of this check */
     ERR_clear_error();
 
-    reason = scep_parse_content_info(&ck, der, len);
+    reason = scep_parse_content_info(ck, der, len);
 
     if (reason == SCEP_REASON_OK) {
-        reason = (ck.signers == 1) ? scep_check_content(&ck)
-                                   : SCEP_REASON_BAD_SIGNER_COUNT;
+        reason = (ck->signers == 1) ? scep_check_content(ck)
+                                    : SCEP_REASON_BAD_SIGNER_COUNT;
     }
 
     if (reason == SCEP_REASON_OK) {
-        reason = scep_check_envelope(&ck);
+        reason = scep_check_envelope(ck);
     }
 
     if (reason == SCEP_REASON_OK) {
-        reason = scep_check_attributes(&ck);
+        reason = scep_check_attributes(ck);
     }
 
     if (reason == SCEP_REASON_OK) {
-        reason = scep_check_algorithms(&ck);
+        reason = scep_check_algorithms(ck);
     }
 
     if (reason == SCEP_REASON_OK) {
-        reason = scep_find_signer(&ck);
+        reason = scep_find_signer(ck);
     }
+
+    ERR_clear_error();
+
+    pending->parsed = (reason == SCEP_REASON_OK);
+
+    return reason;
+}
+
+
+scep_reason_t
+scep_message_verify(scep_pending_t *pending)
+{
+    scep_reason_t  reason;
+
+    if (!pending->parsed) {
+        /* nothing to verify: a misuse, not a verdict on the message */
+        return SCEP_REASON_INTERNAL;
+    }
+
+    pending->parsed = 0;
+
+    ERR_clear_error();
+
+    reason = scep_check_message_digest(&pending->ck);
 
     if (reason == SCEP_REASON_OK) {
-        reason = scep_check_message_digest(&ck);
+        reason = scep_check_signature(&pending->ck);
     }
-
-    if (reason == SCEP_REASON_OK) {
-        reason = scep_check_signature(&ck);
-    }
-
-    EVP_MD_free(ck.md);
-    OPENSSL_free(ck.content_copy);
 
     ERR_clear_error();
 
     return reason;
+}
+
+
+void
+scep_pending_free(scep_pending_t *pending)
+{
+    EVP_MD_free(pending->ck.md);
+    OPENSSL_free(pending->ck.content_copy);
+
+    pending->ck.md = NULL;
+    pending->ck.content_copy = NULL;
+    pending->parsed = 0;
 }
 
 

@@ -152,6 +152,31 @@ typedef struct {
 scep_reason_t scep_message_check(const unsigned char *der, size_t len,
     const scep_policy_t *policy, scep_result_t *res);
 
+
+/*
+ * The same check in two steps, so that a caller can answer from the
+ * result (rate limits, access control) before it pays for the signature.
+ * scep_message_parse() makes every check but the two that need the
+ * content's digest and a public-key operation (messageDigest and the
+ * signature), and keeps in "pending" (scep_pending_size() bytes, any
+ * alignment of malloc()) what scep_message_verify() needs to make them
+ * without parsing again.  "der" and "res" must stay in place until then.
+ * scep_pending_free() releases what "pending" holds, verified or not; it
+ * may be called more than once.  parse then verify returns what
+ * scep_message_check() returns.
+ */
+
+typedef struct scep_pending_s  scep_pending_t;
+
+size_t scep_pending_size(void);
+
+scep_reason_t scep_message_parse(const unsigned char *der, size_t len,
+    const scep_policy_t *policy, scep_result_t *res, scep_pending_t *pending);
+
+scep_reason_t scep_message_verify(scep_pending_t *pending);
+
+void scep_pending_free(scep_pending_t *pending);
+
 /* the stable token of a reason ("bad_signature"), "" for SCEP_REASON_OK */
 const char *scep_reason_token(scep_reason_t reason);
 

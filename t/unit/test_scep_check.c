@@ -117,6 +117,7 @@ static void test_structure(void);
 static void test_attributes(void);
 static void test_algorithms(void);
 static void test_signature(void);
+static void test_two_steps(void);
 static void test_mutations(void);
 static void test_out_of_memory(void);
 
@@ -1226,6 +1227,79 @@ test_signature(void)
 }
 
 
+/* scep_message_parse() then scep_message_verify() */
+
+static void
+test_two_steps(void)
+{
+    buf_t            m;
+    spec_t           s;
+    scep_result_t    res;
+    scep_reason_t    r;
+    scep_pending_t  *p;
+
+    p = malloc(scep_pending_size());
+    if (p == NULL) {
+        bail("malloc");
+    }
+
+    spec_init(&s);
+    m = make_message(&s);
+
+    r = scep_message_parse(m.p, m.n, NULL, &res, p);
+    ok(r == SCEP_REASON_OK, "two steps: a good message parses");
+    ok(res.message_type == 19 && res.transaction_id_len > 0,
+       "two steps: the result is filled before the signature is checked");
+    ok(scep_message_verify(p) == SCEP_REASON_OK,
+       "two steps: and verifies");
+    ok(scep_message_verify(p) == SCEP_REASON_INTERNAL,
+       "two steps: verifying again is a misuse, not a verdict");
+    scep_pending_free(p);
+    scep_pending_free(p);
+    OPENSSL_free(m.p);
+
+    /* another key under the signer's name: parses, does not verify */
+
+    spec_init(&s);
+    s.other_cert = twin_cert;
+    m = make_message(&s);
+
+    r = scep_message_parse(m.p, m.n, NULL, &res, p);
+    ok(r == SCEP_REASON_OK,
+       "two steps: a signature by another key passes the parse");
+    ok(scep_message_verify(p) == SCEP_REASON_BAD_SIGNATURE,
+       "two steps: and fails the verification");
+    scep_pending_free(p);
+    OPENSSL_free(m.p);
+
+    /* the parse's own refusals come from the parse */
+
+    spec_init(&s);
+    s.no_certs = 1;
+    m = make_message(&s);
+
+    r = scep_message_parse(m.p, m.n, NULL, &res, p);
+    ok(r == SCEP_REASON_NO_SIGNER_CERT,
+       "two steps: no signer certificate is refused by the parse");
+    ok(scep_message_verify(p) == SCEP_REASON_INTERNAL,
+       "two steps: nothing to verify after a refused parse");
+    scep_pending_free(p);
+    OPENSSL_free(m.p);
+
+    /* a parse that is never verified leaks nothing once freed */
+
+    spec_init(&s);
+    m = make_message(&s);
+
+    ok(scep_message_parse(m.p, m.n, NULL, &res, p) == SCEP_REASON_OK,
+       "two steps: parsed and never verified");
+    scep_pending_free(p);
+    OPENSSL_free(m.p);
+
+    free(p);
+}
+
+
 /* a good message, broken after it was signed */
 
 static void
@@ -1547,6 +1621,7 @@ main(void)
     test_attributes();
     test_algorithms();
     test_signature();
+    test_two_steps();
     test_mutations();
     test_out_of_memory();
 
