@@ -134,9 +134,11 @@ int
 scep_base64_decode(const unsigned char *in, size_t len, unsigned char *out,
     size_t max, size_t *outlen, int *canonical)
 {
-    int            c, canon;
-    size_t         i, n, pad;
-    unsigned int   acc, quad, a, b, d, e;
+    int                   c, canon;
+    size_t                i, n, pad, blocks, room;
+    unsigned int          acc, quad, a, b, d, e;
+    unsigned char        *q;
+    const unsigned char  *p;
 
     n = 0;
     i = 0;
@@ -147,35 +149,51 @@ scep_base64_decode(const unsigned char *in, size_t len, unsigned char *out,
 
     for ( ;; ) {
 
-        /* four characters of the plain alphabet at a time */
+        /*
+         * Four characters of the standard alphabet at a time, as long as
+         * they come and the output has room; anything else (escapes, the
+         * URL-safe alphabet, padding, line breaks, a full output) is left
+         * to the loop below.
+         */
 
-        while (quad == 0 && pad == 0 && len - i >= 4) {
-            a = scep_b64_table[in[i]];
-            b = scep_b64_table[in[i + 1]];
-            d = scep_b64_table[in[i + 2]];
-            e = scep_b64_table[in[i + 3]];
+        blocks = 0;
 
-            if ((a | b | d | e) & SCEP_B64_BAD) {
-                break;
+        if (quad == 0 && pad == 0) {
+            blocks = (len - i) / 4;
+            room = (max - n) / 3;
+
+            if (blocks > room) {
+                blocks = room;
+            }
+        }
+
+        if (blocks) {
+            p = in + i;
+            q = out + n;
+
+            while (blocks--) {
+                a = scep_b64_table[p[0]];
+                b = scep_b64_table[p[1]];
+                d = scep_b64_table[p[2]];
+                e = scep_b64_table[p[3]];
+
+                if ((a | b | d | e) & (SCEP_B64_BAD | SCEP_B64_ALT)) {
+                    break;
+                }
+
+                acc = a << 18 | b << 12 | d << 6 | e;
+
+                q[0] = (unsigned char) (acc >> 16);
+                q[1] = (unsigned char) (acc >> 8);
+                q[2] = (unsigned char) acc;
+
+                p += 4;
+                q += 3;
             }
 
-            if (max - n < 3) {
-                return SCEP_TOO_LARGE;
-            }
-
-            if ((a | b | d | e) & SCEP_B64_ALT) {
-                canon = 0;
-            }
-
-            acc = (a & 0x3f) << 18 | (b & 0x3f) << 12 | (d & 0x3f) << 6
-                  | (e & 0x3f);
-
-            out[n] = (unsigned char) (acc >> 16);
-            out[n + 1] = (unsigned char) (acc >> 8);
-            out[n + 2] = (unsigned char) acc;
-
-            n += 3;
-            i += 4;
+            i = p - in;
+            n = q - out;
+            acc = 0;
         }
 
         if (i == len) {
