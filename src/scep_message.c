@@ -1173,8 +1173,19 @@ scep_cur_alg(scep_cur_t *cur, scep_ber_t *oid, scep_ber_t *params)
 static int
 scep_cur_octets(scep_cur_t *cur, scep_ber_t *el)
 {
+    int     first;
+    size_t  n;
+
     if (scep_cur_peek(cur) == (SCEP_BER_OCTET_STRING | SCEP_BER_CONSTRUCTED)) {
-        return scep_cur_next(cur, 0, el);
+
+        /* BER: its pieces are OCTET STRINGs, as OpenSSL requires too */
+
+        n = 0;
+        first = -1;
+
+        return scep_cur_next(cur, 0, el)
+               && scep_ber_pieces(el, SCEP_BER_OCTET_STRING, 0, NULL, &n,
+                                  &first);
     }
 
     return scep_cur_next(cur, SCEP_BER_OCTET_STRING, el);
