@@ -774,6 +774,10 @@ ngx_http_scep_verify_handler(ngx_http_request_t *r)
     ctx = ngx_http_get_module_ctx(r, ngx_http_scep_module);
 
     if (ctx == NULL) {
+        if (!r->internal) {
+            return NGX_DECLINED;
+        }
+
         ctx = ngx_http_scep_pending_ctx(r);
 
         if (ctx == NULL) {
