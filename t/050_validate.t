@@ -62,14 +62,7 @@ http {
 CONF
 
 my $gw = $t->port('GW');
-my $n = 0;
-
-sub msg {
-    my (@args) = @_;
-    $n++;
-    return $t->scep_msg('--challenge', 'secret', '--cn', "device-$n",
-                        '--dialect', 'der', @args);
-}
+sub msg { $t->device_msg(@_) }
 
 # requests sent to the gateway and passed to the back end so far, to
 # wait for their log lines

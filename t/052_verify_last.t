@@ -76,14 +76,7 @@ http {
 CONF
 
 my $gw = $t->port('GW');
-my $n = 0;
-
-sub msg {
-    my (@args) = @_;
-    $n++;
-    return $t->scep_msg('--challenge', 'secret', '--cn', "device-$n",
-                        '--dialect', 'der', @args);
-}
+sub msg { $t->device_msg(@_) }
 
 # a message whose signature does not verify, all else in order
 sub badsig {

@@ -74,14 +74,7 @@ http {
 CONF
 
 my $gw = $t->port('GW');
-my $n = 0;
-
-sub msg {
-    my (@args) = @_;
-    $n++;
-    return $t->scep_msg('--challenge', 'secret', '--cn', "rl-$n",
-                        '--dialect', 'der', @args);
-}
+sub msg { $t->device_msg(@_) }
 
 sub pki {
     my ($method, $der, $from) = @_;

@@ -523,6 +523,16 @@ sub scep_msg {
     return $out;
 }
 
+# A DER pkiMessage from a new device: a subject of its own (scepserver
+# issues one certificate a subject) and the back ends' challenge; ARGS
+# are more options of build/scep-msg.
+sub device_msg {
+    my ($self, @args) = @_;
+    my $n = ++$self->{devices};
+    return $self->scep_msg('--challenge', 'secret', '--cn', "device-$n",
+                           '--dialect', 'der', @args);
+}
+
 # A plain HTTP/1.1 exchange over TCP or TLS.  Returns a hash with
 # status, headers (lower-case names), body and raw.
 sub http {
