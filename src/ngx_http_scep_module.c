@@ -25,6 +25,8 @@ static char *ngx_http_scep_algorithms(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static ngx_int_t ngx_http_scep_init_process(ngx_cycle_t *cycle);
 
+static void ngx_http_scep_variable_set(ngx_http_variable_value_t *v,
+    u_char *data, size_t len);
 static ngx_int_t ngx_http_scep_operation_variable(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data);
 static ngx_int_t ngx_http_scep_message_length_variable(ngx_http_request_t *r,
@@ -576,6 +578,20 @@ ngx_http_scep_check_max_message(ngx_conf_t *cf, void *post, void *data)
 }
 
 
+/* a found, cacheable value of one of the variables */
+
+static void
+ngx_http_scep_variable_set(ngx_http_variable_value_t *v, u_char *data,
+    size_t len)
+{
+    v->data = data;
+    v->len = len;
+    v->valid = 1;
+    v->no_cacheable = 0;
+    v->not_found = 0;
+}
+
+
 static ngx_int_t
 ngx_http_scep_operation_variable(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data)
@@ -589,11 +605,7 @@ ngx_http_scep_operation_variable(ngx_http_request_t *r,
         return NGX_OK;
     }
 
-    v->data = ctx->operation.data;
-    v->len = ctx->operation.len;
-    v->valid = 1;
-    v->no_cacheable = 0;
-    v->not_found = 0;
+    ngx_http_scep_variable_set(v, ctx->operation.data, ctx->operation.len);
 
     return NGX_OK;
 }
@@ -603,7 +615,7 @@ static ngx_int_t
 ngx_http_scep_message_length_variable(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data)
 {
-    u_char               *p;
+    u_char               *p, *last;
     ngx_http_scep_ctx_t  *ctx;
 
     ctx = ngx_http_get_module_ctx(r->main, ngx_http_scep_module);
@@ -618,11 +630,9 @@ ngx_http_scep_message_length_variable(ngx_http_request_t *r,
         return NGX_ERROR;
     }
 
-    v->len = ngx_sprintf(p, "%uz", ctx->der_len) - p;
-    v->data = p;
-    v->valid = 1;
-    v->no_cacheable = 0;
-    v->not_found = 0;
+    last = ngx_sprintf(p, "%uz", ctx->der_len);
+
+    ngx_http_scep_variable_set(v, p, last - p);
 
     return NGX_OK;
 }
@@ -644,11 +654,7 @@ ngx_http_scep_reject_reason_variable(ngx_http_request_t *r,
 
     ngx_http_scep_reject_token(ctx, &token);
 
-    v->data = token.data;
-    v->len = token.len;
-    v->valid = 1;
-    v->no_cacheable = 0;
-    v->not_found = 0;
+    ngx_http_scep_variable_set(v, token.data, token.len);
 
     return NGX_OK;
 }
@@ -670,11 +676,7 @@ ngx_http_scep_message_type_variable(ngx_http_request_t *r,
         return NGX_OK;
     }
 
-    v->data = (u_char *) name;
-    v->len = ngx_strlen(name);
-    v->valid = 1;
-    v->no_cacheable = 0;
-    v->not_found = 0;
+    ngx_http_scep_variable_set(v, (u_char *) name, ngx_strlen(name));
 
     return NGX_OK;
 }
@@ -693,11 +695,8 @@ ngx_http_scep_transaction_id_variable(ngx_http_request_t *r,
         return NGX_OK;
     }
 
-    v->data = (u_char *) ctx->result.transaction_id;
-    v->len = ctx->result.transaction_id_len;
-    v->valid = 1;
-    v->no_cacheable = 0;
-    v->not_found = 0;
+    ngx_http_scep_variable_set(v, (u_char *) ctx->result.transaction_id,
+                               ctx->result.transaction_id_len);
 
     return NGX_OK;
 }
@@ -707,7 +706,7 @@ static ngx_int_t
 ngx_http_scep_sender_nonce_variable(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data)
 {
-    u_char               *p;
+    u_char               *p, *last;
     ngx_http_scep_ctx_t  *ctx;
 
     ctx = ngx_http_get_module_ctx(r->main, ngx_http_scep_module);
@@ -728,13 +727,10 @@ ngx_http_scep_sender_nonce_variable(ngx_http_request_t *r,
         return NGX_ERROR;
     }
 
-    v->len = ngx_hex_dump(p, ctx->result.sender_nonce,
-                          sizeof(ctx->result.sender_nonce))
-             - p;
-    v->data = p;
-    v->valid = 1;
-    v->no_cacheable = 0;
-    v->not_found = 0;
+    last = ngx_hex_dump(p, ctx->result.sender_nonce,
+                        sizeof(ctx->result.sender_nonce));
+
+    ngx_http_scep_variable_set(v, p, last - p);
 
     return NGX_OK;
 }
