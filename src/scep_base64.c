@@ -2,14 +2,14 @@
 /*
  * Copyright (C) ngx_http_scep_module authors
  *
- * SCEP query strings: their parameters, and base64 in every dialect
- * clients send, decoded; one canonical form encoded.
+ * base64 in every dialect SCEP clients send in a query string, decoded;
+ * one canonical form encoded.
  */
 
 
 #include <string.h>
 
-#include "scep_message.h"
+#include "scep_message_int.h"
 
 
 /*
@@ -27,9 +27,6 @@
 
 
 static int scep_hex(unsigned char c);
-static int scep_percent(const unsigned char *p, size_t left);
-static int scep_query_name_is(const unsigned char *p,
-    const unsigned char *last, const char *name);
 
 
 static const unsigned char  scep_b64_table[256] = {
@@ -110,7 +107,7 @@ scep_hex(unsigned char c)
 
 /* the byte a "%XX" escape at p stands for, or -1 */
 
-static int
+int
 scep_percent(const unsigned char *p, size_t left)
 {
     int  hi, lo;
@@ -327,128 +324,6 @@ scep_base64_decode(const unsigned char *in, size_t len, unsigned char *out,
     }
 
     return SCEP_OK;
-}
-
-
-/*
- * A name matches as the back end would read it: NDES (ASP.NET) decodes
- * percent escapes and "+" in names and compares them case-insensitively,
- * so "op%65ration", "OPERATION" and "operation" are the same parameter,
- * and a name without "=" is that parameter with an empty value.
- */
-
-static int
-scep_query_name_is(const unsigned char *p, const unsigned char *last,
-    const char *name)
-{
-    int     c;
-    size_t  k;
-
-    for (k = 0; p < last; k++) {
-        c = *p;
-
-        if (c == '%') {
-            c = scep_percent(p, last - p);
-
-            if (c < 0) {
-                return 0;
-            }
-
-            p += 3;
-
-        } else {
-            if (c == '+') {
-                c = ' ';
-            }
-
-            p++;
-        }
-
-        if (c >= 'A' && c <= 'Z') {
-            c |= 0x20;
-        }
-
-        if (name[k] == '\0' || c != name[k]) {
-            return 0;
-        }
-    }
-
-    return name[k] == '\0';
-}
-
-
-void
-scep_query_scan(const unsigned char *args, size_t len, scep_query_t *q)
-{
-    const unsigned char  *p, *last, *name, *eq, *amp, *value;
-
-    memset(q, 0, sizeof(scep_query_t));
-
-    if (len == 0) {
-        return;
-    }
-
-    p = args;
-    last = args + len;
-
-    while (p < last) {
-        name = p;
-
-        amp = memchr(p, '&', last - p);
-        if (amp == NULL) {
-            amp = last;
-        }
-
-        eq = memchr(p, '=', amp - p);
-
-        if (eq == NULL) {
-            eq = amp;
-            value = amp;
-
-        } else {
-            value = eq + 1;
-        }
-
-        if (scep_query_name_is(name, eq, "operation")) {
-            q->operations++;
-            q->operation = value;
-            q->operation_len = amp - value;
-
-        } else if (scep_query_name_is(name, eq, "message")) {
-            q->messages++;
-            q->message = value;
-            q->message_len = amp - value;
-        }
-
-        p = amp + 1;
-    }
-}
-
-
-int
-scep_ca_ident_ok(const unsigned char *in, size_t len, size_t max)
-{
-    int     c;
-    size_t  i;
-
-    if (len > max) {
-        return 0;
-    }
-
-    for (i = 0; i < len; i++) {
-        c = in[i];
-
-        if (c == '%') {
-            c = scep_percent(&in[i], len - i);
-            i += 2;
-        }
-
-        if (c < 0x20 || c > 0x7e) {
-            return 0;
-        }
-    }
-
-    return 1;
 }
 
 

@@ -1,0 +1,439 @@
+
+/*
+ * Copyright (C) ngx_http_scep_module authors
+ *
+ * The SCEP rules of the pkiMessage checks: the messageType,
+ * transactionID and senderNonce attributes, and the digest and cipher
+ * algorithms against the policy.
+ */
+
+
+#include <string.h>
+
+#include "scep_message_int.h"
+
+
+#define SCEP_NONCE_LEN         16
+
+
+typedef struct {
+    const char            *name;
+    size_t                 len;
+    uint32_t               bits;
+} scep_alg_name_t;
+
+
+static int scep_printable(unsigned char c);
+static scep_reason_t scep_check_message_type(const scep_ber_t *values,
+    scep_result_t *res);
+static scep_reason_t scep_check_transaction_id(const scep_ber_t *values,
+    scep_result_t *res);
+static scep_reason_t scep_check_sender_nonce(const scep_ber_t *values,
+    scep_result_t *res);
+
+
+/* contents octets of the OIDs used */
+
+/* 2.16.840.1.113733.1.9.2, .5, .7 */
+static const unsigned char  scep_oid_message_type[] = {
+    0x60, 0x86, 0x48, 0x01, 0x86, 0xf8, 0x45, 0x01, 0x09, 0x02
+};
+
+static const unsigned char  scep_oid_sender_nonce[] = {
+    0x60, 0x86, 0x48, 0x01, 0x86, 0xf8, 0x45, 0x01, 0x09, 0x05
+};
+
+static const unsigned char  scep_oid_transaction_id[] = {
+    0x60, 0x86, 0x48, 0x01, 0x86, 0xf8, 0x45, 0x01, 0x09, 0x07
+};
+
+
+const scep_oid_t  scep_digests[6] = {
+
+    /* 1.2.840.113549.2.5 */
+    { SCEP_ALG_MD5, 8, { 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x02, 0x05 } },
+
+    /* 1.3.14.3.2.26 */
+    { SCEP_ALG_SHA1, 5, { 0x2b, 0x0e, 0x03, 0x02, 0x1a } },
+
+    /* 2.16.840.1.101.3.4.2.4, .1, .2, .3 */
+    { SCEP_ALG_SHA224, 9,
+      { 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x04 } },
+    { SCEP_ALG_SHA256, 9,
+      { 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x01 } },
+    { SCEP_ALG_SHA384, 9,
+      { 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x02 } },
+    { SCEP_ALG_SHA512, 9,
+      { 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x03 } }
+};
+
+
+static const scep_oid_t  scep_ciphers[] = {
+
+    /* 1.3.14.3.2.7 */
+    { SCEP_ALG_DES, 5, { 0x2b, 0x0e, 0x03, 0x02, 0x07 } },
+
+    /* 1.2.840.113549.3.7 */
+    { SCEP_ALG_DES3, 8, { 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x03, 0x07 } },
+
+    /* 2.16.840.1.101.3.4.1.2, .22, .42: CBC */
+    { SCEP_ALG_AES128, 9,
+      { 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x01, 0x02 } },
+    { SCEP_ALG_AES192, 9,
+      { 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x01, 0x16 } },
+    { SCEP_ALG_AES256, 9,
+      { 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x01, 0x2a } },
+
+    /* 2.16.840.1.101.3.4.1.6, .26, .46: GCM */
+    { SCEP_ALG_AES128, 9,
+      { 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x01, 0x06 } },
+    { SCEP_ALG_AES192, 9,
+      { 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x01, 0x1a } },
+    { SCEP_ALG_AES256, 9,
+      { 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x01, 0x2e } }
+};
+
+
+#define scep_alg_name(s, bits)  { s, sizeof(s) - 1, bits }
+
+static const scep_alg_name_t  scep_alg_names[] = {
+    scep_alg_name("md5", SCEP_ALG_MD5),
+    scep_alg_name("sha1", SCEP_ALG_SHA1),
+    scep_alg_name("sha224", SCEP_ALG_SHA224),
+    scep_alg_name("sha256", SCEP_ALG_SHA256),
+    scep_alg_name("sha384", SCEP_ALG_SHA384),
+    scep_alg_name("sha512", SCEP_ALG_SHA512),
+    scep_alg_name("des", SCEP_ALG_DES),
+    scep_alg_name("des3", SCEP_ALG_DES3),
+    scep_alg_name("aes128", SCEP_ALG_AES128),
+    scep_alg_name("aes192", SCEP_ALG_AES192),
+    scep_alg_name("aes256", SCEP_ALG_AES256),
+    scep_alg_name("aes", SCEP_ALG_AES128|SCEP_ALG_AES192|SCEP_ALG_AES256)
+};
+
+
+/* messageType, transactionID and senderNonce, each exactly once */
+
+scep_reason_t
+scep_check_attributes(scep_check_t *ck)
+{
+    int            dup_type, dup_tid, dup_nonce;
+    scep_ber_t     attr, oid, values, type, tid, nonce;
+    scep_cur_t     cur, in;
+    scep_reason_t  reason;
+
+    memset(&type, 0, sizeof(scep_ber_t));
+    memset(&tid, 0, sizeof(scep_ber_t));
+    memset(&nonce, 0, sizeof(scep_ber_t));
+    dup_type = 0;
+    dup_tid = 0;
+    dup_nonce = 0;
+
+    if (ck->attrs.tag != 0) {
+        scep_cur_init(&cur, &ck->attrs);
+
+        while (!scep_cur_done(&cur)) {
+
+            /* the structure is known to be right by now */
+
+            if (!scep_cur_next(&cur, SCEP_BER_SEQUENCE, &attr)) {
+                return SCEP_REASON_BAD_DER;
+            }
+
+            scep_cur_init(&in, &attr);
+
+            if (!scep_cur_oid(&in, &oid)
+                || !scep_cur_next(&in, SCEP_BER_SET, &values))
+            {
+                return SCEP_REASON_BAD_DER;
+            }
+
+            if (scep_oid_is(&oid, scep_oid_message_type,
+                            sizeof(scep_oid_message_type)))
+            {
+                dup_type |= (type.tag != 0);
+                type = values;
+
+            } else if (scep_oid_is(&oid, scep_oid_transaction_id,
+                                   sizeof(scep_oid_transaction_id)))
+            {
+                dup_tid |= (tid.tag != 0);
+                tid = values;
+
+            } else if (scep_oid_is(&oid, scep_oid_sender_nonce,
+                                   sizeof(scep_oid_sender_nonce)))
+            {
+                dup_nonce |= (nonce.tag != 0);
+                nonce = values;
+            }
+        }
+    }
+
+    if (dup_type || type.tag == 0) {
+        return SCEP_REASON_BAD_MESSAGE_TYPE;
+    }
+
+    reason = scep_check_message_type(&type, ck->res);
+    if (reason != SCEP_REASON_OK) {
+        return reason;
+    }
+
+    if (dup_tid || tid.tag == 0) {
+        return SCEP_REASON_BAD_TRANSACTION_ID;
+    }
+
+    reason = scep_check_transaction_id(&tid, ck->res);
+    if (reason != SCEP_REASON_OK) {
+        return reason;
+    }
+
+    if (dup_nonce || nonce.tag == 0) {
+        return SCEP_REASON_BAD_SENDER_NONCE;
+    }
+
+    return scep_check_sender_nonce(&nonce, ck->res);
+}
+
+
+/* the only value of an attribute */
+
+int
+scep_attribute_value(const scep_ber_t *values, scep_ber_t *value)
+{
+    scep_cur_t  cur;
+
+    scep_cur_init(&cur, values);
+
+    return scep_cur_next(&cur, 0, value) && scep_cur_done(&cur);
+}
+
+
+static scep_reason_t
+scep_check_message_type(const scep_ber_t *values, scep_result_t *res)
+{
+    int                   type;
+    size_t                len;
+    scep_ber_t            value;
+    const unsigned char  *p;
+
+    if (!scep_attribute_value(values, &value)
+        || value.tag != SCEP_BER_PRINTABLE)
+    {
+        return SCEP_REASON_BAD_MESSAGE_TYPE;
+    }
+
+    /* decimal digits; leading zeros do no harm, the value is what counts */
+
+    len = value.vend - value.val;
+
+    if (len < 1 || len > 8) {
+        return SCEP_REASON_BAD_MESSAGE_TYPE;
+    }
+
+    type = 0;
+
+    for (p = value.val; p != value.vend; p++) {
+        if (*p < '0' || *p > '9') {
+            return SCEP_REASON_BAD_MESSAGE_TYPE;
+        }
+
+        type = type * 10 + (*p - '0');
+    }
+
+    if (scep_message_type_name(type) == NULL) {
+        return SCEP_REASON_BAD_MESSAGE_TYPE;
+    }
+
+    res->message_type = type;
+
+    return SCEP_REASON_OK;
+}
+
+
+static scep_reason_t
+scep_check_transaction_id(const scep_ber_t *values, scep_result_t *res)
+{
+    size_t                len;
+    scep_ber_t            value;
+    const unsigned char  *p;
+
+    if (!scep_attribute_value(values, &value)
+        || value.tag != SCEP_BER_PRINTABLE)
+    {
+        return SCEP_REASON_BAD_TRANSACTION_ID;
+    }
+
+    len = value.vend - value.val;
+
+    if (len < 1 || len > SCEP_TRANSACTION_ID_MAX) {
+        return SCEP_REASON_BAD_TRANSACTION_ID;
+    }
+
+    for (p = value.val; p != value.vend; p++) {
+        if (!scep_printable(*p)) {
+            return SCEP_REASON_BAD_TRANSACTION_ID;
+        }
+    }
+
+    memcpy(res->transaction_id, value.val, len);
+    res->transaction_id[len] = '\0';
+    res->transaction_id_len = len;
+
+    return SCEP_REASON_OK;
+}
+
+
+static scep_reason_t
+scep_check_sender_nonce(const scep_ber_t *values, scep_result_t *res)
+{
+    scep_ber_t  value;
+
+    if (!scep_attribute_value(values, &value)
+        || value.tag != SCEP_BER_OCTET_STRING
+        || value.vend - value.val != SCEP_NONCE_LEN)
+    {
+        return SCEP_REASON_BAD_SENDER_NONCE;
+    }
+
+    memcpy(res->sender_nonce, value.val, SCEP_NONCE_LEN);
+
+    return SCEP_REASON_OK;
+}
+
+
+/*
+ * The signer's digest and the envelope's cipher, against the policy.  The
+ * digest must be one the SignedData lists, as OpenSSL requires too.
+ */
+
+scep_reason_t
+scep_check_algorithms(scep_check_t *ck)
+{
+    int         listed;
+    scep_ber_t  oid, params;
+    scep_cur_t  cur;
+
+    ck->res->digest = scep_oid_bits(scep_digests, scep_nelts(scep_digests),
+                                    &ck->digest_alg);
+
+    if ((ck->res->digest & ck->algorithms) == 0) {
+        return SCEP_REASON_BAD_DIGEST_ALGORITHM;
+    }
+
+    listed = 0;
+
+    scep_cur_init(&cur, &ck->digest_algs);
+
+    while (!listed && scep_cur_alg(&cur, &oid, &params)) {
+        listed = scep_oid_is(&oid, ck->digest_alg.val,
+                             ck->digest_alg.vend - ck->digest_alg.val);
+    }
+
+    if (!listed) {
+        return SCEP_REASON_BAD_DIGEST_ALGORITHM;
+    }
+
+    ck->res->cipher = scep_oid_bits(scep_ciphers, scep_nelts(scep_ciphers),
+                                    &ck->cipher_alg);
+
+    if ((ck->res->cipher & ck->algorithms) == 0) {
+        return SCEP_REASON_BAD_CIPHER_ALGORITHM;
+    }
+
+    return SCEP_REASON_OK;
+}
+
+
+/* the PrintableString character set */
+
+static int
+scep_printable(unsigned char c)
+{
+    if ((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z')
+        || (c >= '0' && c <= '9'))
+    {
+        return 1;
+    }
+
+    switch (c) {
+
+    case ' ':
+    case '\'':
+    case '(':
+    case ')':
+    case '+':
+    case ',':
+    case '-':
+    case '.':
+    case '/':
+    case ':':
+    case '=':
+    case '?':
+        return 1;
+
+    default:
+        return 0;
+    }
+}
+
+
+const char *
+scep_message_type_name(int message_type)
+{
+    switch (message_type) {
+
+    case 17:
+        return "RenewalReq";
+
+    case 19:
+        return "PKCSReq";
+
+    case 20:
+        return "CertPoll";
+
+    case 21:
+        return "GetCert";
+
+    case 22:
+        return "GetCRL";
+
+    default:
+        return NULL;
+    }
+}
+
+
+uint32_t
+scep_algorithm_bits(const char *name, size_t len)
+{
+    char    c;
+    size_t  i, k;
+
+    if (name == NULL) {
+        return 0;
+    }
+
+    for (i = 0; i < scep_nelts(scep_alg_names); i++) {
+        if (scep_alg_names[i].len != len) {
+            continue;
+        }
+
+        for (k = 0; k < len; k++) {
+            c = name[k];
+
+            if (c >= 'A' && c <= 'Z') {
+                c |= 0x20;
+            }
+
+            if (c != scep_alg_names[i].name[k]) {
+                break;
+            }
+        }
+
+        if (k == len) {
+            return scep_alg_names[i].bits;
+        }
+    }
+
+    return 0;
+}

@@ -1,0 +1,720 @@
+
+/*
+ * Copyright (C) ngx_http_scep_module authors
+ *
+ * The signature of the pkiMessage checks: the signer's certificate
+ * found by the SignerInfo's sid, the messageDigest attribute checked
+ * against the content, the signer's public key built and the signature
+ * over the signed attributes verified, by OpenSSL.
+ */
+
+
+#include <string.h>
+
+#include <openssl/core_names.h>
+#include <openssl/crypto.h>
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/params.h>
+#include <openssl/rsa.h>
+#include <openssl/x509.h>
+
+#include "scep_message_int.h"
+
+
+/* names compared by their canonical encoding at most, a check */
+#define SCEP_NAME_COMPARES     4
+
+/* the largest keys worth a signature check (see scep_rsa_key()) */
+#define SCEP_RSA_MAX_BITS      8192
+#define SCEP_RSA_MAX_E_BYTES   8
+
+
+static int scep_names_equal(scep_check_t *ck, const scep_ber_t *a,
+    const scep_ber_t *b);
+static EVP_PKEY *scep_public_key(const scep_cert_t *cert);
+static EVP_PKEY *scep_rsa_key(const scep_ber_t *key);
+static EVP_PKEY *scep_ec_key(const scep_ber_t *params, const scep_ber_t *key);
+static scep_reason_t scep_pss_params(const scep_ber_t *params,
+    uint32_t digest, EVP_PKEY_CTX *pctx);
+static const char *scep_digest_name(uint32_t bits);
+static scep_reason_t scep_openssl_reason(scep_reason_t fallback);
+
+
+/* contents octets of the OIDs used */
+
+/* 1.2.840.113549.1.9.4 */
+static const unsigned char  scep_oid_message_digest[] = {
+    0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x09, 0x04
+};
+
+/* 1.2.840.113549.1.1.1, .10, .8 */
+static const unsigned char  scep_oid_rsa[] = {
+    0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x01
+};
+
+static const unsigned char  scep_oid_rsa_pss[] = {
+    0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x0a
+};
+
+static const unsigned char  scep_oid_mgf1[] = {
+    0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x08
+};
+
+/* 1.2.840.10045.2.1 */
+static const unsigned char  scep_oid_ec[] = {
+    0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01
+};
+
+
+/* signature algorithms, by kind */
+
+#define SCEP_SIG_RSA     1
+#define SCEP_SIG_PSS     2
+#define SCEP_SIG_ECDSA   3
+
+static const scep_oid_t  scep_signatures[] = {
+
+    /* 1.2.840.113549.1.1.1, and .4, .5, .14, .11, .12, .13 with a hash */
+    { SCEP_SIG_RSA, 9, { 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01,
+                         0x01 } },
+    { SCEP_SIG_RSA, 9, { 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01,
+                         0x04 } },
+    { SCEP_SIG_RSA, 9, { 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01,
+                         0x05 } },
+    { SCEP_SIG_RSA, 9, { 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01,
+                         0x0e } },
+    { SCEP_SIG_RSA, 9, { 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01,
+                         0x0b } },
+    { SCEP_SIG_RSA, 9, { 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01,
+                         0x0c } },
+    { SCEP_SIG_RSA, 9, { 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01,
+                         0x0d } },
+
+    /* 1.2.840.113549.1.1.10 */
+    { SCEP_SIG_PSS, 9, { 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01,
+                         0x0a } },
+
+    /* 1.2.840.10045.2.1 (the key OID, as some signers write it) */
+    { SCEP_SIG_ECDSA, 7, { 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01 } },
+
+    /* 1.2.840.10045.4.1, and 4.3.1 to 4.3.4 */
+    { SCEP_SIG_ECDSA, 7, { 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x04, 0x01 } },
+    { SCEP_SIG_ECDSA, 8, { 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x04, 0x03, 0x01 } },
+    { SCEP_SIG_ECDSA, 8, { 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x04, 0x03, 0x02 } },
+    { SCEP_SIG_ECDSA, 8, { 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x04, 0x03, 0x03 } },
+    { SCEP_SIG_ECDSA, 8, { 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x04, 0x03, 0x04 } }
+};
+
+
+/* named curves: the index into scep_curve_names */
+
+static const scep_oid_t  scep_curves[] = {
+
+    /* 1.2.840.10045.3.1.7 */
+    { 1, 8, { 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07 } },
+
+    /* 1.3.132.0.34, .35 */
+    { 2, 5, { 0x2b, 0x81, 0x04, 0x00, 0x22 } },
+    { 3, 5, { 0x2b, 0x81, 0x04, 0x00, 0x23 } }
+};
+
+static const char  *scep_curve_names[] = {
+    NULL, "P-256", "P-384", "P-521"
+};
+
+
+/*
+ * The first certificate of the SignedData that the sid names: by issuer
+ * and serial number, or by subjectKeyIdentifier.  No chain is built: a
+ * PKCSReq is signed with a self-signed certificate.
+ */
+
+scep_reason_t
+scep_find_signer(scep_check_t *ck)
+{
+    int         eq;
+    scep_ber_t  el, name, serial, keyid;
+    scep_cur_t  cur, in;
+
+    if (ck->certs.tag == 0) {
+        return SCEP_REASON_NO_SIGNER_CERT;
+    }
+
+    keyid = ck->sid;
+    name = ck->sid;
+    serial = ck->sid;
+
+    if (ck->sid.tag == SCEP_BER_SEQUENCE) {
+        scep_cur_init(&in, &ck->sid);
+
+        if (!scep_cur_next(&in, SCEP_BER_SEQUENCE, &name)
+            || !scep_cur_next(&in, SCEP_BER_INTEGER, &serial))
+        {
+            return SCEP_REASON_BAD_DER;
+        }
+    }
+
+    scep_cur_init(&cur, &ck->certs);
+
+    while (!scep_cur_done(&cur)) {
+        if (!scep_cur_next(&cur, 0, &el)) {
+            return SCEP_REASON_BAD_DER;
+        }
+
+        if (el.tag != SCEP_BER_SEQUENCE
+            || !scep_parse_certificate(&el, &ck->cert))
+        {
+            continue;
+        }
+
+        if (ck->sid.tag == SCEP_BER_SEQUENCE) {
+            if (ck->cert.serial.vend - ck->cert.serial.val
+                    != serial.vend - serial.val
+                || memcmp(ck->cert.serial.val, serial.val,
+                          serial.vend - serial.val) != 0)
+            {
+                continue;
+            }
+
+            eq = scep_names_equal(ck, &ck->cert.issuer, &name);
+
+            if (eq != 0) {
+                return (eq > 0) ? SCEP_REASON_OK : SCEP_REASON_INTERNAL;
+            }
+
+        } else if (ck->cert.ski.tag != 0
+                   && ck->cert.ski.vend - ck->cert.ski.val
+                      == keyid.vend - keyid.val
+                   && memcmp(ck->cert.ski.val, keyid.val,
+                             keyid.vend - keyid.val) == 0)
+        {
+            return SCEP_REASON_OK;
+        }
+    }
+
+    return SCEP_REASON_NO_SIGNER_CERT;
+}
+
+
+/*
+ * Names are the same octets as a rule; when they are not, they are
+ * compared as OpenSSL does, after canonical encoding, a few times at most
+ * a check.  1 when equal, 0 when not, -1 when out of memory.
+ */
+
+static int
+scep_names_equal(scep_check_t *ck, const scep_ber_t *a, const scep_ber_t *b)
+{
+    int                   eq;
+    X509_NAME            *na, *nb;
+    const unsigned char  *p;
+
+    if (scep_der_equal(a, b)) {
+        return 1;
+    }
+
+    if (ck->name_compares == SCEP_NAME_COMPARES) {
+        return 0;
+    }
+
+    ck->name_compares++;
+
+    p = a->hdr;
+    na = d2i_X509_NAME(NULL, &p, a->next - a->hdr);
+
+    p = b->hdr;
+    nb = d2i_X509_NAME(NULL, &p, b->next - b->hdr);
+
+    if (na == NULL || nb == NULL) {
+        eq = (scep_openssl_reason(SCEP_REASON_NO_SIGNER_CERT)
+              == SCEP_REASON_INTERNAL) ? -1 : 0;
+
+    } else {
+        eq = (X509_NAME_cmp(na, nb) == 0);
+    }
+
+    X509_NAME_free(na);
+    X509_NAME_free(nb);
+
+    return eq;
+}
+
+
+/* the messageDigest attribute is the digest of the content octets */
+
+scep_reason_t
+scep_check_message_digest(scep_check_t *ck)
+{
+    unsigned int   mdlen;
+    scep_ber_t     attr, oid, values, value, digest;
+    scep_cur_t     cur, in;
+    unsigned char  buf[EVP_MAX_MD_SIZE];
+
+    if (ck->attrs.tag == 0) {
+        return SCEP_REASON_BAD_SIGNATURE;
+    }
+
+    digest.tag = 0;
+
+    scep_cur_init(&cur, &ck->attrs);
+
+    while (!scep_cur_done(&cur)) {
+        if (!scep_cur_next(&cur, SCEP_BER_SEQUENCE, &attr)) {
+            return SCEP_REASON_BAD_DER;
+        }
+
+        scep_cur_init(&in, &attr);
+
+        if (!scep_cur_oid(&in, &oid)
+            || !scep_cur_next(&in, SCEP_BER_SET, &values))
+        {
+            return SCEP_REASON_BAD_DER;
+        }
+
+        if (scep_oid_is(&oid, scep_oid_message_digest,
+                        sizeof(scep_oid_message_digest)))
+        {
+            if (digest.tag != 0) {
+                return SCEP_REASON_BAD_SIGNATURE;
+            }
+
+            digest = values;
+        }
+    }
+
+    if (digest.tag == 0
+        || !scep_attribute_value(&digest, &value)
+        || value.tag != SCEP_BER_OCTET_STRING)
+    {
+        return SCEP_REASON_BAD_SIGNATURE;
+    }
+
+    /* fetched once for the content, the attributes and the signature */
+
+    ck->md = EVP_MD_fetch(NULL, scep_digest_name(ck->res->digest), NULL);
+    if (ck->md == NULL) {
+        return scep_openssl_reason(SCEP_REASON_INTERNAL);
+    }
+
+    if (!EVP_Digest(ck->content, ck->content_len, buf, &mdlen, ck->md,
+                    NULL))
+    {
+        return scep_openssl_reason(SCEP_REASON_INTERNAL);
+    }
+
+    if ((size_t) (value.vend - value.val) != mdlen
+        || CRYPTO_memcmp(value.val, buf, mdlen) != 0)
+    {
+        return SCEP_REASON_BAD_SIGNATURE;
+    }
+
+    return SCEP_REASON_OK;
+}
+
+
+/*
+ * The signature over the signed attributes as they were sent, their
+ * [0] IMPLICIT tag read as the SET OF tag they were signed with.
+ *
+ * Failures that only a want of resources explains are internal errors;
+ * OpenSSL does not always say it ran out of memory.
+ */
+
+scep_reason_t
+scep_check_signature(scep_check_t *ck)
+{
+    int              rc;
+    uint32_t         kind;
+    EVP_PKEY        *pkey;
+    EVP_MD_CTX      *mctx;
+    unsigned int     mdlen;
+    EVP_PKEY_CTX    *pctx;
+    scep_reason_t    reason;
+    unsigned char    tag, md[EVP_MAX_MD_SIZE];
+
+    kind = scep_oid_bits(scep_signatures, scep_nelts(scep_signatures),
+                         &ck->sig_alg);
+    if (kind == 0) {
+        return SCEP_REASON_BAD_SIGNATURE;
+    }
+
+    if (ck->md == NULL) {
+        return SCEP_REASON_INTERNAL;
+    }
+
+    /* the digest of the signed attributes */
+
+    mctx = EVP_MD_CTX_new();
+    if (mctx == NULL) {
+        return SCEP_REASON_INTERNAL;
+    }
+
+    tag = SCEP_BER_SET;
+
+    rc = EVP_DigestInit_ex(mctx, ck->md, NULL)
+         && EVP_DigestUpdate(mctx, &tag, 1)
+         && EVP_DigestUpdate(mctx, ck->attrs.hdr + 1,
+                             ck->attrs.next - ck->attrs.hdr - 1)
+         && EVP_DigestFinal_ex(mctx, md, &mdlen);
+
+    EVP_MD_CTX_free(mctx);
+
+    if (!rc) {
+        return scep_openssl_reason(SCEP_REASON_INTERNAL);
+    }
+
+    pkey = scep_public_key(&ck->cert);
+    if (pkey == NULL) {
+        return scep_openssl_reason(SCEP_REASON_BAD_SIGNATURE);
+    }
+
+    if ((kind == SCEP_SIG_ECDSA) != (EVP_PKEY_get_base_id(pkey) == EVP_PKEY_EC))
+    {
+        EVP_PKEY_free(pkey);
+        return SCEP_REASON_BAD_SIGNATURE;
+    }
+
+    reason = SCEP_REASON_BAD_SIGNATURE;
+
+    pctx = EVP_PKEY_CTX_new_from_pkey(NULL, pkey, NULL);
+    if (pctx == NULL) {
+        reason = SCEP_REASON_INTERNAL;
+        goto done;
+    }
+
+    if (EVP_PKEY_verify_init(pctx) <= 0) {
+        reason = scep_openssl_reason(SCEP_REASON_INTERNAL);
+        goto done;
+    }
+
+    /* every digest allowed goes with RSA; OpenSSL's ECDSA refuses MD5 */
+
+    if (kind == SCEP_SIG_ECDSA && ck->res->digest == SCEP_ALG_MD5) {
+        goto done;
+    }
+
+    if (EVP_PKEY_CTX_set_signature_md(pctx, ck->md) <= 0) {
+        reason = scep_openssl_reason(SCEP_REASON_INTERNAL);
+        goto done;
+    }
+
+    if (kind == SCEP_SIG_PSS) {
+        reason = scep_pss_params(&ck->sig_params, ck->res->digest, pctx);
+
+        if (reason != SCEP_REASON_OK) {
+            goto done;
+        }
+    }
+
+    rc = EVP_PKEY_verify(pctx, ck->signature.val,
+                         ck->signature.vend - ck->signature.val, md, mdlen);
+
+    reason = (rc == 1) ? SCEP_REASON_OK
+                       : scep_openssl_reason(SCEP_REASON_BAD_SIGNATURE);
+
+done:
+
+    EVP_PKEY_CTX_free(pctx);
+    EVP_PKEY_free(pkey);
+
+    return reason;
+}
+
+
+/* the signer's key: RSA (rsaEncryption or RSASSA-PSS) or EC, else NULL */
+
+static EVP_PKEY *
+scep_public_key(const scep_cert_t *cert)
+{
+    if (cert->key.val[0] != 0) {
+        /* keys are whole octets */
+        return NULL;
+    }
+
+    if (scep_oid_is(&cert->key_alg, scep_oid_rsa, sizeof(scep_oid_rsa))
+        || scep_oid_is(&cert->key_alg, scep_oid_rsa_pss,
+                       sizeof(scep_oid_rsa_pss)))
+    {
+        return scep_rsa_key(&cert->key);
+    }
+
+    if (scep_oid_is(&cert->key_alg, scep_oid_ec, sizeof(scep_oid_ec))) {
+        return scep_ec_key(&cert->key_params, &cert->key);
+    }
+
+    return NULL;
+}
+
+
+/*
+ * RSAPublicKey ::= SEQUENCE { modulus INTEGER, publicExponent INTEGER }
+ *
+ * A modulus over SCEP_RSA_MAX_BITS or an exponent over 64 bits would let
+ * a client make every check cost milliseconds; no real key is like that.
+ */
+
+static EVP_PKEY *
+scep_rsa_key(const scep_ber_t *key)
+{
+    size_t                nlen, elen;
+    scep_ber_t            seq, n, e;
+    scep_cur_t            cur;
+    const unsigned char  *p;
+
+    p = key->val + 1;
+
+    if (!scep_ber_read(p, key->vend, &seq, 1, 0)
+        || seq.tag != SCEP_BER_SEQUENCE
+        || seq.next != key->vend)
+    {
+        return NULL;
+    }
+
+    scep_cur_init(&cur, &seq);
+
+    if (!scep_cur_integer(&cur, (size_t) -1, &n)
+        || !scep_cur_integer(&cur, (size_t) -1, &e)
+        || !scep_cur_done(&cur)
+        || (n.val[0] & 0x80) || (e.val[0] & 0x80))
+    {
+        return NULL;
+    }
+
+    nlen = n.vend - n.val - (n.val[0] == 0);
+    elen = e.vend - e.val - (e.val[0] == 0);
+
+    if (nlen > SCEP_RSA_MAX_BITS / 8 || elen > SCEP_RSA_MAX_E_BYTES) {
+        return NULL;
+    }
+
+    return d2i_PublicKey(EVP_PKEY_RSA, NULL, &p, key->vend - p);
+}
+
+
+/* an EC point on a named curve: P-256, P-384 or P-521 */
+
+static EVP_PKEY *
+scep_ec_key(const scep_ber_t *params, const scep_ber_t *key)
+{
+    uint32_t       curve;
+    EVP_PKEY      *pkey;
+    OSSL_PARAM     op[3];
+    EVP_PKEY_CTX  *kctx;
+
+    if (params->tag != SCEP_BER_OID || !scep_ber_oid_ok(params)) {
+        return NULL;
+    }
+
+    curve = scep_oid_bits(scep_curves, scep_nelts(scep_curves), params);
+    if (curve == 0) {
+        return NULL;
+    }
+
+    op[0] = OSSL_PARAM_construct_utf8_string(OSSL_PKEY_PARAM_GROUP_NAME,
+                                             (char *) scep_curve_names[curve],
+                                             0);
+    op[1] = OSSL_PARAM_construct_octet_string(OSSL_PKEY_PARAM_PUB_KEY,
+                                              (void *) (key->val + 1),
+                                              key->vend - key->val - 1);
+    op[2] = OSSL_PARAM_construct_end();
+
+    pkey = NULL;
+
+    kctx = EVP_PKEY_CTX_new_from_name(NULL, "EC", NULL);
+    if (kctx == NULL) {
+        return NULL;
+    }
+
+    if (EVP_PKEY_fromdata_init(kctx) != 1
+        || EVP_PKEY_fromdata(kctx, &pkey, EVP_PKEY_PUBLIC_KEY, op) != 1)
+    {
+        EVP_PKEY_free(pkey);
+        pkey = NULL;
+    }
+
+    EVP_PKEY_CTX_free(kctx);
+
+    return pkey;
+}
+
+
+/*
+ * RSASSA-PSS-params ::= SEQUENCE { [0] hashAlgorithm DEFAULT sha1,
+ *     [1] maskGenAlgorithm DEFAULT mgf1SHA1, [2] saltLength DEFAULT 20,
+ *     [3] trailerField DEFAULT 1 }, all EXPLICIT.  As in OpenSSL, the
+ * hash must be the SignerInfo's digest.
+ */
+
+static scep_reason_t
+scep_pss_params(const scep_ber_t *params, uint32_t digest,
+    EVP_PKEY_CTX *pctx)
+{
+    long                  salt;
+    uint32_t              hash, mgf_hash;
+    scep_ber_t            el, oid, alg_params, mgf, i;
+    scep_cur_t            cur, in, sub;
+    const char           *mgf_md;
+    const unsigned char  *p;
+
+    if (params->tag != SCEP_BER_SEQUENCE) {
+        return SCEP_REASON_BAD_SIGNATURE;
+    }
+
+    hash = SCEP_ALG_SHA1;
+    mgf_hash = SCEP_ALG_SHA1;
+    salt = 20;
+
+    scep_cur_init(&cur, params);
+
+    if (!scep_cur_optional(&cur, scep_ber_ctx_cons(0), &el)) {
+        return SCEP_REASON_BAD_SIGNATURE;
+    }
+
+    if (el.tag != 0) {
+        scep_cur_init(&in, &el);
+
+        if (!scep_cur_alg(&in, &oid, &alg_params) || !scep_cur_done(&in)) {
+            return SCEP_REASON_BAD_SIGNATURE;
+        }
+
+        hash = scep_oid_bits(scep_digests, scep_nelts(scep_digests), &oid);
+    }
+
+    if (!scep_cur_optional(&cur, scep_ber_ctx_cons(1), &el)) {
+        return SCEP_REASON_BAD_SIGNATURE;
+    }
+
+    if (el.tag != 0) {
+        scep_cur_init(&in, &el);
+
+        if (!scep_cur_alg(&in, &oid, &mgf)
+            || !scep_cur_done(&in)
+            || !scep_oid_is(&oid, scep_oid_mgf1, sizeof(scep_oid_mgf1))
+            || mgf.tag != SCEP_BER_SEQUENCE)
+        {
+            return SCEP_REASON_BAD_SIGNATURE;
+        }
+
+        /* MGF1's parameter is the AlgorithmIdentifier of its hash */
+
+        sub.p = mgf.hdr;
+        sub.end = mgf.next;
+
+        if (!scep_cur_alg(&sub, &oid, &alg_params) || !scep_cur_done(&sub)) {
+            return SCEP_REASON_BAD_SIGNATURE;
+        }
+
+        mgf_hash = scep_oid_bits(scep_digests, scep_nelts(scep_digests), &oid);
+    }
+
+    if (!scep_cur_optional(&cur, scep_ber_ctx_cons(2), &el)) {
+        return SCEP_REASON_BAD_SIGNATURE;
+    }
+
+    if (el.tag != 0) {
+        scep_cur_init(&in, &el);
+
+        if (!scep_cur_integer(&in, 2, &i) || !scep_cur_done(&in)
+            || (i.val[0] & 0x80))
+        {
+            return SCEP_REASON_BAD_SIGNATURE;
+        }
+
+        salt = 0;
+
+        for (p = i.val; p != i.vend; p++) {
+            salt = salt << 8 | *p;
+        }
+    }
+
+    if (!scep_cur_optional(&cur, scep_ber_ctx_cons(3), &el)) {
+        return SCEP_REASON_BAD_SIGNATURE;
+    }
+
+    if (el.tag != 0) {
+        scep_cur_init(&in, &el);
+
+        if (!scep_cur_integer(&in, 1, &i) || !scep_cur_done(&in)
+            || i.val[0] != 1)
+        {
+            return SCEP_REASON_BAD_SIGNATURE;
+        }
+    }
+
+    if (!scep_cur_done(&cur) || hash != digest) {
+        return SCEP_REASON_BAD_SIGNATURE;
+    }
+
+    mgf_md = scep_digest_name(mgf_hash);
+    if (mgf_md == NULL) {
+        return SCEP_REASON_BAD_SIGNATURE;
+    }
+
+    /* valid parameters: only a want of resources fails these */
+
+    if (EVP_PKEY_CTX_set_rsa_padding(pctx, RSA_PKCS1_PSS_PADDING) <= 0
+        || EVP_PKEY_CTX_set_rsa_pss_saltlen(pctx, (int) salt) <= 0
+        || EVP_PKEY_CTX_set_rsa_mgf1_md_name(pctx, mgf_md, NULL) <= 0)
+    {
+        return scep_openssl_reason(SCEP_REASON_INTERNAL);
+    }
+
+    return SCEP_REASON_OK;
+}
+
+
+static const char *
+scep_digest_name(uint32_t bits)
+{
+    switch (bits) {
+
+    case SCEP_ALG_MD5:
+        return "MD5";
+
+    case SCEP_ALG_SHA1:
+        return "SHA1";
+
+    case SCEP_ALG_SHA224:
+        return "SHA224";
+
+    case SCEP_ALG_SHA256:
+        return "SHA256";
+
+    case SCEP_ALG_SHA384:
+        return "SHA384";
+
+    case SCEP_ALG_SHA512:
+        return "SHA512";
+
+    default:
+        return NULL;
+    }
+}
+
+
+/*
+ * After an OpenSSL call failed: "fallback", or SCEP_REASON_INTERNAL when
+ * OpenSSL says it ran out of memory or failed in itself.  It does not
+ * always say so.
+ */
+
+static scep_reason_t
+scep_openssl_reason(scep_reason_t fallback)
+{
+    int            r;
+    unsigned long  e;
+    scep_reason_t  reason;
+
+    reason = fallback;
+
+    while ((e = ERR_get_error()) != 0) {
+        r = ERR_GET_REASON(e);
+
+        if (r == ERR_R_MALLOC_FAILURE || r == ERR_R_INTERNAL_ERROR) {
+            reason = SCEP_REASON_INTERNAL;
+        }
+    }
+
+    return reason;
+}
