@@ -22,7 +22,8 @@ NGX_LD_OPT    := -Wl,-z,relro -Wl,-z,now -fPIC
 
 DEB_PACKAGES  := nginx nginx-dev libssl-dev libjansson-dev libpcre2-dev \
                  zlib1g-dev scep wrk haproxy curl openssl gcc make \
-                 perl libio-socket-ssl-perl
+                 perl libio-socket-ssl-perl chromium prometheus \
+                 debhelper dpkg-dev lintian
 
 SRCS          := $(wildcard $(CURDIR)/src/*.c $(CURDIR)/src/*.h)
 TOOL_CFLAGS   := -O2 -g -Wall -Wextra -Werror

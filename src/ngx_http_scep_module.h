@@ -257,6 +257,7 @@ ngx_http_scep_sh_t *ngx_http_scep_shared(ngx_http_scep_main_conf_t *smcf);
 
 ngx_int_t ngx_http_scep_stats_init(ngx_conf_t *cf);
 char *ngx_http_scep_status(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
+ngx_int_t ngx_http_scep_dashboard(ngx_http_request_t *r);
 
 
 extern ngx_module_t  ngx_http_scep_module;

@@ -3,7 +3,8 @@
  * Copyright (C) ngx_http_scep_module authors
  *
  * scep_status: the gateway, its counters and every back end under
- * health checks, as JSON (libjansson) or in the Prometheus text format.
+ * health checks, as JSON (libjansson) or in the Prometheus text format;
+ * the HTML page over the JSON is in ngx_http_scep_dashboard.c.
  */
 
 
@@ -101,12 +102,21 @@ ngx_http_scep_status_handler(ngx_http_request_t *r)
         return rc;
     }
 
+    if (ngx_http_arg(r, (u_char *) "format", 6, &format) != NGX_OK) {
+        format.len = 0;
+    }
+
+    /* the page for a browser (ngx_http_scep_dashboard.c) reads the JSON */
+
+    if (format.len == 4 && ngx_strncmp(format.data, "html", 4) == 0) {
+        return ngx_http_scep_dashboard(r);
+    }
+
     if (ngx_http_scep_snapshot(r, &ss) != NGX_OK) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    if (ngx_http_arg(r, (u_char *) "format", 6, &format) == NGX_OK
-        && format.len == 10
+    if (format.len == 10
         && ngx_strncmp(format.data, "prometheus", 10) == 0)
     {
         rc = ngx_http_scep_status_prometheus(r, &ss, &b);

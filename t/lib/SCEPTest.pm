@@ -390,14 +390,15 @@ sub restart_backend {
     return $b;
 }
 
-# A fake back end that fails as a broken NDES does (t/lib/fault-daemon.pl)
+# A fake back end that fails as a broken NDES does (t/lib/fault-daemon.pl);
+# ARGS are the mode's FILE and TYPE
 sub start_fault {
-    my ($self, $mode, $file) = @_;
+    my ($self, $mode, @args) = @_;
     my $name = 'FAULT_' . uc($mode) . (++$self->{nfault});
     my $port = $self->port($name);
     my $pid = $self->spawn("$self->{dir}/logs/$name.log", $^X,
                            "$ROOT/t/lib/fault-daemon.pl", $port, $mode,
-                           $file // ());
+                           grep { defined } @args);
     $self->wait_port($port) or die "fault daemon $mode did not start";
     return { name => $name, port => $port, pid => $pid };
 }

@@ -13,6 +13,11 @@
 #   certs     GetCACaps a capability list, GetCACert the DER bytes of
 #             FILE (application/x-x509-ca-ra-cert): a CA with an expired
 #             RA certificate, say
+#   type      as certs, but GetCACert labelled with the content type
+#             TYPE, which the probe quotes in its failure reason: markup
+#             there tests that the status page shows it as text
+#
+#   fault-daemon.pl PORT type FILE TYPE
 #
 # Loopback only; one process per connection.
 
@@ -22,7 +27,7 @@ use warnings;
 use IO::Socket::INET;
 use Socket qw(SOL_SOCKET SO_LINGER);
 
-my ($port, $mode, $file) = @ARGV;
+my ($port, $mode, $file, $type) = @ARGV;
 die "usage: $0 PORT MODE [FILE]\n" unless $port && $mode;
 
 my $body = '';
@@ -100,12 +105,14 @@ sub serve {
                "<html><body>Network Device Enrollment Service</body>"
                . "</html>\r\n");
 
-    } elsif ($mode eq 'certs') {
+    } elsif ($mode eq 'certs' || $mode eq 'type') {
         if ($req =~ /operation=GetCACaps/) {
             answer($c, '200 OK', 'text/plain',
                    "POSTPKIOperation\nSHA-256\nAES\nSCEPStandard\n");
         } else {
-            answer($c, '200 OK', 'application/x-x509-ca-ra-cert', $body);
+            answer($c, '200 OK', $mode eq 'type'
+                                 ? $type : 'application/x-x509-ca-ra-cert',
+                   $body);
         }
     }
 

@@ -1,0 +1,296 @@
+#!/usr/bin/perl
+
+# scep_status ?format=html: the page for a browser.  Checked as served
+# (one self-contained document, a Content-Security-Policy that allows its
+# own style and script by hash and nothing else) and as a real browser
+# renders it: headless Chromium loads the page of a gateway with two back
+# ends, one of them stopped, and the rendered DOM must show both with
+# their states and the stopped one's reason.  Back ends whose failure
+# reason holds markup (<script>, <img onerror>) must show it as text,
+# with nothing run.  A screenshot is kept in the test's folder and in
+# build/screenshots/.
+
+use strict;
+use warnings;
+
+use Digest::SHA qw(sha256_base64);
+use File::Copy qw(copy);
+use File::Path qw(make_path);
+use FindBin;
+use lib "$FindBin::Bin/lib";
+use JSON::PP ();
+use POSIX qw(strftime);
+use Test::More;
+use Time::HiRes qw(sleep time);
+use SCEPTest;
+
+my $chromium = $ENV{TEST_CHROMIUM} || '/usr/bin/chromium';
+plan skip_all => "no $chromium (make deps installs chromium)"
+    unless -x $chromium;
+
+my $t = SCEPTest->new;
+
+my $b0 = $t->start_backend;
+my $b1 = $t->start_backend;
+
+# a GetCACert answer that parses, for the fault daemons
+my $start = strftime('%Y%m%d%H%M%SZ', gmtime(time - 86400));
+my $bundle = $t->ca_ra_bundle('good', $start,
+                              strftime('%Y%m%d%H%M%SZ',
+                                       gmtime(time + 200 * 86400)));
+# an RA certificate that expires in 5 days: highlighted
+my $soon = $t->ca_ra_bundle('soon', $start,
+                            strftime('%Y%m%d%H%M%SZ',
+                                     gmtime(time + 5 * 86400 + 3600)));
+
+# Markup in a failure reason: the probe quotes an unexpected content type
+# of GetCACert.  Either would mark the body if it ever ran.
+my $script = q{<script>document.body.dataset.pwned='script'</script>};
+my $img = q{<img src=x onerror=document.body.dataset.pwned='img'>};
+my $fs = $t->start_fault('type', $bundle, $script);
+my $fi = $t->start_fault('type', $bundle, $img);
+my $fc = $t->start_fault('certs', $soon);
+
+my $hc = 'interval=500ms timeout=300ms uri=/scep';
+
+$t->start_nginx(<<"CONF");
+worker_processes 2;
+
+http {
+    large_client_header_buffers 4 72k;
+
+    upstream ndes {
+        server 127.0.0.1:%%BACKEND0%%;
+        server 127.0.0.1:%%BACKEND1%%;
+        scep_health_check $hc;
+    }
+
+    upstream hostile {
+        server 127.0.0.1:$fs->{port};
+        server 127.0.0.1:$fi->{port};
+        scep_health_check $hc;
+    }
+
+    upstream expiring {
+        server 127.0.0.1:$fc->{port};
+        scep_health_check $hc ra_expiry_warn=30d;
+    }
+
+    server {
+        listen 127.0.0.1:%%GW%%;
+
+        location = /scep {
+            scep on;
+            proxy_pass http://ndes;
+        }
+
+        location = /status {
+            scep_status;
+            allow 127.0.0.1;
+            deny all;
+        }
+    }
+}
+CONF
+
+my $gw = $t->port('GW');
+my $host = '127\.0\.0\.1';
+
+for my $f ($fs, $fi) {
+    ok(defined $t->wait_error_log(
+           qr/$host:$f->{port} in upstream "hostile" is down: GetCACert: unexpected content type "</,
+           10),
+       "the back end with markup in its content type is down ($f->{port})");
+}
+
+$t->stop_backend($b1);
+ok(defined $t->wait_error_log(
+       qr/$host:$b1->{port} in upstream "ndes" is down: GetCACaps: connect/,
+       10),
+   'the stopped back end is logged down');
+
+# ------------------------------------------------------------------
+# the page as served
+
+my $r = $t->get($gw, '/status?format=html');
+is($r->{status}, 200, 'format=html: 200');
+is($r->{headers}{'content-type'}, 'text/html; charset=utf-8',
+   'Content-Type: text/html; charset=utf-8');
+is($r->{headers}{'x-content-type-options'}, 'nosniff',
+   'X-Content-Type-Options: nosniff');
+is($r->{headers}{'cache-control'}, 'no-store', 'Cache-Control: no-store');
+
+my $page = $r->{body};
+my @scripts = $page =~ m{<script\b([^>]*)>(.*?)</script>}gs;
+is(scalar @scripts, 2, 'one script element');
+is($scripts[0], '', 'the script is inline: no src');
+my ($style) = $page =~ m{<style>(.*?)</style>}s;
+ok(defined $style, 'one inline style sheet');
+unlike($page, qr{<link\b|\@import|\@font-face|url\(|<iframe|<object}i,
+       'no external style, font, frame or object');
+unlike($page, qr{<[^>]+\son[a-z]+\s*=}i, 'no inline event handler');
+unlike($page, qr{<[^>]+\sstyle\s*=}i, 'no style attribute');
+unlike($page, qr{\binnerHTML\b|\bouterHTML\b|insertAdjacentHTML|document\.write|\beval\(}, 'the script builds no markup from strings');
+
+my $csp = $r->{headers}{'content-security-policy'} // '';
+my %csp = map { my ($k, @v) = split ' '; ($k => "@v") } split /;\s*/, $csp;
+is($csp{'default-src'}, "'none'", "CSP default-src 'none'");
+is($csp{'script-src'}, "'sha256-" . sha256_base64($scripts[1] // '') . "='",
+   'CSP script-src: the hash of the inline script, and nothing else');
+is($csp{'style-src'}, "'sha256-" . sha256_base64($style // '') . "='",
+   'CSP style-src: the hash of the inline style sheet, and nothing else');
+is($csp{'connect-src'}, "'self'", "CSP connect-src 'self'");
+is($csp{'frame-ancestors'}, "'none'", "CSP frame-ancestors 'none'");
+is($csp{'require-trusted-types-for'}, "'script'",
+   'CSP require-trusted-types-for: no markup from strings');
+unlike($csp, qr/unsafe-|\*|https?:|data:/, 'CSP: no unsafe-*, wildcard, host');
+
+$r = SCEPTest::http($gw, "HEAD /status?format=html HTTP/1.1\r\n"
+                         . "Host: localhost\r\nConnection: close\r\n\r\n");
+is($r->{status}, 200, 'HEAD: 200');
+is($r->{body}, '', 'HEAD: no body');
+is($t->get($gw, '/status?format=html', from => '127.0.0.2')->{status}, 403,
+   'allow/deny hold for the page');
+
+# the JSON it will read, for the reasons to expect
+my $s = JSON::PP->new->decode($t->get($gw, '/status')->{body});
+my %json;
+for my $up (keys %{$s->{upstreams}}) {
+    $json{"$up $_->{address}"} = $_ for @{$s->{upstreams}{$up}{peers}};
+}
+
+# ------------------------------------------------------------------
+# the page in a browser
+
+# a little traffic for the charts while the browser polls
+my $load = fork;
+die "fork: $!" unless defined $load;
+if ($load == 0) {
+    my $end = time + 30;
+    while (time < $end) {
+        $t->get($gw, '/scep?operation=GetCACaps');
+        $t->get($gw, '/scep?operation=GetCACert');
+        $t->get($gw, '/scep?operation=getcacaps');
+        $t->get($gw, '/scep?message=x');
+        sleep 0.05;
+    }
+    POSIX::_exit(0);
+}
+
+sub chromium {
+    my (@args) = @_;
+    my $pid = open(my $fh, '-|');
+    die "fork: $!" unless defined $pid;
+    if ($pid == 0) {
+        open STDERR, '>>', $t->dir . '/logs/chromium.log';
+        exec 'timeout', '120', $chromium, '--headless', '--no-sandbox',
+             '--disable-gpu', '--no-first-run', '--disable-extensions',
+             '--user-data-dir=' . $t->dir . '/chromium',
+             '--window-size=1400,1100', '--hide-scrollbars', @args,
+             "http://127.0.0.1:$gw/status?format=html"
+            or die "exec $chromium: $!";
+    }
+    local $/;
+    my $out = <$fh> // '';
+    close $fh;
+    return $out;
+}
+
+# virtual time runs the page's first fetches and polls before the dump
+my $dom = chromium('--virtual-time-budget=20000', '--dump-dom');
+like($dom, qr{<body[^>]*\bdata-loaded="yes"}, 'the page read the JSON')
+    or diag(substr($dom, 0, 2000), $t->read_file('logs/chromium.log'));
+
+my %row;
+while ($dom =~ m{<tr ([^>]*)>(.*?)</tr>}gs) {
+    my ($attrs, $cells) = ($1, $2);
+    my %a = $attrs =~ /([a-z-]+)="([^"]*)"/g;
+    next unless $a{'data-peer'};
+    $row{"$a{'data-upstream'} $a{'data-peer'}"} = {
+        state => $a{'data-state'},
+        cells => [ $cells =~ m{<td[^>]*>(.*?)</td>}gs ],
+        html  => $cells,
+    };
+}
+
+sub unhtml {
+    my ($h) = @_;
+    $h =~ s/<[^>]*>/ /g;
+    $h =~ s/&lt;/</g;
+    $h =~ s/&gt;/>/g;
+    $h =~ s/&quot;/"/g;
+    $h =~ s/&#39;/'/g;
+    $h =~ s/&amp;/&/g;
+    return $h;
+}
+
+my $k0 = "ndes 127.0.0.1:$b0->{port}";
+my $k1 = "ndes 127.0.0.1:$b1->{port}";
+ok($row{$k0} && $row{$k1}, 'both back ends of ndes have a row');
+is($row{$k0}{state}, 'up', 'the running back end: up');
+is($row{$k1}{state}, 'down', 'the stopped back end: down');
+like($row{$k0}{cells}[1] // '', qr{<span class="state up">up</span>},
+     'the running back end: a green "up" badge');
+like($row{$k1}{cells}[1] // '', qr{<span class="state down">down</span>},
+     'the stopped back end: a red "down" badge');
+my $reason1 = $json{$k1}{reason} // 'none';
+like($reason1, qr/connect/, "the stopped back end's reason: $reason1");
+like(unhtml($row{$k1}{cells}[2] // ''), qr/\Q$reason1\E/,
+     "the stopped back end's row shows its reason");
+like(unhtml($row{$k0}{cells}[2] // ''), qr/serving requests/,
+     'the running back end: in words, serving requests');
+
+# markup from a back end is text
+for my $f ([$fs, $script], [$fi, $img]) {
+    my ($fault, $markup) = @$f;
+    my $k = "hostile 127.0.0.1:$fault->{port}";
+    is($row{$k}{state}, 'down', "$k: down");
+    my $cell = $row{$k}{cells}[2] // '';
+    unlike($cell, qr/<(script|img)\b/i, "$k: no element from the reason");
+    like(unhtml($cell), qr/\Q$markup\E/,
+         "$k: the reason shown as text, markup and all");
+}
+my @elems = $dom =~ /<script\b/gi;
+is(scalar @elems, 1, 'the page\'s own script is the only script element');
+unlike($dom, qr/<img\b/i, 'no img element');
+unlike($dom, qr/data-pwned/, 'nothing from a reason ran');
+
+# the certificate that expires in 5 days is highlighted
+my $kc = "expiring 127.0.0.1:$fc->{port}";
+like($row{$kc}{html} // '', qr{<div class="cert critical"[^>]*>.*?NDES-MSCEP-RA.*?[45] days left}s,
+     'the RA certificate 5 days from expiry is highlighted');
+like($row{$kc}{html} // '', qr{<div class="cert"[^>]*>.*?NDES-CA.*?\d+ days left}s,
+     'the CA certificate with days left, not highlighted');
+
+# the gateway
+like(unhtml($dom), qr/nginx \Q$s->{gateway}{nginx_version}\E, module \Q$s->{gateway}{module_version}\E/,
+     'the gateway: nginx and module versions');
+like($dom, qr{<div class="label">Workers</div><div class="value">2</div>},
+     'the gateway: 2 workers');
+like($dom, qr{<div class="label">Reloads</div><div class="value">0</div>},
+     'the gateway: 0 reloads');
+like($dom, qr{<div class="label">Uptime</div><div class="value">\d+ s</div>},
+     'the gateway: its uptime');
+for my $c ('Requests per second by operation', 'Rejects per second by reason',
+           '429 and 503 per second')
+{
+    like($dom, qr{<figcaption>\Q$c\E<span class="max">peak [0-9.]+/s</span></figcaption><svg[^>]*class="chart"},
+         "a chart: $c");
+}
+like($dom, qr{<polyline class="s\d" points="[0-9.]+,[0-9.]+ },
+     'the charts have points');
+
+# the screenshot
+my $png = $t->dir . '/dashboard.png';
+chromium('--virtual-time-budget=20000', "--screenshot=$png");
+my $head = $t->read_file($png);
+ok(length($head) > 20000 && substr($head, 0, 8) eq "\x89PNG\r\n\x1a\n",
+   'a screenshot of the page (' . length($head) . ' bytes)');
+make_path(SCEPTest::root() . '/build/screenshots');
+copy($png, SCEPTest::root() . '/build/screenshots/dashboard.png');
+
+kill 'TERM', $load;
+waitpid $load, 0;
+
+$t->stop;
+done_testing;
