@@ -525,20 +525,29 @@ ngx_http_scep_status_prometheus(ngx_http_request_t *r,
     last = b->end;
 
     p = ngx_slprintf(p, last,
+            "# HELP scep_gateway_info The module and nginx versions.\n"
             "# TYPE scep_gateway_info gauge\n"
             "scep_gateway_info{module_version=\"%s\","
             "nginx_version=\"%s\"} 1\n"
+            "# HELP scep_gateway_workers nginx worker processes.\n"
             "# TYPE scep_gateway_workers gauge\n"
             "scep_gateway_workers %ui\n"
+            "# HELP scep_gateway_uptime_seconds Seconds since nginx "
+            "started.\n"
             "# TYPE scep_gateway_uptime_seconds gauge\n"
             "scep_gateway_uptime_seconds %T\n"
+            "# HELP scep_gateway_generation Configurations loaded since "
+            "start, 1 at start.\n"
             "# TYPE scep_gateway_generation gauge\n"
             "scep_gateway_generation %ui\n",
             NGX_HTTP_SCEP_MODULE_VERSION, NGINX_VERSION, ss->workers,
             (time_t) (ss->sh ? ss->now - ss->sh->started : 0),
             ss->sh ? ss->sh->generation : 0);
 
-    p = ngx_slprintf(p, last, "# TYPE scep_requests_total counter\n");
+    p = ngx_slprintf(p, last,
+            "# HELP scep_requests_total Requests of scep on locations, "
+            "by operation.\n"
+            "# TYPE scep_requests_total counter\n");
 
     for (i = 0; i < NGX_HTTP_SCEP_NOPS; i++) {
         p = ngx_slprintf(p, last,
@@ -546,21 +555,30 @@ ngx_http_scep_status_prometheus(ngx_http_request_t *r,
                          ngx_http_scep_op_names[i], cn->ops[i]);
     }
 
-    p = ngx_slprintf(p, last, "# TYPE scep_messages_total counter\n");
+    p = ngx_slprintf(p, last,
+            "# HELP scep_messages_total PKIOperation messages, by "
+            "messageType.\n"
+            "# TYPE scep_messages_total counter\n");
 
     for (i = 0; i < NGX_HTTP_SCEP_NTYPES; i++) {
         p = ngx_slprintf(p, last, "scep_messages_total{type=\"%s\"} %uA\n",
                          ngx_http_scep_type_names[i], cn->types[i]);
     }
 
-    p = ngx_slprintf(p, last, "# TYPE scep_responses_total counter\n");
+    p = ngx_slprintf(p, last,
+            "# HELP scep_responses_total Responses of scep on locations, "
+            "by status class.\n"
+            "# TYPE scep_responses_total counter\n");
 
     for (i = 0; i < NGX_HTTP_SCEP_NCLASSES; i++) {
         p = ngx_slprintf(p, last, "scep_responses_total{class=\"%s\"} %uA\n",
                          ngx_http_scep_class_names[i], cn->responses[i]);
     }
 
-    p = ngx_slprintf(p, last, "# TYPE scep_rejected_total counter\n");
+    p = ngx_slprintf(p, last,
+            "# HELP scep_rejected_total Requests the gateway answered "
+            "itself, by reason.\n"
+            "# TYPE scep_rejected_total counter\n");
 
     for (i = 0; i < NGX_HTTP_SCEP_NREJECTS; i++) {
         ngx_http_scep_reject_index_token(i, &token);
@@ -569,8 +587,12 @@ ngx_http_scep_status_prometheus(ngx_http_request_t *r,
     }
 
     p = ngx_slprintf(p, last,
+            "# HELP scep_rate_limited_total Requests limit_req "
+            "rejected.\n"
             "# TYPE scep_rate_limited_total counter\n"
             "scep_rate_limited_total %uA\n"
+            "# HELP scep_no_healthy_backend_total 503s given because no "
+            "server was healthy.\n"
             "# TYPE scep_no_healthy_backend_total counter\n"
             "scep_no_healthy_backend_total %uA\n",
             cn->rate_limited, cn->no_healthy);
@@ -636,20 +658,31 @@ ngx_http_scep_prom_peers(u_char *p, u_char *last,
     ngx_http_scep_sh_cert_t      *sc;
     ngx_http_scep_status_peer_t  *sp;
 
-    static const char  *families[NGX_HTTP_SCEP_PROM_PEER_FAMILIES][2] = {
-        { "scep_peer_up", "gauge" },
-        { "scep_peer_state", "gauge" },
-        { "scep_peer_consecutive_passes", "gauge" },
-        { "scep_peer_consecutive_fails", "gauge" },
-        { "scep_peer_checks_total", "counter" },
-        { "scep_peer_last_check_timestamp_seconds", "gauge" },
-        { "scep_peer_probe_latency_seconds", "gauge" },
-        { "scep_peer_requests_total", "counter" },
-        { "scep_peer_responses_total", "counter" },
-        { "scep_peer_failovers_total", "counter" },
-        { "scep_peer_certificate_not_after_timestamp_seconds", "gauge" },
-        { "scep_peer_certificate_days_left", "gauge" },
-        { "scep_peer_certificate_expiring", "gauge" }
+    static const char  *families[NGX_HTTP_SCEP_PROM_PEER_FAMILIES][3] = {
+        { "scep_peer_up", "gauge", "1 if the server is up, else 0." },
+        { "scep_peer_state", "gauge",
+          "1 for the server's state: up, down or checking." },
+        { "scep_peer_consecutive_passes", "gauge",
+          "Probes passed in a row." },
+        { "scep_peer_consecutive_fails", "gauge",
+          "Probes failed in a row." },
+        { "scep_peer_checks_total", "counter", "Health probes." },
+        { "scep_peer_last_check_timestamp_seconds", "gauge",
+          "When the last probe ended." },
+        { "scep_peer_probe_latency_seconds", "gauge",
+          "Duration of the last probe." },
+        { "scep_peer_requests_total", "counter",
+          "Requests sent to the server." },
+        { "scep_peer_responses_total", "counter",
+          "The server's responses, by status class." },
+        { "scep_peer_failovers_total", "counter",
+          "Requests that failed on the server and went to another." },
+        { "scep_peer_certificate_not_after_timestamp_seconds", "gauge",
+          "When a certificate from GetCACert expires." },
+        { "scep_peer_certificate_days_left", "gauge",
+          "Whole days until a certificate from GetCACert expires." },
+        { "scep_peer_certificate_expiring", "gauge",
+          "1 if a certificate expires within ra_expiry_warn." }
     };
 
     sp = ss->peers.elts;
@@ -660,7 +693,8 @@ ngx_http_scep_prom_peers(u_char *p, u_char *last,
             break;
         }
 
-        p = ngx_slprintf(p, last, "# TYPE %s %s\n",
+        p = ngx_slprintf(p, last, "# HELP %s %s\n# TYPE %s %s\n",
+                         families[f][0], families[f][2],
                          families[f][0], families[f][1]);
 
         for (i = 0; i < ss->peers.nelts; i++) {
