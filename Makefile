@@ -7,6 +7,7 @@ SHELL := /bin/bash
 #   make test     unit tests and the t/ suite against the system nginx
 #   make demo     start a TLS SCEP gateway with two back ends (demo-stop)
 #   make bench    benchmarks against plain nginx and HAProxy
+#   make deb      the Debian package for the system nginx (build/*.deb)
 
 NGINX         ?= /usr/sbin/nginx
 NGINX_SRC     ?= /usr/share/nginx/src
@@ -57,7 +58,7 @@ REGRESS_FLAGS := -O1 -g -Wall -Wextra -Werror -fno-omit-frame-pointer \
                  -fsanitize=address,undefined -fno-sanitize-recover=all
 
 .PHONY: all deps module tools test unit regress demo demo-stop bench \
-        bench-micro fuzz deps-fuzz clean
+        bench-micro fuzz deps-fuzz deb deps-deb clean
 
 all: module tools
 
@@ -139,6 +140,15 @@ demo-stop:
 
 bench: deps all
 	bench/run
+
+# build/libnginx-mod-http-scep_VERSION_ARCH.deb, built by debhelper
+# with nginx-dev's dh-sequence-nginx (packaging/)
+deb: deps-deb
+	packaging/build-deb $(BUILD)
+
+deps-deb:
+	@$(MAKE) --no-print-directory deps DEB_PACKAGES="nginx nginx-dev \
+	    libssl-dev libjansson-dev libpcre2-dev zlib1g-dev debhelper dpkg-dev"
 
 clean:
 	rm -rf $(BUILD)
