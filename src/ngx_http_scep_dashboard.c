@@ -15,6 +15,12 @@
  * with textContent, so a back end's reason that holds markup is shown
  * as text.
  *
+ * Hashes rather than a second URL for the script: the page stays one
+ * response, and the policy admits exactly this script, where 'self'
+ * would admit anything the origin serves.  They are computed from the
+ * literals below at each request (some microseconds, once a page load),
+ * so the page can be edited here without a hash to keep in step.
+ *
  * The page is kept as string literals, as nginx keeps its own error
  * pages, in four parts: the head, the style sheet, the body and the
  * script.
