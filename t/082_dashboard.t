@@ -263,8 +263,10 @@ like($row{$kc}{html} // '', qr{<div class="cert"[^>]*>.*?NDES-CA.*?\d+ days left
      'the CA certificate with days left, not highlighted');
 
 # the gateway
-like(unhtml($dom), qr/nginx \Q$s->{gateway}{nginx_version}\E, module \Q$s->{gateway}{module_version}\E/,
-     'the gateway: nginx and module versions');
+like(unhtml($dom), qr/127\.0\.0\.1:$gw: nginx \Q$s->{gateway}{nginx_version}\E, module \Q$s->{gateway}{module_version}\E/,
+     'the gateway: its address, nginx and module versions');
+like($dom, qr{<title>SCEP gateway 127\.0\.0\.1:$gw</title>},
+     'the title names the gateway');
 like($dom, qr{<div class="label">Workers</div><div class="value">2</div>},
      'the gateway: 2 workers');
 like($dom, qr{<div class="label">Reloads</div><div class="value">0</div>},
