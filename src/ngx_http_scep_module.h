@@ -50,6 +50,7 @@ typedef enum {
     NGX_HTTP_SCEP_REJECT_TOO_LARGE,
     NGX_HTTP_SCEP_REJECT_BAD_BASE64,
     NGX_HTTP_SCEP_REJECT_BAD_CA_IDENT,
+    NGX_HTTP_SCEP_REJECT_BAD_ESCAPE,
     NGX_HTTP_SCEP_REJECT_MESSAGE       /* scep_message_check(): ctx->reason */
 } ngx_http_scep_reject_e;
 

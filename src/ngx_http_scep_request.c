@@ -51,6 +51,8 @@ static ngx_int_t ngx_http_scep_canonical_query(ngx_http_request_t *r,
     ngx_http_scep_ctx_t *ctx);
 static ngx_int_t ngx_http_scep_canonical_ca_query(ngx_http_request_t *r,
     ngx_http_scep_ctx_t *ctx, ngx_uint_t nmsg);
+static ngx_int_t ngx_http_scep_canonical_post_query(ngx_http_request_t *r,
+    ngx_http_scep_ctx_t *ctx);
 static ngx_int_t ngx_http_scep_reject(ngx_http_request_t *r,
     ngx_http_scep_ctx_t *ctx, ngx_uint_t reject);
 static ngx_int_t ngx_http_scep_strip_headers(ngx_http_request_t *r);
@@ -69,6 +71,8 @@ static ngx_http_scep_op_t  ngx_http_scep_ops[] = {
 
 static u_char  ngx_http_scep_query_prefix[] =
     "operation=PKIOperation&message=";
+
+static u_char  ngx_http_scep_post_query[] = "operation=PKIOperation";
 
 
 /* NDES's own operations belong to trusted networks only */
@@ -114,6 +118,9 @@ static ngx_http_scep_reject_t  ngx_http_scep_rejects[] = {
 
     { ngx_string("bad_ca_identifier"), NGX_HTTP_BAD_REQUEST,
       ngx_string("CA identifier too long or not printable") },
+
+    { ngx_string("bad_escape"), NGX_HTTP_BAD_REQUEST,
+      ngx_string("%u escape in the query string") },
 
     /* token and text by ctx->reason */
     { ngx_null_string, NGX_HTTP_BAD_REQUEST, ngx_null_string }
@@ -435,6 +442,14 @@ ngx_http_scep_parse(ngx_http_request_t *r, ngx_http_scep_ctx_t *ctx)
 
     scep_query_scan(r->args.data, r->args.len, &q);
 
+    if (q.u_escapes) {
+        /*
+         * IIS decodes "%uXXXX" in names and values; no SCEP client sends
+         * it, and the gateway reads no name differently from NDES
+         */
+        return ngx_http_scep_reject(r, ctx, NGX_HTTP_SCEP_REJECT_BAD_ESCAPE);
+    }
+
     noper = q.operations;
     nmsg = q.messages;
 
@@ -487,6 +502,10 @@ ngx_http_scep_parse(ngx_http_request_t *r, ngx_http_scep_ctx_t *ctx)
             /* a POST carries the message in its body only */
             return ngx_http_scep_reject(r, ctx,
                                        NGX_HTTP_SCEP_REJECT_REPEATED_MESSAGE);
+        }
+
+        if (ngx_http_scep_canonical_post_query(r, ctx) != NGX_OK) {
+            return NGX_ERROR;
         }
 
         return ngx_http_scep_read_body(r, ctx);
@@ -664,6 +683,43 @@ ngx_http_scep_canonical_ca_query(ngx_http_request_t *r,
     r->valid_unparsed_uri = 0;
 
     return NGX_DECLINED;
+}
+
+
+/*
+ * A POST PKIOperation reaches the back end as "operation=PKIOperation"
+ * and nothing else, however the client spelled its query.
+ */
+
+static ngx_int_t
+ngx_http_scep_canonical_post_query(ngx_http_request_t *r,
+    ngx_http_scep_ctx_t *ctx)
+{
+    u_char  *p;
+
+    if (r->args.len != sizeof(ngx_http_scep_post_query) - 1
+        || ngx_strncmp(r->args.data, ngx_http_scep_post_query,
+                       sizeof(ngx_http_scep_post_query) - 1)
+           != 0)
+    {
+        p = ngx_pnalloc(r->pool, sizeof(ngx_http_scep_post_query) - 1);
+        if (p == NULL) {
+            return NGX_ERROR;
+        }
+
+        ngx_memcpy(p, ngx_http_scep_post_query,
+                   sizeof(ngx_http_scep_post_query) - 1);
+
+        r->args.data = p;
+        r->args.len = sizeof(ngx_http_scep_post_query) - 1;
+
+        /* make proxy_pass build the request line from r->uri and r->args */
+        r->valid_unparsed_uri = 0;
+    }
+
+    ctx->operation.data = r->args.data + sizeof("operation=") - 1;
+
+    return NGX_OK;
 }
 
 

@@ -73,6 +73,7 @@ typedef struct {
     const unsigned char  *message;
     size_t                message_len;
     size_t                messages;        /* how many "message=" */
+    size_t                u_escapes;       /* how many "%u" anywhere */
 } scep_query_t;
 
 
@@ -81,7 +82,10 @@ typedef struct {
  * read as the back end reads them (percent escapes and "+" decoded, case
  * ignored, a name without "=" has an empty value); values are left
  * encoded; the last of repeated ones is kept, and all are counted.
- * Never fails.
+ * "%u" and "%U" escapes are counted wherever they are: IIS decodes
+ * "%uXXXX" as a UTF-16 code unit in names and values alike, which no
+ * standard URL has, so the caller can refuse them rather than read a
+ * name differently from the back end.  Never fails.
  */
 void scep_query_scan(const unsigned char *args, size_t len, scep_query_t *q);
 
