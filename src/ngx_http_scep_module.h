@@ -62,6 +62,10 @@ typedef struct {
     time_t                     retry_after;
     ngx_uint_t                 algorithms;    /* SCEP_ALG_* */
     ngx_flag_t                 pass_credentials;
+
+    /* where "scep on" was set, for the body buffer check */
+    u_char                    *file;
+    ngx_uint_t                 line;
 } ngx_http_scep_loc_conf_t;
 
 

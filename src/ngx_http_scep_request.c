@@ -919,7 +919,6 @@ ngx_http_scep_body_message(ngx_http_request_t *r, ngx_http_scep_ctx_t *ctx)
 {
     off_t                      len;
     u_char                    *p;
-    ssize_t                    n;
     ngx_buf_t                 *b;
     ngx_chain_t               *cl;
     ngx_http_scep_loc_conf_t  *slcf;
@@ -952,32 +951,34 @@ ngx_http_scep_body_message(ngx_http_request_t *r, ngx_http_scep_ctx_t *ctx)
     if (cl->next == NULL && !cl->buf->in_file) {
         /* the usual case: the body is in one memory buffer */
         ctx->der = cl->buf->pos;
+        return ngx_http_scep_check_message(r, ctx);
+    }
 
-    } else {
-        ctx->der = ngx_pnalloc(r->pool, ctx->der_len);
-        if (ctx->der == NULL) {
+    ctx->der = ngx_pnalloc(r->pool, ctx->der_len);
+    if (ctx->der == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    p = ctx->der;
+
+    for ( /* void */ ; cl; cl = cl->next) {
+        b = cl->buf;
+
+        if (b->in_file) {
+            /*
+             * nginx -t refuses a client_body_buffer_size below
+             * scep_max_message and client_body_in_file_only, so that
+             * a message is never read back from a file, which would
+             * block the worker
+             */
+            ngx_log_error(NGX_LOG_ALERT, r->connection->log, 0,
+                          "scep: POST body of %O bytes in a temporary file",
+                          len);
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
 
-        p = ctx->der;
-
-        for ( /* void */ ; cl; cl = cl->next) {
-            b = cl->buf;
-
-            if (b->in_file) {
-                n = ngx_read_file(b->file, p, (size_t) (b->file_last
-                                                        - b->file_pos),
-                                  b->file_pos);
-
-                if (n != b->file_last - b->file_pos) {
-                    return NGX_HTTP_INTERNAL_SERVER_ERROR;
-                }
-
-                p += n;
-
-            } else if (b->last != b->pos) {
-                p = ngx_cpymem(p, b->pos, b->last - b->pos);
-            }
+        if (b->last != b->pos) {
+            p = ngx_cpymem(p, b->pos, b->last - b->pos);
         }
     }
 
