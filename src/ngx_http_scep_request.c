@@ -13,6 +13,9 @@
 /* a GetCACert "message" is a short CA identifier, not a pkiMessage */
 #define NGX_HTTP_SCEP_MAX_CA_IDENT  255
 
+/* room for the details of a rejection: a refused algorithm's */
+#define NGX_HTTP_SCEP_DETAIL_LEN    256
+
 
 typedef struct {
     ngx_str_t                  name;
@@ -55,6 +58,8 @@ static ngx_int_t ngx_http_scep_canonical_post_query(ngx_http_request_t *r,
     ngx_http_scep_ctx_t *ctx);
 static ngx_int_t ngx_http_scep_reject(ngx_http_request_t *r,
     ngx_http_scep_ctx_t *ctx, ngx_uint_t reject);
+static u_char *ngx_http_scep_algorithm_detail(ngx_http_scep_ctx_t *ctx,
+    uint32_t allowed, u_char *p, u_char *last);
 static ngx_int_t ngx_http_scep_strip_headers(ngx_http_request_t *r);
 static ngx_uint_t ngx_http_scep_hop_header(ngx_table_elt_t *h,
     ngx_str_t *connection);
@@ -990,8 +995,9 @@ static ngx_int_t
 ngx_http_scep_reject(ngx_http_request_t *r, ngx_http_scep_ctx_t *ctx,
     ngx_uint_t reject)
 {
+    u_char                     buf[NGX_HTTP_SCEP_DETAIL_LEN];
     ngx_int_t                  rc;
-    ngx_str_t                  token, text, tid;
+    ngx_str_t                  token, text, tid, detail;
     ngx_buf_t                 *b;
     ngx_uint_t                 status;
     ngx_chain_t                out;
@@ -1018,18 +1024,32 @@ ngx_http_scep_reject(ngx_http_request_t *r, ngx_http_scep_ctx_t *ctx,
         status = rj->status;
     }
 
+    detail.data = buf;
+    detail.len = 0;
+
+    if (reject == NGX_HTTP_SCEP_REJECT_MESSAGE
+        && (ctx->reason == SCEP_REASON_BAD_DIGEST_ALGORITHM
+            || ctx->reason == SCEP_REASON_BAD_CIPHER_ALGORITHM))
+    {
+        detail.len = ngx_http_scep_algorithm_detail(ctx,
+                                                    (uint32_t) slcf->algorithms,
+                                                    buf, buf + sizeof(buf))
+                     - buf;
+    }
+
     if (ctx->result.transaction_id_len) {
         tid.len = ctx->result.transaction_id_len;
         tid.data = (u_char *) ctx->result.transaction_id;
 
         ngx_log_error(slcf->log_level, r->connection->log, 0,
-                      "scep: rejected %V \"%V\", transactionID \"%V\": %V",
-                      &r->method_name, &ctx->operation, &tid, &token);
+                      "scep: rejected %V \"%V\", transactionID \"%V\": %V%V",
+                      &r->method_name, &ctx->operation, &tid, &token,
+                      &detail);
 
     } else {
         ngx_log_error(slcf->log_level, r->connection->log, 0,
-                      "scep: rejected %V \"%V\": %V",
-                      &r->method_name, &ctx->operation, &token);
+                      "scep: rejected %V \"%V\": %V%V",
+                      &r->method_name, &ctx->operation, &token, &detail);
     }
 
     if (ngx_http_discard_request_body(r) != NGX_OK) {
@@ -1055,12 +1075,12 @@ ngx_http_scep_reject(ngx_http_request_t *r, ngx_http_scep_ctx_t *ctx,
         }
     }
 
-    b = ngx_create_temp_buf(r->pool, token.len + text.len + 3);
+    b = ngx_create_temp_buf(r->pool, token.len + text.len + detail.len + 3);
     if (b == NULL) {
         return NGX_ERROR;
     }
 
-    b->last = ngx_sprintf(b->last, "%V: %V\n", &token, &text);
+    b->last = ngx_sprintf(b->last, "%V: %V%V\n", &token, &text, &detail);
     b->last_buf = 1;
     b->last_in_chain = 1;
 
@@ -1079,4 +1099,47 @@ ngx_http_scep_reject(ngx_http_request_t *r, ngx_http_scep_ctx_t *ctx,
     out.next = NULL;
 
     return ngx_http_output_filter(r, &out);
+}
+
+
+/*
+ * What an admin needs to act on a refused algorithm, for the answer and
+ * the log: the algorithm the message used, by name and OID, and the
+ * "scep_algorithms" line that would allow it in this location.
+ */
+
+static u_char *
+ngx_http_scep_algorithm_detail(ngx_http_scep_ctx_t *ctx, uint32_t allowed,
+    u_char *p, u_char *last)
+{
+    char         list[NGX_HTTP_SCEP_DETAIL_LEN / 2];
+    uint32_t     bits;
+    const char  *name, *oid;
+
+    if (ctx->reason == SCEP_REASON_BAD_DIGEST_ALGORITHM) {
+        bits = ctx->result.digest;
+        name = ctx->result.digest_name;
+        oid = ctx->result.digest_oid;
+
+    } else {
+        bits = ctx->result.cipher;
+        name = ctx->result.cipher_name;
+        oid = ctx->result.cipher_oid;
+    }
+
+    if (name == NULL) {
+        return ngx_slprintf(p, last, ": %s, an algorithm the gateway does"
+                            " not know", oid);
+    }
+
+    if (bits & allowed) {
+        /* allowed, but not among the SignedData's digestAlgorithms */
+        return ngx_slprintf(p, last, ": %s (%s), not listed in the"
+                            " SignedData's digestAlgorithms", name, oid);
+    }
+
+    (void) scep_algorithms_text(allowed | bits, list, sizeof(list));
+
+    return ngx_slprintf(p, last, ": %s (%s); to allow it, set"
+                        " \"scep_algorithms %s;\"", name, oid, list);
 }

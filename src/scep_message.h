@@ -136,14 +136,25 @@ typedef struct {
 
 
 #define SCEP_TRANSACTION_ID_MAX  128
+#define SCEP_OID_TEXT_MAX        64
 
 typedef struct {
     int             message_type;     /* 17, 19, 20, 21, 22 */
     size_t          transaction_id_len;
     char            transaction_id[SCEP_TRANSACTION_ID_MAX + 1];
     unsigned char   sender_nonce[16];
-    uint32_t        digest;           /* SCEP_ALG_* of the signer */
-    uint32_t        cipher;           /* SCEP_ALG_* of the envelope */
+
+    /*
+     * the algorithms, once the checks reached them: SCEP_ALG_* (0 for one
+     * the checks do not know), a name such as "sha256" or "des-cbc" (NULL
+     * when unknown), and the OID in dotted form ("" when not reached)
+     */
+    uint32_t        digest;           /* of the signer */
+    uint32_t        cipher;           /* of the envelope */
+    const char     *digest_name;
+    const char     *cipher_name;
+    char            digest_oid[SCEP_OID_TEXT_MAX];
+    char            cipher_oid[SCEP_OID_TEXT_MAX];
 } scep_result_t;
 
 
@@ -194,6 +205,15 @@ const char *scep_message_type_name(int message_type);
  * returns its SCEP_ALG_* bits or 0 when unknown.
  */
 uint32_t scep_algorithm_bits(const char *name, size_t len);
+
+/*
+ * The "scep_algorithms" names of the SCEP_ALG_* bits in "bits", in the
+ * order above, space-separated, with "aes" for all three AES sizes:
+ * "sha1 sha224 sha256 sha384 sha512 des3 aes" for SCEP_ALG_DEFAULT.
+ * Writes at most "size" bytes, NUL included; returns the length of the
+ * whole text, as snprintf() does.
+ */
+size_t scep_algorithms_text(uint32_t bits, char *out, size_t size);
 
 
 #endif /* _SCEP_MESSAGE_H_INCLUDED_ */
