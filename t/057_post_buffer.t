@@ -26,6 +26,11 @@ my @msgs = sort { length($b) <=> length($a) }
 my $max = length $msgs[0];
 ok($max > 16384, "the messages ($max bytes) are over 16k");
 
+# two more for HTTP/2, the second one exactly as large as the buffer of
+# a location of its own
+my @h2 = map { $t->device_msg('--sans', 590) } 1 .. 2;
+my $h2max = length $h2[1];
+
 $t->start_nginx(<<"CONF");
 http {
     large_client_header_buffers 4 72k;
@@ -33,11 +38,21 @@ http {
 
     server {
         listen 127.0.0.1:%%GW%%;
+        listen 127.0.0.1:%%H2%% ssl http2;
+        ssl_certificate %%CERT%%;
+        ssl_certificate_key %%KEY%%;
 
         location = /scep {
             scep on;
             scep_max_message $max;
             proxy_pass http://127.0.0.1:%%BACKEND0%%;
+        }
+
+        location = /exact {
+            scep on;
+            client_body_buffer_size $h2max;
+            scep_max_message $h2max;
+            proxy_pass http://127.0.0.1:%%BACKEND0%%/scep;
         }
     }
 }
@@ -60,6 +75,27 @@ for my $i (0 .. $#ways) {
     is($r->{status}, 200, "a POST of " . length($msgs[$i]) . " bytes,"
                           . " $name: served");
     is($t->pki_status($r->{body}), '0', "$name: enrolled");
+}
+
+# HTTP/2, with a length and without one (an upload from a pipe): nginx
+# reads an HTTP/2 body into a buffer of its own
+my $h2 = $t->port('H2');
+
+for my $c (['with a length', 'scep', ['--data-binary', '@-']],
+           ['without a length', 'exact', ['-T', '-', '-X', 'POST']])
+{
+    my ($name, $loc, $how) = @$c;
+    my $in = $t->write_file("h2-$loc.der", shift @h2);
+    my $out = "$t->{dir}/h2-$loc.out";
+    my ($rc, $err) = $t->run('sh', '-c', 'exec "$@" < "$0"', $in, 'curl',
+                             '-sS', '--http2', '-k', '-o', $out,
+                             '-w', '%{http_version} %{http_code}',
+                             '-H', 'Content-Type: application/x-pki-message',
+                             @$how, "https://127.0.0.1:$h2/$loc?"
+                             . 'operation=PKIOperation');
+    is($err, '2 200', "HTTP/2 POST $name: served");
+    is($t->pki_status($t->read_file("h2-$loc.out")), '0',
+       "HTTP/2 POST $name: enrolled");
 }
 
 # one byte over: refused before the body is read, or once it was read
