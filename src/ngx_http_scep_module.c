@@ -478,16 +478,20 @@ ngx_http_scep_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
 
 /*
  * A POSTed pkiMessage must be read into memory: reading back a body that
- * nginx spooled to a temporary file would block the worker.  The core
- * module's location configuration is merged before this module's (the
- * http modules are merged in turn), and while a location is merged
- * cf->ctx holds that location's configurations.
+ * nginx spooled to a temporary file would block the worker.  nginx
+ * spools a body whose length it does not know (chunked, or HTTP/2
+ * without a length) as soon as it fills the buffer before the end of
+ * the stream is seen, so the buffer must be larger than the largest
+ * message, not just as large.  The core module's location configuration
+ * is merged before this module's (the http modules are merged in turn),
+ * and while a location is merged cf->ctx holds its configurations.
  */
 
 static char *
 ngx_http_scep_check_body_buffer(ngx_conf_t *cf, ngx_http_scep_loc_conf_t *slcf)
 {
     u_char                    have[NGX_SIZE_T_LEN + 2];
+    u_char                    max[NGX_SIZE_T_LEN + 2];
     u_char                    need[NGX_SIZE_T_LEN + 2];
     ngx_http_core_loc_conf_t  *clcf;
 
@@ -503,19 +507,22 @@ ngx_http_scep_check_body_buffer(ngx_conf_t *cf, ngx_http_scep_loc_conf_t *slcf)
         return NGX_CONF_ERROR;
     }
 
-    if (clcf->client_body_buffer_size >= slcf->max_message) {
+    if (clcf->client_body_buffer_size > slcf->max_message) {
         return NGX_CONF_OK;
     }
 
     *ngx_http_scep_size(have, clcf->client_body_buffer_size) = '\0';
-    *ngx_http_scep_size(need, slcf->max_message) = '\0';
+    *ngx_http_scep_size(max, slcf->max_message) = '\0';
+
+    /* the next kilobyte above */
+    *ngx_http_scep_size(need, (slcf->max_message / 1024 + 1) * 1024) = '\0';
 
     ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
-                  "\"client_body_buffer_size\" %s is smaller than"
+                  "\"client_body_buffer_size\" %s must be larger than"
                   " \"scep_max_message\" %s in a \"scep on\" location"
                   " (\"scep on\" in %s:%ui): set client_body_buffer_size %s"
                   " or more, so that a POSTed pkiMessage is read in memory",
-                  have, need, slcf->file, slcf->line, need);
+                  have, max, slcf->file, slcf->line, need);
 
     return NGX_CONF_ERROR;
 }

@@ -971,10 +971,10 @@ ngx_http_scep_body_message(ngx_http_request_t *r, ngx_http_scep_ctx_t *ctx)
 
         if (b->in_file) {
             /*
-             * nginx -t refuses a client_body_buffer_size below
-             * scep_max_message and client_body_in_file_only, so that
-             * a message is never read back from a file, which would
-             * block the worker
+             * nginx -t refuses a client_body_buffer_size not larger
+             * than scep_max_message, and client_body_in_file_only, so
+             * that a message is never read back from a file, which
+             * would block the worker
              */
             ngx_log_error(NGX_LOG_ALERT, r->connection->log, 0,
                           "scep: POST body of %O bytes in a temporary file",

@@ -3,7 +3,8 @@
 # Configuration: every file in conf-examples/ passes nginx -t, and a
 # scep server whose header buffers cannot hold a 65534-byte query string
 # is refused with a message that names the fix, as is a "scep on"
-# location whose client_body_buffer_size is below scep_max_message.
+# location whose client_body_buffer_size is not larger than
+# scep_max_message.
 
 use strict;
 use warnings;
@@ -53,7 +54,7 @@ for my $name (@full) {
 # too small: the server of the scep location itself
 my ($rc, $out) = $t->test_conf(<<'CONF');
 http {
-    client_body_buffer_size 64k;
+    client_body_buffer_size 128k;
     server {
         listen 127.0.0.1:%%A%%;
         location /scep { scep on; proxy_pass http://127.0.0.1:%%A%%; }
@@ -69,7 +70,7 @@ like($out, qr/add "large_client_header_buffers 4 72k;"/,
 # too small: the default server of the listen address reads the line
 ($rc, $out) = $t->test_conf(<<'CONF');
 http {
-    client_body_buffer_size 64k;
+    client_body_buffer_size 128k;
     server {
         listen 127.0.0.1:%%B%% default_server;
         return 404;
@@ -90,7 +91,7 @@ like($out, qr/in the default server of 127\.0\.0\.1:\d+/,
 ($rc, $out) = $t->test_conf(<<'CONF');
 http {
     scep on;
-    client_body_buffer_size 64k;
+    client_body_buffer_size 128k;
     server {
         listen 127.0.0.1:%%C%%;
         location / { proxy_pass http://127.0.0.1:%%C%%; }
@@ -103,7 +104,7 @@ isnt($rc, 0, 'scep on in http with small buffers is refused');
 ($rc, $out) = $t->test_conf(<<'CONF');
 http {
     large_client_header_buffers 4 65k;
-    client_body_buffer_size 64k;
+    client_body_buffer_size 128k;
     server {
         listen 127.0.0.1:%%D%% default_server;
         return 404;
@@ -165,7 +166,7 @@ http {
 }
 CONF
 isnt($rc, 0, 'a body buffer smaller than scep_max_message is refused');
-like($out, qr/"client_body_buffer_size" 8k is smaller than "scep_max_message" 64k in a "scep on" location \("scep on" in \S+test\.conf:\d+\): set client_body_buffer_size 64k or more/,
+like($out, qr/"client_body_buffer_size" 8k must be larger than "scep_max_message" 64k in a "scep on" location \("scep on" in \S+test\.conf:\d+\): set client_body_buffer_size 65k or more/,
      'the message says what is too small, where, and the fix');
 
 # nginx's own default (two memory pages) is too small as well
@@ -178,7 +179,7 @@ http {
     }
 }
 CONF
-like($out, qr/"client_body_buffer_size" \d+k is smaller than "scep_max_message" 64k/,
+like($out, qr/"client_body_buffer_size" \d+k must be larger than "scep_max_message" 64k/,
      'the default body buffer is refused');
 
 # the merged values count: set in the server, smaller in a nested
@@ -188,7 +189,7 @@ http {
     large_client_header_buffers 4 72k;
     server {
         listen 127.0.0.1:%%G%%;
-        client_body_buffer_size 64k;
+        client_body_buffer_size 128k;
         scep on;
         location / {
             proxy_pass http://127.0.0.1:%%G%%;
@@ -201,13 +202,13 @@ http {
     }
 }
 CONF
-like($out, qr/"client_body_buffer_size" 16k is smaller than "scep_max_message" 64k/,
+like($out, qr/"client_body_buffer_size" 16k must be larger than "scep_max_message" 64k/,
      'a nested location with its own smaller buffer is refused');
 
 ($rc, $out) = $t->test_conf(<<'CONF');
 http {
     large_client_header_buffers 4 72k;
-    client_body_buffer_size 64k;
+    client_body_buffer_size 100k;
     server {
         listen 127.0.0.1:%%G%%;
         location /big {
@@ -218,13 +219,14 @@ http {
     }
 }
 CONF
-like($out, qr/"client_body_buffer_size" 64k is smaller than "scep_max_message" 100k .* set client_body_buffer_size 100k or more/,
-     'a larger scep_max_message needs a larger buffer');
+like($out, qr/"client_body_buffer_size" 100k must be larger than "scep_max_message" 100k .* set client_body_buffer_size 101k or more/,
+     'a buffer as large as scep_max_message is refused: a body of unknown'
+     . ' length that fills it goes to a file');
 
 ($rc, $out) = $t->test_conf(<<'CONF');
 http {
     large_client_header_buffers 4 72k;
-    client_body_buffer_size 16k;
+    client_body_buffer_size 16385;
     server {
         listen 127.0.0.1:%%G%%;
         scep_max_message 16k;
@@ -233,13 +235,13 @@ http {
     }
 }
 CONF
-is($rc, 0, 'a buffer as large as scep_max_message passes, and locations'
-           . ' without scep keep theirs') or diag($out);
+is($rc, 0, 'a buffer one byte larger than scep_max_message passes, and'
+           . ' locations without scep keep theirs') or diag($out);
 
 ($rc, $out) = $t->test_conf(<<'CONF');
 http {
     large_client_header_buffers 4 72k;
-    client_body_buffer_size 64k;
+    client_body_buffer_size 128k;
     server {
         listen 127.0.0.1:%%G%%;
         location /scep {

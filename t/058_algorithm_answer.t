@@ -20,7 +20,7 @@ $t->start_backend;
 my $conf = <<'CONF';
 http {
     large_client_header_buffers 4 72k;
-    client_body_buffer_size 64k;
+    client_body_buffer_size 128k;
 
     server {
         listen 127.0.0.1:%%GW%% ssl;
