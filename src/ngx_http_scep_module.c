@@ -20,6 +20,9 @@ static void *ngx_http_scep_create_srv_conf(ngx_conf_t *cf);
 static void *ngx_http_scep_create_loc_conf(ngx_conf_t *cf);
 static char *ngx_http_scep_merge_loc_conf(ngx_conf_t *cf, void *parent,
     void *child);
+static char *ngx_http_scep_check_body_buffer(ngx_conf_t *cf,
+    ngx_http_scep_loc_conf_t *slcf);
+static u_char *ngx_http_scep_size(u_char *buf, size_t size);
 static char *ngx_http_scep(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 static char *ngx_http_scep_algorithms(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
@@ -450,6 +453,11 @@ ngx_http_scep_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_http_scep_loc_conf_t *prev = parent;
     ngx_http_scep_loc_conf_t *conf = child;
 
+    if (conf->enable == NGX_CONF_UNSET) {
+        conf->file = prev->file;
+        conf->line = prev->line;
+    }
+
     ngx_conf_merge_value(conf->enable, prev->enable, 0);
     ngx_conf_merge_size_value(conf->max_message, prev->max_message,
                               64 * 1024);
@@ -460,7 +468,80 @@ ngx_http_scep_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
                               SCEP_ALG_DEFAULT);
     ngx_conf_merge_value(conf->pass_credentials, prev->pass_credentials, 0);
 
+    if (conf->enable) {
+        return ngx_http_scep_check_body_buffer(cf, conf);
+    }
+
     return NGX_CONF_OK;
+}
+
+
+/*
+ * A POSTed pkiMessage must be read into memory: reading back a body that
+ * nginx spooled to a temporary file would block the worker.  nginx
+ * spools a body whose length it does not know (chunked, or HTTP/2
+ * without a length) as soon as it fills the buffer before the end of
+ * the stream is seen, so the buffer must be larger than the largest
+ * message, not just as large.  The core module's location configuration
+ * is merged before this module's (the http modules are merged in turn),
+ * and while a location is merged cf->ctx holds its configurations.
+ */
+
+static char *
+ngx_http_scep_check_body_buffer(ngx_conf_t *cf, ngx_http_scep_loc_conf_t *slcf)
+{
+    u_char                    have[NGX_SIZE_T_LEN + 2];
+    u_char                    max[NGX_SIZE_T_LEN + 2];
+    u_char                    need[NGX_SIZE_T_LEN + 2];
+    ngx_http_core_loc_conf_t  *clcf;
+
+    clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
+
+    if (clcf->client_body_in_file_only) {
+        ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                      "\"client_body_in_file_only\" is not off in a"
+                      " \"scep on\" location (\"scep on\" in %s:%ui): a"
+                      " POSTed pkiMessage is read in memory; set"
+                      " client_body_in_file_only off there",
+                      slcf->file, slcf->line);
+        return NGX_CONF_ERROR;
+    }
+
+    if (clcf->client_body_buffer_size > slcf->max_message) {
+        return NGX_CONF_OK;
+    }
+
+    *ngx_http_scep_size(have, clcf->client_body_buffer_size) = '\0';
+    *ngx_http_scep_size(max, slcf->max_message) = '\0';
+
+    /* the next kilobyte above */
+    *ngx_http_scep_size(need, (slcf->max_message / 1024 + 1) * 1024) = '\0';
+
+    ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                  "\"client_body_buffer_size\" %s must be larger than"
+                  " \"scep_max_message\" %s in a \"scep on\" location"
+                  " (\"scep on\" in %s:%ui): set client_body_buffer_size %s"
+                  " or more, so that a POSTed pkiMessage is read in memory",
+                  have, max, slcf->file, slcf->line, need);
+
+    return NGX_CONF_ERROR;
+}
+
+
+/* a size as nginx's configuration writes it: "64k", "2m" or bytes */
+
+static u_char *
+ngx_http_scep_size(u_char *buf, size_t size)
+{
+    if (size && size % (1024 * 1024) == 0) {
+        return ngx_sprintf(buf, "%uzm", size / (1024 * 1024));
+    }
+
+    if (size && size % 1024 == 0) {
+        return ngx_sprintf(buf, "%uzk", size / 1024);
+    }
+
+    return ngx_sprintf(buf, "%uz", size);
 }
 
 
@@ -478,6 +559,9 @@ ngx_http_scep(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     if (rv != NGX_CONF_OK || !slcf->enable) {
         return rv;
     }
+
+    slcf->file = cf->conf_file->file.name.data;
+    slcf->line = cf->conf_file->line;
 
     smcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_scep_module);
     smcf->any = 1;

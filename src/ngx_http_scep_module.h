@@ -50,6 +50,7 @@ typedef enum {
     NGX_HTTP_SCEP_REJECT_TOO_LARGE,
     NGX_HTTP_SCEP_REJECT_BAD_BASE64,
     NGX_HTTP_SCEP_REJECT_BAD_CA_IDENT,
+    NGX_HTTP_SCEP_REJECT_BAD_ESCAPE,
     NGX_HTTP_SCEP_REJECT_MESSAGE       /* scep_message_check(): ctx->reason */
 } ngx_http_scep_reject_e;
 
@@ -61,6 +62,10 @@ typedef struct {
     time_t                     retry_after;
     ngx_uint_t                 algorithms;    /* SCEP_ALG_* */
     ngx_flag_t                 pass_credentials;
+
+    /* where "scep on" was set, for the body buffer check */
+    u_char                    *file;
+    ngx_uint_t                 line;
 } ngx_http_scep_loc_conf_t;
 
 

@@ -13,6 +13,9 @@
 /* a GetCACert "message" is a short CA identifier, not a pkiMessage */
 #define NGX_HTTP_SCEP_MAX_CA_IDENT  255
 
+/* room for the details of a rejection: a refused algorithm's */
+#define NGX_HTTP_SCEP_DETAIL_LEN    256
+
 
 typedef struct {
     ngx_str_t                  name;
@@ -51,8 +54,12 @@ static ngx_int_t ngx_http_scep_canonical_query(ngx_http_request_t *r,
     ngx_http_scep_ctx_t *ctx);
 static ngx_int_t ngx_http_scep_canonical_ca_query(ngx_http_request_t *r,
     ngx_http_scep_ctx_t *ctx, ngx_uint_t nmsg);
+static ngx_int_t ngx_http_scep_canonical_post_query(ngx_http_request_t *r,
+    ngx_http_scep_ctx_t *ctx);
 static ngx_int_t ngx_http_scep_reject(ngx_http_request_t *r,
     ngx_http_scep_ctx_t *ctx, ngx_uint_t reject);
+static u_char *ngx_http_scep_algorithm_detail(ngx_http_scep_ctx_t *ctx,
+    uint32_t allowed, u_char *p, u_char *last);
 static ngx_int_t ngx_http_scep_strip_headers(ngx_http_request_t *r);
 static ngx_uint_t ngx_http_scep_hop_header(ngx_table_elt_t *h,
     ngx_str_t *connection);
@@ -69,6 +76,8 @@ static ngx_http_scep_op_t  ngx_http_scep_ops[] = {
 
 static u_char  ngx_http_scep_query_prefix[] =
     "operation=PKIOperation&message=";
+
+static u_char  ngx_http_scep_post_query[] = "operation=PKIOperation";
 
 
 /* NDES's own operations belong to trusted networks only */
@@ -114,6 +123,9 @@ static ngx_http_scep_reject_t  ngx_http_scep_rejects[] = {
 
     { ngx_string("bad_ca_identifier"), NGX_HTTP_BAD_REQUEST,
       ngx_string("CA identifier too long or not printable") },
+
+    { ngx_string("bad_escape"), NGX_HTTP_BAD_REQUEST,
+      ngx_string("%u escape in the query string") },
 
     /* token and text by ctx->reason */
     { ngx_null_string, NGX_HTTP_BAD_REQUEST, ngx_null_string }
@@ -435,6 +447,14 @@ ngx_http_scep_parse(ngx_http_request_t *r, ngx_http_scep_ctx_t *ctx)
 
     scep_query_scan(r->args.data, r->args.len, &q);
 
+    if (q.u_escapes) {
+        /*
+         * IIS decodes "%uXXXX" in names and values; no SCEP client sends
+         * it, and the gateway reads no name differently from NDES
+         */
+        return ngx_http_scep_reject(r, ctx, NGX_HTTP_SCEP_REJECT_BAD_ESCAPE);
+    }
+
     noper = q.operations;
     nmsg = q.messages;
 
@@ -487,6 +507,10 @@ ngx_http_scep_parse(ngx_http_request_t *r, ngx_http_scep_ctx_t *ctx)
             /* a POST carries the message in its body only */
             return ngx_http_scep_reject(r, ctx,
                                        NGX_HTTP_SCEP_REJECT_REPEATED_MESSAGE);
+        }
+
+        if (ngx_http_scep_canonical_post_query(r, ctx) != NGX_OK) {
+            return NGX_ERROR;
         }
 
         return ngx_http_scep_read_body(r, ctx);
@@ -664,6 +688,43 @@ ngx_http_scep_canonical_ca_query(ngx_http_request_t *r,
     r->valid_unparsed_uri = 0;
 
     return NGX_DECLINED;
+}
+
+
+/*
+ * A POST PKIOperation reaches the back end as "operation=PKIOperation"
+ * and nothing else, however the client spelled its query.
+ */
+
+static ngx_int_t
+ngx_http_scep_canonical_post_query(ngx_http_request_t *r,
+    ngx_http_scep_ctx_t *ctx)
+{
+    u_char  *p;
+
+    if (r->args.len != sizeof(ngx_http_scep_post_query) - 1
+        || ngx_strncmp(r->args.data, ngx_http_scep_post_query,
+                       sizeof(ngx_http_scep_post_query) - 1)
+           != 0)
+    {
+        p = ngx_pnalloc(r->pool, sizeof(ngx_http_scep_post_query) - 1);
+        if (p == NULL) {
+            return NGX_ERROR;
+        }
+
+        ngx_memcpy(p, ngx_http_scep_post_query,
+                   sizeof(ngx_http_scep_post_query) - 1);
+
+        r->args.data = p;
+        r->args.len = sizeof(ngx_http_scep_post_query) - 1;
+
+        /* make proxy_pass build the request line from r->uri and r->args */
+        r->valid_unparsed_uri = 0;
+    }
+
+    ctx->operation.data = r->args.data + sizeof("operation=") - 1;
+
+    return NGX_OK;
 }
 
 
@@ -863,7 +924,6 @@ ngx_http_scep_body_message(ngx_http_request_t *r, ngx_http_scep_ctx_t *ctx)
 {
     off_t                      len;
     u_char                    *p;
-    ssize_t                    n;
     ngx_buf_t                 *b;
     ngx_chain_t               *cl;
     ngx_http_scep_loc_conf_t  *slcf;
@@ -896,32 +956,34 @@ ngx_http_scep_body_message(ngx_http_request_t *r, ngx_http_scep_ctx_t *ctx)
     if (cl->next == NULL && !cl->buf->in_file) {
         /* the usual case: the body is in one memory buffer */
         ctx->der = cl->buf->pos;
+        return ngx_http_scep_check_message(r, ctx);
+    }
 
-    } else {
-        ctx->der = ngx_pnalloc(r->pool, ctx->der_len);
-        if (ctx->der == NULL) {
+    ctx->der = ngx_pnalloc(r->pool, ctx->der_len);
+    if (ctx->der == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    p = ctx->der;
+
+    for ( /* void */ ; cl; cl = cl->next) {
+        b = cl->buf;
+
+        if (b->in_file) {
+            /*
+             * nginx -t refuses a client_body_buffer_size not larger
+             * than scep_max_message, and client_body_in_file_only, so
+             * that a message is never read back from a file, which
+             * would block the worker
+             */
+            ngx_log_error(NGX_LOG_ALERT, r->connection->log, 0,
+                          "scep: POST body of %O bytes in a temporary file",
+                          len);
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
 
-        p = ctx->der;
-
-        for ( /* void */ ; cl; cl = cl->next) {
-            b = cl->buf;
-
-            if (b->in_file) {
-                n = ngx_read_file(b->file, p, (size_t) (b->file_last
-                                                        - b->file_pos),
-                                  b->file_pos);
-
-                if (n != b->file_last - b->file_pos) {
-                    return NGX_HTTP_INTERNAL_SERVER_ERROR;
-                }
-
-                p += n;
-
-            } else if (b->last != b->pos) {
-                p = ngx_cpymem(p, b->pos, b->last - b->pos);
-            }
+        if (b->last != b->pos) {
+            p = ngx_cpymem(p, b->pos, b->last - b->pos);
         }
     }
 
@@ -933,8 +995,9 @@ static ngx_int_t
 ngx_http_scep_reject(ngx_http_request_t *r, ngx_http_scep_ctx_t *ctx,
     ngx_uint_t reject)
 {
+    u_char                     buf[NGX_HTTP_SCEP_DETAIL_LEN];
     ngx_int_t                  rc;
-    ngx_str_t                  token, text, tid;
+    ngx_str_t                  token, text, tid, detail;
     ngx_buf_t                 *b;
     ngx_uint_t                 status;
     ngx_chain_t                out;
@@ -961,18 +1024,32 @@ ngx_http_scep_reject(ngx_http_request_t *r, ngx_http_scep_ctx_t *ctx,
         status = rj->status;
     }
 
+    detail.data = buf;
+    detail.len = 0;
+
+    if (reject == NGX_HTTP_SCEP_REJECT_MESSAGE
+        && (ctx->reason == SCEP_REASON_BAD_DIGEST_ALGORITHM
+            || ctx->reason == SCEP_REASON_BAD_CIPHER_ALGORITHM))
+    {
+        detail.len = ngx_http_scep_algorithm_detail(ctx,
+                                                    (uint32_t) slcf->algorithms,
+                                                    buf, buf + sizeof(buf))
+                     - buf;
+    }
+
     if (ctx->result.transaction_id_len) {
         tid.len = ctx->result.transaction_id_len;
         tid.data = (u_char *) ctx->result.transaction_id;
 
         ngx_log_error(slcf->log_level, r->connection->log, 0,
-                      "scep: rejected %V \"%V\", transactionID \"%V\": %V",
-                      &r->method_name, &ctx->operation, &tid, &token);
+                      "scep: rejected %V \"%V\", transactionID \"%V\": %V%V",
+                      &r->method_name, &ctx->operation, &tid, &token,
+                      &detail);
 
     } else {
         ngx_log_error(slcf->log_level, r->connection->log, 0,
-                      "scep: rejected %V \"%V\": %V",
-                      &r->method_name, &ctx->operation, &token);
+                      "scep: rejected %V \"%V\": %V%V",
+                      &r->method_name, &ctx->operation, &token, &detail);
     }
 
     if (ngx_http_discard_request_body(r) != NGX_OK) {
@@ -998,12 +1075,12 @@ ngx_http_scep_reject(ngx_http_request_t *r, ngx_http_scep_ctx_t *ctx,
         }
     }
 
-    b = ngx_create_temp_buf(r->pool, token.len + text.len + 3);
+    b = ngx_create_temp_buf(r->pool, token.len + text.len + detail.len + 3);
     if (b == NULL) {
         return NGX_ERROR;
     }
 
-    b->last = ngx_sprintf(b->last, "%V: %V\n", &token, &text);
+    b->last = ngx_sprintf(b->last, "%V: %V%V\n", &token, &text, &detail);
     b->last_buf = 1;
     b->last_in_chain = 1;
 
@@ -1022,4 +1099,47 @@ ngx_http_scep_reject(ngx_http_request_t *r, ngx_http_scep_ctx_t *ctx,
     out.next = NULL;
 
     return ngx_http_output_filter(r, &out);
+}
+
+
+/*
+ * What an admin needs to act on a refused algorithm, for the answer and
+ * the log: the algorithm the message used, by name and OID, and the
+ * "scep_algorithms" line that would allow it in this location.
+ */
+
+static u_char *
+ngx_http_scep_algorithm_detail(ngx_http_scep_ctx_t *ctx, uint32_t allowed,
+    u_char *p, u_char *last)
+{
+    char         list[NGX_HTTP_SCEP_DETAIL_LEN / 2];
+    uint32_t     bits;
+    const char  *name, *oid;
+
+    if (ctx->reason == SCEP_REASON_BAD_DIGEST_ALGORITHM) {
+        bits = ctx->result.digest;
+        name = ctx->result.digest_name;
+        oid = ctx->result.digest_oid;
+
+    } else {
+        bits = ctx->result.cipher;
+        name = ctx->result.cipher_name;
+        oid = ctx->result.cipher_oid;
+    }
+
+    if (name == NULL) {
+        return ngx_slprintf(p, last, ": %s, an algorithm the gateway does"
+                            " not know", oid);
+    }
+
+    if (bits & allowed) {
+        /* allowed, but not among the SignedData's digestAlgorithms */
+        return ngx_slprintf(p, last, ": %s (%s), not listed in the"
+                            " SignedData's digestAlgorithms", name, oid);
+    }
+
+    (void) scep_algorithms_text(allowed | bits, list, sizeof(list));
+
+    return ngx_slprintf(p, last, ": %s (%s); to allow it, set"
+                        " \"scep_algorithms %s;\"", name, oid, list);
 }

@@ -9,6 +9,7 @@
  */
 
 
+#include <stdio.h>
 #include <string.h>
 
 #include "scep_message_int.h"
@@ -728,13 +729,84 @@ scep_oid_bits(const scep_oid_t *table, size_t n, const scep_ber_t *el)
 {
     size_t  i;
 
+    i = scep_oid_index(table, n, el);
+
+    return (i < n) ? table[i].bits : 0;
+}
+
+
+size_t
+scep_oid_index(const scep_oid_t *table, size_t n, const scep_ber_t *el)
+{
+    size_t  i;
+
     for (i = 0; i < n; i++) {
         if (scep_oid_is(el, table[i].oid, table[i].len)) {
-            return table[i].bits;
+            break;
         }
     }
 
-    return 0;
+    return i;
+}
+
+
+/*
+ * An OID element in dotted form, "1.3.14.3.2.7", always NUL-terminated
+ * within "size" bytes (at least 4); one too long for it, or with an arc
+ * over 64 bits, ends in "...".
+ */
+
+void
+scep_oid_text(const scep_ber_t *el, char *out, size_t size)
+{
+    int                   n;
+    char                 *last;
+    uint64_t              arc;
+    unsigned int          first;
+    const unsigned char  *p;
+
+    last = out + size - 4;        /* room for "..." and the NUL */
+    *out = '\0';
+
+    arc = 0;
+    first = 1;
+
+    for (p = el->val; p < el->vend; p++) {
+
+        if (arc > (UINT64_MAX >> 7)) {
+            goto truncated;
+        }
+
+        arc = (arc << 7) | (*p & 0x7f);
+
+        if (*p & 0x80) {
+            continue;
+        }
+
+        if (first) {
+            n = snprintf(out, last - out, "%u.%llu",
+                         arc < 80 ? (unsigned int) (arc / 40) : 2,
+                         (unsigned long long) (arc < 80 ? arc % 40
+                                                        : arc - 80));
+            first = 0;
+
+        } else {
+            n = snprintf(out, last - out, ".%llu", (unsigned long long) arc);
+        }
+
+        if (n < 0 || n >= last - out) {
+            goto truncated;
+        }
+
+        out += n;
+        arc = 0;
+    }
+
+    return;
+
+truncated:
+
+    memcpy(out, "...", sizeof("..."));
 }
 
 

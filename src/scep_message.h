@@ -73,6 +73,7 @@ typedef struct {
     const unsigned char  *message;
     size_t                message_len;
     size_t                messages;        /* how many "message=" */
+    size_t                u_escapes;       /* how many "%u" anywhere */
 } scep_query_t;
 
 
@@ -81,7 +82,10 @@ typedef struct {
  * read as the back end reads them (percent escapes and "+" decoded, case
  * ignored, a name without "=" has an empty value); values are left
  * encoded; the last of repeated ones is kept, and all are counted.
- * Never fails.
+ * "%u" and "%U" escapes are counted wherever they are: IIS decodes
+ * "%uXXXX" as a UTF-16 code unit in names and values alike, which no
+ * standard URL has, so the caller can refuse them rather than read a
+ * name differently from the back end.  Never fails.
  */
 void scep_query_scan(const unsigned char *args, size_t len, scep_query_t *q);
 
@@ -132,14 +136,25 @@ typedef struct {
 
 
 #define SCEP_TRANSACTION_ID_MAX  128
+#define SCEP_OID_TEXT_MAX        64
 
 typedef struct {
     int             message_type;     /* 17, 19, 20, 21, 22 */
     size_t          transaction_id_len;
     char            transaction_id[SCEP_TRANSACTION_ID_MAX + 1];
     unsigned char   sender_nonce[16];
-    uint32_t        digest;           /* SCEP_ALG_* of the signer */
-    uint32_t        cipher;           /* SCEP_ALG_* of the envelope */
+
+    /*
+     * the algorithms, once the checks reached them: SCEP_ALG_* (0 for one
+     * the checks do not know), a name such as "sha256" or "des-cbc" (NULL
+     * when unknown), and the OID in dotted form ("" when not reached)
+     */
+    uint32_t        digest;           /* of the signer */
+    uint32_t        cipher;           /* of the envelope */
+    const char     *digest_name;
+    const char     *cipher_name;
+    char            digest_oid[SCEP_OID_TEXT_MAX];
+    char            cipher_oid[SCEP_OID_TEXT_MAX];
 } scep_result_t;
 
 
@@ -190,6 +205,15 @@ const char *scep_message_type_name(int message_type);
  * returns its SCEP_ALG_* bits or 0 when unknown.
  */
 uint32_t scep_algorithm_bits(const char *name, size_t len);
+
+/*
+ * The "scep_algorithms" names of the SCEP_ALG_* bits in "bits", in the
+ * order above, space-separated, with "aes" for all three AES sizes:
+ * "sha1 sha224 sha256 sha384 sha512 des3 aes" for SCEP_ALG_DEFAULT.
+ * Writes at most "size" bytes, NUL included; returns the length of the
+ * whole text, as snprintf() does.
+ */
+size_t scep_algorithms_text(uint32_t bits, char *out, size_t size);
 
 
 #endif /* _SCEP_MESSAGE_H_INCLUDED_ */

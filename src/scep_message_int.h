@@ -142,6 +142,9 @@ int scep_ber_attributes_ok(const scep_ber_t *el);
 int scep_oid_is(const scep_ber_t *el, const unsigned char *oid, size_t len);
 uint32_t scep_oid_bits(const scep_oid_t *table, size_t n,
     const scep_ber_t *el);
+size_t scep_oid_index(const scep_oid_t *table, size_t n,
+    const scep_ber_t *el);
+void scep_oid_text(const scep_ber_t *el, char *out, size_t size);
 int scep_der_equal(const scep_ber_t *a, const scep_ber_t *b);
 
 

@@ -78,6 +78,22 @@ scep_query_scan(const unsigned char *args, size_t len, scep_query_t *q)
     p = args;
     last = args + len;
 
+    for ( ;; ) {
+        p = memchr(p, '%', last - p);
+
+        if (p == NULL || last - p < 2) {
+            break;
+        }
+
+        if (p[1] == 'u' || p[1] == 'U') {
+            q->u_escapes++;
+        }
+
+        p++;
+    }
+
+    p = args;
+
     while (p < last) {
         name = p;
 

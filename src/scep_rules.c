@@ -68,6 +68,12 @@ const scep_oid_t  scep_digests[6] = {
 };
 
 
+/* the names of scep_digests, in its order */
+static const char  *scep_digest_names[] = {
+    "md5", "sha1", "sha224", "sha256", "sha384", "sha512"
+};
+
+
 static const scep_oid_t  scep_ciphers[] = {
 
     /* 1.3.14.3.2.7 */
@@ -91,6 +97,14 @@ static const scep_oid_t  scep_ciphers[] = {
       { 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x01, 0x1a } },
     { SCEP_ALG_AES256, 9,
       { 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x01, 0x2e } }
+};
+
+
+/* the names of scep_ciphers, in its order */
+static const char  *scep_cipher_names[] = {
+    "des-cbc", "des-ede3-cbc",
+    "aes-128-cbc", "aes-192-cbc", "aes-256-cbc",
+    "aes-128-gcm", "aes-192-gcm", "aes-256-gcm"
 };
 
 
@@ -310,11 +324,22 @@ scep_reason_t
 scep_check_algorithms(scep_check_t *ck)
 {
     int         listed;
+    size_t      i;
     scep_ber_t  oid, params;
     scep_cur_t  cur;
 
-    ck->res->digest = scep_oid_bits(scep_digests, scep_nelts(scep_digests),
-                                    &ck->digest_alg);
+    /* what was used, by name and OID, for an answer an admin can act on */
+
+    i = scep_oid_index(scep_digests, scep_nelts(scep_digests),
+                       &ck->digest_alg);
+
+    if (i < scep_nelts(scep_digests)) {
+        ck->res->digest = scep_digests[i].bits;
+        ck->res->digest_name = scep_digest_names[i];
+    }
+
+    scep_oid_text(&ck->digest_alg, ck->res->digest_oid,
+                  sizeof(ck->res->digest_oid));
 
     if ((ck->res->digest & ck->algorithms) == 0) {
         return SCEP_REASON_BAD_DIGEST_ALGORITHM;
@@ -333,8 +358,16 @@ scep_check_algorithms(scep_check_t *ck)
         return SCEP_REASON_BAD_DIGEST_ALGORITHM;
     }
 
-    ck->res->cipher = scep_oid_bits(scep_ciphers, scep_nelts(scep_ciphers),
-                                    &ck->cipher_alg);
+    i = scep_oid_index(scep_ciphers, scep_nelts(scep_ciphers),
+                       &ck->cipher_alg);
+
+    if (i < scep_nelts(scep_ciphers)) {
+        ck->res->cipher = scep_ciphers[i].bits;
+        ck->res->cipher_name = scep_cipher_names[i];
+    }
+
+    scep_oid_text(&ck->cipher_alg, ck->res->cipher_oid,
+                  sizeof(ck->res->cipher_oid));
 
     if ((ck->res->cipher & ck->algorithms) == 0) {
         return SCEP_REASON_BAD_CIPHER_ALGORITHM;
@@ -436,4 +469,59 @@ scep_algorithm_bits(const char *name, size_t len)
     }
 
     return 0;
+}
+
+
+size_t
+scep_algorithms_text(uint32_t bits, char *out, size_t size)
+{
+    int        all_aes, full;
+    size_t     i, len, n;
+    uint32_t   aes, b;
+
+    aes = SCEP_ALG_AES128|SCEP_ALG_AES192|SCEP_ALG_AES256;
+    all_aes = ((bits & aes) == aes);
+
+    len = 0;
+    full = (size == 0);
+
+    if (size) {
+        *out = '\0';
+    }
+
+    for (i = 0; i < scep_nelts(scep_alg_names); i++) {
+        b = scep_alg_names[i].bits;
+
+        if (b == aes) {
+            /* "aes" for all three sizes, and then only */
+
+            if (!all_aes) {
+                continue;
+            }
+
+        } else if (!(bits & b) || (all_aes && (b & aes))) {
+            continue;
+        }
+
+        n = scep_alg_names[i].len + (len ? 1 : 0);
+
+        /* written while it fits, so that the text is cut, never holed */
+
+        if (full || len + n >= size) {
+            full = 1;
+
+        } else {
+            if (len) {
+                out[len] = ' ';
+            }
+
+            memcpy(out + len + n - scep_alg_names[i].len,
+                   scep_alg_names[i].name, scep_alg_names[i].len);
+            out[len + n] = '\0';
+        }
+
+        len += n;
+    }
+
+    return len;
 }

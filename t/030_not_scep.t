@@ -20,6 +20,7 @@ my $b = $t->start_backend;
 $t->start_nginx(<<'CONF');
 http {
     large_client_header_buffers 4 72k;
+    client_body_buffer_size 128k;
 
     log_format seen '$request';
 

@@ -2,7 +2,9 @@
 
 # Configuration: every file in conf-examples/ passes nginx -t, and a
 # scep server whose header buffers cannot hold a 65534-byte query string
-# is refused with a message that names the fix.
+# is refused with a message that names the fix, as is a "scep on"
+# location whose client_body_buffer_size is not larger than
+# scep_max_message.
 
 use strict;
 use warnings;
@@ -52,6 +54,7 @@ for my $name (@full) {
 # too small: the server of the scep location itself
 my ($rc, $out) = $t->test_conf(<<'CONF');
 http {
+    client_body_buffer_size 128k;
     server {
         listen 127.0.0.1:%%A%%;
         location /scep { scep on; proxy_pass http://127.0.0.1:%%A%%; }
@@ -67,6 +70,7 @@ like($out, qr/add "large_client_header_buffers 4 72k;"/,
 # too small: the default server of the listen address reads the line
 ($rc, $out) = $t->test_conf(<<'CONF');
 http {
+    client_body_buffer_size 128k;
     server {
         listen 127.0.0.1:%%B%% default_server;
         return 404;
@@ -87,6 +91,7 @@ like($out, qr/in the default server of 127\.0\.0\.1:\d+/,
 ($rc, $out) = $t->test_conf(<<'CONF');
 http {
     scep on;
+    client_body_buffer_size 128k;
     server {
         listen 127.0.0.1:%%C%%;
         location / { proxy_pass http://127.0.0.1:%%C%%; }
@@ -99,6 +104,7 @@ isnt($rc, 0, 'scep on in http with small buffers is refused');
 ($rc, $out) = $t->test_conf(<<'CONF');
 http {
     large_client_header_buffers 4 65k;
+    client_body_buffer_size 128k;
     server {
         listen 127.0.0.1:%%D%% default_server;
         return 404;
@@ -146,6 +152,109 @@ http {
 CONF
 like($out, qr/"scep_max_message" directive must be between 1 and 2m/,
      'scep_max_message is bounded');
+
+# a POSTed pkiMessage is read in memory: the body buffer of a scep
+# location must hold scep_max_message
+($rc, $out) = $t->test_conf(<<'CONF');
+http {
+    large_client_header_buffers 4 72k;
+    client_body_buffer_size 8k;
+    server {
+        listen 127.0.0.1:%%G%%;
+        location /scep { scep on; proxy_pass http://127.0.0.1:%%G%%; }
+    }
+}
+CONF
+isnt($rc, 0, 'a body buffer smaller than scep_max_message is refused');
+like($out, qr/"client_body_buffer_size" 8k must be larger than "scep_max_message" 64k in a "scep on" location \("scep on" in \S+test\.conf:\d+\): set client_body_buffer_size 65k or more/,
+     'the message says what is too small, where, and the fix');
+
+# nginx's own default (two memory pages) is too small as well
+($rc, $out) = $t->test_conf(<<'CONF');
+http {
+    large_client_header_buffers 4 72k;
+    server {
+        listen 127.0.0.1:%%G%%;
+        location /scep { scep on; proxy_pass http://127.0.0.1:%%G%%; }
+    }
+}
+CONF
+like($out, qr/"client_body_buffer_size" \d+k must be larger than "scep_max_message" 64k/,
+     'the default body buffer is refused');
+
+# the merged values count: set in the server, smaller in a nested
+# location; a larger scep_max_message needs a larger buffer
+($rc, $out) = $t->test_conf(<<'CONF');
+http {
+    large_client_header_buffers 4 72k;
+    server {
+        listen 127.0.0.1:%%G%%;
+        client_body_buffer_size 128k;
+        scep on;
+        location / {
+            proxy_pass http://127.0.0.1:%%G%%;
+            location /small { client_body_buffer_size 16k; }
+        }
+        location /big {
+            scep_max_message 100k;
+            proxy_pass http://127.0.0.1:%%G%%;
+        }
+    }
+}
+CONF
+like($out, qr/"client_body_buffer_size" 16k must be larger than "scep_max_message" 64k/,
+     'a nested location with its own smaller buffer is refused');
+
+($rc, $out) = $t->test_conf(<<'CONF');
+http {
+    large_client_header_buffers 4 72k;
+    client_body_buffer_size 100k;
+    server {
+        listen 127.0.0.1:%%G%%;
+        location /big {
+            scep on;
+            scep_max_message 100k;
+            proxy_pass http://127.0.0.1:%%G%%;
+        }
+    }
+}
+CONF
+like($out, qr/"client_body_buffer_size" 100k must be larger than "scep_max_message" 100k .* set client_body_buffer_size 101k or more/,
+     'a buffer as large as scep_max_message is refused: a body of unknown'
+     . ' length that fills it goes to a file');
+
+($rc, $out) = $t->test_conf(<<'CONF');
+http {
+    large_client_header_buffers 4 72k;
+    client_body_buffer_size 16385;
+    server {
+        listen 127.0.0.1:%%G%%;
+        scep_max_message 16k;
+        location /scep { scep on; proxy_pass http://127.0.0.1:%%G%%; }
+        location /other { client_body_buffer_size 1k; return 204; }
+    }
+}
+CONF
+is($rc, 0, 'a buffer one byte larger than scep_max_message passes, and'
+           . ' locations without scep keep theirs') or diag($out);
+
+($rc, $out) = $t->test_conf(<<'CONF');
+http {
+    large_client_header_buffers 4 72k;
+    client_body_buffer_size 128k;
+    server {
+        listen 127.0.0.1:%%G%%;
+        location /scep {
+            scep on;
+            client_body_in_file_only clean;
+            proxy_pass http://127.0.0.1:%%G%%;
+        }
+    }
+}
+CONF
+isnt($rc, 0, 'client_body_in_file_only in a scep location is refused');
+like($out, qr/"client_body_in_file_only" is not off in a "scep on" location \("scep on" in \S+test\.conf:\d+\): .*set client_body_in_file_only off there/,
+     'the message names the fix');
 
 $t->stop;
 done_testing;

@@ -20,6 +20,7 @@ $t->start_backend;
 $t->start_nginx(<<'CONF');
 http {
     large_client_header_buffers 4 72k;
+    client_body_buffer_size 128k;
 
     # micromdm's scepclient encrypts with single DES, which the default
     # refuses

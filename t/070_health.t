@@ -42,6 +42,7 @@ worker_processes 2;
 
 http {
     large_client_header_buffers 4 72k;
+    client_body_buffer_size 128k;
 
     log_format up '\$upstream_addr \$status';
 

@@ -26,6 +26,7 @@ my $hc = 'interval=500ms timeout=300ms fails=1 passes=1 uri=/scep';
 $t->start_nginx(<<"CONF");
 http {
     large_client_header_buffers 4 72k;
+    client_body_buffer_size 128k;
 
     upstream tls_ok {
         server 127.0.0.1:%%TLSHOP%%;

@@ -116,7 +116,8 @@ my $json = JSON::PP->new;
 my @reject_tokens = qw(
     method_not_allowed missing_operation repeated_operation
     unknown_operation ndes_operation missing_message repeated_message
-    message_too_large bad_base64 bad_ca_identifier bad_der not_signed_data
+    message_too_large bad_base64 bad_ca_identifier bad_escape bad_der
+    not_signed_data
     bad_signer_count bad_content_type bad_envelope bad_message_type
     bad_transaction_id bad_sender_nonce bad_digest_algorithm
     bad_cipher_algorithm no_signer_certificate bad_signature

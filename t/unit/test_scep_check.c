@@ -677,6 +677,7 @@ static void
 test_names(void)
 {
     int            i;
+    char           buf[64];
     const char    *t;
     scep_reason_t  r;
 
@@ -737,6 +738,29 @@ test_names(void)
        && scep_algorithm_bits("sha1xx", 4) == SCEP_ALG_SHA1,
        "names are taken by length");
     ok(scep_algorithm_bits(NULL, 0) == 0, "no name");
+
+#define text(b, n)  (scep_algorithms_text(b, buf, n), buf)
+
+    ok(strcmp(text(SCEP_ALG_DEFAULT, sizeof(buf)),
+              "sha1 sha224 sha256 sha384 sha512 des3 aes") == 0,
+       "the default policy as scep_algorithms names");
+    ok(strcmp(text(SCEP_ALG_DEFAULT|SCEP_ALG_DES, sizeof(buf)),
+              "sha1 sha224 sha256 sha384 sha512 des des3 aes") == 0
+       && strcmp(text(SCEP_ALG_SHA256|SCEP_ALG_AES128, sizeof(buf)),
+                 "sha256 aes128") == 0
+       && strcmp(text(SCEP_ALG_MD5|SCEP_ALG_AES128|SCEP_ALG_AES256,
+                      sizeof(buf)), "md5 aes128 aes256") == 0,
+       "policies as scep_algorithms names, \"aes\" for all three sizes");
+    ok(scep_algorithms_text(SCEP_ALG_DEFAULT, buf, 11) == 41
+       && strcmp(buf, "sha1") == 0
+       && scep_algorithms_text(SCEP_ALG_SHA1, buf, 5) == 4
+       && strcmp(buf, "sha1") == 0
+       && scep_algorithms_text(SCEP_ALG_SHA1, buf, 4) == 4 && buf[0] == '\0'
+       && scep_algorithms_text(0, buf, sizeof(buf)) == 0 && buf[0] == '\0'
+       && scep_algorithms_text(SCEP_ALG_SHA1, NULL, 0) == 4,
+       "a text too long is cut between names, its length returned");
+
+#undef text
 
 #undef bits
 }
@@ -1137,6 +1161,10 @@ test_algorithms(void)
     ok(r == SCEP_REASON_BAD_DIGEST_ALGORITHM && res.digest == SCEP_ALG_MD5
        && res.message_type == 19,
        "MD5 refused by the default policy");
+    ok(res.digest_name && strcmp(res.digest_name, "md5") == 0
+       && strcmp(res.digest_oid, "1.2.840.113549.2.5") == 0
+       && res.cipher_name == NULL && res.cipher_oid[0] == '\0',
+       "MD5 named, by name and OID; the cipher not reached");
 
     r = check(&m, SCEP_ALG_DEFAULT | SCEP_ALG_MD5, &res);
     ok(r == SCEP_REASON_OK && res.digest == SCEP_ALG_MD5,
@@ -1152,6 +1180,27 @@ test_algorithms(void)
     ok(check_is(&s, SCEP_ALG_DEFAULT & ~SCEP_ALG_AES256,
                 SCEP_REASON_BAD_CIPHER_ALGORITHM),
        "AES-256 refused when not allowed");
+
+    spec_init(&s);
+    m = make_message(&s);
+    r = check(&m, SCEP_ALG_DEFAULT, &res);
+    ok(r == SCEP_REASON_OK
+       && res.digest_name && strcmp(res.digest_name, "sha256") == 0
+       && strcmp(res.digest_oid, "2.16.840.1.101.3.4.2.1") == 0
+       && res.cipher_name && strcmp(res.cipher_name, "aes-256-cbc") == 0
+       && strcmp(res.cipher_oid, "2.16.840.1.101.3.4.1.42") == 0,
+       "the algorithms of a valid message, by name and OID");
+    OPENSSL_free(m.p);
+
+    spec_init(&s);
+    s.cipher = EVP_camellia_128_cbc();
+    m = make_message(&s);
+    r = check(&m, SCEP_ALG_DEFAULT, &res);
+    ok(r == SCEP_REASON_BAD_CIPHER_ALGORITHM && res.cipher == 0
+       && res.cipher_name == NULL
+       && strcmp(res.cipher_oid, "1.2.392.200011.61.1.1.1.2") == 0,
+       "an unknown cipher (Camellia) by its OID alone");
+    OPENSSL_free(m.p);
 
     spec_init(&s);
     s.cipher = EVP_des_ede3_cbc();
@@ -1178,6 +1227,9 @@ test_algorithms(void)
     r = check(&m, SCEP_ALG_DEFAULT, &res);
     ok(r == SCEP_REASON_BAD_CIPHER_ALGORITHM && res.cipher == SCEP_ALG_DES,
        "single DES refused by the default policy");
+    ok(res.cipher_name && strcmp(res.cipher_name, "des-cbc") == 0
+       && strcmp(res.cipher_oid, "1.3.14.3.2.7") == 0,
+       "single DES named, by name and OID");
 
     r = check(&m, SCEP_ALG_DEFAULT | SCEP_ALG_DES, &res);
     ok(r == SCEP_REASON_OK && res.cipher == SCEP_ALG_DES,

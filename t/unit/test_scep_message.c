@@ -300,6 +300,19 @@ test_query(void)
     scan("&&&operation=GetCACert&&");
     ok(is(q.operation, "GetCACert"), "query: stray ampersands");
 
+    scan("operation=PKIOperation&message=abc%2B");
+    ok(q.u_escapes == 0, "query: no %u escape in a standard query");
+
+    scan("op%u0065ration=GetCACaps");
+    ok(q.u_escapes == 1 && q.operations == 0,
+       "query: %u in a name is counted");
+
+    scan("operation=PKIOper%U0061tion&x=%u&y=%");
+    ok(q.u_escapes == 2, "query: %u and %U in values, even without digits");
+
+    scan("operation=GetCACert%");
+    ok(q.u_escapes == 0, "query: a '%' at the end");
+
 #undef scan
 #undef is
 }
