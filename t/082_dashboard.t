@@ -58,6 +58,7 @@ worker_processes 2;
 
 http {
     large_client_header_buffers 4 72k;
+    client_body_buffer_size 128k;
 
     upstream ndes {
         server 127.0.0.1:%%BACKEND0%%;

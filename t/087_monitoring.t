@@ -140,6 +140,7 @@ my $b1 = $t->start_backend;
 $t->start_nginx(<<'CONF');
 http {
     large_client_header_buffers 4 72k;
+    client_body_buffer_size 128k;
 
     upstream ndes {
         server 127.0.0.1:%%BACKEND0%%;
