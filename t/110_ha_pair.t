@@ -221,8 +221,10 @@ sub start_gw_nginx {
 }
 
 # keepalived as one instance among others on the machine: VRRP only,
-# its own configuration, pid files and config id, logging to its
-# console, in the gateway's namespace
+# its own configuration, config id and pid files (it reads the default
+# ones otherwise, to refuse a second instance), logging to its console,
+# in the gateway's namespace; it writes nothing outside the gateway's
+# folder
 sub start_gw_keepalived {
     my ($g) = @_;
     my $gd = "$d/gw-$g";
@@ -231,7 +233,7 @@ sub start_gw_keepalived {
         '--no-syslog', '--vrrp', '--dont-respawn',
         '--use-file', "$gd/keepalived.conf", '--config-id', "gateway-$g",
         '--pid', "$gd/keepalived.pid", '--vrrp_pid', "$gd/vrrp.pid",
-        '--checkers_pid', "$gd/checkers.pid");
+        '--checkers_pid', "$gd/checkers.pid", '--bfd_pid', "$gd/bfd.pid");
 }
 
 sub kill_group {
@@ -444,6 +446,7 @@ sub cause {
     return 'CA FAILURE' if $r->{detail} =~ /^CA FAILURE/;
     return 'timed out' if $r->{detail} =~ /no answer: closed|timeout/i
                           || $r->{end} - $r->{start} >= 2.9;
+    return 'cut off' if $r->{detail} =~ /^HTTP 200/;
     return $1 if $r->{detail} =~ /(HTTP \d+)/;
     return 'refused or reset';
 }
