@@ -303,6 +303,8 @@ my ($rc, $out, $crt) = $t->scepclient("https://$VIP/certsrv/mscep/mscep.dll",
 ok($rc == 0 && $crt, 'scepclient enrolls through the virtual address')
     or diag($out);
 
+sub make_path_or_die { mkdir $_[0] or die "mkdir $_[0]: $!" }
+
 # many PKIOperation messages, one key (quick to make), each its own
 # subject and transaction
 make_path_or_die("$d/msgs");
@@ -315,8 +317,6 @@ for my $i (0 .. 399) {
                  '--out', "$d/msgs/$i.der");
 }
 
-sub make_path_or_die { mkdir $_[0] or die "mkdir $_[0]: $!" }
-
 ###########################################################################
 # Load, and the three failures of the active gateway
 
@@ -327,7 +327,7 @@ my $load = $t->spawn("$d/logs/client.log", in_ns('client'), $^X,
                      180, $VIP, "$d/msgs", "$d/server.crt");
 sleep 3;
 
-my (@moves, %window);
+my @moves;
 
 # $what: which failure; $break and $mend do and undo it
 sub move {
@@ -386,10 +386,9 @@ for my $f (glob("$d/load/load-*.tsv")) {
     }
 }
 
-my %kinds;
+my %kinds = map { $_ => 0 } qw(cacert pkiop enroll);
 $kinds{$_->{kind}}++ for @all;
-ok(($kinds{cacert} // 0) > 100 && ($kinds{pkiop} // 0) > 100
-   && ($kinds{enroll} // 0) > 5,
+ok($kinds{cacert} > 100 && $kinds{pkiop} > 100 && $kinds{enroll} > 5,
    "the load ran: $kinds{cacert} GetCACert, $kinds{pkiop} PKIOperation,"
    . " $kinds{enroll} scepclient enrollments");
 
