@@ -303,13 +303,20 @@ sub wait_file {
     return 0;
 }
 
+# $netns and $host: a port in a network namespace the test made
 sub wait_port {
-    my ($self, $port, $secs) = @_;
+    my ($self, $port, $secs, $netns, $host) = @_;
     my $end = time + ($secs // 10) * $SLOW;
+    my $addr = ($host // '127.0.0.1') . ":$port";
     while (time < $end) {
-        my $s = IO::Socket::INET->new(PeerAddr => "127.0.0.1:$port",
-                                      Timeout => 1);
-        if ($s) {
+        if ($netns) {
+            my ($rc) = $self->run('ip', 'netns', 'exec', $netns, $^X,
+                '-MIO::Socket::INET', '-e',
+                'exit !IO::Socket::INET->new(PeerAddr => $ARGV[0],'
+                . ' Timeout => 1)', $addr);
+            return 1 if $rc == 0;
+        } elsif (my $s = IO::Socket::INET->new(PeerAddr => $addr,
+                                               Timeout => 1)) {
             close $s;
             return 1;
         }
@@ -349,12 +356,15 @@ sub ca {
 
 sub ca_pem { $_[0]->ca . '/ca.pem' }
 
-# A real micromdm scepserver standing in for NDES.
+# A real micromdm scepserver standing in for NDES; with netns, in that
+# network namespace (made by the test) on the given port, with args,
+# more options of scepserver.
 sub start_backend {
     my ($self, %o) = @_;
     my $n = scalar @{$self->{backends}};
     my $name = $o{name} // "BACKEND$n";
-    my $port = $self->port($name);
+    my $port = $o{port} // $self->port($name);
+    my @ns = $o{netns} ? ('ip', 'netns', 'exec', $o{netns}) : ();
     my $depot = "$self->{dir}/depot-$name";
     make_path($depot);
     for my $f (qw(ca.pem ca.key)) {
@@ -362,10 +372,12 @@ sub start_backend {
     }
 
     my $log = "$self->{dir}/logs/$name.log";
-    my $pid = $self->spawn($log, 'scepserver', '-depot', $depot,
+    my $pid = $self->spawn($log, @ns, 'scepserver', '-depot', $depot,
                            '-port', $port,
-                           '-challenge', $o{challenge} // 'secret');
-    $self->wait_port($port) or die "scepserver on $port did not start";
+                           '-challenge', $o{challenge} // 'secret',
+                           @{$o{args} // []});
+    $self->wait_port($port, undef, $o{netns})
+        or die "scepserver on $port did not start";
 
     my $b = { name => $name, port => $port, pid => $pid, log => $log };
     push @{$self->{backends}}, $b;
@@ -477,22 +489,25 @@ CNF
     return "$dir/bundle.der";
 }
 
-# A self-signed server certificate for 127.0.0.1 and localhost.
+# A self-signed server certificate for 127.0.0.1 and localhost, and
+# $san (such as "IP:10.0.0.1") if given at the first call.
 sub tls_cert {
-    my ($self) = @_;
+    my ($self, $san) = @_;
     my $crt = "$self->{dir}/server.crt";
     return $crt if -f $crt;
     my ($rc, $out) = $self->run('openssl', 'req', '-x509', '-newkey',
         'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes',
         '-keyout', "$self->{dir}/server.key", '-out', $crt,
         '-days', '2', '-subj', '/CN=localhost',
-        '-addext', 'subjectAltName=DNS:localhost,IP:127.0.0.1');
+        '-addext', 'subjectAltName=DNS:localhost,IP:127.0.0.1'
+                   . ($san ? ",$san" : ''));
     die "openssl req: $out" if $rc;
     return $crt;
 }
 
 # A real device: micromdm's scepclient enrolling in a fresh folder (it
-# keeps its key and CSR in the working directory).
+# keeps its key and CSR in the working directory); with netns, in that
+# network namespace.
 sub scepclient {
     my ($self, $url, %o) = @_;
     my $dir = tempdir('client-XXXXXX', DIR => $self->{dir});
@@ -502,9 +517,10 @@ sub scepclient {
     if ($pid == 0) {
         chdir $dir or die;
         open STDERR, '>&', \*STDOUT;
-        exec 'timeout', '60', 'scepclient', '-server-url', $url,
+        exec(($o{netns} ? ('ip', 'netns', 'exec', $o{netns}) : ()),
+             'timeout', '60', 'scepclient', '-server-url', $url,
              '-private-key', 'key.pem', '-cn', $o{cn} // 'device',
-             '-challenge', $o{challenge} // 'secret'
+             '-challenge', $o{challenge} // 'secret')
             or die "exec scepclient: $!";
     }
     local $/;
@@ -534,22 +550,23 @@ sub device_msg {
                            '--dialect', 'der', @args);
 }
 
-# A plain HTTP/1.1 exchange over TCP or TLS.  Returns a hash with
-# status, headers (lower-case names), body and raw.
+# A plain HTTP/1.1 exchange over TCP or TLS, to 127.0.0.1 or host.
+# Returns a hash with status, headers (lower-case names), body and raw.
 sub http {
     my ($port, $request, %o) = @_;
     my $s;
     if ($o{tls}) {
         require IO::Socket::SSL;
         $s = IO::Socket::SSL->new(
-            PeerAddr => "127.0.0.1:$port",
+            PeerAddr => ($o{host} // '127.0.0.1') . ":$port",
             ($o{from} ? (LocalAddr => $o{from}) : ()),
             SSL_verify_mode => 0,
             SSL_hostname => $o{sni} // 'localhost',
             Timeout => ($o{timeout} // 10) * $SLOW,
         ) or return { status => 0, error => IO::Socket::SSL::errstr() };
     } else {
-        $s = IO::Socket::INET->new(PeerAddr => "127.0.0.1:$port",
+        $s = IO::Socket::INET->new(PeerAddr => ($o{host} // '127.0.0.1')
+                                               . ":$port",
                                    ($o{from} ? (LocalAddr => $o{from}) : ()),
                                    Timeout => ($o{timeout} // 10) * $SLOW)
             or return { status => 0, error => "$!" };
