@@ -77,6 +77,8 @@ for my $path ('/usr/lib/nginx/modules/ngx_http_scep_module.so',
               "$doc/examples/monitoring/scep-alerts.yml",
               "$doc/examples/monitoring/prometheus.yml",
               "$doc/examples/monitoring/grafana-scep-gateway.json",
+              "$doc/examples/ha-pair/keepalived.conf",
+              "$doc/examples/ha-pair/scep-gateway-check",
               map { s{.*/conf-examples/}{$doc/examples/}r }
                   glob("$root/conf-examples/*.conf"))
 {
