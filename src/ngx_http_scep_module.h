@@ -258,6 +258,9 @@ ngx_int_t ngx_http_scep_shm_init(ngx_conf_t *cf,
 ngx_int_t ngx_http_scep_check_init_process(ngx_cycle_t *cycle);
 ngx_http_scep_peer_t *ngx_http_scep_find_peer(ngx_http_scep_upstream_t *hc,
     ngx_str_t *name, struct sockaddr *sockaddr, socklen_t socklen);
+ngx_http_upstream_rr_peer_t *ngx_http_scep_rr_peer(
+    ngx_http_scep_upstream_t *hc, ngx_str_t *name,
+    ngx_http_upstream_rr_peers_t **owner);
 ngx_http_scep_sh_t *ngx_http_scep_shared(ngx_http_scep_main_conf_t *smcf);
 
 ngx_int_t ngx_http_scep_stats_init(ngx_conf_t *cf);

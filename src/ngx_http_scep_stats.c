@@ -148,10 +148,12 @@ ngx_http_scep_stats_handler(ngx_http_request_t *r)
 static void
 ngx_http_scep_count_upstream(ngx_http_request_t *r)
 {
-    ngx_uint_t                  i, status;
-    ngx_http_scep_peer_t       *peer;
-    ngx_http_scep_srv_conf_t   *sscf;
-    ngx_http_upstream_state_t  *state;
+    ngx_uint_t                     i, status;
+    ngx_http_scep_peer_t          *peer;
+    ngx_http_scep_srv_conf_t      *sscf;
+    ngx_http_upstream_state_t     *state;
+    ngx_http_upstream_rr_peer_t   *rr;
+    ngx_http_upstream_rr_peers_t  *peers;
 
     /* an upstream of proxy_pass's own, made for an address, has no confs */
 
@@ -178,7 +180,19 @@ ngx_http_scep_count_upstream(ngx_http_request_t *r)
             continue;
         }
 
-        peer = ngx_http_scep_find_peer(sscf->health, state[i].peer, NULL, 0);
+        /*
+         * by address: the state names the balancer's round-robin peer,
+         * which with "zone" is a copy in shared memory
+         */
+
+        rr = ngx_http_scep_rr_peer(sscf->health, state[i].peer, &peers);
+
+        if (rr == NULL) {
+            continue;
+        }
+
+        peer = ngx_http_scep_find_peer(sscf->health, NULL, rr->sockaddr,
+                                       rr->socklen);
 
         if (peer == NULL || peer->sh == NULL) {
             continue;

@@ -39,6 +39,8 @@ static ngx_int_t ngx_http_scep_get_peer(ngx_peer_connection_t *pc,
     void *data);
 static void ngx_http_scep_free_peer(ngx_peer_connection_t *pc, void *data,
     ngx_uint_t state);
+static void ngx_http_scep_skip_peer(ngx_http_scep_balancer_t *bp,
+    ngx_peer_connection_t *pc);
 #if (NGX_HTTP_SSL)
 static ngx_int_t ngx_http_scep_set_session(ngx_peer_connection_t *pc,
     void *data);
@@ -500,7 +502,7 @@ ngx_http_scep_get_peer(ngx_peer_connection_t *pc, void *data)
 
         tries = pc->tries;
 
-        bp->original_free_peer(pc, bp->data, 0);
+        ngx_http_scep_skip_peer(bp, pc);
 
         if (pc->connection) {
             /* a cached keepalive connection to it */
@@ -563,6 +565,88 @@ ngx_http_scep_free_peer(ngx_peer_connection_t *pc, void *data,
             (void) ngx_atomic_fetch_add(&peer->sh->failovers, 1);
         }
     }
+}
+
+
+/*
+ * Hands a skipped peer back to the balancer as not failed.  The
+ * round-robin code that every balancer of nginx shares takes that for a
+ * success, and a success after fail_timeout clears the peer's passive
+ * failures (max_fails): the peer was not used, so they are put back.
+ */
+
+static void
+ngx_http_scep_skip_peer(ngx_http_scep_balancer_t *bp,
+    ngx_peer_connection_t *pc)
+{
+    ngx_uint_t                     fails;
+    ngx_http_upstream_rr_peer_t   *rr;
+    ngx_http_upstream_rr_peers_t  *peers;
+
+    rr = ngx_http_scep_rr_peer(bp->health, pc->name, &peers);
+
+    if (rr == NULL) {
+        bp->original_free_peer(pc, bp->data, 0);
+        return;
+    }
+
+    ngx_http_upstream_rr_peers_rlock(peers);
+    ngx_http_upstream_rr_peer_lock(peers, rr);
+
+    fails = rr->fails;
+
+    ngx_http_upstream_rr_peer_unlock(peers, rr);
+    ngx_http_upstream_rr_peers_unlock(peers);
+
+    bp->original_free_peer(pc, bp->data, 0);
+
+    ngx_http_upstream_rr_peers_rlock(peers);
+    ngx_http_upstream_rr_peer_lock(peers, rr);
+
+    if (rr->fails < fails) {
+        rr->fails = fails;
+    }
+
+    ngx_http_upstream_rr_peer_unlock(peers, rr);
+    ngx_http_upstream_rr_peers_unlock(peers);
+}
+
+
+/*
+ * The round-robin peer that a balancer named: hash, least_conn and
+ * random keep round-robin peers too, and point pc->name, and so the
+ * upstream state's peer, at the name in it.  With "zone" in the upstream
+ * they are copies in shared memory.
+ */
+
+ngx_http_upstream_rr_peer_t *
+ngx_http_scep_rr_peer(ngx_http_scep_upstream_t *hc, ngx_str_t *name,
+    ngx_http_upstream_rr_peers_t **owner)
+{
+    ngx_http_upstream_rr_peer_t   *rr;
+    ngx_http_upstream_rr_peers_t  *peers;
+
+    if (name == NULL) {
+        return NULL;
+    }
+
+    for (peers = hc->uscf->peer.data; peers; peers = peers->next) {
+
+        ngx_http_upstream_rr_peers_rlock(peers);
+
+        for (rr = peers->peer; rr; rr = rr->next) {
+            if (&rr->name == name) {
+                ngx_http_upstream_rr_peers_unlock(peers);
+
+                *owner = peers;
+                return rr;
+            }
+        }
+
+        ngx_http_upstream_rr_peers_unlock(peers);
+    }
+
+    return NULL;
 }
 
 
