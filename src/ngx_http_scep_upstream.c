@@ -41,6 +41,7 @@ static void ngx_http_scep_free_peer(ngx_peer_connection_t *pc, void *data,
     ngx_uint_t state);
 static void ngx_http_scep_skip_peer(ngx_http_scep_balancer_t *bp,
     ngx_peer_connection_t *pc);
+static void ngx_http_scep_close_cached(ngx_connection_t *c);
 #if (NGX_HTTP_SSL)
 static ngx_int_t ngx_http_scep_set_session(ngx_peer_connection_t *pc,
     void *data);
@@ -506,8 +507,9 @@ ngx_http_scep_get_peer(ngx_peer_connection_t *pc, void *data)
 
         if (pc->connection) {
             /* a cached keepalive connection to it */
-            ngx_close_connection(pc->connection);
+            ngx_http_scep_close_cached(pc->connection);
             pc->connection = NULL;
+            pc->cached = 0;
         }
 
         /* skipping is not a try: keep proxy_next_upstream's budget */
@@ -609,6 +611,40 @@ ngx_http_scep_skip_peer(ngx_http_scep_balancer_t *bp,
 
     ngx_http_upstream_rr_peer_unlock(peers, rr);
     ngx_http_upstream_rr_peers_unlock(peers);
+}
+
+
+/* closes a cached keepalive connection as the keepalive module does */
+
+static void
+ngx_http_scep_close_cached(ngx_connection_t *c)
+{
+    /* the request that found it may be gone when a shutdown ends */
+
+    c->log = ngx_cycle->log;
+    c->read->log = ngx_cycle->log;
+    c->write->log = ngx_cycle->log;
+
+#if (NGX_HTTP_SSL)
+
+    if (c->ssl) {
+        c->ssl->no_wait_shutdown = 1;
+        c->ssl->no_send_shutdown = 1;
+
+        if (ngx_ssl_shutdown(c) == NGX_AGAIN) {
+            c->ssl->handler = ngx_http_scep_close_cached;
+            return;
+        }
+    }
+
+#endif
+
+    if (c->pool) {
+        ngx_destroy_pool(c->pool);
+        c->pool = NULL;
+    }
+
+    ngx_close_connection(c);
 }
 
 
