@@ -29,6 +29,7 @@ typedef struct {
     ngx_buf_t                 *request;
     ngx_buf_t                 *response;
     ngx_msec_t                 start;
+    ngx_uint_t                 claim;        /* sp->checks when claimed */
 
     uint32_t                   caps;
     scep_ca_answer_t           ca;
@@ -40,8 +41,9 @@ typedef struct {
 
 static void ngx_http_scep_check_timer(ngx_event_t *ev);
 static ngx_int_t ngx_http_scep_claim(ngx_http_scep_peer_t *peer,
-    ngx_msec_t *delay);
-static void ngx_http_scep_probe_start(ngx_http_scep_peer_t *peer);
+    ngx_msec_t *delay, ngx_uint_t *claim);
+static void ngx_http_scep_probe_start(ngx_http_scep_peer_t *peer,
+    ngx_uint_t claim);
 static ngx_int_t ngx_http_scep_probe_connect(ngx_http_scep_probe_t *pr);
 static void ngx_http_scep_probe_write(ngx_event_t *wev);
 #if (NGX_HTTP_SSL)
@@ -116,6 +118,7 @@ ngx_http_scep_check_init_process(ngx_cycle_t *cycle)
 static void
 ngx_http_scep_check_timer(ngx_event_t *ev)
 {
+    ngx_uint_t             claim;
     ngx_msec_t             delay;
     ngx_http_scep_peer_t  *peer;
 
@@ -125,8 +128,8 @@ ngx_http_scep_check_timer(ngx_event_t *ev)
         return;
     }
 
-    if (ngx_http_scep_claim(peer, &delay) == NGX_OK) {
-        ngx_http_scep_probe_start(peer);
+    if (ngx_http_scep_claim(peer, &delay, &claim) == NGX_OK) {
+        ngx_http_scep_probe_start(peer, claim);
     }
 
     ngx_add_timer(ev, delay);
@@ -136,11 +139,19 @@ ngx_http_scep_check_timer(ngx_event_t *ev)
 /*
  * A probe is due when the record's next_check has come and no probe
  * holds its lease; the worker that takes the lease runs it.  *delay is
- * when this worker should look again.
+ * when this worker should look again, *claim the probe's number.
+ *
+ * The lease outlasts the longest probe: two steps, each with a timer
+ * for connecting (with the TLS handshake and the request) and one for
+ * the answer, so 4 x timeout, and a second for the event loop.  Should
+ * a worker stall beyond that and another worker take the lease, the
+ * late probe's result is dropped (ngx_http_scep_probe_done()): one
+ * probe at a time counts for a back end.
  */
 
 static ngx_int_t
-ngx_http_scep_claim(ngx_http_scep_peer_t *peer, ngx_msec_t *delay)
+ngx_http_scep_claim(ngx_http_scep_peer_t *peer, ngx_msec_t *delay,
+    ngx_uint_t *claim)
 {
     ngx_msec_t                 now;
     ngx_msec_int_t             wait;
@@ -180,9 +191,11 @@ ngx_http_scep_claim(ngx_http_scep_peer_t *peer, ngx_msec_t *delay)
 
     sp->checks++;
     sp->owner = ngx_pid;
-    sp->lease = now + 2 * hc->timeout + 1000;
+    sp->lease = now + 4 * hc->timeout + 1000;
     sp->next_check = now + hc->interval
                      + (hc->jitter ? ngx_random() % (hc->jitter + 1) : 0);
+
+    *claim = sp->checks;
 
     ngx_shmtx_unlock(&shpool->mutex);
 
@@ -193,7 +206,7 @@ ngx_http_scep_claim(ngx_http_scep_peer_t *peer, ngx_msec_t *delay)
 
 
 static void
-ngx_http_scep_probe_start(ngx_http_scep_peer_t *peer)
+ngx_http_scep_probe_start(ngx_http_scep_peer_t *peer, ngx_uint_t claim)
 {
     ngx_pool_t             *pool;
     ngx_http_scep_probe_t  *pr;
@@ -211,6 +224,7 @@ ngx_http_scep_probe_start(ngx_http_scep_peer_t *peer)
 
     pr->pool = pool;
     pr->peer = peer;
+    pr->claim = claim;
     pr->start = ngx_current_msec;
     pr->step = NGX_HTTP_SCEP_PROBE_CAPS;
 
@@ -764,6 +778,19 @@ ngx_http_scep_probe_done(ngx_http_scep_probe_t *pr, const char *fmt, ...)
     shpool = (ngx_slab_pool_t *) hc->shm_zone->shm.addr;
 
     ngx_shmtx_lock(&shpool->mutex);
+
+    if (sp->checks != pr->claim || sp->owner != ngx_pid) {
+        /* the lease ran out and another probe has it: this one is late */
+        ngx_shmtx_unlock(&shpool->mutex);
+
+        ngx_log_error(NGX_LOG_INFO, ngx_cycle->log, 0,
+                      "scep health check: %V in upstream \"%V\": a probe"
+                      " that outlived its lease is not counted",
+                      &peer->name, &hc->uscf->host);
+
+        ngx_destroy_pool(pr->pool);
+        return;
+    }
 
     old = sp->state;
     warn = 0;

@@ -16,6 +16,10 @@
 #   type      as certs, but GetCACert labelled with the content type
 #             TYPE, which the probe quotes in its failure reason: markup
 #             there tests that the status page shows it as text
+#   slowtls=S an HTTPS server (FILE.crt, FILE.key) that waits S seconds
+#             before its TLS handshake and S more before it answers:
+#             GetCACaps a capability list, anything else a 500; prints
+#             "PID open TIME" and "PID close TIME" for each connection
 #
 #   fault-daemon.pl PORT type FILE TYPE
 #
@@ -31,7 +35,7 @@ my ($port, $mode, $file, $type) = @ARGV;
 die "usage: $0 PORT MODE [FILE]\n" unless $port && $mode;
 
 my $body = '';
-if ($file) {
+if ($file && $mode !~ /^slowtls/) {
     open my $fh, '<', $file or die "$file: $!";
     binmode $fh;
     local $/;
@@ -43,6 +47,8 @@ my $srv = IO::Socket::INET->new(LocalAddr => "127.0.0.1:$port",
     or die "listen on $port: $!";
 
 $SIG{CHLD} = 'IGNORE';
+$SIG{PIPE} = 'IGNORE';
+$| = 1;
 
 while (1) {
     my $c = $srv->accept or next;
@@ -68,6 +74,11 @@ sub answer {
 sub serve {
     my ($c) = @_;
     binmode $c;
+
+    if ($mode =~ /^slowtls=([\d.]+)$/) {
+        slowtls($c, $1);
+        return;
+    }
 
     if ($mode eq 'reset') {
         setsockopt($c, SOL_SOCKET, SO_LINGER, pack('ii', 1, 0));
@@ -117,4 +128,37 @@ sub serve {
     }
 
     close $c;
+}
+
+sub slowtls {
+    my ($c, $delay) = @_;
+    require IO::Socket::SSL;
+    require Time::HiRes;
+
+    print "$$ open ", Time::HiRes::time(), "\n";
+    Time::HiRes::sleep($delay);
+
+    if (IO::Socket::SSL->start_SSL($c, SSL_server => 1,
+                                   SSL_cert_file => "$file.crt",
+                                   SSL_key_file => "$file.key"))
+    {
+        my $req = '';
+        while ($req !~ /\r\n\r\n/) {
+            my $n = sysread($c, my $buf, 65536);
+            last unless $n;
+            $req .= $buf;
+        }
+
+        Time::HiRes::sleep($delay);
+
+        if ($req =~ /operation=GetCACaps/) {
+            answer($c, '200 OK', 'text/plain',
+                   "POSTPKIOperation\nSHA-256\nAES\nSCEPStandard\n");
+        } else {
+            answer($c, '500 Internal Server Error', 'text/plain', "no\n");
+        }
+    }
+
+    close $c;
+    print "$$ close ", Time::HiRes::time(), "\n";
 }
