@@ -88,6 +88,8 @@ ngx_http_scep_check_init_process(ngx_cycle_t *cycle)
         return NGX_OK;
     }
 
+    ngx_http_scep_shm_running(smcf);
+
     hcp = smcf->upstreams.elts;
 
     for (i = 0; i < smcf->upstreams.nelts; i++) {

@@ -110,7 +110,8 @@ typedef struct {
 typedef struct {
     ngx_queue_t                queue;
     ngx_str_t                  key;          /* "upstream name" SP addr */
-    ngx_uint_t                 generation;   /* last configuration with it */
+    ngx_uint_t                 generation;   /* last configuration read
+                                                with it: sh->configs */
 
     ngx_uint_t                 state;
     ngx_uint_t                 passes;       /* consecutive */
@@ -138,11 +139,22 @@ typedef struct {
 } ngx_http_scep_sh_peer_t;
 
 
+/* a child of the master process, and the configuration it runs */
+typedef struct {
+    ngx_pid_t                  pid;
+    ngx_uint_t                 config;
+} ngx_http_scep_sh_proc_t;
+
+
 typedef struct {
     ngx_queue_t                peers;
     ngx_uint_t                 generation;   /* configurations loaded */
+    ngx_uint_t                 configs;      /* read, failed ones too */
+    ngx_uint_t                 running;      /* the last one with workers */
     time_t                     started;
     ngx_http_scep_counters_t   counters;
+    ngx_uint_t                 nprocs;
+    ngx_http_scep_sh_proc_t    procs[NGX_MAX_PROCESSES];
 } ngx_http_scep_sh_t;
 
 
@@ -212,6 +224,7 @@ typedef struct {
     ngx_array_t                upstreams;  /* ngx_http_scep_upstream_t * */
     size_t                     zone_size;
     ngx_shm_zone_t            *shm_zone;
+    ngx_uint_t                 config;     /* its number: sh->configs */
 
     ngx_uint_t                 any;        /* "scep on" anywhere */
     ngx_int_t                  limit_req_status;  /* variable index */
@@ -262,6 +275,7 @@ ngx_http_upstream_rr_peer_t *ngx_http_scep_rr_peer(
     ngx_http_scep_upstream_t *hc, ngx_str_t *name,
     ngx_http_upstream_rr_peers_t **owner);
 ngx_http_scep_sh_t *ngx_http_scep_shared(ngx_http_scep_main_conf_t *smcf);
+void ngx_http_scep_shm_running(ngx_http_scep_main_conf_t *smcf);
 
 ngx_int_t ngx_http_scep_stats_init(ngx_conf_t *cf);
 char *ngx_http_scep_status(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);

@@ -5,6 +5,20 @@
  * The module's shared zone: one health record per back end, the same in
  * every worker, kept across "nginx -s reload" (records are found again
  * by upstream name and address).
+ *
+ * Workers keep pointers to the records of their configuration (the
+ * probes they run, the requests they serve) for as long as they live,
+ * and the workers of an older configuration can live long after a
+ * reload: a long request, a probe in flight, no worker_shutdown_timeout.
+ * So a record is freed, and its memory reused, only when no process
+ * that can still reach it is alive.  Each configuration read gets a
+ * number, and each record the number of the last one that has it; at a
+ * reload the master, which knows its children, notes the configuration
+ * each of them runs, and frees the records that only configurations
+ * older than all of them have.  Memory stays bounded by the back ends of
+ * the configurations that still have workers, where never freeing
+ * (as nginx's own upstream zone does, with "noreuse") would grow with
+ * every reload that changes addresses.
  */
 
 
@@ -13,6 +27,8 @@
 
 static ngx_int_t ngx_http_scep_init_zone(ngx_shm_zone_t *shm_zone,
     void *data);
+static ngx_uint_t ngx_http_scep_oldest_config(ngx_http_scep_sh_t *sh);
+static ngx_uint_t ngx_http_scep_child(ngx_pid_t pid);
 static ngx_http_scep_sh_peer_t *ngx_http_scep_sh_peer(ngx_slab_pool_t *shpool,
     ngx_http_scep_sh_t *sh, ngx_http_scep_upstream_t *hc,
     ngx_http_scep_peer_t *peer, ngx_log_t *log);
@@ -45,7 +61,7 @@ ngx_http_scep_shm_init(ngx_conf_t *cf, ngx_http_scep_main_conf_t *smcf)
      * records of the previous configuration are kept too
      */
 
-    need = NGX_HTTP_SCEP_ZONE_BASE
+    need = NGX_HTTP_SCEP_ZONE_BASE + sizeof(ngx_http_scep_sh_t)
            + 2 * n * ngx_align(sizeof(ngx_http_scep_sh_peer_t) + 256, 2048);
 
     if (smcf->zone_size == NGX_CONF_UNSET_SIZE) {
@@ -83,7 +99,7 @@ ngx_http_scep_init_zone(ngx_shm_zone_t *shm_zone, void *data)
 {
     ngx_http_scep_main_conf_t *smcf = shm_zone->data;
 
-    ngx_uint_t                  i, j;
+    ngx_uint_t                  i, j, oldest;
     ngx_queue_t                *q, *next;
     ngx_slab_pool_t            *shpool;
     ngx_http_scep_sh_t         *sh;
@@ -112,13 +128,15 @@ ngx_http_scep_init_zone(ngx_shm_zone_t *shm_zone, void *data)
 
     ngx_shmtx_lock(&shpool->mutex);
 
-    sh->generation++;
-
     /*
-     * Records of back ends that neither this configuration nor the one
-     * before it has are freed; the previous one's stay for its workers,
-     * which finish their requests and probes while the new ones start.
+     * "generation", the configurations loaded, is counted when the
+     * first worker of this one starts: a reload can still fail after
+     * this (a listen socket, another module), and its workers never run
      */
+
+    smcf->config = ++sh->configs;
+
+    oldest = ngx_http_scep_oldest_config(sh);
 
     for (q = ngx_queue_head(&sh->peers);
          q != ngx_queue_sentinel(&sh->peers);
@@ -127,7 +145,7 @@ ngx_http_scep_init_zone(ngx_shm_zone_t *shm_zone, void *data)
         next = ngx_queue_next(q);
         sp = ngx_queue_data(q, ngx_http_scep_sh_peer_t, queue);
 
-        if (sp->generation + 1 < sh->generation) {
+        if (sp->generation < oldest) {
             ngx_queue_remove(q);
             ngx_slab_free_locked(shpool, sp);
         }
@@ -146,17 +164,111 @@ ngx_http_scep_init_zone(ngx_shm_zone_t *shm_zone, void *data)
 
                 ngx_log_error(NGX_LOG_EMERG, shm_zone->shm.log, 0,
                               "\"scep_zone\" is too small for the back ends"
-                              " under health checks: make it larger");
+                              " under health checks, with those of older"
+                              " configurations whose workers are still"
+                              " finishing requests: make it larger, or"
+                              " bound their time with"
+                              " \"worker_shutdown_timeout\"");
                 return NGX_ERROR;
             }
 
-            peer[j].sh->generation = sh->generation;
+            peer[j].sh->generation = smcf->config;
         }
     }
 
     ngx_shmtx_unlock(&shpool->mutex);
 
     return NGX_OK;
+}
+
+
+/*
+ * The oldest configuration that a live process may still run: the
+ * master notes each child it has not seen before with the configuration
+ * that runs now.  A child is not seen before it is forked, and it is
+ * forked for the configuration that runs at the time, so a child is
+ * never noted with a configuration newer than its own: at worst with an
+ * older one, whose records then live a little longer.  Children that
+ * are gone are forgotten.  The zone is locked.
+ */
+
+static ngx_uint_t
+ngx_http_scep_oldest_config(ngx_http_scep_sh_t *sh)
+{
+    ngx_int_t                 i;
+    ngx_uint_t                j, n, oldest;
+    ngx_http_scep_sh_proc_t  *pr;
+
+    oldest = ngx_min(sh->running, sh->configs);
+
+    if (ngx_process != NGX_PROCESS_MASTER) {
+        /* nginx -t, the first start, one process (master_process off) */
+        return oldest;
+    }
+
+    pr = sh->procs;
+
+    /* forget the children that are gone */
+
+    n = 0;
+
+    for (j = 0; j < sh->nprocs; j++) {
+        if (ngx_http_scep_child(pr[j].pid)) {
+            pr[n++] = pr[j];
+        }
+    }
+
+    sh->nprocs = n;
+
+    /* note the new ones */
+
+    for (i = 0; i < ngx_last_process; i++) {
+
+        if (!ngx_http_scep_child(ngx_processes[i].pid)) {
+            continue;
+        }
+
+        for (j = 0; j < n; j++) {
+            if (pr[j].pid == ngx_processes[i].pid) {
+                break;
+            }
+        }
+
+        if (j == n && sh->nprocs < NGX_MAX_PROCESSES) {
+            pr[sh->nprocs].pid = ngx_processes[i].pid;
+            pr[sh->nprocs].config = sh->running;
+            sh->nprocs++;
+        }
+    }
+
+    for (j = 0; j < sh->nprocs; j++) {
+        if (pr[j].config < oldest) {
+            oldest = pr[j].config;
+        }
+    }
+
+    return oldest;
+}
+
+
+/* a live child of the master: a worker, a cache manager or loader */
+
+static ngx_uint_t
+ngx_http_scep_child(ngx_pid_t pid)
+{
+    ngx_int_t  i;
+
+    if (pid == -1) {
+        return 0;
+    }
+
+    for (i = 0; i < ngx_last_process; i++) {
+        if (ngx_processes[i].pid == pid) {
+            return !ngx_processes[i].exited && !ngx_processes[i].detached;
+        }
+    }
+
+    return 0;
 }
 
 
@@ -234,4 +346,31 @@ ngx_http_scep_peer_healthy(ngx_http_scep_peer_t *peer)
     }
 
     return peer->sh->state == NGX_HTTP_SCEP_PEER_UP;
+}
+
+
+/* a worker of this configuration starts: it is the one that runs now */
+
+void
+ngx_http_scep_shm_running(ngx_http_scep_main_conf_t *smcf)
+{
+    ngx_slab_pool_t     *shpool;
+    ngx_http_scep_sh_t  *sh;
+
+    sh = ngx_http_scep_shared(smcf);
+
+    if (sh == NULL) {
+        return;
+    }
+
+    shpool = (ngx_slab_pool_t *) smcf->shm_zone->shm.addr;
+
+    ngx_shmtx_lock(&shpool->mutex);
+
+    if (sh->running < smcf->config) {
+        sh->running = smcf->config;
+        sh->generation++;
+    }
+
+    ngx_shmtx_unlock(&shpool->mutex);
 }
