@@ -185,13 +185,18 @@ SANITIZE_JOBS ?= $(if $(filter command line environment,\
 # test-valgrind runs every t/*.t but these: 000 runs no nginx; 070 and
 # 072 expect health probes to finish, and to fail for the reason they
 # test, within a 300ms timeout, which valgrind's speed does not allow;
-# 075, 077 and 080 reload nginx, which nginx does not support with
+# 074, 075, 077 and 080 reload nginx, which nginx does not support with
 # master_process off (080 also needs two workers); 075 and 095 load nginx
-# with wrk and with 10,000 connections under 2 s timeouts; 110 measures
-# failover times of two gateways against bounds of a few seconds
+# with wrk and with 10,000 connections under 2 s timeouts; 076 and 079
+# time probes and passive failures to the second, 079 with four workers;
+# 078 measures a worker's memory (valgrind's own heap would hide a leak);
+# 110 measures failover times of two gateways against bounds of a few
+# seconds
 VALGRIND_SKIP ?= t/000_unit.t t/070_health.t t/072_health_tls.t \
-                 t/075_failover.t t/077_reload_zone.t t/080_status.t \
-                 t/095_hostile.t t/110_ha_pair.t
+                 t/074_reload_records.t t/075_failover.t \
+                 t/076_peer_zone.t t/077_reload_zone.t \
+                 t/078_keepalive_skip.t t/079_probe_lease.t \
+                 t/080_status.t t/095_hostile.t t/110_ha_pair.t
 VALGRIND_TESTS ?= $(filter-out $(VALGRIND_SKIP),$(sort $(wildcard t/*.t)))
 
 .PHONY: deps-asan deps-valgrind module-asan test-asan test-valgrind
