@@ -19,7 +19,8 @@
 #   slowtls=S an HTTPS server (FILE.crt, FILE.key) that waits S seconds
 #             before its TLS handshake and S more before it answers:
 #             GetCACaps a capability list, anything else a 500; prints
-#             "PID open TIME" and "PID close TIME" for each connection
+#             "PID open TIME", "PID request OPERATION TIME" and "PID
+#             close TIME" for each connection
 #
 #   fault-daemon.pl PORT type FILE TYPE
 #
@@ -49,6 +50,17 @@ my $srv = IO::Socket::INET->new(LocalAddr => "127.0.0.1:$port",
 $SIG{CHLD} = 'IGNORE';
 $SIG{PIPE} = 'IGNORE';
 $| = 1;
+
+# loaded once, not in each connection's process
+my $tls;
+if ($mode =~ /^slowtls/) {
+    require IO::Socket::SSL;
+    require Time::HiRes;
+    $tls = IO::Socket::SSL::SSL_Context->new(SSL_server => 1,
+                                             SSL_cert_file => "$file.crt",
+                                             SSL_key_file => "$file.key")
+        or die "TLS: " . IO::Socket::SSL::errstr() . "\n";
+}
 
 while (1) {
     my $c = $srv->accept or next;
@@ -132,15 +144,12 @@ sub serve {
 
 sub slowtls {
     my ($c, $delay) = @_;
-    require IO::Socket::SSL;
-    require Time::HiRes;
 
     print "$$ open ", Time::HiRes::time(), "\n";
     Time::HiRes::sleep($delay);
 
     if (IO::Socket::SSL->start_SSL($c, SSL_server => 1,
-                                   SSL_cert_file => "$file.crt",
-                                   SSL_key_file => "$file.key"))
+                                   SSL_reuse_ctx => $tls))
     {
         my $req = '';
         while ($req !~ /\r\n\r\n/) {
@@ -148,6 +157,9 @@ sub slowtls {
             last unless $n;
             $req .= $buf;
         }
+
+        print "$$ request $1 ", Time::HiRes::time(), "\n"
+            if $req =~ /operation=(\w+)/;
 
         Time::HiRes::sleep($delay);
 
