@@ -20,7 +20,11 @@ my $b = $t->start_backend;
 # the worker (user nobody) looks for the file down in the test folder
 chmod 0711, $t->dir or die "chmod: $!";
 
-my $hc = 'interval=300ms timeout=200ms fails=1 passes=1 uri=/scep ssl';
+# time enough for a probe while the worker serves 48 TLS requests (more
+# under the sanitizers)
+my $f = int($ENV{TEST_TIMEOUT_FACTOR} || 1) || 1;
+my $hc = sprintf('interval=%dms timeout=%dms fails=1 passes=1 uri=/scep ssl',
+                 1000 * $f, 900 * $f);
 
 $t->start_nginx(<<"CONF");
 http {
