@@ -33,6 +33,7 @@ sub conf {
     return <<"CONF";
 http {
     large_client_header_buffers 4 72k;
+    client_body_buffer_size 128k;
 
     upstream u {
 $servers        scep_health_check interval=20s timeout=5s fails=1 passes=1

@@ -29,6 +29,7 @@ my $hc = 'interval=300ms timeout=200ms fails=1 passes=1 uri=/scep';
 $t->start_nginx(<<"CONF");
 http {
     large_client_header_buffers 4 72k;
+    client_body_buffer_size 128k;
     log_format up '\$request_uri \$upstream_addr \$upstream_status';
 
     upstream ndes {
