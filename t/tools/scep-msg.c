@@ -106,6 +106,8 @@ struct cfg {
     long query_size;            /* 0: off */
     const char *out;
     long san_len;
+    long ber_chunk;             /* 0: DER */
+    int keyid;                  /* recipient by subjectKeyIdentifier */
     int verbose;
 };
 
@@ -148,6 +150,8 @@ static void usage(FILE *f)
 "  --tid STR            transactionID (default: hex SHA-256 of the public key)\n"
 "  --digest ALG         sha1|sha256|sha512|md5 (default sha256)\n"
 "  --cipher ALG         des3|aes128|aes256 (default aes256)\n"
+"  --keyid              name the recipient by its subjectKeyIdentifier, not\n"
+"                       by issuer and serial number\n"
 "  --serial N           serial for GetCert/GetCRL (default 1; 0x.. for hex)\n"
 "  --status S           add pkiStatus S (CertRep gets \"0\" by default)\n"
 "  --fail-info S        add failInfo S\n"
@@ -165,6 +169,10 @@ static void usage(FILE *f)
 "                       exactly N bytes; implies --query.  With --dialect der\n"
 "                       the DER message itself is made exactly N bytes.\n"
 "                       Exit status 2 when N cannot be reached.\n"
+"  --ber CHUNK          streaming BER, as iOS and BouncyCastle write it:\n"
+"                       indefinite lengths down to the signed content, and\n"
+"                       that content as a constructed OCTET STRING of\n"
+"                       CHUNK-byte pieces (signed attributes stay DER)\n"
 "  --out FILE           write to FILE instead of stdout\n"
 "  -v, --verbose        report sizes and tries on stderr\n"
 "  -h, --help           this text\n"
@@ -285,6 +293,101 @@ static struct buf der_seq2(const unsigned char *a, size_t an,
     memcpy(r.p, hdr, hn);
     memcpy(r.p + hn, a, an);
     memcpy(r.p + hn + an, b, bn);
+    return r;
+}
+
+/* the element at p: *val its contents, *len their length; its end */
+static const unsigned char *der_read(const unsigned char *p,
+                                     const unsigned char *end,
+                                     const unsigned char **val, size_t *len)
+{
+    size_t k, l = 0;
+
+    if (end - p < 2)
+        die(1, "--ber: short DER");
+    if (p[1] < 0x80) {
+        l = p[1];
+        p += 2;
+    } else {
+        k = p[1] & 0x7f;
+        p += 2;
+        if (k == 0 || k > sizeof(size_t) || (size_t) (end - p) < k)
+            die(1, "--ber: bad DER length");
+        while (k--)
+            l = l << 8 | *p++;
+    }
+    if ((size_t) (end - p) < l)
+        die(1, "--ber: DER length past the end");
+    *val = p;
+    *len = l;
+    return p + l;
+}
+
+static unsigned char *put(unsigned char *o, const void *p, size_t n)
+{
+    memcpy(o, p, n);
+    return o + n;
+}
+
+/*
+ * The DER pkiMessage m in streaming BER: ContentInfo, its [0], the
+ * SignedData, its encapContentInfo and [0] with indefinite lengths, the
+ * content as a constructed OCTET STRING of pieces of "chunk" bytes; the
+ * certificates and SignerInfos stay as they are.
+ */
+static struct buf stream_ber(const struct buf *m, size_t chunk)
+{
+    static const unsigned char eoc[2] = { 0, 0 };
+    static const unsigned char indef_seq[2] = { 0x30, 0x80 };
+    static const unsigned char indef_ctx0[2] = { 0xa0, 0x80 };
+    static const unsigned char indef_os[2] = { 0x24, 0x80 };
+    const unsigned char *end = m->p + m->n, *ci, *w, *sd, *eci, *q, *v,
+                        *oid, *p;
+    size_t n, ci_n, w_n, sd_n, eci_n, piece;
+    unsigned char hdr[16], *o;
+    struct buf r;
+
+    r.n = m->n + 6 * (m->n / chunk + 1) + 64;
+    r.p = OPENSSL_malloc(r.n);
+    if (r.p == NULL)
+        die(1, "out of memory");
+    o = r.p;
+
+    der_read(m->p, end, &ci, &ci_n);
+    o = put(o, indef_seq, 2);
+    q = der_read(ci, ci + ci_n, &v, &n);            /* contentType */
+    o = put(o, ci, q - ci);
+    der_read(q, ci + ci_n, &w, &w_n);               /* [0] */
+    o = put(o, indef_ctx0, 2);
+    der_read(w, w + w_n, &sd, &sd_n);               /* SignedData */
+    o = put(o, indef_seq, 2);
+    q = der_read(sd, sd + sd_n, &v, &n);            /* version */
+    q = der_read(q, sd + sd_n, &v, &n);             /* digestAlgorithms */
+    o = put(o, sd, q - sd);
+    p = der_read(q, sd + sd_n, &eci, &eci_n);       /* encapContentInfo */
+    o = put(o, indef_seq, 2);
+    oid = eci;
+    q = der_read(eci, eci + eci_n, &v, &n);         /* eContentType */
+    o = put(o, oid, q - oid);
+    der_read(q, eci + eci_n, &w, &w_n);             /* [0] */
+    der_read(w, w + w_n, &v, &n);                   /* OCTET STRING */
+    o = put(o, indef_ctx0, 2);
+    o = put(o, indef_os, 2);
+    while (n) {
+        piece = n < chunk ? n : chunk;
+        o = put(o, hdr, der_header(hdr, 0x04, piece));
+        o = put(o, v, piece);
+        v += piece;
+        n -= piece;
+    }
+    o = put(o, eoc, 2);                             /* OCTET STRING */
+    o = put(o, eoc, 2);                             /* [0] */
+    o = put(o, eoc, 2);                             /* encapContentInfo */
+    o = put(o, p, sd + sd_n - p);                   /* certs, signers */
+    o = put(o, eoc, 2);                             /* SignedData */
+    o = put(o, eoc, 2);                             /* [0] */
+    o = put(o, eoc, 2);                             /* ContentInfo */
+    r.n = o - r.p;
     return r;
 }
 
@@ -728,7 +831,8 @@ static struct buf make_envelope(struct ctx *x, const struct buf *inner)
         die_ossl("sk_X509_push");
     if (in == NULL)
         die_ossl("BIO_new_mem_buf");
-    cms = CMS_encrypt(rcpt, in, x->cipher, CMS_BINARY);
+    cms = CMS_encrypt(rcpt, in, x->cipher,
+                      CMS_BINARY | (x->c->keyid ? CMS_USE_KEYID : 0));
     if (cms == NULL)
         die_ossl("CMS_encrypt");
     n = i2d_CMS_ContentInfo(cms, &r.p);
@@ -1219,7 +1323,7 @@ static void write_out(const char *file, const char *p, size_t n)
 enum {
     O_CA = 256, O_CA_INDEX, O_TYPE, O_CHALLENGE, O_CN, O_SANS, O_KEY,
     O_KEY_BITS, O_TID, O_DIGEST, O_CIPHER, O_SERIAL, O_DIALECT, O_QUERY,
-    O_QUERY_SIZE, O_OUT, O_SAN_LEN, O_STATUS, O_FAIL_INFO
+    O_QUERY_SIZE, O_OUT, O_SAN_LEN, O_STATUS, O_FAIL_INFO, O_BER, O_KEYID
 };
 
 static const struct option longopts[] = {
@@ -1242,6 +1346,8 @@ static const struct option longopts[] = {
     { "seed-sans-len", required_argument, NULL, O_SAN_LEN },
     { "status",        required_argument, NULL, O_STATUS },
     { "fail-info",     required_argument, NULL, O_FAIL_INFO },
+    { "ber",           required_argument, NULL, O_BER },
+    { "keyid",         no_argument,       NULL, O_KEYID },
     { "verbose",       no_argument,       NULL, 'v' },
     { "help",          no_argument,       NULL, 'h' },
     { NULL, 0, NULL, 0 }
@@ -1292,6 +1398,9 @@ int main(int argc, char **argv)
                                                   12, 253); break;
         case O_STATUS:     c.status = optarg; break;
         case O_FAIL_INFO:  c.fail_info = optarg; break;
+        case O_KEYID:      c.keyid = 1; break;
+        case O_BER:        c.ber_chunk = parse_long("--ber", optarg,
+                                                    1, INT_MAX); break;
         case O_DIALECT:
             for (i = 0; dialect_names[i] != NULL; i++)
                 if (strcmp(optarg, dialect_names[i]) == 0)
@@ -1320,6 +1429,8 @@ int main(int argc, char **argv)
         c.dialect = D_STD;
     if (c.dialect == D_DER && c.query)
         die_usage("--query needs a text dialect, not der");
+    if (c.query_size && c.ber_chunk)
+        die_usage("--ber and --query-size do not go together");
     if (c.query_size) {
         if (c.dialect != D_DER)
             c.query = 1;
@@ -1357,6 +1468,12 @@ int main(int argc, char **argv)
         env = make_envelope(&x, &inner);
         buf_free(&inner);
         msg = make_message(&x, &env, signer(&x, SKI_DEFAULT));
+        if (c.ber_chunk) {
+            struct buf der = msg;
+
+            msg = stream_ber(&der, (size_t) c.ber_chunk);
+            buf_free(&der);
+        }
         out = encode(c.dialect, c.query, &msg, &olen);
         if (c.verbose)
             fprintf(stderr, PROG ": DER %zu bytes, output %zu bytes\n",
