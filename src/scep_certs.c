@@ -19,6 +19,7 @@
 #include <openssl/bio.h>
 #include <openssl/cms.h>
 #include <openssl/err.h>
+#include <openssl/evp.h>
 #include <openssl/objects.h>
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
@@ -85,6 +86,9 @@ static const char *scep_cacert_decode(const unsigned char *body, size_t len,
 static const char *scep_cacert_bundle(const unsigned char *body, size_t len,
     scep_ca_answer_t *out);
 static int scep_cert_info(const X509 *x, scep_cert_info_t *ci);
+static void scep_cert_ids(const X509 *x, scep_cert_info_t *ci);
+static int scep_id_digest(const unsigned char *a, size_t alen,
+    const unsigned char *b, size_t blen, unsigned char *id);
 static void scep_name_copy(const X509_NAME *name, char *buf, size_t size);
 static void scep_text_copy(const char *src, size_t n, char *buf,
     size_t size);
@@ -773,6 +777,7 @@ scep_cacert_bundle(const unsigned char *body, size_t len,
 
     if (n > SCEP_CERTS_MAX) {
         n = SCEP_CERTS_MAX;
+        out->truncated = 1;
     }
 
     reason = NULL;
@@ -824,7 +829,208 @@ scep_cert_info(const X509 *x, scep_cert_info_t *ci)
 
     ci->is_ca = scep_is_ca(x);
 
+    scep_cert_ids(x, ci);
+
     return 1;
+}
+
+
+/*
+ * The identifiers of scep_cert_id() and scep_key_id() of a certificate;
+ * ci->has_id stays 0 when OpenSSL fails.
+ */
+
+static void
+scep_cert_ids(const X509 *x, scep_cert_info_t *ci)
+{
+    int                        n, slen, ok;
+    size_t                     skip;
+    unsigned char             *name, *serial;
+    unsigned long              hash;
+    const ASN1_OCTET_STRING   *ski;
+    unsigned char              h[4];
+
+    name = NULL;
+    serial = NULL;
+
+    ci->has_id = 0;
+    ci->has_key_id = 0;
+
+    n = i2d_X509_NAME(X509_get_issuer_name(x), &name);
+    slen = i2d_ASN1_INTEGER(X509_get0_serialNumber(x), &serial);
+
+    if (n <= 0 || slen < 3) {
+        goto done;
+    }
+
+    /* the serial's contents: past its identifier and length octets */
+
+    skip = (serial[1] < 0x80) ? 2 : 2 + (serial[1] & 0x7f);
+
+    if ((size_t) slen <= skip) {
+        goto done;
+    }
+
+    ok = 0;
+    hash = X509_NAME_hash_ex(X509_get_issuer_name(x), NULL, NULL, &ok);
+
+    if (!ok) {
+        goto done;
+    }
+
+    h[0] = (unsigned char) (hash >> 24);
+    h[1] = (unsigned char) (hash >> 16);
+    h[2] = (unsigned char) (hash >> 8);
+    h[3] = (unsigned char) hash;
+
+    if (scep_id_digest(name, n, serial + skip, slen - skip, ci->id) != 0
+        || scep_id_digest(h, 4, serial + skip, slen - skip, ci->id_canonical)
+           != 0)
+    {
+        goto done;
+    }
+
+    ski = X509_get0_subject_key_id((X509 *) x);
+
+    if (ski != NULL) {
+        if (scep_key_id(ASN1_STRING_get0_data(ski), ASN1_STRING_length(ski),
+                        ci->key_id)
+            != 0)
+        {
+            goto done;
+        }
+
+        ci->has_key_id = 1;
+    }
+
+    ci->has_id = 1;
+
+done:
+
+    OPENSSL_free(name);
+    OPENSSL_free(serial);
+    ERR_clear_error();
+}
+
+
+int
+scep_cert_id(const unsigned char *issuer, size_t issuer_len,
+    const unsigned char *serial, size_t serial_len, int canonical,
+    unsigned char *id)
+{
+    int                   ok;
+    X509_NAME            *name;
+    unsigned long         hash;
+    unsigned char         h[4];
+    const unsigned char  *p;
+
+    if (!canonical) {
+        return scep_id_digest(issuer, issuer_len, serial, serial_len, id);
+    }
+
+    p = issuer;
+    name = d2i_X509_NAME(NULL, &p, (long) issuer_len);
+
+    if (name == NULL) {
+        ERR_clear_error();
+        return -1;
+    }
+
+    ok = 0;
+    hash = X509_NAME_hash_ex(name, NULL, NULL, &ok);
+
+    X509_NAME_free(name);
+    ERR_clear_error();
+
+    if (!ok) {
+        return -1;
+    }
+
+    h[0] = (unsigned char) (hash >> 24);
+    h[1] = (unsigned char) (hash >> 16);
+    h[2] = (unsigned char) (hash >> 8);
+    h[3] = (unsigned char) hash;
+
+    return scep_id_digest(h, 4, serial, serial_len, id);
+}
+
+
+int
+scep_key_id(const unsigned char *key_id, size_t len, unsigned char *id)
+{
+    return scep_id_digest(key_id, len, NULL, 0, id);
+}
+
+
+/* SHA-256 of a || b, its first SCEP_CERT_ID_LEN bytes */
+
+static int
+scep_id_digest(const unsigned char *a, size_t alen, const unsigned char *b,
+    size_t blen, unsigned char *id)
+{
+    int            ok;
+    EVP_MD_CTX    *mctx;
+    unsigned int   n;
+    unsigned char  md[EVP_MAX_MD_SIZE];
+
+    mctx = EVP_MD_CTX_new();
+    if (mctx == NULL) {
+        return -1;
+    }
+
+    ok = EVP_DigestInit_ex(mctx, EVP_sha256(), NULL)
+         && EVP_DigestUpdate(mctx, a, alen)
+         && (blen == 0 || EVP_DigestUpdate(mctx, b, blen))
+         && EVP_DigestFinal_ex(mctx, md, &n)
+         && n >= SCEP_CERT_ID_LEN;
+
+    EVP_MD_CTX_free(mctx);
+    ERR_clear_error();
+
+    if (ok) {
+        memcpy(id, md, SCEP_CERT_ID_LEN);
+    }
+
+    return ok ? 0 : -1;
+}
+
+
+void
+scep_issuer_serial_text(const unsigned char *issuer, size_t issuer_len,
+    const unsigned char *serial, size_t serial_len, char *name,
+    size_t name_size, char *hex, size_t hex_size)
+{
+    size_t                i, k;
+    X509_NAME            *xn;
+    const unsigned char  *p;
+
+    static const char     digits[] = "0123456789ABCDEF";
+
+    p = issuer;
+    xn = d2i_X509_NAME(NULL, &p, (long) issuer_len);
+
+    scep_name_copy(xn, name, name_size);
+
+    X509_NAME_free(xn);
+    ERR_clear_error();
+
+    if (hex_size == 0) {
+        return;
+    }
+
+    /* a leading zero octet only keeps the number positive */
+
+    if (serial_len > 1 && serial[0] == 0x00) {
+        serial++;
+        serial_len--;
+    }
+
+    for (i = 0, k = 0; i < serial_len && k + 2 < hex_size; i++) {
+        hex[k++] = digits[serial[i] >> 4];
+        hex[k++] = digits[serial[i] & 0x0f];
+    }
+
+    hex[k] = '\0';
 }
 
 

@@ -20,6 +20,7 @@
 #define SCEP_CERTS_MAX        8
 #define SCEP_CERT_NAME_MAX    256
 #define SCEP_CERT_SERIAL_MAX  80
+#define SCEP_CERT_ID_LEN      16    /* of the SHA-256, 128 bits */
 
 
 typedef struct {
@@ -34,6 +35,13 @@ typedef struct {
     time_t    not_after;
 
     int       is_ca;                  /* basicConstraints CA:TRUE */
+
+    /* what a pkiMessage's recipient is compared with: scep_cert_id() */
+    unsigned char  id[SCEP_CERT_ID_LEN];          /* issuer as encoded */
+    unsigned char  id_canonical[SCEP_CERT_ID_LEN];
+    unsigned char  key_id[SCEP_CERT_ID_LEN];      /* scep_key_id() */
+    int            has_id;            /* 0 if OpenSSL failed to make them */
+    int            has_key_id;        /* subjectKeyIdentifier present */
 } scep_cert_info_t;
 
 
@@ -45,6 +53,7 @@ typedef struct {
 
     int               ca;             /* index of the CA certificate, -1
                                          if none found */
+    int               truncated;      /* more than SCEP_CERTS_MAX */
 } scep_ca_answer_t;
 
 
@@ -136,6 +145,31 @@ int scep_cacert_parse(const unsigned char *body, size_t len,
  */
 int scep_cacert_check(const scep_ca_answer_t *a, time_t now, time_t warn,
     char *msg, size_t msglen);
+
+
+/*
+ * The identifier of a certificate by its issuer and serial number, as a
+ * CMS RecipientInfo names it: SHA-256 over the issuer Name (DER) and the
+ * serialNumber's contents octets, its first SCEP_CERT_ID_LEN bytes.  With "canonical", the issuer counts
+ * in OpenSSL's canonical form (X509_NAME_hash_ex()), so that a name
+ * encoded otherwise (string types, case, spaces) still matches.  Returns
+ * 0, or -1 when the name does not parse or OpenSSL fails.
+ */
+int scep_cert_id(const unsigned char *issuer, size_t issuer_len,
+    const unsigned char *serial, size_t serial_len, int canonical,
+    unsigned char *id);
+
+/* the identifier of a subjectKeyIdentifier: the same over its octets */
+int scep_key_id(const unsigned char *key_id, size_t len, unsigned char *id);
+
+/*
+ * For a log line: the issuer Name (DER) in RFC 2253 form and the serial
+ * number's contents in upper-case hex, each truncated safely and
+ * NUL-terminated.
+ */
+void scep_issuer_serial_text(const unsigned char *issuer, size_t issuer_len,
+    const unsigned char *serial, size_t serial_len, char *name,
+    size_t name_size, char *hex, size_t hex_size);
 
 
 #endif /* _SCEP_CERTS_H_INCLUDED_ */

@@ -37,7 +37,9 @@ static int scep_parse_signed_data(scep_check_t *ck, const scep_ber_t *sd);
 static int scep_parse_signer_info(scep_check_t *ck, const scep_ber_t *si);
 static int scep_parse_certificates(const scep_ber_t *certs);
 static int scep_parse_extensions(const scep_ber_t *el, scep_cert_t *cert);
-static int scep_parse_recipient_info(const scep_ber_t *el);
+static int scep_parse_recipient_info(scep_check_t *ck, const scep_ber_t *el);
+static void scep_add_recipient(scep_check_t *ck, int kind,
+    const scep_ber_t *id);
 static int scep_cur_issuer_serial(scep_cur_t *cur, scep_ber_t *el);
 static int scep_other_ok(const scep_ber_t *el);
 static int scep_key_identifier_ok(const scep_ber_t *el);
@@ -597,7 +599,9 @@ scep_check_envelope(scep_check_t *ck)
     }
 
     while (!scep_cur_done(&in)) {
-        if (!scep_cur_next(&in, 0, &el) || !scep_parse_recipient_info(&el)) {
+        if (!scep_cur_next(&in, 0, &el)
+            || !scep_parse_recipient_info(ck, &el))
+        {
             return SCEP_REASON_BAD_ENVELOPE;
         }
     }
@@ -654,13 +658,14 @@ scep_check_envelope(scep_check_t *ck)
  */
 
 static int
-scep_parse_recipient_info(const scep_ber_t *el)
+scep_parse_recipient_info(scep_check_t *ck, const scep_ber_t *el)
 {
     int         tag;
     scep_ber_t  v, id, alg, params, key, keys, rek;
-    scep_cur_t  cur, in, sub;
+    scep_cur_t  cur, in, sub, kid;
 
     if (el->tag == scep_ber_ctx_cons(4)) {
+        scep_add_recipient(ck, SCEP_RECIPIENT_OTHER, NULL);
         return scep_other_ok(el);
     }
 
@@ -681,8 +686,13 @@ scep_parse_recipient_info(const scep_ber_t *el)
                 return 0;
             }
 
+            scep_add_recipient(ck, SCEP_RECIPIENT_ISSUER_SERIAL, &id);
+
         } else if (!scep_cur_next(&cur, scep_ber_ctx(0), &id)) {
             return 0;
+
+        } else {
+            scep_add_recipient(ck, SCEP_RECIPIENT_KEY_ID, &id);
         }
 
         break;
@@ -768,10 +778,26 @@ scep_parse_recipient_info(const scep_ber_t *el)
                     return 0;
                 }
 
+                scep_add_recipient(ck, SCEP_RECIPIENT_ISSUER_SERIAL, &id);
+
             } else if (!scep_cur_next(&sub, scep_ber_ctx_cons(0), &id)
                        || !scep_key_identifier_ok(&id))
             {
                 return 0;
+
+            } else {
+                /* its subjectKeyIdentifier, if sent in one piece */
+
+                scep_cur_init(&kid, &id);
+
+                if (scep_cur_peek(&kid) == SCEP_BER_OCTET_STRING
+                    && scep_cur_next(&kid, SCEP_BER_OCTET_STRING, &key))
+                {
+                    scep_add_recipient(ck, SCEP_RECIPIENT_KEY_ID, &key);
+
+                } else {
+                    scep_add_recipient(ck, SCEP_RECIPIENT_OTHER, NULL);
+                }
             }
 
             if (!scep_cur_octets(&sub, &key) || !scep_cur_done(&sub)) {
@@ -785,6 +811,8 @@ scep_parse_recipient_info(const scep_ber_t *el)
 
         /* kekid: KEKIdentifier */
 
+        scep_add_recipient(ck, SCEP_RECIPIENT_OTHER, NULL);
+
         if (!scep_cur_next(&cur, SCEP_BER_SEQUENCE, &id)
             || !scep_key_identifier_ok(&id))
         {
@@ -796,6 +824,8 @@ scep_parse_recipient_info(const scep_ber_t *el)
     case scep_ber_ctx_cons(3):
 
         /* keyDerivationAlgorithm: [0] IMPLICIT AlgorithmIdentifier */
+
+        scep_add_recipient(ck, SCEP_RECIPIENT_OTHER, NULL);
 
         if (!scep_cur_optional(&cur, scep_ber_ctx_cons(0), &id)) {
             return 0;
@@ -823,6 +853,51 @@ scep_parse_recipient_info(const scep_ber_t *el)
     return scep_cur_alg(&cur, &alg, &params)
            && scep_cur_octets(&cur, &key)
            && scep_cur_done(&cur);
+}
+
+
+/*
+ * Keeps what names a recipient: an IssuerAndSerialNumber's issuer and
+ * serial (both read already by scep_cur_issuer_serial()), or the octets
+ * of a subjectKeyIdentifier.
+ */
+
+static void
+scep_add_recipient(scep_check_t *ck, int kind, const scep_ber_t *id)
+{
+    scep_ber_t         name, serial;
+    scep_cur_t         in;
+    scep_recipient_t  *rcp;
+
+    if (ck->res->recipients++ >= SCEP_RECIPIENTS_MAX) {
+        return;
+    }
+
+    rcp = &ck->res->recipient[ck->res->recipients - 1];
+    rcp->kind = SCEP_RECIPIENT_OTHER;
+
+    if (kind == SCEP_RECIPIENT_KEY_ID) {
+        rcp->kind = kind;
+        rcp->key_id = id->val;
+        rcp->key_id_len = id->vend - id->val;
+        return;
+    }
+
+    if (kind != SCEP_RECIPIENT_ISSUER_SERIAL) {
+        return;
+    }
+
+    scep_cur_init(&in, id);
+
+    if (scep_cur_next(&in, SCEP_BER_SEQUENCE, &name)
+        && scep_cur_next(&in, SCEP_BER_INTEGER, &serial))
+    {
+        rcp->kind = kind;
+        rcp->issuer = name.hdr;
+        rcp->issuer_len = name.next - name.hdr;
+        rcp->serial = serial.val;
+        rcp->serial_len = serial.vend - serial.val;
+    }
 }
 
 

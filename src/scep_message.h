@@ -138,6 +138,32 @@ typedef struct {
 #define SCEP_TRANSACTION_ID_MAX  128
 #define SCEP_OID_TEXT_MAX        64
 
+
+/*
+ * A recipient of the pkcsPKIEnvelope, as its RecipientInfo names it: a
+ * KeyTransRecipientInfo's rid, or each RecipientEncryptedKey's rid of a
+ * KeyAgreeRecipientInfo.  The pointers point into the message, or into
+ * a copy of its content that scep_pending_free() releases.
+ */
+
+#define SCEP_RECIPIENT_ISSUER_SERIAL  1   /* issuer Name (DER as sent),
+                                             serialNumber contents */
+#define SCEP_RECIPIENT_KEY_ID         2   /* subjectKeyIdentifier */
+#define SCEP_RECIPIENT_OTHER          3   /* no certificate named: KEK,
+                                             password, other kinds */
+#define SCEP_RECIPIENTS_MAX           4
+
+typedef struct {
+    int                   kind;
+    const unsigned char  *issuer;
+    size_t                issuer_len;
+    const unsigned char  *serial;
+    size_t                serial_len;
+    const unsigned char  *key_id;
+    size_t                key_id_len;
+} scep_recipient_t;
+
+
 typedef struct {
     int             message_type;     /* 17, 19, 20, 21, 22 */
     size_t          transaction_id_len;
@@ -155,6 +181,10 @@ typedef struct {
     const char     *cipher_name;
     char            digest_oid[SCEP_OID_TEXT_MAX];
     char            cipher_oid[SCEP_OID_TEXT_MAX];
+
+    /* all the envelope's recipients, the first SCEP_RECIPIENTS_MAX kept */
+    unsigned int      recipients;
+    scep_recipient_t  recipient[SCEP_RECIPIENTS_MAX];
 } scep_result_t;
 
 
