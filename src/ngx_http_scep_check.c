@@ -896,6 +896,8 @@ ngx_http_scep_probe_save(ngx_http_scep_probe_t *pr,
     }
 
     sp->ncerts = n;
+
+    ngx_http_scep_recipient_save(sp, &pr->ca);
 }
 
 

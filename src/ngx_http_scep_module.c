@@ -106,6 +106,20 @@ static ngx_command_t  ngx_http_scep_commands[] = {
       offsetof(ngx_http_scep_loc_conf_t, pass_credentials),
       NULL },
 
+    { ngx_string("scep_check_recipient"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_FLAG,
+      ngx_conf_set_flag_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_scep_loc_conf_t, check_recipient),
+      NULL },
+
+    { ngx_string("scep_forward_der"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_FLAG,
+      ngx_conf_set_flag_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_scep_loc_conf_t, forward_der),
+      NULL },
+
     { ngx_string("scep_health_check"),
       NGX_HTTP_UPS_CONF|NGX_CONF_ANY,
       ngx_http_scep_health_check,
@@ -250,6 +264,8 @@ ngx_http_scep_init(ngx_conf_t *cf)
     if (ngx_http_scep_stats_init(cf) != NGX_OK) {
         return NGX_ERROR;
     }
+
+    ngx_http_scep_recipient_init(cf);
 
     return ngx_http_scep_retry_after_init(cf);
 }
@@ -442,6 +458,8 @@ ngx_http_scep_create_loc_conf(ngx_conf_t *cf)
     slcf->retry_after = NGX_CONF_UNSET;
     slcf->algorithms = NGX_CONF_UNSET_UINT;
     slcf->pass_credentials = NGX_CONF_UNSET;
+    slcf->check_recipient = NGX_CONF_UNSET;
+    slcf->forward_der = NGX_CONF_UNSET;
 
     return slcf;
 }
@@ -467,6 +485,8 @@ ngx_http_scep_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_conf_merge_uint_value(conf->algorithms, prev->algorithms,
                               SCEP_ALG_DEFAULT);
     ngx_conf_merge_value(conf->pass_credentials, prev->pass_credentials, 0);
+    ngx_conf_merge_value(conf->check_recipient, prev->check_recipient, 1);
+    ngx_conf_merge_value(conf->forward_der, prev->forward_der, 1);
 
     if (conf->enable) {
         return ngx_http_scep_check_body_buffer(cf, conf);

@@ -51,6 +51,7 @@ typedef enum {
     NGX_HTTP_SCEP_REJECT_BAD_BASE64,
     NGX_HTTP_SCEP_REJECT_BAD_CA_IDENT,
     NGX_HTTP_SCEP_REJECT_BAD_ESCAPE,
+    NGX_HTTP_SCEP_REJECT_UNKNOWN_RECIPIENT,
     NGX_HTTP_SCEP_REJECT_MESSAGE       /* scep_message_check(): ctx->reason */
 } ngx_http_scep_reject_e;
 
@@ -66,6 +67,9 @@ typedef struct {
     /* where "scep on" was set, for the body buffer check */
     u_char                    *file;
     ngx_uint_t                 line;
+
+    ngx_flag_t                 check_recipient;
+    ngx_flag_t                 forward_der;
 } ngx_http_scep_loc_conf_t;
 
 
@@ -76,6 +80,18 @@ typedef struct {
 
 #define NGX_HTTP_SCEP_REASON_LEN     128
 #define NGX_HTTP_SCEP_SH_CERTS       4
+
+
+/*
+ * what a pkiMessage's recipient is compared with, of a certificate from
+ * GetCACert (scep_cert_id(), scep_key_id())
+ */
+typedef struct {
+    u_char                     id[SCEP_CERT_ID_LEN];
+    u_char                     id_canonical[SCEP_CERT_ID_LEN];
+    u_char                     key_id[SCEP_CERT_ID_LEN];
+    unsigned                   has_key_id:1;
+} ngx_http_scep_sh_rid_t;
 
 
 /* what the shared zone keeps of a certificate from GetCACert */
@@ -132,6 +148,10 @@ typedef struct {
     uint32_t                   caps;
     ngx_uint_t                 ncerts;
     ngx_http_scep_sh_cert_t    certs[NGX_HTTP_SCEP_SH_CERTS];
+
+    /* all the certificates of the last GetCACert; 0: none, or unknown */
+    ngx_uint_t                 nrids;
+    ngx_http_scep_sh_rid_t     rids[SCEP_CERTS_MAX];
 
     ngx_atomic_t               requests;
     ngx_atomic_t               responses[NGX_HTTP_SCEP_NCLASSES];
@@ -228,6 +248,7 @@ typedef struct {
 
     ngx_uint_t                 any;        /* "scep on" anywhere */
     ngx_int_t                  limit_req_status;  /* variable index */
+    ngx_uint_t                 proxy_index;  /* ngx_http_proxy_module's */
 } ngx_http_scep_main_conf_t;
 
 
@@ -239,6 +260,8 @@ typedef struct {
 
     u_char                    *der;           /* decoded pkiMessage */
     size_t                     der_len;
+    u_char                    *fwd;           /* its DER form, if BER */
+    size_t                     fwd_len;
 
     scep_reason_t              reason;
     scep_result_t              result;
@@ -276,6 +299,14 @@ ngx_http_upstream_rr_peer_t *ngx_http_scep_rr_peer(
     ngx_http_upstream_rr_peers_t **owner);
 ngx_http_scep_sh_t *ngx_http_scep_shared(ngx_http_scep_main_conf_t *smcf);
 void ngx_http_scep_shm_running(ngx_http_scep_main_conf_t *smcf);
+
+void ngx_http_scep_recipient_init(ngx_conf_t *cf);
+ngx_int_t ngx_http_scep_recipient_check(ngx_http_request_t *r,
+    ngx_http_scep_ctx_t *ctx);
+void ngx_http_scep_recipient_save(ngx_http_scep_sh_peer_t *sp,
+    scep_ca_answer_t *ca);
+ngx_int_t ngx_http_scep_forward_der(ngx_http_request_t *r,
+    ngx_http_scep_ctx_t *ctx);
 
 ngx_int_t ngx_http_scep_stats_init(ngx_conf_t *cf);
 char *ngx_http_scep_status(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);

@@ -127,6 +127,11 @@ static ngx_http_scep_reject_t  ngx_http_scep_rejects[] = {
     { ngx_string("bad_escape"), NGX_HTTP_BAD_REQUEST,
       ngx_string("%u escape in the query string") },
 
+    { ngx_string("unknown_recipient"), NGX_HTTP_BAD_REQUEST,
+      ngx_string("message encrypted to a certificate that the CA no longer"
+                 " uses: fetch GetCACert again and encrypt to its RA"
+                 " certificate") },
+
     /* token and text by ctx->reason */
     { ngx_null_string, NGX_HTTP_BAD_REQUEST, ngx_null_string }
 };
@@ -585,6 +590,7 @@ ngx_http_scep_decode_message(ngx_http_request_t *r, ngx_http_scep_ctx_t *ctx)
     }
 
     if (canonical
+        && ctx->fwd == NULL
         && r->args.len == sizeof(ngx_http_scep_query_prefix) - 1
                           + ctx->message.len
         && ngx_strncmp(r->args.data, ngx_http_scep_query_prefix,
@@ -608,11 +614,16 @@ ngx_http_scep_decode_message(ngx_http_request_t *r, ngx_http_scep_ctx_t *ctx)
 static ngx_int_t
 ngx_http_scep_canonical_query(ngx_http_request_t *r, ngx_http_scep_ctx_t *ctx)
 {
-    u_char  *p, *q;
-    size_t   len;
+    u_char  *p, *q, *der;
+    size_t   len, der_len;
+
+    /* the DER form of a BER message (scep_forward_der), if it has one */
+
+    der = ctx->fwd ? ctx->fwd : ctx->der;
+    der_len = ctx->fwd ? ctx->fwd_len : ctx->der_len;
 
     len = sizeof(ngx_http_scep_query_prefix) - 1
-          + scep_base64_encoded_max(ctx->der_len);
+          + scep_base64_encoded_max(der_len);
 
     p = ngx_pnalloc(r->pool, len);
     if (p == NULL) {
@@ -621,7 +632,7 @@ ngx_http_scep_canonical_query(ngx_http_request_t *r, ngx_http_scep_ctx_t *ctx)
 
     q = ngx_cpymem(p, ngx_http_scep_query_prefix,
                    sizeof(ngx_http_scep_query_prefix) - 1);
-    q += scep_base64_encode_query(ctx->der, ctx->der_len, q);
+    q += scep_base64_encode_query(der, der_len, q);
 
     len = q - p;
 
@@ -772,6 +783,17 @@ ngx_http_scep_check_message(ngx_http_request_t *r, ngx_http_scep_ctx_t *ctx)
 
     if (ctx->reason != SCEP_REASON_OK) {
         return ngx_http_scep_reject(r, ctx, NGX_HTTP_SCEP_REJECT_MESSAGE);
+    }
+
+    if (slcf->check_recipient
+        && ngx_http_scep_recipient_check(r, ctx) != NGX_OK)
+    {
+        return ngx_http_scep_reject(r, ctx,
+                                    NGX_HTTP_SCEP_REJECT_UNKNOWN_RECIPIENT);
+    }
+
+    if (slcf->forward_der && ngx_http_scep_forward_der(r, ctx) != NGX_OK) {
+        return NGX_ERROR;
     }
 
     ctx->pending = pending;

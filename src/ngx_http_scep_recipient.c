@@ -1,0 +1,338 @@
+
+/*
+ * Copyright (C) ngx_http_scep_module authors
+ *
+ * Requests encrypted to an RA certificate that the CA no longer uses.
+ * After an RA certificate is renewed, devices that still hold the old
+ * one encrypt their requests to it, and NDES answers them with an HTTP
+ * 500.  The health probes fetch GetCACert from every back end; what
+ * identifies each certificate of the answer is kept in the back end's
+ * record in the shared zone, and a PKIOperation whose envelope names
+ * none of the certificates of the healthy back ends of its upstream is
+ * refused here, with an answer that says what happened.
+ */
+
+
+#include "ngx_http_scep_module.h"
+
+
+#define NGX_HTTP_SCEP_RCP_MATCH     0
+#define NGX_HTTP_SCEP_RCP_NONE      1    /* data, and no certificate named */
+#define NGX_HTTP_SCEP_RCP_NO_DATA   2
+
+
+typedef struct {
+    ngx_uint_t                 kind;     /* SCEP_RECIPIENT_* */
+    u_char                     id[SCEP_CERT_ID_LEN];
+} ngx_http_scep_rcp_id_t;
+
+
+static ngx_http_scep_upstream_t *ngx_http_scep_location_health(
+    ngx_http_request_t *r);
+static ngx_uint_t ngx_http_scep_recipient_match(ngx_http_scep_upstream_t *hc,
+    ngx_http_scep_rcp_id_t *ids, ngx_uint_t n, ngx_uint_t canonical);
+static void ngx_http_scep_recipient_log(ngx_http_request_t *r,
+    ngx_http_scep_ctx_t *ctx, ngx_http_scep_upstream_t *hc);
+
+
+/*
+ * The upstream of a location is proxy_pass's: its configuration starts
+ * with the ngx_http_upstream_conf_t of the location, as in every nginx
+ * version supported.  The proxy module is found by name, so that the
+ * module still loads into an nginx built without it.
+ */
+
+void
+ngx_http_scep_recipient_init(ngx_conf_t *cf)
+{
+    ngx_uint_t                  i;
+    ngx_http_scep_main_conf_t  *smcf;
+
+    smcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_scep_module);
+
+    smcf->proxy_index = NGX_CONF_UNSET_UINT;
+
+    for (i = 0; cf->cycle->modules[i]; i++) {
+        if (cf->cycle->modules[i]->type == NGX_HTTP_MODULE
+            && ngx_strcmp(cf->cycle->modules[i]->name,
+                          "ngx_http_proxy_module")
+               == 0)
+        {
+            smcf->proxy_index = cf->cycle->modules[i]->ctx_index;
+            break;
+        }
+    }
+}
+
+
+static ngx_http_scep_upstream_t *
+ngx_http_scep_location_health(ngx_http_request_t *r)
+{
+    ngx_http_upstream_conf_t      *ucf;
+    ngx_http_scep_srv_conf_t      *sscf;
+    ngx_http_scep_main_conf_t     *smcf;
+    ngx_http_upstream_srv_conf_t  *uscf;
+
+    smcf = ngx_http_get_module_main_conf(r, ngx_http_scep_module);
+
+    if (smcf->proxy_index == NGX_CONF_UNSET_UINT) {
+        return NULL;
+    }
+
+    ucf = r->loc_conf[smcf->proxy_index];
+
+    if (ucf == NULL || ucf->upstream == NULL) {
+        /* no proxy_pass, or one with variables */
+        return NULL;
+    }
+
+    uscf = ucf->upstream;
+
+    if (uscf->srv_conf == NULL) {
+        /* an address, not an upstream block */
+        return NULL;
+    }
+
+    sscf = ngx_http_conf_upstream_srv_conf(uscf, ngx_http_scep_module);
+
+    if (sscf == NULL || sscf->health == NULL
+        || sscf->health->shm_zone == NULL)
+    {
+        return NULL;
+    }
+
+    return sscf->health;
+}
+
+
+/*
+ * NGX_OK when the message may go on: its envelope names a certificate
+ * of a healthy back end's last GetCACert answer, or nothing is known
+ * (no health checks, no answer yet, no healthy back end, a recipient
+ * not named by a certificate, more recipients than kept).  NGX_DECLINED
+ * when it names certificates only, and none of them is there.
+ */
+
+ngx_int_t
+ngx_http_scep_recipient_check(ngx_http_request_t *r, ngx_http_scep_ctx_t *ctx)
+{
+    ngx_uint_t                 i, n, rc;
+    scep_result_t             *res;
+    scep_recipient_t          *rcp;
+    ngx_http_scep_rcp_id_t     ids[SCEP_RECIPIENTS_MAX];
+    ngx_http_scep_upstream_t  *hc;
+
+    hc = ngx_http_scep_location_health(r);
+
+    if (hc == NULL) {
+        return NGX_OK;
+    }
+
+    res = &ctx->result;
+
+    if (res->recipients == 0 || res->recipients > SCEP_RECIPIENTS_MAX) {
+        return NGX_OK;
+    }
+
+    n = res->recipients;
+
+    for (i = 0; i < n; i++) {
+        rcp = &res->recipient[i];
+        ids[i].kind = rcp->kind;
+
+        switch (rcp->kind) {
+
+        case SCEP_RECIPIENT_ISSUER_SERIAL:
+            if (scep_cert_id(rcp->issuer, rcp->issuer_len, rcp->serial,
+                             rcp->serial_len, 0, ids[i].id)
+                != 0)
+            {
+                return NGX_OK;
+            }
+
+            break;
+
+        case SCEP_RECIPIENT_KEY_ID:
+            if (scep_key_id(rcp->key_id, rcp->key_id_len, ids[i].id) != 0) {
+                return NGX_OK;
+            }
+
+            break;
+
+        default:
+            /* a key not named by a certificate: NDES will judge */
+            return NGX_OK;
+        }
+    }
+
+    rc = ngx_http_scep_recipient_match(hc, ids, n, 0);
+
+    if (rc != NGX_HTTP_SCEP_RCP_NONE) {
+        return NGX_OK;
+    }
+
+    /* the rare issuer that is encoded otherwise than in the certificate */
+
+    for (i = 0; i < n; i++) {
+        rcp = &res->recipient[i];
+
+        if (rcp->kind == SCEP_RECIPIENT_ISSUER_SERIAL
+            && scep_cert_id(rcp->issuer, rcp->issuer_len, rcp->serial,
+                            rcp->serial_len, 1, ids[i].id)
+               != 0)
+        {
+            return NGX_OK;
+        }
+    }
+
+    rc = ngx_http_scep_recipient_match(hc, ids, n, 1);
+
+    if (rc != NGX_HTTP_SCEP_RCP_NONE) {
+        return NGX_OK;
+    }
+
+    ngx_http_scep_recipient_log(r, ctx, hc);
+
+    return NGX_DECLINED;
+}
+
+
+static ngx_uint_t
+ngx_http_scep_recipient_match(ngx_http_scep_upstream_t *hc,
+    ngx_http_scep_rcp_id_t *ids, ngx_uint_t n, ngx_uint_t canonical)
+{
+    u_char                   *id;
+    ngx_uint_t                i, j, k, rc;
+    ngx_slab_pool_t          *shpool;
+    ngx_http_scep_peer_t     *peer;
+    ngx_http_scep_sh_rid_t   *rid;
+    ngx_http_scep_sh_peer_t  *sp;
+
+    rc = NGX_HTTP_SCEP_RCP_NO_DATA;
+
+    shpool = (ngx_slab_pool_t *) hc->shm_zone->shm.addr;
+    peer = hc->peers.elts;
+
+    ngx_shmtx_lock(&shpool->mutex);
+
+    for (i = 0; i < hc->peers.nelts; i++) {
+        sp = peer[i].sh;
+
+        if (sp == NULL || sp->state != NGX_HTTP_SCEP_PEER_UP
+            || sp->nrids == 0)
+        {
+            continue;
+        }
+
+        rc = NGX_HTTP_SCEP_RCP_NONE;
+
+        for (j = 0; j < sp->nrids; j++) {
+            rid = &sp->rids[j];
+
+            for (k = 0; k < n; k++) {
+                if (ids[k].kind == SCEP_RECIPIENT_KEY_ID) {
+                    if (!rid->has_key_id) {
+                        continue;
+                    }
+
+                    id = rid->key_id;
+
+                } else {
+                    id = canonical ? rid->id_canonical : rid->id;
+                }
+
+                if (ngx_memcmp(id, ids[k].id, SCEP_CERT_ID_LEN) == 0) {
+                    rc = NGX_HTTP_SCEP_RCP_MATCH;
+                    goto done;
+                }
+            }
+        }
+    }
+
+done:
+
+    ngx_shmtx_unlock(&shpool->mutex);
+
+    return rc;
+}
+
+
+static void
+ngx_http_scep_recipient_log(ngx_http_request_t *r, ngx_http_scep_ctx_t *ctx,
+    ngx_http_scep_upstream_t *hc)
+{
+    char                       name[SCEP_CERT_NAME_MAX];
+    char                       hex[SCEP_CERT_SERIAL_MAX];
+    size_t                     k;
+    scep_recipient_t          *rcp;
+    ngx_http_scep_loc_conf_t  *slcf;
+
+    slcf = ngx_http_get_module_loc_conf(r, ngx_http_scep_module);
+
+    /* the first recipient: SCEP clients encrypt to one certificate */
+
+    rcp = &ctx->result.recipient[0];
+
+    if (rcp->kind == SCEP_RECIPIENT_ISSUER_SERIAL) {
+        scep_issuer_serial_text(rcp->issuer, rcp->issuer_len, rcp->serial,
+                                rcp->serial_len, name, sizeof(name), hex,
+                                sizeof(hex));
+
+        ngx_log_error(slcf->log_level, r->connection->log, 0,
+                      "scep: PKIOperation encrypted to a certificate that"
+                      " no healthy back end of upstream \"%V\" sent in"
+                      " GetCACert: issuer \"%s\", serial %s",
+                      &hc->uscf->host, name, hex);
+        return;
+    }
+
+    k = ngx_min(rcp->key_id_len, (sizeof(hex) - 1) / 2);
+
+    *ngx_hex_dump((u_char *) hex, (u_char *) rcp->key_id, k) = '\0';
+
+    ngx_log_error(slcf->log_level, r->connection->log, 0,
+                  "scep: PKIOperation encrypted to a certificate that no"
+                  " healthy back end of upstream \"%V\" sent in GetCACert:"
+                  " subjectKeyIdentifier %s", &hc->uscf->host, hex);
+}
+
+
+/*
+ * Called by the probe that passed, with the zone locked: the
+ * identifiers of every certificate of the answer.  An answer with more
+ * certificates than kept, or whose identifiers OpenSSL failed to make,
+ * leaves none, so that no request is refused on what is not known.
+ */
+
+void
+ngx_http_scep_recipient_save(ngx_http_scep_sh_peer_t *sp,
+    scep_ca_answer_t *ca)
+{
+    int                      i;
+    scep_cert_info_t        *ci;
+    ngx_http_scep_sh_rid_t  *rid;
+
+    sp->nrids = 0;
+
+    if (ca->truncated || ca->ncerts > SCEP_CERTS_MAX) {
+        return;
+    }
+
+    for (i = 0; i < ca->ncerts; i++) {
+        if (!ca->certs[i].has_id) {
+            return;
+        }
+    }
+
+    for (i = 0; i < ca->ncerts; i++) {
+        ci = &ca->certs[i];
+        rid = &sp->rids[i];
+
+        ngx_memcpy(rid->id, ci->id, SCEP_CERT_ID_LEN);
+        ngx_memcpy(rid->id_canonical, ci->id_canonical, SCEP_CERT_ID_LEN);
+        ngx_memcpy(rid->key_id, ci->key_id, SCEP_CERT_ID_LEN);
+        rid->has_key_id = ci->has_key_id ? 1 : 0;
+    }
+
+    sp->nrids = ca->ncerts;
+}
