@@ -104,7 +104,7 @@ my $json = JSON::PP->new;
 
 # both back ends up, with the certificates of their GetCACert
 my $ready = 0;
-for (1 .. 100) {
+for (1 .. 100 * (int($ENV{TEST_TIMEOUT_FACTOR} || 1) || 1)) {
     my $r = $t->get($gw, '/status');
     my $s = eval { $json->decode($r->{body}) } // {};
     my $peers = $s->{upstreams}{ndes}{peers} // [];

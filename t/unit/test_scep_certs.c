@@ -62,6 +62,7 @@ static void test_bundle(certs_t *c);
 static void test_rejects(certs_t *c);
 static void test_names(certs_t *c);
 static void test_check(certs_t *c);
+static void test_ids(certs_t *c);
 
 
 static int  test_n;
@@ -1019,6 +1020,113 @@ test_check(certs_t *c)
 }
 
 
+/*
+ * The identifiers a pkiMessage's recipient is compared with: what the
+ * parser computes of each certificate, and what scep_cert_id() computes
+ * of an issuer and serial as a RecipientInfo carries them.
+ */
+
+static void
+test_ids(certs_t *c)
+{
+    int                   i, ra;
+    char                  err[256], name[256], hex[80];
+    X509                 *many[9], *two[2];
+    blob_t                b;
+    X509_NAME            *xn;
+    unsigned char        *issuer;
+    scep_ca_answer_t      a;
+    unsigned char         id[SCEP_CERT_ID_LEN];
+    int                   issuer_len;
+
+    static const unsigned char  serial[] = { 0x00, 0x80 };
+    static const unsigned char  bare[] = { 0x80 };
+
+    two[0] = c->ca;
+    two[1] = c->ra;
+    b = p7_of(two, 2);
+
+    ok(parse(b, "application/x-x509-ca-ra-cert", &a, err) == 0
+       && !a.truncated, "ids: a bundle of two, not truncated");
+    OPENSSL_free(b.data);
+
+    ra = (a.certs[0].is_ca) ? 1 : 0;
+
+    ok(a.certs[0].has_id && a.certs[1].has_id, "ids: made for each");
+    ok(!a.certs[ra].has_key_id, "ids: no subjectKeyIdentifier, no key id");
+
+    /* the RA's issuer (the CA's subject) and serial 0x80, as DER */
+
+    issuer = NULL;
+    issuer_len = i2d_X509_NAME(X509_get_subject_name(c->ca), &issuer);
+
+    ok(scep_cert_id(issuer, issuer_len, serial, sizeof(serial), 0, id) == 0
+       && memcmp(id, a.certs[ra].id, SCEP_CERT_ID_LEN) == 0,
+       "ids: issuer and serial as encoded match");
+    ok(scep_cert_id(issuer, issuer_len, serial, sizeof(serial), 1, id) == 0
+       && memcmp(id, a.certs[ra].id_canonical, SCEP_CERT_ID_LEN) == 0,
+       "ids: and in canonical form");
+    ok(scep_cert_id(issuer, issuer_len, bare, sizeof(bare), 0, id) == 0
+       && memcmp(id, a.certs[ra].id, SCEP_CERT_ID_LEN) != 0,
+       "ids: another serial does not");
+    ok(scep_cert_id(issuer, issuer_len, serial, sizeof(serial), 0, id) == 0
+       && memcmp(id, a.certs[1 - ra].id, SCEP_CERT_ID_LEN) != 0,
+       "ids: nor another certificate");
+
+    scep_issuer_serial_text(issuer, issuer_len, serial, sizeof(serial), name,
+                            sizeof(name), hex, sizeof(hex));
+    ok(strcmp(name, "CN=Test CA,O=Example") == 0 && strcmp(hex, "80") == 0,
+       "ids: issuer and serial as text for the log");
+
+    OPENSSL_free(issuer);
+
+    /* the same name in other string types, case and spaces */
+
+    xn = X509_NAME_new();
+
+    if (xn == NULL
+        || !X509_NAME_add_entry_by_txt(xn, "O", V_ASN1_UTF8STRING,
+                                       (const unsigned char *) "EXAMPLE", -1,
+                                       -1, 0)
+        || !X509_NAME_add_entry_by_txt(xn, "CN", V_ASN1_PRINTABLESTRING,
+                                       (const unsigned char *) " test  ca",
+                                       -1, -1, 0))
+    {
+        bail("cannot make a name");
+    }
+
+    issuer = NULL;
+    issuer_len = i2d_X509_NAME(xn, &issuer);
+    X509_NAME_free(xn);
+
+    ok(scep_cert_id(issuer, issuer_len, serial, sizeof(serial), 0, id) == 0
+       && memcmp(id, a.certs[ra].id, SCEP_CERT_ID_LEN) != 0,
+       "ids: a name encoded otherwise differs as encoded");
+    ok(scep_cert_id(issuer, issuer_len, serial, sizeof(serial), 1, id) == 0
+       && memcmp(id, a.certs[ra].id_canonical, SCEP_CERT_ID_LEN) == 0,
+       "ids: but matches in canonical form");
+
+    OPENSSL_free(issuer);
+
+    ok(scep_cert_id((const unsigned char *) "\x30\x03", 2, serial,
+                    sizeof(serial), 1, id) == -1,
+       "ids: a name that does not parse has no canonical id");
+
+    /* more certificates than kept */
+
+    for (i = 0; i < 9; i++) {
+        many[i] = c->ra;
+    }
+
+    b = p7_of(many, 9);
+
+    ok(parse(b, "application/x-x509-ca-ra-cert", &a, err) == 0
+       && a.truncated && a.ncerts == SCEP_CERTS_MAX,
+       "ids: a bundle of nine is truncated");
+    OPENSSL_free(b.data);
+}
+
+
 int
 main(void)
 {
@@ -1048,6 +1156,7 @@ main(void)
     test_rejects(&c);
     test_names(&c);
     test_check(&c);
+    test_ids(&c);
 
     X509_free(c.ca);
     X509_free(c.ra_old);
