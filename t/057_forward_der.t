@@ -123,8 +123,9 @@ sub is_der {
 # whether a back end issued a certificate to the device
 sub enrolled {
     my ($cn) = @_;
-    return scalar grep { glob($t->dir . "/depot-$_->{name}/$cn.*.pem") }
+    my @f = map { glob($t->dir . "/depot-$_->{name}/$cn.*.pem") }
         @{$t->{backends}};
+    return scalar @f;
 }
 
 sub send_msg {
@@ -174,6 +175,20 @@ for my $chunk (64, 1000) {
         ok(defined $fwd && $fwd eq $der,
            "$what, scep_forward_der off: the BER as it was sent");
     }
+}
+
+# a chunked POST (what a streaming client may send as well): the DER form
+# with its own Content-Length
+
+{
+    my $der = $t->device_msg('--cipher', 'des3', '--ber', 1000);
+    my $cn = "device-$t->{devices}";
+    my $r = $t->post($gw, '/scep?operation=PKIOperation', $der, tls => 1,
+                     chunked => 1);
+    is($r->{status}, 200, 'chunked POST of BER: 200') or diag($r->{body});
+    ok(enrolled($cn), 'chunked POST of BER: the device enrolled');
+    my $fwd = last_body();
+    ok(is_der($fwd // '', 'fwd-chunked'), 'chunked POST of BER: DER passed on');
 }
 
 # DER already: the back end gets it byte for byte, and it enrolls

@@ -129,8 +129,9 @@ sub pkiops {
 
 sub enrolled {
     my ($cn) = @_;
-    return scalar grep { glob($t->dir . "/depot-$_->{name}/$cn.*.pem") }
+    my @f = map { glob($t->dir . "/depot-$_->{name}/$cn.*.pem") }
         @{$t->{backends}};
+    return scalar @f;
 }
 
 sub send_msg {
