@@ -149,10 +149,11 @@ int scep_cacert_check(const scep_ca_answer_t *a, time_t now, time_t warn,
 
 /*
  * The identifier of a certificate by its issuer and serial number, as a
- * CMS RecipientInfo names it: SHA-256 over the issuer Name (DER) and the
- * serialNumber's contents octets, its first SCEP_CERT_ID_LEN bytes.  With "canonical", the issuer counts
- * in OpenSSL's canonical form (X509_NAME_hash_ex()), so that a name
- * encoded otherwise (string types, case, spaces) still matches.  Returns
+ * CMS RecipientInfo names it: the first SCEP_CERT_ID_LEN bytes of the
+ * SHA-256 over the issuer Name (DER) and the serialNumber's contents
+ * octets.  With "canonical", the issuer counts in OpenSSL's canonical
+ * form (X509_NAME_hash_ex()), so that a name encoded otherwise (string
+ * types, case, spaces) still matches.  Returns
  * 0, or -1 when the name does not parse or OpenSSL fails.
  */
 int scep_cert_id(const unsigned char *issuer, size_t issuer_len,

@@ -148,8 +148,8 @@ for my $chunk (64, 1000) {
 
         my $r = send_msg($method, '/scep', $der);
         is($r->{status}, 200, "$what: 200") or diag($r->{body});
-        like($r->{headers}{'content-type'} // '', qr{application/x-pki-message},
-             "$what: a CertRep");
+        like($r->{headers}{'content-type'} // '',
+             qr{application/x-pki-message}, "$what: a CertRep");
         ok(enrolled($cn), "$what: the device enrolled");
 
         my $fwd = $method eq 'GET' ? last_query_msg() : last_body();
@@ -188,7 +188,8 @@ for my $chunk (64, 1000) {
     is($r->{status}, 200, 'chunked POST of BER: 200') or diag($r->{body});
     ok(enrolled($cn), 'chunked POST of BER: the device enrolled');
     my $fwd = last_body();
-    ok(is_der($fwd // '', 'fwd-chunked'), 'chunked POST of BER: DER passed on');
+    ok(is_der($fwd // '', 'fwd-chunked'),
+       'chunked POST of BER: DER passed on');
 }
 
 # DER already: the back end gets it byte for byte, and it enrolls
