@@ -18,8 +18,9 @@
  * Hashes rather than a second URL for the script: the page stays one
  * response, and the policy admits exactly this script, where 'self'
  * would admit anything the origin serves.  They are computed from the
- * literals below at each request (some microseconds, once a page load),
- * so the page can be edited here without a hash to keep in step.
+ * literals below when the configuration is read, so the page can be
+ * edited here without a hash to keep in step, and a request only sends
+ * the policy made then.
  *
  * The page is kept as string literals, as nginx keeps its own error
  * pages, in four parts: the head, the style sheet, the body and the
@@ -36,7 +37,7 @@
 #define NGX_HTTP_SCEP_DASHBOARD_HASH_LEN  (sizeof("'sha256-'") - 1 + 44)
 
 
-static ngx_int_t ngx_http_scep_dashboard_hash(ngx_str_t *text, u_char *out);
+static void ngx_http_scep_dashboard_hash(u_char *md, u_char *out);
 static ngx_int_t ngx_http_scep_dashboard_header(ngx_http_request_t *r,
     char *key, u_char *value, size_t len);
 
@@ -643,16 +644,18 @@ static ngx_str_t  ngx_http_scep_dashboard_tail = ngx_string(
 );
 
 
+/*
+ * The page's Content-Security-Policy, made once per configuration with
+ * a scep_status location, in the configuration's pool.
+ */
+
 ngx_int_t
-ngx_http_scep_dashboard(ngx_http_request_t *r)
+ngx_http_scep_dashboard_init(ngx_conf_t *cf, ngx_http_scep_main_conf_t *smcf)
 {
-    u_char       *csp, *p;
-    size_t        len;
-    ngx_int_t     rc;
-    ngx_buf_t    *b;
-    ngx_uint_t    i;
-    ngx_chain_t   out[5];
-    ngx_str_t    *parts[5];
+    u_char        *csp, *p;
+    u_char         js_md[EVP_MAX_MD_SIZE], css_md[EVP_MAX_MD_SIZE];
+    size_t         len;
+    unsigned int   js_len, css_len;
 
     static const char  csp_script[] = "default-src 'none'; script-src ";
     static const char  csp_style[] = "; style-src ";
@@ -662,37 +665,69 @@ ngx_http_scep_dashboard(ngx_http_request_t *r)
                                     " require-trusted-types-for 'script';"
                                     " trusted-types 'none'";
 
+    if (smcf->dashboard_csp.len) {
+        return NGX_OK;
+    }
+
+    if (EVP_Digest(ngx_http_scep_dashboard_js.data,
+                   ngx_http_scep_dashboard_js.len, js_md, &js_len,
+                   EVP_sha256(), NULL)
+        != 1
+        || EVP_Digest(ngx_http_scep_dashboard_css.data,
+                      ngx_http_scep_dashboard_css.len, css_md, &css_len,
+                      EVP_sha256(), NULL)
+           != 1
+        || js_len != 32 || css_len != 32)
+    {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "scep_status: EVP_Digest(SHA-256) failed");
+        return NGX_ERROR;
+    }
+
     len = sizeof(csp_script) - 1 + NGX_HTTP_SCEP_DASHBOARD_HASH_LEN
           + sizeof(csp_style) - 1 + NGX_HTTP_SCEP_DASHBOARD_HASH_LEN
           + sizeof(csp_rest) - 1;
 
-    csp = ngx_pnalloc(r->pool, len);
+    csp = ngx_pnalloc(cf->pool, len);
     if (csp == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        return NGX_ERROR;
     }
 
     p = ngx_cpymem(csp, csp_script, sizeof(csp_script) - 1);
 
-    if (ngx_http_scep_dashboard_hash(&ngx_http_scep_dashboard_js, p)
-        != NGX_OK)
-    {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
+    ngx_http_scep_dashboard_hash(js_md, p);
 
     p += NGX_HTTP_SCEP_DASHBOARD_HASH_LEN;
     p = ngx_cpymem(p, csp_style, sizeof(csp_style) - 1);
 
-    if (ngx_http_scep_dashboard_hash(&ngx_http_scep_dashboard_css, p)
-        != NGX_OK)
-    {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
+    ngx_http_scep_dashboard_hash(css_md, p);
 
     p += NGX_HTTP_SCEP_DASHBOARD_HASH_LEN;
     p = ngx_cpymem(p, csp_rest, sizeof(csp_rest) - 1);
 
-    if (ngx_http_scep_dashboard_header(r, "Content-Security-Policy", csp,
-                                       p - csp)
+    smcf->dashboard_csp.data = csp;
+    smcf->dashboard_csp.len = p - csp;
+
+    return NGX_OK;
+}
+
+
+ngx_int_t
+ngx_http_scep_dashboard(ngx_http_request_t *r)
+{
+    size_t                      len;
+    ngx_int_t                   rc;
+    ngx_buf_t                  *b;
+    ngx_uint_t                  i;
+    ngx_chain_t                 out[5];
+    ngx_str_t                  *parts[5];
+    ngx_http_scep_main_conf_t  *smcf;
+
+    smcf = ngx_http_get_module_main_conf(r, ngx_http_scep_module);
+
+    if (ngx_http_scep_dashboard_header(r, "Content-Security-Policy",
+                                       smcf->dashboard_csp.data,
+                                       smcf->dashboard_csp.len)
            != NGX_OK
         || ngx_http_scep_dashboard_header(r, "X-Content-Type-Options",
                                           (u_char *) "nosniff", 7)
@@ -755,32 +790,20 @@ ngx_http_scep_dashboard(ngx_http_request_t *r)
 }
 
 
-/* writes 'sha256-BASE64' of text, NGX_HTTP_SCEP_DASHBOARD_HASH_LEN bytes */
+/* writes 'sha256-BASE64' of a digest, NGX_HTTP_SCEP_DASHBOARD_HASH_LEN bytes */
 
-static ngx_int_t
-ngx_http_scep_dashboard_hash(ngx_str_t *text, u_char *out)
+static void
+ngx_http_scep_dashboard_hash(u_char *md, u_char *out)
 {
-    u_char        md[EVP_MAX_MD_SIZE];
-    ngx_str_t     digest, b64;
-    unsigned int  mdlen;
-
-    if (EVP_Digest(text->data, text->len, md, &mdlen, EVP_sha256(), NULL)
-        != 1 || mdlen != 32)
-    {
-        ngx_log_error(NGX_LOG_ALERT, ngx_cycle->log, 0,
-                      "scep_status: EVP_Digest(SHA-256) failed");
-        return NGX_ERROR;
-    }
+    ngx_str_t  digest, b64;
 
     digest.data = md;
-    digest.len = mdlen;
+    digest.len = 32;
 
     out = ngx_cpymem(out, "'sha256-", 8);
     b64.data = out;
     ngx_encode_base64(&b64, &digest);
     out[b64.len] = '\'';
-
-    return NGX_OK;
 }
 
 

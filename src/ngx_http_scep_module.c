@@ -413,6 +413,7 @@ ngx_http_scep_create_main_conf(ngx_conf_t *cf)
      *     smcf->file = NULL;
      *     smcf->line = 0;
      *     smcf->shm_zone = NULL;
+     *     smcf->dashboard_csp = { 0, NULL };
      */
 
     if (ngx_array_init(&smcf->upstreams, cf->pool, 4,

@@ -249,6 +249,8 @@ typedef struct {
     ngx_uint_t                 any;        /* "scep on" anywhere */
     ngx_int_t                  limit_req_status;  /* variable index */
     ngx_uint_t                 proxy_index;  /* ngx_http_proxy_module's */
+
+    ngx_str_t                  dashboard_csp;  /* with scep_status */
 } ngx_http_scep_main_conf_t;
 
 
@@ -310,6 +312,8 @@ ngx_int_t ngx_http_scep_forward_der(ngx_http_request_t *r,
 
 ngx_int_t ngx_http_scep_stats_init(ngx_conf_t *cf);
 char *ngx_http_scep_status(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
+ngx_int_t ngx_http_scep_dashboard_init(ngx_conf_t *cf,
+    ngx_http_scep_main_conf_t *smcf);
 ngx_int_t ngx_http_scep_dashboard(ngx_http_request_t *r);
 
 

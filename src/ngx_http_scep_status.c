@@ -79,6 +79,12 @@ ngx_http_scep_status(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     smcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_scep_module);
     smcf->any = 1;
 
+    /* the page's Content-Security-Policy, once per configuration */
+
+    if (ngx_http_scep_dashboard_init(cf, smcf) != NGX_OK) {
+        return NGX_CONF_ERROR;
+    }
+
     return NGX_CONF_OK;
 }
 
