@@ -33,6 +33,7 @@ typedef struct {
 
     uint32_t                   caps;
     scep_ca_answer_t           ca;
+    ngx_http_scep_answers_t    answers;      /* for scep_ca_cache */
     u_char                     warning[NGX_HTTP_SCEP_REASON_LEN];
 
     unsigned                   connected:1;
@@ -269,6 +270,7 @@ ngx_http_scep_probe_connect(ngx_http_scep_probe_t *pr)
     hc = peer->upstream;
 
     len = sizeof("GET ?operation=GetCACert HTTP/1.0" CRLF) - 1 + hc->uri.len
+          + hc->ca_ident_arg.len
           + sizeof("Host: " CRLF) - 1 + hc->uscf->host.len
           + sizeof("User-Agent: nginx-scep-health-check" CRLF) - 1
           + sizeof("Connection: close" CRLF CRLF) - 1;
@@ -280,13 +282,13 @@ ngx_http_scep_probe_connect(ngx_http_scep_probe_t *pr)
     }
 
     pr->request->last = ngx_sprintf(pr->request->last,
-                                    "GET %V?operation=%s HTTP/1.0" CRLF
+                                    "GET %V?operation=%s%V HTTP/1.0" CRLF
                                     "Host: %V" CRLF
                                     "User-Agent: nginx-scep-health-check" CRLF
                                     "Connection: close" CRLF CRLF,
                                     &hc->uri,
                                     ngx_http_scep_probe_ops[pr->step],
-                                    &hc->uscf->host);
+                                    &hc->ca_ident_arg, &hc->uscf->host);
 
     pr->response->pos = pr->response->start;
     pr->response->last = pr->response->start;
@@ -608,6 +610,15 @@ ngx_http_scep_probe_answer(ngx_http_scep_probe_t *pr)
             return;
         }
 
+        if (hc->cache
+            && ngx_http_scep_answers_keep(pr->pool, &pr->answers.part[0],
+                                          &type, &body)
+               != NGX_OK)
+        {
+            ngx_http_scep_probe_done(pr, "out of memory");
+            return;
+        }
+
         ngx_http_scep_probe_close(pr);
 
         pr->step = NGX_HTTP_SCEP_PROBE_CACERT;
@@ -649,6 +660,15 @@ ngx_http_scep_probe_answer(ngx_http_scep_probe_t *pr)
 
     default:
         break;
+    }
+
+    if (hc->cache
+        && ngx_http_scep_answers_keep(pr->pool, &pr->answers.part[2],
+                                      &type, &body)
+           != NGX_OK)
+    {
+        ngx_http_scep_probe_done(pr, "out of memory");
+        return;
     }
 
     ngx_http_scep_probe_done(pr, NULL);
@@ -864,6 +884,8 @@ ngx_http_scep_probe_done(ngx_http_scep_probe_t *pr, const char *fmt, ...)
                       "scep health check: %V in upstream \"%V\": %s",
                       &peer->name, &hc->uscf->host, pr->warning);
     }
+
+    ngx_http_scep_cache_probe_done(peer, ok ? &pr->answers : NULL, &pr->ca);
 
     ngx_destroy_pool(pr->pool);
 }

@@ -26,6 +26,8 @@ static u_char *ngx_http_scep_size(u_char *buf, size_t size);
 static char *ngx_http_scep(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 static char *ngx_http_scep_algorithms(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
+static char *ngx_http_scep_ca_cache(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
 static ngx_int_t ngx_http_scep_init_process(ngx_cycle_t *cycle);
 
 static void ngx_http_scep_variable_set(ngx_http_variable_value_t *v,
@@ -141,6 +143,34 @@ static ngx_command_t  ngx_http_scep_commands[] = {
       offsetof(ngx_http_scep_main_conf_t, zone_size),
       NULL },
 
+    { ngx_string("scep_ca_cache"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_FLAG,
+      ngx_http_scep_ca_cache,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_scep_loc_conf_t, ca_cache),
+      NULL },
+
+    { ngx_string("scep_ca_cache_valid"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_sec_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_scep_loc_conf_t, ca_cache_valid),
+      NULL },
+
+    { ngx_string("scep_replay_zone"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_http_scep_replay_zone,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("scep_replay_window"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_scep_replay_window,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
       ngx_null_command
 };
 
@@ -195,6 +225,9 @@ static ngx_http_variable_t  ngx_http_scep_vars[] = {
 
     { ngx_string("scep_sender_nonce"), NULL,
       ngx_http_scep_sender_nonce_variable, 0, NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("scep_cache"), NULL,
+      ngx_http_scep_cache_variable, 0, NGX_HTTP_VAR_NOCACHEABLE, 0 },
 
       ngx_http_null_variable
 };
@@ -258,6 +291,12 @@ ngx_http_scep_init(ngx_conf_t *cf)
     *h = ngx_http_scep_verify_handler;
 
     if (ngx_http_scep_health_postconf(cf) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    if (ngx_http_scep_cache_init(cf) != NGX_OK
+        || ngx_http_scep_replay_init(cf) != NGX_OK)
+    {
         return NGX_ERROR;
     }
 
@@ -461,6 +500,9 @@ ngx_http_scep_create_loc_conf(ngx_conf_t *cf)
     slcf->pass_credentials = NGX_CONF_UNSET;
     slcf->check_recipient = NGX_CONF_UNSET;
     slcf->forward_der = NGX_CONF_UNSET;
+    slcf->ca_cache = NGX_CONF_UNSET;
+    slcf->ca_cache_valid = NGX_CONF_UNSET;
+    slcf->replay_window = NGX_CONF_UNSET_MSEC;
 
     return slcf;
 }
@@ -488,6 +530,10 @@ ngx_http_scep_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_conf_merge_value(conf->pass_credentials, prev->pass_credentials, 0);
     ngx_conf_merge_value(conf->check_recipient, prev->check_recipient, 1);
     ngx_conf_merge_value(conf->forward_der, prev->forward_der, 1);
+    ngx_conf_merge_value(conf->ca_cache, prev->ca_cache, 0);
+    ngx_conf_merge_sec_value(conf->ca_cache_valid, prev->ca_cache_valid,
+                             3600);
+    ngx_conf_merge_msec_value(conf->replay_window, prev->replay_window, 0);
 
     if (conf->enable) {
         return ngx_http_scep_check_body_buffer(cf, conf);
@@ -609,6 +655,27 @@ ngx_http_scep(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     }
 
     return NGX_CONF_OK;
+}
+
+
+/* the probes keep their answers only where some location serves them */
+
+static char *
+ngx_http_scep_ca_cache(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_scep_loc_conf_t *slcf = conf;
+
+    char                       *rv;
+    ngx_http_scep_main_conf_t  *smcf;
+
+    rv = ngx_conf_set_flag_slot(cf, cmd, conf);
+
+    if (rv == NGX_CONF_OK && slcf->ca_cache) {
+        smcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_scep_module);
+        smcf->cache_used = 1;
+    }
+
+    return rv;
 }
 
 

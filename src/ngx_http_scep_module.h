@@ -52,6 +52,7 @@ typedef enum {
     NGX_HTTP_SCEP_REJECT_BAD_CA_IDENT,
     NGX_HTTP_SCEP_REJECT_BAD_ESCAPE,
     NGX_HTTP_SCEP_REJECT_UNKNOWN_RECIPIENT,
+    NGX_HTTP_SCEP_REJECT_REPLAYED,
     NGX_HTTP_SCEP_REJECT_MESSAGE       /* scep_message_check(): ctx->reason */
 } ngx_http_scep_reject_e;
 
@@ -70,6 +71,9 @@ typedef struct {
 
     ngx_flag_t                 check_recipient;
     ngx_flag_t                 forward_der;
+    ngx_flag_t                 ca_cache;
+    time_t                     ca_cache_valid;
+    ngx_msec_t                 replay_window;   /* 0: off */
 } ngx_http_scep_loc_conf_t;
 
 
@@ -119,7 +123,30 @@ typedef struct {
     ngx_atomic_t               rejects[NGX_HTTP_SCEP_NREJECTS];
     ngx_atomic_t               rate_limited;
     ngx_atomic_t               no_healthy;
+    ngx_atomic_t               cache_hits[2];    /* GetCACaps, GetCACert */
+    ngx_atomic_t               cache_stale;      /* hits without a healthy
+                                                    back end */
+    ngx_atomic_t               cache_misses;
+    ngx_atomic_t               replay_evicted;
 } ngx_http_scep_counters_t;
+
+
+/* the last good GetCACaps and GetCACert answers of a back end */
+typedef struct {
+    time_t                     last_good;    /* last passing probe */
+    time_t                     ra_not_before;
+    time_t                     ra_not_after;
+    size_t                     len[4];       /* see ngx_http_scep_answers_t */
+    unsigned                   differs:1;    /* not the answer served */
+    u_char                     data[1];
+} ngx_http_scep_sh_answer_t;
+
+
+/* what a probe got: the Content-Type and body of each answer */
+typedef struct {
+    ngx_str_t                  part[4];      /* caps type, caps, cacert
+                                                type, cacert */
+} ngx_http_scep_answers_t;
 
 
 /* one back end's health, in the shared zone, found again after reload */
@@ -156,6 +183,8 @@ typedef struct {
     ngx_atomic_t               requests;
     ngx_atomic_t               responses[NGX_HTTP_SCEP_NCLASSES];
     ngx_atomic_t               failovers;
+
+    ngx_http_scep_sh_answer_t *answer;       /* for scep_ca_cache */
 } ngx_http_scep_sh_peer_t;
 
 
@@ -172,6 +201,7 @@ typedef struct {
     ngx_uint_t                 configs;      /* read, failed ones too */
     ngx_uint_t                 running;      /* the last one with workers */
     time_t                     started;
+    ngx_uint_t                 answer_nomem;  /* logged once */
     ngx_http_scep_counters_t   counters;
     ngx_uint_t                 nprocs;
     ngx_http_scep_sh_proc_t    procs[NGX_MAX_PROCESSES];
@@ -203,9 +233,12 @@ struct ngx_http_scep_upstream_s {
     ngx_uint_t                         fails;
     ngx_uint_t                         passes;
     ngx_str_t                          uri;
+    ngx_str_t                          ca_ident;      /* as configured */
+    ngx_str_t                          ca_ident_arg;  /* "&message=..." */
     time_t                             ra_expiry_warn;
     unsigned                           mandatory:1;
     unsigned                           initialized:1;
+    unsigned                           cache:1;     /* keep the answers */
 
 #if (NGX_HTTP_SSL)
     ngx_ssl_t                         *ssl;          /* probes over TLS */
@@ -249,6 +282,12 @@ typedef struct {
     ngx_uint_t                 any;        /* "scep on" anywhere */
     ngx_int_t                  limit_req_status;  /* variable index */
     ngx_uint_t                 proxy_index;  /* ngx_http_proxy_module's */
+    ngx_uint_t                 cache_used;   /* "scep_ca_cache on" */
+
+    ssize_t                    replay_size;
+    ngx_shm_zone_t            *replay_zone;
+    u_char                    *replay_file;  /* a scep_replay_window */
+    ngx_uint_t                 replay_line;
 
     ngx_str_t                  dashboard_csp;  /* with scep_status */
 } ngx_http_scep_main_conf_t;
@@ -277,7 +316,13 @@ typedef struct {
     unsigned                   has_message:1;
     unsigned                   checked:1;     /* result is valid */
     unsigned                   reading_body:1;
+    unsigned                   cache:2;       /* NGX_HTTP_SCEP_CACHE_* */
+    unsigned                   replay_kept:1; /* pair in the replay zone */
 } ngx_http_scep_ctx_t;
+
+
+#define NGX_HTTP_SCEP_CACHE_HIT   1
+#define NGX_HTTP_SCEP_CACHE_MISS  2
 
 
 ngx_int_t ngx_http_scep_handler(ngx_http_request_t *r);
@@ -311,6 +356,29 @@ ngx_int_t ngx_http_scep_forward_der(ngx_http_request_t *r,
     ngx_http_scep_ctx_t *ctx);
 
 ngx_int_t ngx_http_scep_stats_init(ngx_conf_t *cf);
+
+ngx_int_t ngx_http_scep_cache_init(ngx_conf_t *cf);
+char *ngx_http_scep_ca_ident(ngx_conf_t *cf, ngx_http_scep_upstream_t *hc,
+    ngx_str_t *value);
+ngx_int_t ngx_http_scep_cache_handler(ngx_http_request_t *r,
+    ngx_http_scep_ctx_t *ctx);
+void ngx_http_scep_cache_probe_done(ngx_http_scep_peer_t *peer,
+    ngx_http_scep_answers_t *answers, scep_ca_answer_t *ca);
+ngx_int_t ngx_http_scep_answers_keep(ngx_pool_t *pool, ngx_str_t *part,
+    ngx_str_t *type, ngx_str_t *body);
+void ngx_http_scep_cache_free_locked(ngx_slab_pool_t *shpool,
+    ngx_http_scep_sh_peer_t *sp);
+ngx_int_t ngx_http_scep_cache_variable(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data);
+
+char *ngx_http_scep_replay_zone(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+char *ngx_http_scep_replay_window(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+ngx_int_t ngx_http_scep_replay_init(ngx_conf_t *cf);
+ngx_int_t ngx_http_scep_replay_check(ngx_http_request_t *r,
+    ngx_http_scep_ctx_t *ctx);
+ngx_uint_t ngx_http_scep_replay_entries(ngx_http_scep_main_conf_t *smcf);
 char *ngx_http_scep_status(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 ngx_int_t ngx_http_scep_dashboard_init(ngx_conf_t *cf,
     ngx_http_scep_main_conf_t *smcf);

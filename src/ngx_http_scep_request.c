@@ -132,6 +132,10 @@ static ngx_http_scep_reject_t  ngx_http_scep_rejects[] = {
                  " uses: fetch GetCACert again and encrypt to its RA"
                  " certificate") },
 
+    { ngx_string("replayed_message"), NGX_HTTP_BAD_REQUEST,
+      ngx_string("this transactionID and senderNonce were sent already;"
+                 " a new message needs a fresh senderNonce") },
+
     /* token and text by ctx->reason */
     { ngx_null_string, NGX_HTTP_BAD_REQUEST, ngx_null_string }
 };
@@ -420,6 +424,11 @@ ngx_http_scep_handler(ngx_http_request_t *r)
          * has run its course and may be freed: touch nothing of it
          */
         return NGX_DONE;
+    }
+
+    if (rc == NGX_DECLINED) {
+        /* GetCACaps and GetCACert answered at the edge */
+        rc = ngx_http_scep_cache_handler(r, ctx);
     }
 
     if (rc == NGX_DECLINED && !slcf->pass_credentials) {
@@ -878,10 +887,15 @@ ngx_http_scep_verify_handler(ngx_http_request_t *r)
     ctx->pending = NULL;
 
     if (ctx->reason == SCEP_REASON_OK) {
-        return NGX_DECLINED;
-    }
+        if (ngx_http_scep_replay_check(r, ctx) != NGX_BUSY) {
+            return NGX_DECLINED;
+        }
 
-    rc = ngx_http_scep_reject(r, ctx, NGX_HTTP_SCEP_REJECT_MESSAGE);
+        rc = ngx_http_scep_reject(r, ctx, NGX_HTTP_SCEP_REJECT_REPLAYED);
+
+    } else {
+        rc = ngx_http_scep_reject(r, ctx, NGX_HTTP_SCEP_REJECT_MESSAGE);
+    }
 
     /* a generic phase goes on to the content phase on NGX_OK */
 

@@ -19,6 +19,8 @@ typedef struct {
     ngx_str_t                   address;
     ngx_http_scep_sh_peer_t     sh;
     time_t                      warn;
+    ngx_http_scep_sh_answer_t   answer;     /* without its data */
+    ngx_uint_t                  has_answer;
 } ngx_http_scep_status_peer_t;
 
 
@@ -28,6 +30,7 @@ typedef struct {
     ngx_array_t                 peers;      /* ngx_http_scep_status_peer_t */
     ngx_uint_t                  workers;
     time_t                      now;
+    ngx_uint_t                  replay_entries;
 } ngx_http_scep_snapshot_t;
 
 
@@ -45,6 +48,8 @@ static ngx_int_t ngx_http_scep_status_prometheus(ngx_http_request_t *r,
 static u_char *ngx_http_scep_prom_label(u_char *p, u_char *last,
     u_char *s, size_t len);
 static u_char *ngx_http_scep_prom_peers(u_char *p, u_char *last,
+    ngx_http_scep_snapshot_t *ss);
+static u_char *ngx_http_scep_prom_disagree(u_char *p, u_char *last,
     ngx_http_scep_snapshot_t *ss);
 
 
@@ -195,6 +200,7 @@ ngx_http_scep_snapshot(ngx_http_request_t *r, ngx_http_scep_snapshot_t *ss)
     }
 
     ss->counters = ss->sh->counters;
+    ss->replay_entries = ngx_http_scep_replay_entries(smcf);
 
     shpool = (ngx_slab_pool_t *) smcf->shm_zone->shm.addr;
     hcp = smcf->upstreams.elts;
@@ -219,6 +225,13 @@ ngx_http_scep_snapshot(ngx_http_request_t *r, ngx_http_scep_snapshot_t *ss)
             sp->address = peer[j].name;
             sp->sh = *peer[j].sh;
             sp->warn = hcp[i]->ra_expiry_warn;
+
+            sp->has_answer = (peer[j].sh->answer != NULL);
+
+            if (sp->has_answer) {
+                ngx_memcpy(&sp->answer, peer[j].sh->answer,
+                           offsetof(ngx_http_scep_sh_answer_t, data));
+            }
         }
     }
 
@@ -313,6 +326,19 @@ ngx_http_scep_status_json(ngx_http_request_t *r, ngx_http_scep_snapshot_t *ss,
     json_object_set_new(doc, "requests", o);
     json_object_set_new(doc, "upstreams", ups);
 
+    json_object_set_new(o, "ca_cache",
+                        json_pack("{s:{s:I, s:I}, s:I, s:I}",
+                                  "hits",
+                                  "GetCACaps", (json_int_t) cn->cache_hits[0],
+                                  "GetCACert", (json_int_t) cn->cache_hits[1],
+                                  "stale_hits", (json_int_t) cn->cache_stale,
+                                  "misses", (json_int_t) cn->cache_misses));
+    json_object_set_new(doc, "replay",
+                        json_pack("{s:I, s:I}",
+                                  "entries", (json_int_t) ss->replay_entries,
+                                  "evicted",
+                                  (json_int_t) cn->replay_evicted));
+
     sp = ss->peers.elts;
 
     for (i = 0; i < ss->peers.nelts; i++) {
@@ -333,7 +359,12 @@ ngx_http_scep_status_json(ngx_http_request_t *r, ngx_http_scep_snapshot_t *ss,
             }
 
             json_object_set_new(up, "peers", json_array());
+            json_object_set_new(up, "answers_disagree", json_false());
             json_object_set_new(ups, name, up);
+        }
+
+        if (sp[i].has_answer && sp[i].answer.differs) {
+            json_object_set_new(up, "answers_disagree", json_true());
         }
 
         peers = json_object_get(up, "peers");
@@ -491,6 +522,17 @@ ngx_http_scep_json_peer(ngx_http_scep_snapshot_t *ss,
                         ngx_http_scep_json_classes(p->responses));
     json_object_set_new(o, "failovers", json_integer(p->failovers));
 
+    json_object_set_new(o, "ca_answer", sp->has_answer
+                        ? json_pack("{s:I, s:I, s:I, s:b}",
+                                    "last_good",
+                                    (json_int_t) sp->answer.last_good,
+                                    "ra_not_before",
+                                    (json_int_t) sp->answer.ra_not_before,
+                                    "ra_not_after",
+                                    (json_int_t) sp->answer.ra_not_after,
+                                    "differs", (int) sp->answer.differs)
+                        : json_null());
+
     return o;
 }
 
@@ -602,6 +644,23 @@ ngx_http_scep_status_prometheus(ngx_http_request_t *r,
             "# TYPE scep_no_healthy_backend_total counter\n"
             "scep_no_healthy_backend_total %uA\n",
             cn->rate_limited, cn->no_healthy);
+
+    p = ngx_slprintf(p, last,
+            "# TYPE scep_ca_cache_hits_total counter\n"
+            "scep_ca_cache_hits_total{operation=\"GetCACaps\"} %uA\n"
+            "scep_ca_cache_hits_total{operation=\"GetCACert\"} %uA\n"
+            "# TYPE scep_ca_cache_stale_hits_total counter\n"
+            "scep_ca_cache_stale_hits_total %uA\n"
+            "# TYPE scep_ca_cache_misses_total counter\n"
+            "scep_ca_cache_misses_total %uA\n"
+            "# TYPE scep_replay_entries gauge\n"
+            "scep_replay_entries %ui\n"
+            "# TYPE scep_replay_evicted_total counter\n"
+            "scep_replay_evicted_total %uA\n",
+            cn->cache_hits[0], cn->cache_hits[1], cn->cache_stale,
+            cn->cache_misses, ss->replay_entries, cn->replay_evicted);
+
+    p = ngx_http_scep_prom_disagree(p, last, ss);
 
     p = ngx_http_scep_prom_peers(p, last, ss);
 
@@ -807,6 +866,51 @@ ngx_http_scep_prom_peers(u_char *p, u_char *last,
                 }
             }
         }
+    }
+
+    return p;
+}
+
+
+/* one sample an upstream: its healthy back ends' answers differ */
+
+static u_char *
+ngx_http_scep_prom_disagree(u_char *p, u_char *last,
+    ngx_http_scep_snapshot_t *ss)
+{
+    ngx_uint_t                    i, differ;
+    ngx_http_scep_status_peer_t  *sp;
+
+    if (ss->peers.nelts == 0) {
+        return p;
+    }
+
+    p = ngx_slprintf(p, last, "# TYPE scep_upstream_answers_disagree gauge\n");
+
+    sp = ss->peers.elts;
+    differ = 0;
+
+    /* the peers of an upstream are next to each other */
+
+    for (i = 0; i < ss->peers.nelts; i++) {
+
+        if (sp[i].has_answer && sp[i].answer.differs) {
+            differ = 1;
+        }
+
+        if (i + 1 < ss->peers.nelts
+            && sp[i + 1].upstream.data == sp[i].upstream.data)
+        {
+            continue;
+        }
+
+        p = ngx_slprintf(p, last,
+                         "scep_upstream_answers_disagree{upstream=\"");
+        p = ngx_http_scep_prom_label(p, last - 32, sp[i].upstream.data,
+                                     sp[i].upstream.len);
+        p = ngx_slprintf(p, last, "\"} %ui\n", differ);
+
+        differ = 0;
     }
 
     return p;

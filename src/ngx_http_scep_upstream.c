@@ -79,6 +79,8 @@ ngx_http_scep_health_check(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     hc->fails = 2;
     hc->passes = 2;
     ngx_str_set(&hc->uri, "/certsrv/mscep/mscep.dll");
+    ngx_str_set(&hc->ca_ident, "default");
+    ngx_str_set(&hc->ca_ident_arg, "&message=default");
     hc->ra_expiry_warn = 30 * 86400;
     hc->file = cf->conf_file->file.name.data;
     hc->line = cf->conf_file->line;
@@ -167,6 +169,14 @@ ngx_http_scep_health_check(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
             }
 
             hc->ra_expiry_warn = warn;
+            continue;
+        }
+
+        if (ngx_strncmp(value[i].data, "ca_ident=", 9) == 0) {
+            if (ngx_http_scep_ca_ident(cf, hc, &value[i]) != NGX_CONF_OK) {
+                return NGX_CONF_ERROR;
+            }
+
             continue;
         }
 

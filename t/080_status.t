@@ -116,8 +116,8 @@ my $json = JSON::PP->new;
 my @reject_tokens = qw(
     method_not_allowed missing_operation repeated_operation
     unknown_operation ndes_operation missing_message repeated_message
-    message_too_large bad_base64 bad_ca_identifier bad_escape bad_der
-    not_signed_data
+    message_too_large bad_base64 bad_ca_identifier bad_escape
+    replayed_message bad_der not_signed_data
     bad_signer_count bad_content_type bad_envelope bad_message_type
     bad_transaction_id bad_sender_nonce bad_digest_algorithm
     bad_cipher_algorithm no_signer_certificate bad_signature
@@ -233,6 +233,8 @@ my $peer_schema = {
     requests => 'int',
     responses => \%classes_schema,
     failovers => 'int',
+    # scep_ca_cache is off here: the probes keep no answers
+    ca_answer => 'null',
 };
 
 my $schema = {
@@ -249,10 +251,14 @@ my $schema = {
         rejected => { map { $_ => 'int' } @reject_tokens },
         rate_limited => 'int',
         no_healthy_backend => 'int',
+        ca_cache => { hits => { GetCACaps => 'int', GetCACert => 'int' },
+                      stale_hits => 'int', misses => 'int' },
     },
     upstreams => {
-        map { $_ => { peers => [$peer_schema] } } qw(ndes lonely expiring)
+        map { $_ => { peers => [$peer_schema], answers_disagree => 'bool' } }
+            qw(ndes lonely expiring)
     },
+    replay => { entries => 'int', evicted => 'int' },
 };
 
 # the counters of a document as "requests.operations.GetCACaps" => 7
@@ -635,6 +641,11 @@ my %doc_type = (
     scep_responses_total => 'counter', scep_rejected_total => 'counter',
     scep_rate_limited_total => 'counter',
     scep_no_healthy_backend_total => 'counter',
+    scep_ca_cache_hits_total => 'counter',
+    scep_ca_cache_stale_hits_total => 'counter',
+    scep_ca_cache_misses_total => 'counter',
+    scep_replay_entries => 'gauge', scep_replay_evicted_total => 'counter',
+    scep_upstream_answers_disagree => 'gauge',
     scep_peer_up => 'gauge', scep_peer_state => 'gauge',
     scep_peer_consecutive_passes => 'gauge',
     scep_peer_consecutive_fails => 'gauge',

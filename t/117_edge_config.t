@@ -1,0 +1,100 @@
+#!/usr/bin/perl
+
+# Configuration of the CA answers at the edge and of the replay window:
+# nginx -t refuses what cannot work and says what to change.
+
+use strict;
+use warnings;
+
+use FindBin;
+use lib "$FindBin::Bin/lib";
+use Test::More;
+use SCEPTest;
+
+my $t = SCEPTest->new;
+
+# an http block around LINES (http level) and LOC (in a scep location)
+sub conf {
+    my ($http, $loc, $ups) = @_;
+    $ups //= 'scep_health_check uri=/scep;';
+    return <<"CONF";
+http {
+    large_client_header_buffers 4 72k;
+    $http
+    upstream ndes {
+        server 127.0.0.1:%%A%%;
+        $ups
+    }
+    server {
+        listen 127.0.0.1:%%A%%;
+        location /scep { scep on; $loc proxy_pass http://ndes; }
+    }
+}
+CONF
+}
+
+sub refused {
+    my ($conf, $re, $name) = @_;
+    my ($rc, $out) = $t->test_conf($conf);
+    isnt($rc, 0, "$name: refused");
+    like($out, $re, "$name: says why") or diag($out);
+}
+
+sub accepted {
+    my ($conf, $name) = @_;
+    my ($rc, $out) = $t->test_conf($conf);
+    is($rc, 0, "$name: accepted") or diag($out);
+}
+
+# scep_replay_window needs scep_replay_zone
+refused(conf('', 'scep_replay_window 10m;'),
+        qr/"scep_replay_window" in \S+test\.conf:\d+ needs a zone to keep the pairs in: add "scep_replay_zone 1m;" to the http block/,
+        'a window without a zone');
+accepted(conf('scep_replay_zone 1m;', 'scep_replay_window 10m;'),
+         'a window with a zone');
+accepted(conf('scep_replay_window 5m; scep_replay_zone 64k;', ''),
+         'a window at http level, the zone after it');
+accepted(conf('', 'scep_replay_window off;'), '"off" without a zone');
+
+refused(conf('scep_replay_zone 16k;', ''),
+        qr/"scep_replay_zone" of "16k" is too small: make it at least 32k/,
+        'a zone too small');
+refused(conf('scep_replay_zone lots;', ''),
+        qr/invalid size "lots" in "scep_replay_zone"/, 'a zone size');
+refused(conf('scep_replay_zone 1m; scep_replay_zone 1m;', ''),
+        qr/"scep_replay_zone" directive is duplicate/, 'a second zone');
+refused(conf('scep_replay_zone 1m;', 'scep_replay_window 0;'),
+        qr/invalid value "0" in "scep_replay_window": give a time such as "10m", or "off"/,
+        'a window of 0');
+refused(conf('scep_replay_zone 1m;', 'scep_replay_window soon;'),
+        qr/invalid value "soon" in "scep_replay_window"/, 'a window');
+refused(conf('scep_replay_zone 1m;', 'scep_replay_window 30d;'),
+        qr/"scep_replay_window" of "30d" is too long: make it at most 7d/,
+        'a window too long');
+refused(conf('scep_replay_zone 1m;',
+             'scep_replay_window 1m; scep_replay_window 2m;'),
+        qr/"scep_replay_window" directive is duplicate/, 'two windows');
+
+# scep_ca_cache and ca_ident=
+accepted(conf('scep_ca_cache on; scep_ca_cache_valid 10m;', ''),
+         'scep_ca_cache on');
+refused(conf('', 'scep_ca_cache sometimes;'),
+        qr/invalid value "sometimes" in "scep_ca_cache" directive, it must be "on" or "off"/,
+        'scep_ca_cache takes on or off');
+refused(conf('', 'scep_ca_cache_valid forever;'),
+        qr/"scep_ca_cache_valid" directive invalid value/,
+        'scep_ca_cache_valid takes a time');
+accepted(conf('', '', 'scep_health_check uri=/scep "ca_ident=SCEP Authority";'),
+         'ca_ident with a space');
+accepted(conf('', '', 'scep_health_check uri=/scep ca_ident=;'),
+         'an empty ca_ident');
+refused(conf('', '', 'scep_health_check uri=/scep "ca_ident=a\tb";'),
+        qr/"ca_ident" of "scep_health_check" must be up to 255 printable ASCII characters, as a CA identifier is/,
+        'ca_ident with a tab');
+refused(conf('', '', 'scep_health_check uri=/scep ca_ident=' . ('x' x 256)
+             . ';'),
+        qr/"ca_ident" of "scep_health_check" must be up to 255/,
+        'ca_ident too long');
+
+$t->stop;
+done_testing;
