@@ -192,12 +192,15 @@ SANITIZE_JOBS ?= $(if $(filter command line environment,\
 # time probes and passive failures to the second, 079 with four workers;
 # 078 measures a worker's memory (valgrind's own heap would hide a leak);
 # 110 measures failover times of two gateways against bounds of a few
-# seconds
+# seconds; 120, 122 and 123 expect probes to pass and fail within 200 ms
+# timeouts, as 070 does; 124 reloads
 VALGRIND_SKIP ?= t/000_unit.t t/070_health.t t/072_health_tls.t \
                  t/074_reload_records.t t/075_failover.t \
                  t/076_peer_zone.t t/077_reload_zone.t \
                  t/078_keepalive_skip.t t/079_probe_lease.t \
-                 t/080_status.t t/095_hostile.t t/110_ha_pair.t
+                 t/080_status.t t/095_hostile.t t/110_ha_pair.t \
+                 t/120_ca_cache.t t/122_ca_cache_disagree.t \
+                 t/123_ca_cache_nomem.t t/124_ca_cache_reload.t
 VALGRIND_TESTS ?= $(filter-out $(VALGRIND_SKIP),$(sort $(wildcard t/*.t)))
 
 .PHONY: deps-asan deps-valgrind module-asan test-asan test-valgrind
