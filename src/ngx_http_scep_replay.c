@@ -11,9 +11,9 @@
  *
  * A pair is kept only once the message's signature has verified, in the
  * precontent phase, so that a forged message cannot block a device's
- * real one; and it is forgotten again when no back end answered the
- * request, so that a device may send the same message again after a
- * 502, 503 or 504.
+ * real one; and it is forgotten again when the request reached no back
+ * end (none healthy, connect errors and timeouts), so that a device may
+ * send the same message again after such a 502, 503 or 504.
  */
 
 
@@ -485,9 +485,10 @@ ngx_http_scep_replay_check(ngx_http_request_t *r, ngx_http_scep_ctx_t *ctx)
 
 
 /*
- * The log phase: a pair kept for a request that no back end answered
- * (none healthy, connect errors, timeouts) is forgotten, so that the
- * device may send the same message again.
+ * The log phase: a pair kept for a request that reached no back end
+ * (none healthy, connect errors and timeouts) is forgotten, so that the
+ * device may send the same message again.  Once a back end took the
+ * connection, it may have the message, whatever became of the answer.
  */
 
 static ngx_int_t
@@ -518,8 +519,7 @@ ngx_http_scep_replay_log_handler(ngx_http_request_t *r)
         state = r->upstream_states->elts;
 
         for (i = 0; i < r->upstream_states->nelts; i++) {
-            if (state[i].peer && state[i].header_time != (ngx_msec_t) -1) {
-                /* a back end answered: it has seen the message */
+            if (state[i].peer && state[i].connect_time != (ngx_msec_t) -1) {
                 return NGX_OK;
             }
         }

@@ -68,6 +68,16 @@ http {
             proxy_pass http://127.0.0.1:%%SINK%%;
         }
 
+        location = /refused {
+            scep on;
+            proxy_pass http://127.0.0.1:%%GONE%%;
+        }
+
+        location = /fails {
+            scep on;
+            proxy_pass http://127.0.0.1:%%SINK%%/fails;
+        }
+
         location = /status {
             scep_status;
         }
@@ -87,7 +97,8 @@ http {
     server {
         listen 127.0.0.1:%%SINK%%;
         access_log off;
-        return 200;
+        location / { return 200; }
+        location = /fails { return 500; }
     }
 }
 CONF
@@ -160,16 +171,25 @@ my $g = $t->device_msg;
 is(post('/gone', $g)->{status}, 503, 'no healthy back end: 503');
 is(post('/gone', $g)->{status}, 503, 'the same message again: 503, not a'
    . ' replay');
+my $c = $t->device_msg;
+is(post('/refused', $c)->{status}, 502, 'connection refused: 502');
+is(post('/refused', $c)->{status}, 502, 'the same message again: 502, not'
+   . ' a replay');
+
+# a back end that took it and failed may have it: kept
+my $e = $t->device_msg;
+is(post('/fails', $e)->{status}, 500, 'a back end answers 500');
+is(post('/fails', $e)->{status}, 400, 'the same message again: a replay');
 
 my $st = status();
-is($st->{requests}{rejected}{replayed_message}, 3,
+is($st->{requests}{rejected}{replayed_message}, 4,
    'status: replayed_message counted');
 is($st->{replay}{evicted}, 0, 'status: nothing evicted yet');
-is($st->{replay}{entries}, 5,
-   'status: five pairs kept (not those of "off" or of the 503)');
+is($st->{replay}{entries}, 6,
+   'status: six pairs kept (not those of "off", the 503 or the 502)');
 
 $r = $t->get($gw, '/status?format=prometheus');
-like($r->{body}, qr/^scep_rejected_total\{reason="replayed_message"\} 3$/m,
+like($r->{body}, qr/^scep_rejected_total\{reason="replayed_message"\} 4$/m,
      'prometheus: replayed_message');
 
 # a full zone: the oldest pairs go first, no request is refused for it
