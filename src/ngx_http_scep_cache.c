@@ -482,12 +482,27 @@ ngx_http_scep_cache_probe_done(ngx_http_scep_peer_t *peer,
     hc = peer->upstream;
     sp = peer->sh;
 
-    if (!hc->cache || sp == NULL || hc->shm_zone == NULL) {
+    if (sp == NULL || hc->shm_zone == NULL) {
         return;
     }
 
     shpool = (ngx_slab_pool_t *) hc->shm_zone->shm.addr;
     sh = shpool->data;
+
+    if (!hc->cache) {
+        /*
+         * answers kept before a reload that turned scep_ca_cache off are
+         * not kept up to date: they must not be served when it is on again
+         */
+
+        if (sp->answer) {
+            ngx_shmtx_lock(&shpool->mutex);
+            ngx_http_scep_cache_free_locked(shpool, sp);
+            ngx_shmtx_unlock(&shpool->mutex);
+        }
+
+        return;
+    }
     nomem = 0;
     len = 0;
     not_before = 0;
