@@ -319,6 +319,10 @@ ngx_http_scep_cache_ident(ngx_str_t *message, ngx_str_t *ident)
     u_char      c, *p, *last;
     ngx_uint_t  i, hi, lo;
 
+    if (message->len == 0) {
+        return ident->len == 0;
+    }
+
     p = message->data;
     last = p + message->len;
     i = 0;
