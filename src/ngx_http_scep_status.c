@@ -646,15 +646,25 @@ ngx_http_scep_status_prometheus(ngx_http_request_t *r,
             cn->rate_limited, cn->no_healthy);
 
     p = ngx_slprintf(p, last,
+            "# HELP scep_ca_cache_hits_total GetCACaps and GetCACert "
+            "answered from the edge, by operation.\n"
             "# TYPE scep_ca_cache_hits_total counter\n"
             "scep_ca_cache_hits_total{operation=\"GetCACaps\"} %uA\n"
             "scep_ca_cache_hits_total{operation=\"GetCACert\"} %uA\n"
+            "# HELP scep_ca_cache_stale_hits_total Answers from the edge "
+            "given while no server was healthy.\n"
             "# TYPE scep_ca_cache_stale_hits_total counter\n"
             "scep_ca_cache_stale_hits_total %uA\n"
+            "# HELP scep_ca_cache_misses_total GetCACaps and GetCACert "
+            "the cache let through to a server.\n"
             "# TYPE scep_ca_cache_misses_total counter\n"
             "scep_ca_cache_misses_total %uA\n"
+            "# HELP scep_replay_entries transactionID and senderNonce "
+            "pairs kept by the replay window.\n"
             "# TYPE scep_replay_entries gauge\n"
             "scep_replay_entries %ui\n"
+            "# HELP scep_replay_evicted_total Pairs forgotten before "
+            "their window ended, the zone being full.\n"
             "# TYPE scep_replay_evicted_total counter\n"
             "scep_replay_evicted_total %uA\n",
             cn->cache_hits[0], cn->cache_hits[1], cn->cache_stale,
@@ -885,7 +895,10 @@ ngx_http_scep_prom_disagree(u_char *p, u_char *last,
         return p;
     }
 
-    p = ngx_slprintf(p, last, "# TYPE scep_upstream_answers_disagree gauge\n");
+    p = ngx_slprintf(p, last,
+            "# HELP scep_upstream_answers_disagree 1 when healthy servers "
+            "of the upstream answer GetCACaps or GetCACert differently.\n"
+            "# TYPE scep_upstream_answers_disagree gauge\n");
 
     sp = ss->peers.elts;
     differ = 0;
