@@ -31,6 +31,7 @@ my $fast = 'interval=300ms timeout=200ms fails=1 passes=1 uri=/scep';
 $t->start_nginx(<<"CONF");
 http {
     large_client_header_buffers 4 72k;
+    client_body_buffer_size 128k;
 
     log_format cache '\$request_uri \$scep_cache "\$upstream_addr" \$status';
 

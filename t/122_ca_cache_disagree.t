@@ -35,6 +35,7 @@ my $hc = 'interval=300ms timeout=200ms fails=1 passes=1 uri=/scep';
 $t->start_nginx(<<"CONF");
 http {
     large_client_header_buffers 4 72k;
+    client_body_buffer_size 128k;
 
     upstream ndes {
         server 127.0.0.1:$f_old->{port};

@@ -33,6 +33,7 @@ my $f = $t->start_fault('certs', "$dir/huge.der");
 $t->start_nginx(<<"CONF");
 http {
     large_client_header_buffers 4 72k;
+    client_body_buffer_size 128k;
 
     scep_zone 68k;
 

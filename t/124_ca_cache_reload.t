@@ -23,6 +23,7 @@ sub conf {
     return <<"CONF";
 http {
     large_client_header_buffers 4 72k;
+    client_body_buffer_size 128k;
 
     log_format cache '\$scep_cache';
 

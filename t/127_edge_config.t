@@ -20,6 +20,7 @@ sub conf {
     return <<"CONF";
 http {
     large_client_header_buffers 4 72k;
+    client_body_buffer_size 128k;
     $http
     upstream ndes {
         server 127.0.0.1:%%A%%;
