@@ -5,7 +5,10 @@
  * CPU cost of scep_message_check() on DER pkiMessages, and of decoding
  * their canonical query form.
  *
- *   validate-bench [-n CHECKS] [-d DECODES] FILE...
+ *   validate-bench [-f] [-n CHECKS] [-d DECODES] FILE...
+ *
+ * The checks use one scep_crypto_t, as the module does; with -f, none:
+ * each check fetches its digest and makes its keys on its own.
  *
  * Prints one line per file: its path, size, the number of checks, CPU
  * microseconds per check, the number of decodes, CPU microseconds per
@@ -29,7 +32,8 @@
 static double scep_bench_now(void);
 static unsigned char *scep_bench_read(const char *path, size_t *len);
 static long scep_bench_count(const char *arg);
-static int scep_bench_file(const char *path, long checks, long decodes);
+static int scep_bench_file(const char *path, long checks, long decodes,
+    scep_crypto_t *crypto);
 
 
 static double
@@ -99,7 +103,8 @@ scep_bench_count(const char *arg)
 
 
 static int
-scep_bench_file(const char *path, long checks, long decodes)
+scep_bench_file(const char *path, long checks, long decodes,
+    scep_crypto_t *crypto)
 {
     long            i;
     size_t          len, qlen, n;
@@ -128,6 +133,7 @@ scep_bench_file(const char *path, long checks, long decodes)
     qlen = scep_base64_encode_query(der, len, query);
 
     policy.algorithms = SCEP_ALG_DEFAULT;
+    policy.crypto = crypto;
 
     /* once outside the clock: the verdict, and lazy library set-up */
     reason = scep_message_check(der, len, &policy, &res);
@@ -168,13 +174,15 @@ scep_bench_file(const char *path, long checks, long decodes)
 int
 main(int argc, char **argv)
 {
-    int    i, rc, failed, usage, decodes_set;
-    long   checks, decodes;
+    int             i, rc, failed, usage, decodes_set, fetch;
+    long            checks, decodes;
+    scep_crypto_t  *crypto;
 
     checks = 2000;
     decodes = 0;
     decodes_set = 0;
     usage = 0;
+    fetch = 0;
 
     for (i = 1; i < argc && argv[i][0] == '-'; i++) {
         if (strcmp(argv[i], "-n") == 0 && i + 1 < argc) {
@@ -186,13 +194,16 @@ main(int argc, char **argv)
             usage |= (decodes < 0);
             decodes_set = 1;
 
+        } else if (strcmp(argv[i], "-f") == 0) {
+            fetch = 1;
+
         } else {
             usage = 1;
         }
     }
 
     if (usage || i == argc) {
-        fprintf(stderr, "usage: %s [-n CHECKS] [-d DECODES] FILE...\n",
+        fprintf(stderr, "usage: %s [-f] [-n CHECKS] [-d DECODES] FILE...\n",
                 argv[0]);
         return 2;
     }
@@ -201,15 +212,27 @@ main(int argc, char **argv)
         decodes = checks;
     }
 
+    crypto = NULL;
+
+    if (!fetch) {
+        crypto = scep_crypto_new();
+        if (crypto == NULL) {
+            fprintf(stderr, "scep_crypto_new() failed\n");
+            return 1;
+        }
+    }
+
     failed = 0;
 
     for ( /* void */ ; i < argc; i++) {
-        rc = scep_bench_file(argv[i], checks, decodes);
+        rc = scep_bench_file(argv[i], checks, decodes, crypto);
 
         if (rc != 0) {
             failed = 1;
         }
     }
+
+    scep_crypto_free(crypto);
 
     return failed;
 }

@@ -16,6 +16,8 @@ static ngx_int_t ngx_http_scep_check_buffer(ngx_conf_t *cf,
     ngx_http_core_srv_conf_t *cscf, ngx_str_t *addr,
     ngx_http_scep_srv_conf_t *used);
 static void *ngx_http_scep_create_main_conf(ngx_conf_t *cf);
+static ngx_int_t ngx_http_scep_crypto_init(ngx_conf_t *cf);
+static void ngx_http_scep_crypto_cleanup(void *data);
 static void *ngx_http_scep_create_srv_conf(ngx_conf_t *cf);
 static void *ngx_http_scep_create_loc_conf(ngx_conf_t *cf);
 static char *ngx_http_scep_merge_loc_conf(ngx_conf_t *cf, void *parent,
@@ -262,6 +264,10 @@ ngx_http_scep_init(ngx_conf_t *cf)
         return NGX_ERROR;
     }
 
+    if (ngx_http_scep_crypto_init(cf) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
     cmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_core_module);
 
     /*
@@ -307,6 +313,52 @@ ngx_http_scep_init(ngx_conf_t *cf)
     ngx_http_scep_recipient_init(cf);
 
     return ngx_http_scep_retry_after_init(cf);
+}
+
+
+/*
+ * The digests and the RSA key maker that the message checks use are
+ * fetched from OpenSSL once a configuration, not at every check; the
+ * workers inherit them, each its own copy, and they go with the cycle.
+ */
+
+static ngx_int_t
+ngx_http_scep_crypto_init(ngx_conf_t *cf)
+{
+    ngx_pool_cleanup_t         *cln;
+    ngx_http_scep_main_conf_t  *smcf;
+
+    smcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_scep_module);
+
+    if (!smcf->any) {
+        return NGX_OK;
+    }
+
+    cln = ngx_pool_cleanup_add(cf->pool, 0);
+    if (cln == NULL) {
+        return NGX_ERROR;
+    }
+
+    smcf->crypto = scep_crypto_new();
+    if (smcf->crypto == NULL) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "scep: scep_crypto_new() failed: out of memory");
+        return NGX_ERROR;
+    }
+
+    cln->handler = ngx_http_scep_crypto_cleanup;
+    cln->data = smcf->crypto;
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_http_scep_crypto_cleanup(void *data)
+{
+    scep_crypto_t  *crypto = data;
+
+    scep_crypto_free(crypto);
 }
 
 

@@ -290,6 +290,8 @@ typedef struct {
     ngx_uint_t                 replay_line;
 
     ngx_str_t                  dashboard_csp;  /* with scep_status */
+
+    scep_crypto_t             *crypto;     /* this cycle's, or NULL */
 } ngx_http_scep_main_conf_t;
 
 

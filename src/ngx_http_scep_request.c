@@ -758,15 +758,18 @@ ngx_http_scep_canonical_post_query(ngx_http_request_t *r,
 static ngx_int_t
 ngx_http_scep_check_message(ngx_http_request_t *r, ngx_http_scep_ctx_t *ctx)
 {
-    scep_policy_t              policy;
-    scep_pending_t            *pending;
-    ngx_pool_cleanup_t        *cln;
-    ngx_http_scep_pending_t   *pd;
-    ngx_http_scep_loc_conf_t  *slcf;
+    scep_policy_t               policy;
+    scep_pending_t             *pending;
+    ngx_pool_cleanup_t         *cln;
+    ngx_http_scep_pending_t    *pd;
+    ngx_http_scep_loc_conf_t   *slcf;
+    ngx_http_scep_main_conf_t  *smcf;
 
     slcf = ngx_http_get_module_loc_conf(r, ngx_http_scep_module);
+    smcf = ngx_http_get_module_main_conf(r, ngx_http_scep_module);
 
     policy.algorithms = (uint32_t) slcf->algorithms;
+    policy.crypto = smcf->crypto;
 
     pending = ngx_palloc(r->pool, scep_pending_size());
     if (pending == NULL) {

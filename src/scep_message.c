@@ -102,6 +102,7 @@ scep_message_parse(const unsigned char *der, size_t len,
 
     ck->algorithms = (policy != NULL) ? policy->algorithms
                                       : SCEP_ALG_DEFAULT;
+    ck->crypto = (policy != NULL) ? policy->crypto : NULL;
     ck->res = res;
 
     /* errors the caller left queued are no business of this check */
@@ -167,10 +168,14 @@ scep_message_verify(scep_pending_t *pending)
 void
 scep_pending_free(scep_pending_t *pending)
 {
-    EVP_MD_free(pending->ck.md);
+    if (pending->ck.md_fetched) {
+        EVP_MD_free(pending->ck.md);
+    }
+
     OPENSSL_free(pending->ck.content_copy);
 
     pending->ck.md = NULL;
+    pending->ck.md_fetched = 0;
     pending->ck.content_copy = NULL;
     pending->parsed = 0;
 }

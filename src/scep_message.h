@@ -130,8 +130,24 @@ typedef enum {
      |SCEP_ALG_AES256)
 
 
+/*
+ * What the checks take from OpenSSL's providers (the digests, the maker
+ * of RSA public keys), fetched once for many checks instead of at every
+ * check.  A process makes one with scep_crypto_new() and names it in
+ * every scep_policy_t; one thread at a time may use it.  NULL when out
+ * of memory.  A check without one fetches what it needs itself.
+ */
+
+typedef struct scep_crypto_s  scep_crypto_t;
+
+scep_crypto_t *scep_crypto_new(void);
+
+void scep_crypto_free(scep_crypto_t *crypto);
+
+
 typedef struct {
     uint32_t        algorithms;       /* SCEP_ALG_* allowed */
+    scep_crypto_t  *crypto;           /* or NULL */
 } scep_policy_t;
 
 

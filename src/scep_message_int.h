@@ -81,9 +81,36 @@ typedef struct {
 } scep_cert_t;
 
 
+/* RSA public keys met last, and how many */
+#define SCEP_CRYPTO_KEYS          8
+
+/* the longest RSAPublicKey kept: a modulus of 8192 bits */
+#define SCEP_CRYPTO_KEY_MAX       1100
+
+
+/* an RSA public key met before */
+typedef struct {
+    size_t                 len;           /* 0: a free slot */
+    unsigned char          der[SCEP_CRYPTO_KEY_MAX];  /* RSAPublicKey */
+    EVP_PKEY              *pkey;
+    EVP_PKEY_CTX          *pctx;          /* PKCS#1 v1.5 verify, or NULL */
+    uint32_t               digest;        /* SCEP_ALG_* of pctx */
+} scep_crypto_key_t;
+
+
+/* what scep_crypto_new() fetches, and the keys met last */
+struct scep_crypto_s {
+    EVP_MD                *md[6];         /* by scep_digest_index() */
+    EVP_PKEY_CTX          *rsa;           /* ready for EVP_PKEY_fromdata() */
+    scep_crypto_key_t      keys[SCEP_CRYPTO_KEYS];
+    unsigned int           next;          /* the slot to fill next */
+};
+
+
 /* the state of one scep_message_check() call */
 typedef struct {
     uint32_t               algorithms;
+    scep_crypto_t         *crypto;        /* or NULL */
     scep_result_t         *res;
 
     /* SignedData */
@@ -111,6 +138,7 @@ typedef struct {
     unsigned int           name_compares;
 
     EVP_MD                *md;            /* the signer's digest */
+    unsigned int           md_fetched;    /* md is ours to free */
 } scep_check_t;
 
 

@@ -32,12 +32,18 @@
 
 static int scep_names_equal(scep_check_t *ck, const scep_ber_t *a,
     const scep_ber_t *b);
-static EVP_PKEY *scep_public_key(const scep_cert_t *cert);
-static EVP_PKEY *scep_rsa_key(const scep_ber_t *key);
+static EVP_MD *scep_digest(scep_check_t *ck);
+static EVP_PKEY *scep_public_key(scep_check_t *ck, scep_crypto_key_t **key);
+static EVP_PKEY *scep_rsa_key(scep_check_t *ck, const scep_ber_t *bits,
+    scep_crypto_key_t **key);
+static void scep_crypto_key_clear(scep_crypto_key_t *key);
+static void scep_native_order(unsigned char *dst, const unsigned char *src,
+    size_t n);
 static EVP_PKEY *scep_ec_key(const scep_ber_t *params, const scep_ber_t *key);
 static scep_reason_t scep_pss_params(const scep_ber_t *params,
     uint32_t digest, EVP_PKEY_CTX *pctx);
 static const char *scep_digest_name(uint32_t bits);
+static int scep_digest_index(uint32_t bits);
 static scep_reason_t scep_openssl_reason(scep_reason_t fallback);
 
 
@@ -290,9 +296,9 @@ scep_check_message_digest(scep_check_t *ck)
         return SCEP_REASON_BAD_SIGNATURE;
     }
 
-    /* fetched once for the content, the attributes and the signature */
+    /* one for the content, the attributes and the signature */
 
-    ck->md = EVP_MD_fetch(NULL, scep_digest_name(ck->res->digest), NULL);
+    ck->md = scep_digest(ck);
     if (ck->md == NULL) {
         return scep_openssl_reason(SCEP_REASON_INTERNAL);
     }
@@ -324,14 +330,15 @@ scep_check_message_digest(scep_check_t *ck)
 scep_reason_t
 scep_check_signature(scep_check_t *ck)
 {
-    int              rc;
-    uint32_t         kind;
-    EVP_PKEY        *pkey;
-    EVP_MD_CTX      *mctx;
-    unsigned int     mdlen;
-    EVP_PKEY_CTX    *pctx;
-    scep_reason_t    reason;
-    unsigned char    tag, md[EVP_MAX_MD_SIZE];
+    int                 rc, owned;
+    uint32_t            kind;
+    EVP_PKEY           *pkey;
+    EVP_MD_CTX         *mctx;
+    unsigned int        mdlen;
+    EVP_PKEY_CTX       *pctx;
+    scep_reason_t       reason;
+    scep_crypto_key_t  *key;
+    unsigned char       tag, md[EVP_MAX_MD_SIZE];
 
     kind = scep_oid_bits(scep_signatures, scep_nelts(scep_signatures),
                          &ck->sig_alg);
@@ -364,7 +371,7 @@ scep_check_signature(scep_check_t *ck)
         return scep_openssl_reason(SCEP_REASON_INTERNAL);
     }
 
-    pkey = scep_public_key(&ck->cert);
+    pkey = scep_public_key(ck, &key);
     if (pkey == NULL) {
         return scep_openssl_reason(SCEP_REASON_BAD_SIGNATURE);
     }
@@ -375,7 +382,21 @@ scep_check_signature(scep_check_t *ck)
         return SCEP_REASON_BAD_SIGNATURE;
     }
 
+    /*
+     * A key met before verifies PKCS#1 v1.5 signatures with the same
+     * digest through the context made then.
+     */
+
+    if (key != NULL && kind == SCEP_SIG_RSA && key->pctx != NULL
+        && key->digest == ck->res->digest && !ck->md_fetched)
+    {
+        pctx = key->pctx;
+        owned = 0;
+        goto verify;
+    }
+
     reason = SCEP_REASON_BAD_SIGNATURE;
+    owned = 1;
 
     pctx = EVP_PKEY_CTX_new_from_pkey(NULL, pkey, NULL);
     if (pctx == NULL) {
@@ -407,6 +428,16 @@ scep_check_signature(scep_check_t *ck)
         }
     }
 
+    if (key != NULL && kind == SCEP_SIG_RSA && !ck->md_fetched) {
+        /* kept with the key, for its next signature */
+        EVP_PKEY_CTX_free(key->pctx);
+        key->pctx = pctx;
+        key->digest = ck->res->digest;
+        owned = 0;
+    }
+
+verify:
+
     rc = EVP_PKEY_verify(pctx, ck->signature.val,
                          ck->signature.vend - ck->signature.val, md, mdlen);
 
@@ -415,18 +446,113 @@ scep_check_signature(scep_check_t *ck)
 
 done:
 
-    EVP_PKEY_CTX_free(pctx);
+    if (owned) {
+        EVP_PKEY_CTX_free(pctx);
+    }
+
     EVP_PKEY_free(pkey);
 
     return reason;
 }
 
 
+/*
+ * scep_crypto_new() fetches every digest a check may need, and readies a
+ * context that makes RSA public keys from their numbers: fetching them
+ * costs more than a check's own SHA-256 over 10 KB, as OpenSSL looks the
+ * names up in its providers every time.  What cannot be fetched now (MD5
+ * in a FIPS setup) is looked for again by the check that needs it.
+ */
+
+scep_crypto_t *
+scep_crypto_new(void)
+{
+    size_t          i;
+    scep_crypto_t  *crypto;
+
+    static const uint32_t  digests[] = {
+        SCEP_ALG_MD5, SCEP_ALG_SHA1, SCEP_ALG_SHA224, SCEP_ALG_SHA256,
+        SCEP_ALG_SHA384, SCEP_ALG_SHA512
+    };
+
+    crypto = OPENSSL_zalloc(sizeof(scep_crypto_t));
+    if (crypto == NULL) {
+        return NULL;
+    }
+
+    for (i = 0; i < scep_nelts(digests); i++) {
+        crypto->md[scep_digest_index(digests[i])] =
+            EVP_MD_fetch(NULL, scep_digest_name(digests[i]), NULL);
+    }
+
+    crypto->rsa = EVP_PKEY_CTX_new_from_name(NULL, "RSA", NULL);
+
+    if (crypto->rsa != NULL && EVP_PKEY_fromdata_init(crypto->rsa) != 1) {
+        EVP_PKEY_CTX_free(crypto->rsa);
+        crypto->rsa = NULL;
+    }
+
+    ERR_clear_error();
+
+    return crypto;
+}
+
+
+void
+scep_crypto_free(scep_crypto_t *crypto)
+{
+    size_t  i;
+
+    if (crypto == NULL) {
+        return;
+    }
+
+    for (i = 0; i < scep_nelts(crypto->md); i++) {
+        EVP_MD_free(crypto->md[i]);
+    }
+
+    for (i = 0; i < SCEP_CRYPTO_KEYS; i++) {
+        scep_crypto_key_clear(&crypto->keys[i]);
+    }
+
+    EVP_PKEY_CTX_free(crypto->rsa);
+    OPENSSL_free(crypto);
+}
+
+
+/* the signer's digest: the one fetched beforehand, or fetched now */
+
+static EVP_MD *
+scep_digest(scep_check_t *ck)
+{
+    int  i;
+
+    i = scep_digest_index(ck->res->digest);
+
+    if (i < 0) {
+        return NULL;
+    }
+
+    if (ck->crypto != NULL && ck->crypto->md[i] != NULL) {
+        return ck->crypto->md[i];
+    }
+
+    ck->md_fetched = 1;
+
+    return EVP_MD_fetch(NULL, scep_digest_name(ck->res->digest), NULL);
+}
+
+
 /* the signer's key: RSA (rsaEncryption or RSASSA-PSS) or EC, else NULL */
 
 static EVP_PKEY *
-scep_public_key(const scep_cert_t *cert)
+scep_public_key(scep_check_t *ck, scep_crypto_key_t **key)
 {
+    const scep_cert_t  *cert;
+
+    cert = &ck->cert;
+    *key = NULL;
+
     if (cert->key.val[0] != 0) {
         /* keys are whole octets */
         return NULL;
@@ -436,7 +562,7 @@ scep_public_key(const scep_cert_t *cert)
         || scep_oid_is(&cert->key_alg, scep_oid_rsa_pss,
                        sizeof(scep_oid_rsa_pss)))
     {
-        return scep_rsa_key(&cert->key);
+        return scep_rsa_key(ck, &cert->key, key);
     }
 
     if (scep_oid_is(&cert->key_alg, scep_oid_ec, sizeof(scep_oid_ec))) {
@@ -452,21 +578,36 @@ scep_public_key(const scep_cert_t *cert)
  *
  * A modulus over SCEP_RSA_MAX_BITS or an exponent over 64 bits would let
  * a client make every check cost milliseconds; no real key is like that.
+ *
+ * With a scep_crypto_t the key is made from its two numbers by the RSA
+ * key manager itself: d2i_PublicKey() makes a legacy key that OpenSSL 3
+ * exports to its provider at every use.  The last SCEP_CRYPTO_KEYS keys
+ * are kept, found again by their exact octets, with what OpenSSL
+ * computes at a key's first use (its Montgomery form): a device signs
+ * its PKCSReq and then every CertPoll with the same key.  *key is the
+ * slot of the key, or NULL when it is not kept.
  */
 
 static EVP_PKEY *
-scep_rsa_key(const scep_ber_t *key)
+scep_rsa_key(scep_check_t *ck, const scep_ber_t *bits, scep_crypto_key_t **key)
 {
-    size_t                nlen, elen;
+    size_t                nlen, elen, len;
+    EVP_PKEY             *pkey;
     scep_ber_t            seq, n, e;
     scep_cur_t            cur;
+    OSSL_PARAM            op[3];
+    unsigned int          i;
+    scep_crypto_t        *crypto;
+    scep_crypto_key_t    *slot;
     const unsigned char  *p;
+    unsigned char         nbuf[SCEP_RSA_MAX_BITS / 8];
+    unsigned char         ebuf[SCEP_RSA_MAX_E_BYTES];
 
-    p = key->val + 1;
+    p = bits->val + 1;
 
-    if (!scep_ber_read(p, key->vend, &seq, 1, 0)
+    if (!scep_ber_read(p, bits->vend, &seq, 1, 0)
         || seq.tag != SCEP_BER_SEQUENCE
-        || seq.next != key->vend)
+        || seq.next != bits->vend)
     {
         return NULL;
     }
@@ -488,7 +629,94 @@ scep_rsa_key(const scep_ber_t *key)
         return NULL;
     }
 
-    return d2i_PublicKey(EVP_PKEY_RSA, NULL, &p, key->vend - p);
+    crypto = ck->crypto;
+
+    if (crypto == NULL || crypto->rsa == NULL) {
+        return d2i_PublicKey(EVP_PKEY_RSA, NULL, &p, bits->vend - p);
+    }
+
+    len = bits->vend - p;
+
+    for (i = 0; i < SCEP_CRYPTO_KEYS; i++) {
+        slot = &crypto->keys[i];
+
+        if (slot->len == len && memcmp(slot->der, p, len) == 0) {
+            if (!EVP_PKEY_up_ref(slot->pkey)) {
+                return NULL;
+            }
+
+            *key = slot;
+            return slot->pkey;
+        }
+    }
+
+    /* OSSL_PARAM numbers are unsigned, in the machine's byte order */
+
+    scep_native_order(nbuf, n.vend - nlen, nlen);
+    scep_native_order(ebuf, e.vend - elen, elen);
+
+    op[0] = OSSL_PARAM_construct_BN(OSSL_PKEY_PARAM_RSA_N, nbuf, nlen);
+    op[1] = OSSL_PARAM_construct_BN(OSSL_PKEY_PARAM_RSA_E, ebuf, elen);
+    op[2] = OSSL_PARAM_construct_end();
+
+    pkey = NULL;
+
+    if (EVP_PKEY_fromdata(crypto->rsa, &pkey, EVP_PKEY_PUBLIC_KEY, op) != 1) {
+        EVP_PKEY_free(pkey);
+        return NULL;
+    }
+
+    if (len > SCEP_CRYPTO_KEY_MAX || !EVP_PKEY_up_ref(pkey)) {
+        return pkey;
+    }
+
+    slot = &crypto->keys[crypto->next];
+    crypto->next = (crypto->next + 1) % SCEP_CRYPTO_KEYS;
+
+    scep_crypto_key_clear(slot);
+
+    memcpy(slot->der, p, len);
+    slot->len = len;
+    slot->pkey = pkey;
+
+    *key = slot;
+
+    return pkey;
+}
+
+
+static void
+scep_crypto_key_clear(scep_crypto_key_t *key)
+{
+    EVP_PKEY_CTX_free(key->pctx);
+    EVP_PKEY_free(key->pkey);
+
+    key->pctx = NULL;
+    key->pkey = NULL;
+    key->len = 0;
+    key->digest = 0;
+}
+
+
+/* big-endian "src" as an unsigned number in the machine's byte order */
+
+static void
+scep_native_order(unsigned char *dst, const unsigned char *src, size_t n)
+{
+    size_t  i;
+    const union {
+        uint16_t       u;
+        unsigned char  c;
+    } little = { 1 };
+
+    if (!little.c) {
+        memcpy(dst, src, n);
+        return;
+    }
+
+    for (i = 0; i < n; i++) {
+        dst[i] = src[n - 1 - i];
+    }
 }
 
 
@@ -689,6 +917,37 @@ scep_digest_name(uint32_t bits)
 
     default:
         return NULL;
+    }
+}
+
+
+/* the index of a digest in scep_crypto_t, or -1 */
+
+static int
+scep_digest_index(uint32_t bits)
+{
+    switch (bits) {
+
+    case SCEP_ALG_MD5:
+        return 0;
+
+    case SCEP_ALG_SHA1:
+        return 1;
+
+    case SCEP_ALG_SHA224:
+        return 2;
+
+    case SCEP_ALG_SHA256:
+        return 3;
+
+    case SCEP_ALG_SHA384:
+        return 4;
+
+    case SCEP_ALG_SHA512:
+        return 5;
+
+    default:
+        return -1;
     }
 }
 

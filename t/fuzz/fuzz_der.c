@@ -34,6 +34,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     ASN1_OCTET_STRING   **content;
 
     policy.algorithms = 0xffffffff;
+    policy.crypto = NULL;
 
     r = scep_message_check(data, size, &policy, NULL);
 

@@ -61,6 +61,7 @@ scep_fuzz_check(const unsigned char *der, size_t len, uint32_t algorithms)
     scep_result_t   res;
 
     policy.algorithms = algorithms;
+    policy.crypto = NULL;
 
     r = scep_message_check(der, len, &policy, &res);
 

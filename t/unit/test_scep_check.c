@@ -88,6 +88,11 @@ static const unsigned char  nonce_bytes[32] =
 static long  fail_countdown;
 static long  alloc_count;
 
+/* check() makes each check without and with a scep_crypto_t */
+static scep_crypto_t  *test_crypto;
+static int             compare_paths = 1;
+static int             path_checks, path_mismatches;
+
 
 static void ok(int cond, const char *what);
 static void bail(const char *what);
@@ -106,6 +111,8 @@ static void add_attributes(CMS_SignerInfo *si, const spec_t *s);
 static buf_t make_message(const spec_t *s);
 static scep_reason_t check(const buf_t *m, uint32_t algorithms,
     scep_result_t *res);
+static scep_reason_t check_with(const buf_t *m, int path);
+static scep_reason_t check_failing(const buf_t *m, int path, long k);
 static int check_is(const spec_t *s, uint32_t algorithms,
     scep_reason_t expect);
 static unsigned char *find(const buf_t *hay, const void *needle, size_t n);
@@ -585,11 +592,83 @@ make_message(const spec_t *s)
 static scep_reason_t
 check(const buf_t *m, uint32_t algorithms, scep_result_t *res)
 {
+    int            i;
+    scep_reason_t  r, r2;
     scep_policy_t  policy;
+    scep_result_t  scratch;
 
     policy.algorithms = algorithms;
+    policy.crypto = NULL;
 
-    return scep_message_check(m->p, m->n, &policy, res);
+    r = scep_message_check(m->p, m->n, &policy, res);
+
+    if (!compare_paths) {
+        return r;
+    }
+
+    /*
+     * The same verdict with the digests and key maker fetched once, and
+     * again with the signer's key kept from the first time.
+     */
+
+    policy.crypto = test_crypto;
+    path_checks++;
+
+    for (i = 0; i < 2; i++) {
+        r2 = scep_message_check(m->p, m->n, &policy, &scratch);
+
+        if (r2 != r) {
+            printf("# with a scep_crypto_t (%s): %s, without: %s\n",
+                   i ? "key kept" : "key made", scep_reason_token(r2),
+                   scep_reason_token(r));
+            path_mismatches++;
+        }
+    }
+
+    return r;
+}
+
+
+/*
+ * For the out-of-memory tests: a check without a scep_crypto_t (path 0)
+ * or with a new one (path 1), so that the key is made, not found.
+ */
+
+static scep_reason_t
+check_with(const buf_t *m, int path)
+{
+    return check_failing(m, path, 0);
+}
+
+
+/* the same with allocation "k" failing (0: none) */
+
+static scep_reason_t
+check_failing(const buf_t *m, int path, long k)
+{
+    scep_reason_t   r;
+    scep_policy_t   policy;
+    scep_crypto_t  *crypto;
+
+    crypto = NULL;
+
+    if (path) {
+        crypto = scep_crypto_new();
+        if (crypto == NULL) {
+            bail("scep_crypto_new()");
+        }
+    }
+
+    policy.algorithms = SCEP_ALG_DEFAULT;
+    policy.crypto = crypto;
+
+    fail_countdown = k;
+    r = scep_message_check(m->p, m->n, &policy, NULL);
+    fail_countdown = 0;
+
+    scep_crypto_free(crypto);
+
+    return r;
 }
 
 
@@ -1562,10 +1641,14 @@ test_out_of_memory(void)
     spec_t          s;
     char            what[160];
     scep_reason_t   r;
-    int             internal, wrong, unnoticed, untold;
+    int             internal, wrong, unnoticed, untold, path;
 
     static const char  *names[] = {
         "RSA", "RSA-PSS", "ECDSA", "BER", "an envelope to an EC key"
+    };
+
+    static const char  *paths[] = {
+        "", " (a new scep_crypto_t)"
     };
 
     for (i = 0; i < 5; i++) {
@@ -1589,51 +1672,58 @@ test_out_of_memory(void)
 
         m = make_message(&s);
 
-        /* warm up the lazily filled caches of OpenSSL */
-        (void) check(&m, SCEP_ALG_DEFAULT, NULL);
+        for (path = 0; path < 2; path++) {
 
-        alloc_count = 0;
-        (void) check(&m, SCEP_ALG_DEFAULT, NULL);
-        calls = alloc_count;
+            /* warm up the lazily filled caches of OpenSSL */
+            (void) check_with(&m, path);
 
-        internal = 0;
-        unnoticed = 0;
-        untold = 0;
-        wrong = 0;
+            alloc_count = 0;
+            (void) check_with(&m, path);
+            calls = alloc_count;
 
-        for (k = 1; k <= calls; k++) {
-            fail_countdown = k;
-            r = check(&m, SCEP_ALG_DEFAULT, NULL);
-            fail_countdown = 0;
+            internal = 0;
+            unnoticed = 0;
+            untold = 0;
+            wrong = 0;
 
-            if (r == SCEP_REASON_INTERNAL) {
-                internal++;
+            for (k = 1; k <= calls; k++) {
+                r = check_failing(&m, path, k);
 
-            } else if (r == SCEP_REASON_OK) {
-                /* OpenSSL can do without some of its allocations */
-                unnoticed++;
+                if (r == SCEP_REASON_INTERNAL) {
+                    internal++;
 
-            } else if (r == SCEP_REASON_BAD_SIGNATURE && (i == 1 || i == 2)) {
-                /*
-                 * Inside its PSS and ECDSA verification OpenSSL 3.0 fails
-                 * some allocations without a word: a bad signature then.
-                 */
-                untold++;
+                } else if (r == SCEP_REASON_OK) {
+                    /* OpenSSL can do without some of its allocations */
+                    unnoticed++;
 
-            } else {
-                printf("# %s: allocation %ld of %ld failed: %s\n",
-                       names[i], k, calls, scep_reason_token(r));
-                wrong++;
+                } else if (r == SCEP_REASON_BAD_SIGNATURE
+                           && (i == 1 || i == 2))
+                {
+                    /*
+                     * Inside its PSS and ECDSA verification OpenSSL 3.0
+                     * fails some allocations without a word: a bad
+                     * signature then.
+                     */
+                    untold++;
+
+                } else {
+                    printf("# %s%s: allocation %ld of %ld failed: %s\n",
+                           names[i], paths[path], k, calls,
+                           scep_reason_token(r));
+                    wrong++;
+                }
             }
+
+            printf("# %s%s: %ld allocations a check; failing each in turn: "
+                   "%d internal_error, %d bad_signature, %d unnoticed\n",
+                   names[i], paths[path], calls, internal, untold,
+                   unnoticed);
+
+            snprintf(what, sizeof(what),
+                     "%s%s: out of memory is internal_error", names[i],
+                     paths[path]);
+            ok(calls > 0 && internal > 0 && wrong == 0, what);
         }
-
-        printf("# %s: %ld allocations a check; failing each in turn: "
-               "%d internal_error, %d bad_signature, %d unnoticed\n",
-               names[i], calls, internal, untold, unnoticed);
-
-        snprintf(what, sizeof(what), "%s: out of memory is internal_error",
-                 names[i]);
-        ok(calls > 0 && internal > 0 && wrong == 0, what);
 
         snprintf(what, sizeof(what), "%s: valid again once memory is back",
                  names[i]);
@@ -1667,6 +1757,11 @@ main(void)
     big_e_key = make_big_e_key();
     big_e_cert = make_cert(big_e_key, big_e_key, "big-e", 4000, 0);
 
+    test_crypto = scep_crypto_new();
+    if (test_crypto == NULL) {
+        bail("scep_crypto_new()");
+    }
+
     test_names();
     test_valid();
     test_structure();
@@ -1676,6 +1771,12 @@ main(void)
     test_two_steps();
     test_mutations();
     test_out_of_memory();
+
+    ok(path_checks > 100 && path_mismatches == 0,
+       "every check has the same verdict with a scep_crypto_t, its keys"
+       " made and kept, as without");
+
+    scep_crypto_free(test_crypto);
 
     X509_free(ca_cert);
     X509_free(rsa_cert);
