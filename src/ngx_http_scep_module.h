@@ -320,6 +320,7 @@ typedef struct {
     unsigned                   reading_body:1;
     unsigned                   cache:2;       /* NGX_HTTP_SCEP_CACHE_* */
     unsigned                   replay_kept:1; /* pair in the replay zone */
+    unsigned                   der_allocated:1;  /* ctx->der is ours */
 } ngx_http_scep_ctx_t;
 
 

@@ -578,6 +578,8 @@ ngx_http_scep_decode_message(ngx_http_request_t *r, ngx_http_scep_ctx_t *ctx)
         return NGX_ERROR;
     }
 
+    ctx->der_allocated = 1;
+
     rc = scep_base64_decode(ctx->message.data, ctx->message.len, ctx->der,
                             max, &n, &canonical);
 
@@ -887,7 +889,22 @@ ngx_http_scep_verify_handler(ngx_http_request_t *r)
     }
 
     ctx->reason = scep_message_verify(ctx->pending);
+
+    /*
+     * The decoded message is not needed any more: what the check holds
+     * and a GET's decoded message go back to the allocator now, not with
+     * the request, which may wait long for its back end (a large
+     * allocation; a small one stays in the pool).
+     */
+
+    scep_pending_free(ctx->pending);
     ctx->pending = NULL;
+
+    if (ctx->der_allocated) {
+        (void) ngx_pfree(r->pool, ctx->der);
+        ctx->der = NULL;
+        ctx->der_allocated = 0;
+    }
 
     if (ctx->reason == SCEP_REASON_OK) {
         if (ngx_http_scep_replay_check(r, ctx) != NGX_BUSY) {
@@ -1002,6 +1019,8 @@ ngx_http_scep_body_message(ngx_http_request_t *r, ngx_http_scep_ctx_t *ctx)
     if (ctx->der == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
+
+    ctx->der_allocated = 1;
 
     p = ctx->der;
 
