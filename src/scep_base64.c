@@ -232,7 +232,7 @@ scep_base64_decode(const unsigned char *in, size_t len, unsigned char *out,
                 acc = 0;
                 r = p;
 
-                for (k = 0; k < 4; k++) {
+                for (k = 0; k < 4 && r != last; k++) {
                     a = scep_b64_table[*r];
 
                     if (a < SCEP_B64_ALT) {
