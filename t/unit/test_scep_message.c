@@ -318,6 +318,84 @@ test_query(void)
 }
 
 
+/*
+ * Long canonical values take the 16-character steps (SSSE3, where the CPU
+ * has it): every length and escape position around a block's end, a bad
+ * character at every position, and every output limit near the end.
+ */
+
+static void
+test_long(void)
+{
+    int             canon, bad_ok, len_ok, limit_ok;
+    size_t          len, i, n, qlen, max;
+    unsigned char   in[600], *q, out[600], c;
+    unsigned int    seed;
+
+    q = malloc(scep_base64_encoded_max(sizeof(in)));
+    if (q == NULL) {
+        exit(1);
+    }
+
+    seed = 1;
+    len_ok = 1;
+    bad_ok = 1;
+    limit_ok = 1;
+
+    for (len = 1; len <= sizeof(in); len++) {
+        for (i = 0; i < len; i++) {
+            seed = seed * 1103515245 + 12345;
+            in[i] = (unsigned char) (seed >> 16);
+
+            /* runs of 0xff and 0xfb: "/" and "+", escapes side by side */
+            if (len % 5 == 0 && i % 7 < 3) {
+                in[i] = (i % 2) ? 0xff : 0xfb;
+            }
+        }
+
+        qlen = scep_base64_encode_query(in, len, q);
+
+        canon = 0;
+
+        if (scep_base64_decode(q, qlen, out, sizeof(out), &n, &canon)
+            != SCEP_OK
+            || n != len || memcmp(out, in, len) != 0 || !canon)
+        {
+            len_ok = 0;
+        }
+
+        if (len % 37 == 0) {
+            for (i = 0; i < qlen; i++) {
+                c = q[i];
+                q[i] = '*';
+
+                if (scep_base64_decode(q, qlen, out, sizeof(out), &n, NULL)
+                    != SCEP_BAD_BASE64)
+                {
+                    bad_ok = 0;
+                }
+
+                q[i] = c;
+            }
+
+            for (max = len - 3; max < len; max++) {
+                if (scep_base64_decode(q, qlen, out, max, &n, NULL)
+                    != SCEP_TOO_LARGE)
+                {
+                    limit_ok = 0;
+                }
+            }
+        }
+    }
+
+    free(q);
+
+    ok(len_ok, "long: canonical values of 1 to 600 bytes decode back");
+    ok(bad_ok, "long: a bad character anywhere in them is bad_base64");
+    ok(limit_ok, "long: an output limit short of them is too large");
+}
+
+
 int
 main(void)
 {
@@ -325,6 +403,7 @@ main(void)
     test_canonical();
     test_rejects();
     test_sizes();
+    test_long();
     test_ca_ident();
     test_query();
 
