@@ -41,6 +41,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     CMS_ContentInfo  *cms, *der;
 
     policy.algorithms = 0xffffffff;
+    policy.crypto = NULL;
 
     r = scep_message_check(data, size, &policy, &res);
 
