@@ -132,6 +132,9 @@ ngx_http_scep_retry_after_filter(ngx_http_request_t *r)
     }
 
     h->hash = 1;
+#if (nginx_version >= 1023000)
+    h->next = NULL;
+#endif
     ngx_str_set(&h->key, "Retry-After");
     h->value.data = p;
     h->value.len = ngx_sprintf(p, "%T", slcf->retry_after) - p;

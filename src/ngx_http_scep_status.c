@@ -8,9 +8,10 @@
  */
 
 
-#include <jansson.h>
-
 #include "ngx_http_scep_module.h"
+
+/* after nginx's headers: ngx_config.h must come first */
+#include <jansson.h>
 
 
 /* a consistent copy of one back end's record, taken under the lock */
