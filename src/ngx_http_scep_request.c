@@ -62,6 +62,8 @@ static u_char *ngx_http_scep_algorithm_detail(ngx_http_scep_ctx_t *ctx,
     uint32_t allowed, u_char *p, u_char *last);
 static ngx_int_t ngx_http_scep_strip_headers(ngx_http_request_t *r);
 static ngx_uint_t ngx_http_scep_hop_header(ngx_table_elt_t *h,
+    ngx_array_t *connection);
+static ngx_uint_t ngx_http_scep_connection_names(ngx_table_elt_t *h,
     ngx_str_t *connection);
 
 
@@ -201,16 +203,22 @@ static ngx_str_t  ngx_http_scep_dropped_headers[] = {
 static ngx_int_t
 ngx_http_scep_strip_headers(ngx_http_request_t *r)
 {
-    ngx_str_t         connection;
+    ngx_str_t        *c;
     ngx_uint_t        i, n;
-    ngx_list_t        headers;
+    ngx_list_t        old;
+    ngx_array_t       connection;
     ngx_list_part_t  *part;
     ngx_table_elt_t  *h, *nh;
 
-    /* nginx 1.22 does not keep a pointer to "Connection": find it */
+    /* the headers named in every "Connection" header are hop-by-hop */
+
+    if (ngx_array_init(&connection, r->pool, 2, sizeof(ngx_str_t))
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
 
     n = 0;
-    ngx_str_null(&connection);
 
     for (part = &r->headers_in.headers.part; part; part = part->next) {
         h = part->elts;
@@ -221,58 +229,73 @@ ngx_http_scep_strip_headers(ngx_http_request_t *r)
                                    sizeof("Connection") - 1)
                    == 0)
             {
-                connection = h[i].value;
+                c = ngx_array_push(&connection);
+                if (c == NULL) {
+                    return NGX_ERROR;
+                }
+
+                *c = h[i].value;
             }
         }
 
         n += part->nelts;
     }
 
-    if (ngx_list_init(&headers, r->pool, n ? n : 1, sizeof(ngx_table_elt_t))
+    /*
+     * The request gets a new list, made in place: its "last" must point
+     * to its own first part, since other modules push request headers
+     * onto it later (ngx.req.set_header, more_set_input_headers).  The
+     * old elements stay where they are, and so stay valid for whatever
+     * points to them.
+     */
+
+    old = r->headers_in.headers;
+
+    if (ngx_list_init(&r->headers_in.headers, r->pool, n ? n : 1,
+                      sizeof(ngx_table_elt_t))
         != NGX_OK)
     {
         return NGX_ERROR;
     }
 
-    part = &r->headers_in.headers.part;
-    h = part->elts;
+    for (part = &old.part; part; part = part->next) {
+        h = part->elts;
 
-    for (i = 0; /* void */; i++) {
-
-        if (i >= part->nelts) {
-            if (part->next == NULL) {
-                break;
+        for (i = 0; i < part->nelts; i++) {
+            if (ngx_http_scep_hop_header(&h[i], &connection)) {
+                continue;
             }
 
-            part = part->next;
-            h = part->elts;
-            i = 0;
-        }
+            nh = ngx_list_push(&r->headers_in.headers);
+            if (nh == NULL) {
+                return NGX_ERROR;
+            }
 
-        if (ngx_http_scep_hop_header(&h[i], &connection)) {
-            continue;
+            *nh = h[i];
         }
-
-        nh = ngx_list_push(&headers);
-        if (nh == NULL) {
-            return NGX_ERROR;
-        }
-
-        *nh = h[i];
     }
-
-    r->headers_in.headers = headers;
 
     r->headers_in.authorization = NULL;
     r->headers_in.keep_alive = NULL;
     r->headers_in.te = NULL;
     r->headers_in.upgrade = NULL;
-    r->headers_in.cookies.nelts = 0;
     r->headers_in.user.len = 0;
     r->headers_in.passwd.len = 0;
 
+    /* nginx 1.23.0 made the lists of these headers linked elements */
+
+#if (nginx_version >= 1023000)
+    r->headers_in.cookie = NULL;
+#else
+    r->headers_in.cookies.nelts = 0;
+#endif
+
 #if (NGX_HTTP_X_FORWARDED_FOR)
+#if (nginx_version >= 1023000)
+    r->headers_in.x_forwarded_for = NULL;
+#else
     r->headers_in.x_forwarded_for.nelts = 0;
+#endif
 #endif
 
 #if (NGX_HTTP_REALIP)
@@ -284,10 +307,10 @@ ngx_http_scep_strip_headers(ngx_http_request_t *r)
 
 
 static ngx_uint_t
-ngx_http_scep_hop_header(ngx_table_elt_t *h, ngx_str_t *connection)
+ngx_http_scep_hop_header(ngx_table_elt_t *h, ngx_array_t *connection)
 {
-    u_char     *p, *last, *start;
-    ngx_str_t  *d;
+    ngx_str_t   *d;
+    ngx_uint_t   i;
 
     if (h->key.len > 6
         && ngx_strncasecmp(h->key.data, (u_char *) "Proxy-", 6) == 0)
@@ -304,11 +327,24 @@ ngx_http_scep_hop_header(ngx_table_elt_t *h, ngx_str_t *connection)
         }
     }
 
-    /* the headers that "Connection" names are hop-by-hop too */
+    /* the headers that a "Connection" header names are hop-by-hop too */
 
-    if (connection->len == 0) {
-        return 0;
+    d = connection->elts;
+
+    for (i = 0; i < connection->nelts; i++) {
+        if (ngx_http_scep_connection_names(h, &d[i])) {
+            return 1;
+        }
     }
+
+    return 0;
+}
+
+
+static ngx_uint_t
+ngx_http_scep_connection_names(ngx_table_elt_t *h, ngx_str_t *connection)
+{
+    u_char  *p, *last, *start;
 
     p = connection->data;
     last = p + connection->len;
@@ -1121,6 +1157,9 @@ ngx_http_scep_reject(ngx_http_request_t *r, ngx_http_scep_ctx_t *ctx,
         }
 
         h->hash = 1;
+#if (nginx_version >= 1023000)
+        h->next = NULL;
+#endif
         ngx_str_set(&h->key, "Allow");
 
         if (ctx->op == NGX_HTTP_SCEP_OP_UNKNOWN

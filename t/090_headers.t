@@ -28,7 +28,8 @@ http {
                     'realip=[$http_x_real_ip] ka=[$http_keep_alive] '
                     'te=[$http_te] upgrade=[$http_upgrade] '
                     'listed=[$http_x_listed] custom=[$http_x_custom] '
-                    'ua=[$http_user_agent]';
+                    'ua=[$http_user_agent] '
+                    'one=[$http_x_one] two=[$http_x_two]';
 
     server {
         listen 127.0.0.1:%%GW%%;
@@ -108,6 +109,16 @@ is(request('GET', '/pass?operation=GetCACaps')->{status}, 200,
 @seen = $t->lines('logs/backend.log', 3);
 like($seen[2], qr/auth=\[NTLM \S+\] cookie=\[session=abc\]/,
      'passes credentials when asked to');
+
+# every Connection header names hop-by-hop headers, not only the last
+is(SCEPTest::http($gw, "GET /scep?operation=GetCACaps HTTP/1.1\r\n"
+                     . "Host: localhost\r\nConnection: X-One\r\n"
+                     . "X-One: a\r\nX-Custom: kept\r\n"
+                     . "Connection: close, X-Two\r\nX-Two: b\r\n\r\n")
+     ->{status}, 200, 'two Connection headers');
+@seen = $t->lines('logs/backend.log', 4);
+like($seen[3], qr/custom=\[kept\] .* one=\[-\] two=\[-\]/,
+     'the headers both Connection headers name do not reach the back end');
 
 $t->stop;
 done_testing;
