@@ -31,6 +31,10 @@ static ngx_int_t ngx_http_scep_init_upstream(ngx_conf_t *cf,
 static ngx_int_t ngx_http_scep_init_ssl(ngx_conf_t *cf,
     ngx_http_scep_upstream_t *hc);
 #endif
+#if (nginx_version >= 1027003 && NGX_HTTP_UPSTREAM_ZONE)
+static ngx_int_t ngx_http_scep_refuse_resolve(ngx_conf_t *cf,
+    ngx_http_scep_upstream_t *hc, ngx_http_upstream_srv_conf_t *us);
+#endif
 static ngx_int_t ngx_http_scep_add_peers(ngx_conf_t *cf,
     ngx_http_scep_upstream_t *hc, ngx_http_upstream_rr_peers_t *peers);
 static ngx_int_t ngx_http_scep_init_peer(ngx_http_request_t *r,
@@ -371,6 +375,12 @@ ngx_http_scep_init_upstream(ngx_conf_t *cf, ngx_http_upstream_srv_conf_t *us)
     sscf = ngx_http_conf_upstream_srv_conf(us, ngx_http_scep_module);
     hc = sscf->health;
 
+#if (nginx_version >= 1027003 && NGX_HTTP_UPSTREAM_ZONE)
+    if (ngx_http_scep_refuse_resolve(cf, hc, us) != NGX_OK) {
+        return NGX_ERROR;
+    }
+#endif
+
     if (hc->original_init_upstream(cf, us) != NGX_OK) {
         return NGX_ERROR;
     }
@@ -396,6 +406,47 @@ ngx_http_scep_init_upstream(ngx_conf_t *cf, ngx_http_upstream_srv_conf_t *us)
 
     return NGX_OK;
 }
+
+
+#if (nginx_version >= 1027003 && NGX_HTTP_UPSTREAM_ZONE)
+
+/*
+ * A "server ... resolve" (nginx 1.27.3) gets its addresses from DNS at
+ * run time, in peers the health checks do not know: refused rather than
+ * left unchecked and always taken for healthy.
+ */
+
+static ngx_int_t
+ngx_http_scep_refuse_resolve(ngx_conf_t *cf, ngx_http_scep_upstream_t *hc,
+    ngx_http_upstream_srv_conf_t *us)
+{
+    ngx_uint_t                   i;
+    ngx_http_upstream_server_t  *server;
+
+    if (us->servers == NULL) {
+        return NGX_OK;
+    }
+
+    server = us->servers->elts;
+
+    for (i = 0; i < us->servers->nelts; i++) {
+        if (server[i].host.len == 0) {
+            continue;
+        }
+
+        ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                      "\"scep_health_check\" in %s:%ui cannot check"
+                      " \"server %V resolve\" in upstream \"%V\":"
+                      " name its back ends by address or by a name resolved"
+                      " at start (without \"resolve\")",
+                      hc->file, hc->line, &server[i].name, &us->host);
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+#endif
 
 
 static ngx_int_t
