@@ -8,6 +8,7 @@ SHELL := /bin/bash
 #   make demo     start a TLS SCEP gateway with two back ends (demo-stop)
 #   make bench    benchmarks against plain nginx and HAProxy
 #   make deb      the Debian package for the system nginx (build/*.deb)
+#   make compat   build the module against other nginx versions (below)
 
 NGINX         ?= /usr/sbin/nginx
 NGINX_SRC     ?= /usr/share/nginx/src
@@ -24,7 +25,8 @@ NGX_LD_OPT    := -Wl,-z,relro -Wl,-z,now -fPIC
 DEB_PACKAGES  := nginx nginx-dev libssl-dev libjansson-dev libpcre2-dev \
                  zlib1g-dev scep wrk haproxy curl openssl gcc make \
                  perl libio-socket-ssl-perl chromium prometheus \
-                 debhelper dpkg-dev lintian keepalived iproute2
+                 debhelper dpkg-dev lintian keepalived iproute2 \
+                 libnginx-mod-http-headers-more-filter
 
 SRCS          := $(wildcard $(CURDIR)/src/*.c $(CURDIR)/src/*.h)
 TOOL_CFLAGS   := -O2 -g -Wall -Wextra -Werror
@@ -243,3 +245,40 @@ test-asan: deps deps-asan tools unit regress module-asan
 test-valgrind: deps deps-valgrind all
 	PROVE_JOBS=$(SANITIZE_JOBS) t/sanitize/valgrind $(MODULE) \
 	    $(BUILD)/valgrind $(VALGRIND_TESTS)
+
+
+# Other nginx versions (t/compat/):
+#
+#   make compat       the module, with nginx's -Werror, against the system
+#                     nginx-dev (1.22.1 on Debian 12) and the nginx-dev
+#                     packages of Debian 13 (1.26.3) and Debian unstable
+#                     (1.30.6), unpacked under build/compat/VERSION
+#   make test-nginx   nginx NGINX_VERSION (1.26.3) built from source under
+#                     build/nginx-VERSION, then the t/ suite against it:
+#                     with the module as a dynamic module, then built in
+#                     (TEST_SCEP_STATIC=1)
+#
+# The packages and the source come from this machine's Debian archive
+# (the URI its apt configuration names) through a private apt list and
+# state under build/apt: nothing under /etc changes, nothing is installed.
+
+COMPAT        := $(BUILD)/compat
+NGINX_VERSION ?= 1.26.3
+NGX_VERSION_BUILD := $(BUILD)/nginx-$(NGINX_VERSION)
+COMPAT_ENV    := CC_OPT="$(NGX_CC_OPT)" LD_OPT="$(NGX_LD_OPT)" \
+                 APT_DIR=$(BUILD)/apt JOBS=$$(nproc)
+
+.PHONY: compat nginx-version test-nginx
+
+compat: deps module
+	$(COMPAT_ENV) t/compat/dev $(COMPAT)
+
+nginx-version: deps
+	$(COMPAT_ENV) t/compat/source $(NGX_VERSION_BUILD) $(NGINX_VERSION)
+
+test-nginx: deps tools unit regress nginx-version
+	TEST_NGINX_BINARY=$(NGX_VERSION_BUILD)/dynamic/objs/nginx \
+	TEST_SCEP_MODULE=$(NGX_VERSION_BUILD)/dynamic/objs/ngx_http_scep_module.so \
+	    prove -j$(PROVE_JOBS) t/
+	TEST_NGINX_BINARY=$(NGX_VERSION_BUILD)/static/objs/nginx \
+	TEST_SCEP_STATIC=1 prove -j$(PROVE_JOBS) t/
