@@ -28,9 +28,10 @@
  */
 
 
-#include <openssl/evp.h>
-
 #include "ngx_http_scep_module.h"
+
+/* after nginx's headers: ngx_config.h must come first */
+#include <openssl/evp.h>
 
 
 /* "'sha256-" base64 of 32 bytes "'" */
