@@ -515,7 +515,16 @@ scep_base64_decode_simd(const unsigned char *in, size_t len, size_t *pos,
                                   _mm_and_si128(ge, _mm_srli_si128(sx, 2)));
             }
 
-            k = 16 - __builtin_popcount(((m << 1) | (m << 2)) & 0xffff);
+            /*
+             * the characters dropped, counted by hand: without -mpopcnt
+             * __builtin_popcount() is a library call
+             */
+
+            k = 16;
+
+            for (a = ((m << 1) | (m << 2)) & 0xffff; a; a &= a - 1) {
+                k--;
+            }
 
             ge = _mm_loadu_si128((const __m128i *) &ramp[16 - k]);
             sx = _mm_andnot_si128(ge, sx);

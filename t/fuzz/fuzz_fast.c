@@ -10,6 +10,8 @@
  *     what it decodes, OpenSSL's EVP_DecodeBlock() must decode alike
  *     once the dialect is undone; and "canonical" must mean that
  *     scep_base64_encode_query() gives the input back;
+ *   - scep_query_scan(), with its 16-position count of "%u" escapes
+ *     where the CPU allows, against the same scan built without it;
  *   - scep_message_check() with a scep_crypto_t (digests fetched once,
  *     RSA keys made from their numbers and kept) against the check
  *     without one, on the input as DER and on what it decodes to; and
@@ -37,9 +39,19 @@
 
 #include "scep_base64.c"
 
+/* the reference query scan: the same source without the SIMD count */
+
+#define SCEP_QUERY_NO_SIMD
+#define scep_query_scan           scep_ref_query_scan
+#define scep_ca_ident_ok          scep_ref_ca_ident_ok
+
+#include "scep_query.c"
+
 #undef scep_base64_decode
 #undef scep_base64_encode_query
 #undef scep_percent
+#undef scep_query_scan
+#undef scep_ca_ident_ok
 
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -47,6 +59,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int scep_ref_base64_decode(const unsigned char *in, size_t len,
     unsigned char *out, size_t max, size_t *outlen, int *canonical);
 
+void scep_ref_query_scan(const unsigned char *args, size_t len,
+    scep_query_t *q);
+
+static void scep_fuzz_query(const uint8_t *data, size_t size);
 static void scep_fuzz_base64(const uint8_t *data, size_t size, size_t max);
 static int scep_fuzz_canonical_tail(const unsigned char *enc, size_t elen,
     size_t n, const uint8_t *data, size_t size);
@@ -72,6 +88,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             abort();
         }
     }
+
+    scep_fuzz_query(data, size);
 
     max = scep_base64_decoded_max(size);
 
@@ -104,6 +122,25 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 
 /* both decoders, into buffers of exactly "max" bytes */
+
+static void
+scep_fuzz_query(const uint8_t *data, size_t size)
+{
+    size_t        i;
+    scep_query_t  q, ref;
+
+    /* every suffix start of the first 16 bytes: every lane alignment */
+
+    for (i = 0; i <= size && i < 17; i++) {
+        scep_query_scan(data + i, size - i, &q);
+        scep_ref_query_scan(data + i, size - i, &ref);
+
+        if (memcmp(&q, &ref, sizeof(scep_query_t)) != 0) {
+            abort();
+        }
+    }
+}
+
 
 static void
 scep_fuzz_base64(const uint8_t *data, size_t size, size_t max)
