@@ -74,8 +74,8 @@ is($out, "result line\nleft: 200\n1h 06m\n",
 ($rc, $out) = on_tty("SCEP_PROGRESS=0\n$snippet");
 unlike($out, qr/\e\[K/, 'SCEP_PROGRESS=0 turns it off on a terminal');
 
-# the three scripts use it
-for my $s ('bench/run', 'bench/soak', 't/fuzz/run') {
+# the scripts use it
+for my $s ('bench/run', 'bench/floor', 'bench/soak', 't/fuzz/run') {
     my $text = $t->read_file("$root/$s");
     ok($text =~ m{^\. "\$ROOT/t/lib/progress\.sh"$}m
        || $text =~ m{^\. "\$root/t/lib/progress\.sh"$}m,
