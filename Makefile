@@ -90,9 +90,12 @@ $(NGX_TREE)/objs/Makefile: config
 	    --add-dynamic-module=$(CURDIR) > $(BUILD)/configure.log 2>&1 \
 	    || { tail -20 $(BUILD)/configure.log; exit 1; }
 
+# a new file, not one rewritten in place under an nginx that has it
+# mapped: its workers would crash at their next fork
 $(MODULE): $(NGX_TREE)/objs/Makefile $(SRCS)
 	$(MAKE) -C $(NGX_TREE) -f objs/Makefile modules
-	cp $(NGX_TREE)/objs/ngx_http_scep_module.so $@
+	cp $(NGX_TREE)/objs/ngx_http_scep_module.so $@.tmp
+	mv -f $@.tmp $@
 
 tools: $(BUILD)/scep-msg
 
