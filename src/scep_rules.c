@@ -30,6 +30,9 @@ static scep_reason_t scep_check_transaction_id(const scep_ber_t *values,
     scep_result_t *res);
 static scep_reason_t scep_check_sender_nonce(const scep_ber_t *values,
     scep_result_t *res);
+static void scep_algorithm_used(const scep_oid_t *table,
+    const char **names, size_t n, const scep_ber_t *alg, uint32_t *bits,
+    const char **name, char *oid, size_t size);
 
 
 /* contents octets of the OIDs used */
@@ -324,22 +327,15 @@ scep_reason_t
 scep_check_algorithms(scep_check_t *ck)
 {
     int         listed;
-    size_t      i;
     scep_ber_t  oid, params;
     scep_cur_t  cur;
 
     /* what was used, by name and OID, for an answer an admin can act on */
 
-    i = scep_oid_index(scep_digests, scep_nelts(scep_digests),
-                       &ck->digest_alg);
-
-    if (i < scep_nelts(scep_digests)) {
-        ck->res->digest = scep_digests[i].bits;
-        ck->res->digest_name = scep_digest_names[i];
-    }
-
-    scep_oid_text(&ck->digest_alg, ck->res->digest_oid,
-                  sizeof(ck->res->digest_oid));
+    scep_algorithm_used(scep_digests, scep_digest_names,
+                        scep_nelts(scep_digests), &ck->digest_alg,
+                        &ck->res->digest, &ck->res->digest_name,
+                        ck->res->digest_oid, sizeof(ck->res->digest_oid));
 
     if ((ck->res->digest & ck->algorithms) == 0) {
         return SCEP_REASON_BAD_DIGEST_ALGORITHM;
@@ -358,22 +354,36 @@ scep_check_algorithms(scep_check_t *ck)
         return SCEP_REASON_BAD_DIGEST_ALGORITHM;
     }
 
-    i = scep_oid_index(scep_ciphers, scep_nelts(scep_ciphers),
-                       &ck->cipher_alg);
-
-    if (i < scep_nelts(scep_ciphers)) {
-        ck->res->cipher = scep_ciphers[i].bits;
-        ck->res->cipher_name = scep_cipher_names[i];
-    }
-
-    scep_oid_text(&ck->cipher_alg, ck->res->cipher_oid,
-                  sizeof(ck->res->cipher_oid));
+    scep_algorithm_used(scep_ciphers, scep_cipher_names,
+                        scep_nelts(scep_ciphers), &ck->cipher_alg,
+                        &ck->res->cipher, &ck->res->cipher_name,
+                        ck->res->cipher_oid, sizeof(ck->res->cipher_oid));
 
     if ((ck->res->cipher & ck->algorithms) == 0) {
         return SCEP_REASON_BAD_CIPHER_ALGORITHM;
     }
 
     return SCEP_REASON_OK;
+}
+
+
+/* an algorithm's policy bit and name where it is known, and its OID as text */
+
+static void
+scep_algorithm_used(const scep_oid_t *table, const char **names, size_t n,
+    const scep_ber_t *alg, uint32_t *bits, const char **name, char *oid,
+    size_t size)
+{
+    size_t  i;
+
+    i = scep_oid_index(table, n, alg);
+
+    if (i < n) {
+        *bits = table[i].bits;
+        *name = names[i];
+    }
+
+    scep_oid_text(alg, oid, size);
 }
 
 
