@@ -271,9 +271,12 @@ ngx_http_scep_init(ngx_conf_t *cf)
     cmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_core_module);
 
     /*
-     * The rewrite phase runs after the location is found and before
-     * the preaccess phase, so that limit_req, map and the balancers can
-     * use the $scep_* variables.
+     * A request's steps, one handler a phase (ngx_http_scep_phases.c).
+     * Handlers added here run before nginx's own of the same phase.
+     *
+     * Rewrite: the query string, and a GET's message but its signature,
+     * for the $scep_* variables that limit_req, limit_conn, map and the
+     * balancers use.  Nothing is answered here.
      */
 
     h = ngx_array_push(&cmcf->phases[NGX_HTTP_REWRITE_PHASE].handlers);
@@ -281,12 +284,15 @@ ngx_http_scep_init(ngx_conf_t *cf)
         return NGX_ERROR;
     }
 
-    *h = ngx_http_scep_handler;
+    *h = ngx_http_scep_rewrite_handler;
 
     /*
-     * The signature last of all, after limit_req (preaccess) and access
-     * control have had their say: refusing costs them no public-key
-     * operation.
+     * Preaccess and access are nginx's: limit_req, limit_conn,
+     * allow/deny, auth_basic, auth_request.  A request they refuse gets
+     * their answer, and costs no POST body and no signature.
+     *
+     * Precontent: the POST body, the signature, the replay window, then
+     * every answer the module gives itself: rejections and the CA cache.
      */
 
     h = ngx_array_push(&cmcf->phases[NGX_HTTP_PRECONTENT_PHASE].handlers);
@@ -294,7 +300,20 @@ ngx_http_scep_init(ngx_conf_t *cf)
         return NGX_ERROR;
     }
 
-    *h = ngx_http_scep_verify_handler;
+    *h = ngx_http_scep_precontent_handler;
+
+    /* Log: the replay window forgets what no back end got; counters */
+
+    h = ngx_array_push(&cmcf->phases[NGX_HTTP_LOG_PHASE].handlers);
+    if (h == NULL) {
+        return NGX_ERROR;
+    }
+
+    *h = ngx_http_scep_log_handler;
+
+    if (ngx_http_scep_body_early_init(cf) != NGX_OK) {
+        return NGX_ERROR;
+    }
 
     if (ngx_http_scep_health_postconf(cf) != NGX_OK) {
         return NGX_ERROR;
@@ -822,7 +841,7 @@ ngx_http_scep_operation_variable(ngx_http_request_t *r,
 {
     ngx_http_scep_ctx_t  *ctx;
 
-    ctx = ngx_http_get_module_ctx(r->main, ngx_http_scep_module);
+    ctx = ngx_http_scep_get_ctx(r->main);
 
     if (ctx == NULL || ctx->operation.data == NULL) {
         v->not_found = 1;
@@ -842,7 +861,7 @@ ngx_http_scep_message_length_variable(ngx_http_request_t *r,
     u_char               *p, *last;
     ngx_http_scep_ctx_t  *ctx;
 
-    ctx = ngx_http_get_module_ctx(r->main, ngx_http_scep_module);
+    ctx = ngx_http_scep_get_ctx(r->main);
 
     if (ctx == NULL || !ctx->has_message) {
         v->not_found = 1;
@@ -869,9 +888,9 @@ ngx_http_scep_reject_reason_variable(ngx_http_request_t *r,
     ngx_str_t             token;
     ngx_http_scep_ctx_t  *ctx;
 
-    ctx = ngx_http_get_module_ctx(r->main, ngx_http_scep_module);
+    ctx = ngx_http_scep_get_ctx(r->main);
 
-    if (ctx == NULL || ctx->reject == NGX_HTTP_SCEP_REJECT_NONE) {
+    if (ctx == NULL || !ctx->rejected) {
         v->not_found = 1;
         return NGX_OK;
     }
@@ -891,7 +910,7 @@ ngx_http_scep_message_type_variable(ngx_http_request_t *r,
     const char           *name;
     ngx_http_scep_ctx_t  *ctx;
 
-    ctx = ngx_http_get_module_ctx(r->main, ngx_http_scep_module);
+    ctx = ngx_http_scep_get_ctx(r->main);
 
     name = ctx ? scep_message_type_name(ctx->result.message_type) : NULL;
 
@@ -912,7 +931,7 @@ ngx_http_scep_transaction_id_variable(ngx_http_request_t *r,
 {
     ngx_http_scep_ctx_t  *ctx;
 
-    ctx = ngx_http_get_module_ctx(r->main, ngx_http_scep_module);
+    ctx = ngx_http_scep_get_ctx(r->main);
 
     if (ctx == NULL || ctx->result.transaction_id_len == 0) {
         v->not_found = 1;
@@ -933,7 +952,7 @@ ngx_http_scep_sender_nonce_variable(ngx_http_request_t *r,
     u_char               *p, *last;
     ngx_http_scep_ctx_t  *ctx;
 
-    ctx = ngx_http_get_module_ctx(r->main, ngx_http_scep_module);
+    ctx = ngx_http_scep_get_ctx(r->main);
 
     /* the checks run in order: the nonce is known once they passed it */
 

@@ -280,6 +280,9 @@ typedef struct {
     ngx_uint_t                 config;     /* its number: sh->configs */
 
     ngx_uint_t                 any;        /* "scep on" anywhere */
+    ngx_uint_t                 message_vars;  /* used in the config */
+    ngx_uint_t                 limit_req_index;   /* ctx_index, or */
+    ngx_uint_t                 limit_conn_index;  /* NGX_CONF_UNSET_UINT */
     ngx_int_t                  limit_req_status;  /* variable index */
     ngx_uint_t                 proxy_index;  /* ngx_http_proxy_module's */
     ngx_uint_t                 cache_used;   /* "scep_ca_cache on" */
@@ -295,7 +298,13 @@ typedef struct {
 } ngx_http_scep_main_conf_t;
 
 
+/*
+ * A request's state, from the rewrite phase to the log phase.  It
+ * survives internal redirects: ngx_http_scep_get_ctx() finds it again.
+ */
 typedef struct {
+    ngx_http_scep_loc_conf_t  *conf;          /* of the "scep on" location */
+
     ngx_str_t                  operation;     /* as sent */
     ngx_str_t                  message;       /* raw query value */
     ngx_uint_t                 op;            /* ngx_http_scep_op_e */
@@ -310,14 +319,17 @@ typedef struct {
     scep_result_t              result;
     scep_pending_t            *pending;       /* signature not yet checked */
 
-    ngx_int_t                  status;        /* body handler result */
+    ngx_int_t                  status;        /* body handler: NGX_OK or
+                                                 an HTTP error status */
 
     unsigned                   no_healthy:1;  /* balancer found none */
     unsigned                   replace_body:1;
-    unsigned                   done:1;
+    unsigned                   parsed:1;      /* rewrite phase done */
+    unsigned                   done:1;        /* precontent phase done */
+    unsigned                   rejected:1;    /* ctx->reject answered */
     unsigned                   has_message:1;
     unsigned                   checked:1;     /* result is valid */
-    unsigned                   reading_body:1;
+    unsigned                   body:2;        /* NGX_HTTP_SCEP_BODY_* */
     unsigned                   cache:2;       /* NGX_HTTP_SCEP_CACHE_* */
     unsigned                   replay_kept:1; /* pair in the replay zone */
     unsigned                   der_allocated:1;  /* ctx->der is ours */
@@ -327,9 +339,25 @@ typedef struct {
 #define NGX_HTTP_SCEP_CACHE_HIT   1
 #define NGX_HTTP_SCEP_CACHE_MISS  2
 
+#define NGX_HTTP_SCEP_BODY_NONE     0   /* not read yet */
+#define NGX_HTTP_SCEP_BODY_READING  1
+#define NGX_HTTP_SCEP_BODY_READ     2   /* or nothing to read */
 
-ngx_int_t ngx_http_scep_handler(ngx_http_request_t *r);
-ngx_int_t ngx_http_scep_verify_handler(ngx_http_request_t *r);
+
+ngx_int_t ngx_http_scep_rewrite_handler(ngx_http_request_t *r);
+ngx_int_t ngx_http_scep_precontent_handler(ngx_http_request_t *r);
+ngx_int_t ngx_http_scep_log_handler(ngx_http_request_t *r);
+ngx_http_scep_ctx_t *ngx_http_scep_get_ctx(ngx_http_request_t *r);
+ngx_int_t ngx_http_scep_body_early_init(ngx_conf_t *cf);
+
+ngx_int_t ngx_http_scep_parse(ngx_http_request_t *r,
+    ngx_http_scep_ctx_t *ctx);
+ngx_int_t ngx_http_scep_read_body(ngx_http_request_t *r,
+    ngx_http_scep_ctx_t *ctx);
+void ngx_http_scep_verify(ngx_http_request_t *r, ngx_http_scep_ctx_t *ctx);
+ngx_int_t ngx_http_scep_send_reject(ngx_http_request_t *r,
+    ngx_http_scep_ctx_t *ctx);
+ngx_int_t ngx_http_scep_strip_headers(ngx_http_request_t *r);
 void ngx_http_scep_reject_token(ngx_http_scep_ctx_t *ctx, ngx_str_t *token);
 ngx_uint_t ngx_http_scep_reject_index(ngx_http_scep_ctx_t *ctx);
 void ngx_http_scep_reject_index_token(ngx_uint_t index, ngx_str_t *token);
@@ -359,6 +387,7 @@ ngx_int_t ngx_http_scep_forward_der(ngx_http_request_t *r,
     ngx_http_scep_ctx_t *ctx);
 
 ngx_int_t ngx_http_scep_stats_init(ngx_conf_t *cf);
+void ngx_http_scep_stats_log(ngx_http_request_t *r, ngx_http_scep_ctx_t *ctx);
 
 ngx_int_t ngx_http_scep_cache_init(ngx_conf_t *cf);
 char *ngx_http_scep_ca_ident(ngx_conf_t *cf, ngx_http_scep_upstream_t *hc,
@@ -380,6 +409,8 @@ char *ngx_http_scep_replay_window(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 ngx_int_t ngx_http_scep_replay_init(ngx_conf_t *cf);
 ngx_int_t ngx_http_scep_replay_check(ngx_http_request_t *r,
+    ngx_http_scep_ctx_t *ctx);
+void ngx_http_scep_replay_log(ngx_http_request_t *r,
     ngx_http_scep_ctx_t *ctx);
 ngx_uint_t ngx_http_scep_replay_entries(ngx_http_scep_main_conf_t *smcf);
 char *ngx_http_scep_status(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);

@@ -56,7 +56,6 @@ static size_t ngx_http_scep_replay_key(ngx_http_scep_ctx_t *ctx,
     u_char *key, uint32_t *hash);
 static void ngx_http_scep_replay_remove(ngx_slab_pool_t *shpool,
     ngx_http_scep_replay_sh_t *sh, ngx_http_scep_replay_node_t *rn);
-static ngx_int_t ngx_http_scep_replay_log_handler(ngx_http_request_t *r);
 
 
 static ngx_str_t  ngx_http_scep_replay_zone_name =
@@ -165,9 +164,7 @@ ngx_http_scep_replay_window(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 ngx_int_t
 ngx_http_scep_replay_init(ngx_conf_t *cf)
 {
-    ngx_http_handler_pt        *h;
     ngx_http_scep_main_conf_t  *smcf;
-    ngx_http_core_main_conf_t  *cmcf;
 
     smcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_scep_module);
 
@@ -179,19 +176,6 @@ ngx_http_scep_replay_init(ngx_conf_t *cf)
                       smcf->replay_line);
         return NGX_ERROR;
     }
-
-    if (smcf->replay_zone == NULL) {
-        return NGX_OK;
-    }
-
-    cmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_core_module);
-
-    h = ngx_array_push(&cmcf->phases[NGX_HTTP_LOG_PHASE].handlers);
-    if (h == NULL) {
-        return NGX_ERROR;
-    }
-
-    *h = ngx_http_scep_replay_log_handler;
 
     return NGX_OK;
 }
@@ -491,28 +475,21 @@ ngx_http_scep_replay_check(ngx_http_request_t *r, ngx_http_scep_ctx_t *ctx)
  * connection, it may have the message, whatever became of the answer.
  */
 
-static ngx_int_t
-ngx_http_scep_replay_log_handler(ngx_http_request_t *r)
+void
+ngx_http_scep_replay_log(ngx_http_request_t *r, ngx_http_scep_ctx_t *ctx)
 {
     u_char                        key[SCEP_TRANSACTION_ID_MAX + 16];
     size_t                        len;
     uint32_t                      hash;
     ngx_uint_t                    i;
     ngx_slab_pool_t              *shpool;
-    ngx_http_scep_ctx_t          *ctx;
     ngx_http_scep_replay_sh_t    *sh;
     ngx_http_upstream_state_t    *state;
     ngx_http_scep_main_conf_t    *smcf;
     ngx_http_scep_replay_node_t  *rn;
 
-    if (r != r->main) {
-        return NGX_OK;
-    }
-
-    ctx = ngx_http_get_module_ctx(r, ngx_http_scep_module);
-
-    if (ctx == NULL || !ctx->replay_kept) {
-        return NGX_OK;
+    if (!ctx->replay_kept) {
+        return;
     }
 
     if (r->upstream_states) {
@@ -520,7 +497,7 @@ ngx_http_scep_replay_log_handler(ngx_http_request_t *r)
 
         for (i = 0; i < r->upstream_states->nelts; i++) {
             if (state[i].peer && state[i].connect_time != (ngx_msec_t) -1) {
-                return NGX_OK;
+                return;
             }
         }
     }
@@ -543,8 +520,6 @@ ngx_http_scep_replay_log_handler(ngx_http_request_t *r)
     ngx_shmtx_unlock(&shpool->mutex);
 
     ctx->replay_kept = 0;
-
-    return NGX_OK;
 }
 
 

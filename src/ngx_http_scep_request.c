@@ -30,24 +30,11 @@ typedef struct {
 } ngx_http_scep_reject_t;
 
 
-/* a parsed message whose signature is still to be verified */
-typedef struct {
-    ngx_http_scep_ctx_t       *ctx;
-    scep_pending_t            *pending;
-} ngx_http_scep_pending_t;
-
-
-static ngx_int_t ngx_http_scep_parse(ngx_http_request_t *r,
-    ngx_http_scep_ctx_t *ctx);
 static ngx_int_t ngx_http_scep_decode_message(ngx_http_request_t *r,
-    ngx_http_scep_ctx_t *ctx);
-static ngx_int_t ngx_http_scep_read_body(ngx_http_request_t *r,
     ngx_http_scep_ctx_t *ctx);
 static void ngx_http_scep_body_handler(ngx_http_request_t *r);
 static ngx_int_t ngx_http_scep_body_message(ngx_http_request_t *r,
     ngx_http_scep_ctx_t *ctx);
-static void ngx_http_scep_pending_cleanup(void *data);
-static ngx_http_scep_ctx_t *ngx_http_scep_pending_ctx(ngx_http_request_t *r);
 static ngx_int_t ngx_http_scep_check_message(ngx_http_request_t *r,
     ngx_http_scep_ctx_t *ctx);
 static ngx_int_t ngx_http_scep_canonical_query(ngx_http_request_t *r,
@@ -56,11 +43,10 @@ static ngx_int_t ngx_http_scep_canonical_ca_query(ngx_http_request_t *r,
     ngx_http_scep_ctx_t *ctx, ngx_uint_t nmsg);
 static ngx_int_t ngx_http_scep_canonical_post_query(ngx_http_request_t *r,
     ngx_http_scep_ctx_t *ctx);
-static ngx_int_t ngx_http_scep_reject(ngx_http_request_t *r,
-    ngx_http_scep_ctx_t *ctx, ngx_uint_t reject);
+static ngx_int_t ngx_http_scep_reject(ngx_http_scep_ctx_t *ctx,
+    ngx_uint_t reject);
 static u_char *ngx_http_scep_algorithm_detail(ngx_http_scep_ctx_t *ctx,
     uint32_t allowed, u_char *p, u_char *last);
-static ngx_int_t ngx_http_scep_strip_headers(ngx_http_request_t *r);
 static ngx_uint_t ngx_http_scep_hop_header(ngx_table_elt_t *h,
     ngx_array_t *connection);
 static ngx_uint_t ngx_http_scep_connection_names(ngx_table_elt_t *h,
@@ -200,7 +186,7 @@ static ngx_str_t  ngx_http_scep_dropped_headers[] = {
 };
 
 
-static ngx_int_t
+ngx_int_t
 ngx_http_scep_strip_headers(ngx_http_request_t *r)
 {
     ngx_str_t        *c;
@@ -406,85 +392,14 @@ ngx_http_scep_reject_index_token(ngx_uint_t index, ngx_str_t *token)
 }
 
 
+/*
+ * The query string, and a GET's message but for its signature: what the
+ * $scep_* variables need before limit_req.  A rejection is only kept in
+ * the context here; the precontent phase answers it, after access
+ * control.  Returns NGX_OK, or NGX_ERROR.
+ */
+
 ngx_int_t
-ngx_http_scep_handler(ngx_http_request_t *r)
-{
-    ngx_int_t                  rc;
-    ngx_http_scep_ctx_t       *ctx;
-    ngx_http_scep_loc_conf_t  *slcf;
-
-    if (r != r->main) {
-        return NGX_DECLINED;
-    }
-
-    slcf = ngx_http_get_module_loc_conf(r, ngx_http_scep_module);
-
-    if (!slcf->enable) {
-        return NGX_DECLINED;
-    }
-
-    ctx = ngx_http_get_module_ctx(r, ngx_http_scep_module);
-
-    if (ctx) {
-        if (ctx->reading_body) {
-            /* the body handler has run the phases again */
-            ctx->reading_body = 0;
-
-            if (ctx->status == NGX_DECLINED && !slcf->pass_credentials
-                && ngx_http_scep_strip_headers(r) != NGX_OK)
-            {
-                return NGX_HTTP_INTERNAL_SERVER_ERROR;
-            }
-
-            return ctx->status;
-        }
-
-        if (ctx->done) {
-            return NGX_DECLINED;
-        }
-
-    } else {
-        ctx = ngx_pcalloc(r->pool, sizeof(ngx_http_scep_ctx_t));
-        if (ctx == NULL) {
-            return NGX_ERROR;
-        }
-
-        ngx_http_set_ctx(r, ctx, ngx_http_scep_module);
-    }
-
-    rc = ngx_http_scep_parse(r, ctx);
-
-    if (rc == NGX_DONE) {
-        /*
-         * the body is being read, or was read at once and the request
-         * has run its course and may be freed: touch nothing of it
-         */
-        return NGX_DONE;
-    }
-
-    if (rc == NGX_DECLINED) {
-        /* GetCACaps and GetCACert answered at the edge */
-        rc = ngx_http_scep_cache_handler(r, ctx);
-    }
-
-    if (rc == NGX_DECLINED && !slcf->pass_credentials) {
-        if (ngx_http_scep_strip_headers(r) != NGX_OK) {
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
-        }
-    }
-
-    if (rc == NGX_DECLINED) {
-        ctx->done = 1;
-        return rc;
-    }
-
-    ctx->done = 1;
-
-    return rc;
-}
-
-
-static ngx_int_t
 ngx_http_scep_parse(ngx_http_request_t *r, ngx_http_scep_ctx_t *ctx)
 {
     ngx_uint_t                 i, noper, nmsg;
@@ -492,7 +407,7 @@ ngx_http_scep_parse(ngx_http_request_t *r, ngx_http_scep_ctx_t *ctx)
     ngx_http_scep_op_t        *op;
 
     if (!(r->method & (NGX_HTTP_GET|NGX_HTTP_POST))) {
-        return ngx_http_scep_reject(r, ctx, NGX_HTTP_SCEP_REJECT_METHOD);
+        return ngx_http_scep_reject(ctx, NGX_HTTP_SCEP_REJECT_METHOD);
     }
 
     scep_query_scan(r->args.data, r->args.len, &q);
@@ -502,7 +417,7 @@ ngx_http_scep_parse(ngx_http_request_t *r, ngx_http_scep_ctx_t *ctx)
          * IIS decodes "%uXXXX" in names and values; no SCEP client sends
          * it, and the gateway reads no name differently from NDES
          */
-        return ngx_http_scep_reject(r, ctx, NGX_HTTP_SCEP_REJECT_BAD_ESCAPE);
+        return ngx_http_scep_reject(ctx, NGX_HTTP_SCEP_REJECT_BAD_ESCAPE);
     }
 
     noper = q.operations;
@@ -514,11 +429,11 @@ ngx_http_scep_parse(ngx_http_request_t *r, ngx_http_scep_ctx_t *ctx)
     ctx->message.len = q.message_len;
 
     if (noper == 0) {
-        return ngx_http_scep_reject(r, ctx, NGX_HTTP_SCEP_REJECT_NO_OPERATION);
+        return ngx_http_scep_reject(ctx, NGX_HTTP_SCEP_REJECT_NO_OPERATION);
     }
 
     if (noper > 1) {
-        return ngx_http_scep_reject(r, ctx,
+        return ngx_http_scep_reject(ctx,
                                     NGX_HTTP_SCEP_REJECT_REPEATED_OPERATION);
     }
 
@@ -541,12 +456,12 @@ ngx_http_scep_parse(ngx_http_request_t *r, ngx_http_scep_ctx_t *ctx)
                                    ctx->operation.data, ctx->operation.len)
                    == 0)
             {
-                return ngx_http_scep_reject(r, ctx,
+                return ngx_http_scep_reject(ctx,
                                          NGX_HTTP_SCEP_REJECT_NDES_OPERATION);
             }
         }
 
-        return ngx_http_scep_reject(r, ctx,
+        return ngx_http_scep_reject(ctx,
                                     NGX_HTTP_SCEP_REJECT_UNKNOWN_OPERATION);
     }
 
@@ -555,23 +470,21 @@ ngx_http_scep_parse(ngx_http_request_t *r, ngx_http_scep_ctx_t *ctx)
     {
         if (nmsg) {
             /* a POST carries the message in its body only */
-            return ngx_http_scep_reject(r, ctx,
+            return ngx_http_scep_reject(ctx,
                                        NGX_HTTP_SCEP_REJECT_REPEATED_MESSAGE);
         }
 
-        if (ngx_http_scep_canonical_post_query(r, ctx) != NGX_OK) {
-            return NGX_ERROR;
-        }
+        /* the body is read later: ngx_http_scep_read_body() */
 
-        return ngx_http_scep_read_body(r, ctx);
+        return ngx_http_scep_canonical_post_query(r, ctx);
     }
 
     if (r->method != NGX_HTTP_GET) {
-        return ngx_http_scep_reject(r, ctx, NGX_HTTP_SCEP_REJECT_METHOD);
+        return ngx_http_scep_reject(ctx, NGX_HTTP_SCEP_REJECT_METHOD);
     }
 
     if (nmsg > 1) {
-        return ngx_http_scep_reject(r, ctx,
+        return ngx_http_scep_reject(ctx,
                                     NGX_HTTP_SCEP_REJECT_REPEATED_MESSAGE);
     }
 
@@ -582,7 +495,7 @@ ngx_http_scep_parse(ngx_http_request_t *r, ngx_http_scep_ctx_t *ctx)
         if (!scep_ca_ident_ok(ctx->message.data, ctx->message.len,
                               NGX_HTTP_SCEP_MAX_CA_IDENT))
         {
-            return ngx_http_scep_reject(r, ctx,
+            return ngx_http_scep_reject(ctx,
                                         NGX_HTTP_SCEP_REJECT_BAD_CA_IDENT);
         }
 
@@ -590,7 +503,7 @@ ngx_http_scep_parse(ngx_http_request_t *r, ngx_http_scep_ctx_t *ctx)
     }
 
     if (nmsg == 0 || ctx->message.len == 0) {
-        return ngx_http_scep_reject(r, ctx, NGX_HTTP_SCEP_REJECT_NO_MESSAGE);
+        return ngx_http_scep_reject(ctx, NGX_HTTP_SCEP_REJECT_NO_MESSAGE);
     }
 
     return ngx_http_scep_decode_message(r, ctx);
@@ -604,7 +517,7 @@ ngx_http_scep_decode_message(ngx_http_request_t *r, ngx_http_scep_ctx_t *ctx)
     size_t                     max, n;
     ngx_http_scep_loc_conf_t  *slcf;
 
-    slcf = ngx_http_get_module_loc_conf(r, ngx_http_scep_module);
+    slcf = ctx->conf;
 
     max = ngx_min(slcf->max_message,
                   scep_base64_decoded_max(ctx->message.len));
@@ -620,20 +533,22 @@ ngx_http_scep_decode_message(ngx_http_request_t *r, ngx_http_scep_ctx_t *ctx)
                             max, &n, &canonical);
 
     if (rc == SCEP_TOO_LARGE) {
-        return ngx_http_scep_reject(r, ctx, NGX_HTTP_SCEP_REJECT_TOO_LARGE);
+        return ngx_http_scep_reject(ctx, NGX_HTTP_SCEP_REJECT_TOO_LARGE);
     }
 
     if (rc != SCEP_OK || n == 0) {
-        return ngx_http_scep_reject(r, ctx, NGX_HTTP_SCEP_REJECT_BAD_BASE64);
+        return ngx_http_scep_reject(ctx, NGX_HTTP_SCEP_REJECT_BAD_BASE64);
     }
 
     ctx->der_len = n;
     ctx->has_message = 1;
 
-    rc = ngx_http_scep_check_message(r, ctx);
+    if (ngx_http_scep_check_message(r, ctx) != NGX_OK) {
+        return NGX_ERROR;
+    }
 
-    if (rc != NGX_DECLINED) {
-        return rc;
+    if (ctx->reject) {
+        return NGX_OK;
     }
 
     if (canonical
@@ -645,7 +560,7 @@ ngx_http_scep_decode_message(ngx_http_request_t *r, ngx_http_scep_ctx_t *ctx)
            == 0)
     {
         /* already in the form back ends get */
-        return NGX_DECLINED;
+        return NGX_OK;
     }
 
     return ngx_http_scep_canonical_query(r, ctx);
@@ -692,7 +607,7 @@ ngx_http_scep_canonical_query(ngx_http_request_t *r, ngx_http_scep_ctx_t *ctx)
     ctx->message.data = p + sizeof(ngx_http_scep_query_prefix) - 1;
     ctx->message.len = len - (sizeof(ngx_http_scep_query_prefix) - 1);
 
-    return NGX_DECLINED;
+    return NGX_OK;
 }
 
 
@@ -722,7 +637,7 @@ ngx_http_scep_canonical_ca_query(ngx_http_request_t *r,
             || ctx->message.data == r->args.data + 10 + ctx->operation.len
                                     + sizeof("&message=") - 1))
     {
-        return NGX_DECLINED;
+        return NGX_OK;
     }
 
     p = ngx_pnalloc(r->pool, len);
@@ -745,7 +660,7 @@ ngx_http_scep_canonical_ca_query(ngx_http_request_t *r,
     r->args.len = q - p;
     r->valid_unparsed_uri = 0;
 
-    return NGX_DECLINED;
+    return NGX_OK;
 }
 
 
@@ -788,9 +703,9 @@ ngx_http_scep_canonical_post_query(ngx_http_request_t *r,
 
 /*
  * Every check of the message but its signature, which the precontent
- * phase verifies (ngx_http_scep_verify_handler()): a request that
- * limit_req or access control refuses costs no digest of the content and
- * no public-key operation.
+ * phase verifies (ngx_http_scep_verify()): a request that limit_req or
+ * access control refuses costs no digest of the content and no
+ * public-key operation.  A failed check is kept in ctx->reject.
  */
 
 static ngx_int_t
@@ -798,12 +713,10 @@ ngx_http_scep_check_message(ngx_http_request_t *r, ngx_http_scep_ctx_t *ctx)
 {
     scep_policy_t               policy;
     scep_pending_t             *pending;
-    ngx_pool_cleanup_t         *cln;
-    ngx_http_scep_pending_t    *pd;
     ngx_http_scep_loc_conf_t   *slcf;
     ngx_http_scep_main_conf_t  *smcf;
 
-    slcf = ngx_http_get_module_loc_conf(r, ngx_http_scep_module);
+    slcf = ctx->conf;
     smcf = ngx_http_get_module_main_conf(r, ngx_http_scep_module);
 
     policy.algorithms = (uint32_t) slcf->algorithms;
@@ -814,31 +727,24 @@ ngx_http_scep_check_message(ngx_http_request_t *r, ngx_http_scep_ctx_t *ctx)
         return NGX_ERROR;
     }
 
-    cln = ngx_pool_cleanup_add(r->pool, sizeof(ngx_http_scep_pending_t));
-    if (cln == NULL) {
-        return NGX_ERROR;
-    }
-
     ctx->reason = scep_message_parse(ctx->der, ctx->der_len, &policy,
                                      &ctx->result, pending);
     ctx->checked = 1;
 
-    /* what the parse may hold is released with the request */
-
-    pd = cln->data;
-    pd->ctx = ctx;
-    pd->pending = pending;
-
-    cln->handler = ngx_http_scep_pending_cleanup;
-
     if (ctx->reason != SCEP_REASON_OK) {
-        return ngx_http_scep_reject(r, ctx, NGX_HTTP_SCEP_REJECT_MESSAGE);
+        scep_pending_free(pending);
+        return ngx_http_scep_reject(ctx, NGX_HTTP_SCEP_REJECT_MESSAGE);
     }
+
+    /* what the parse holds is released by the verification, or with the
+       request (ngx_http_scep_ctx_cleanup()) */
+
+    ctx->pending = pending;
 
     if (slcf->check_recipient
         && ngx_http_scep_recipient_check(r, ctx) != NGX_OK)
     {
-        return ngx_http_scep_reject(r, ctx,
+        return ngx_http_scep_reject(ctx,
                                     NGX_HTTP_SCEP_REJECT_UNKNOWN_RECIPIENT);
     }
 
@@ -846,82 +752,21 @@ ngx_http_scep_check_message(ngx_http_request_t *r, ngx_http_scep_ctx_t *ctx)
         return NGX_ERROR;
     }
 
-    ctx->pending = pending;
-
-    return NGX_DECLINED;
-}
-
-
-static void
-ngx_http_scep_pending_cleanup(void *data)
-{
-    ngx_http_scep_pending_t  *pd = data;
-
-    scep_pending_free(pd->pending);
+    return NGX_OK;
 }
 
 
 /*
- * An internal redirect (error_page, "rewrite ... last", a named
- * location) forgets the modules' contexts, but a message parsed before it
- * must still be verified before it goes anywhere: its context is found
- * again through the pool cleanup that holds it, as the realip module does.
+ * The signature of a message that passed every other check, and then
+ * the replay window: the most costly steps, run in the precontent phase,
+ * after limit_req and access control.  A failure is kept in ctx->reject.
  */
 
-static ngx_http_scep_ctx_t *
-ngx_http_scep_pending_ctx(ngx_http_request_t *r)
+void
+ngx_http_scep_verify(ngx_http_request_t *r, ngx_http_scep_ctx_t *ctx)
 {
-    ngx_pool_cleanup_t       *cln;
-    ngx_http_scep_pending_t  *pd;
-
-    for (cln = r->pool->cleanup; cln; cln = cln->next) {
-        if (cln->handler == ngx_http_scep_pending_cleanup) {
-            pd = cln->data;
-
-            if (pd->ctx->pending) {
-                return pd->ctx;
-            }
-        }
-    }
-
-    return NULL;
-}
-
-
-/*
- * The precontent phase: the signature of a message that passed every
- * other check in the rewrite phase, and then limit_req and access
- * control.
- */
-
-ngx_int_t
-ngx_http_scep_verify_handler(ngx_http_request_t *r)
-{
-    ngx_int_t             rc;
-    ngx_http_scep_ctx_t  *ctx;
-
-    if (r != r->main) {
-        return NGX_DECLINED;
-    }
-
-    ctx = ngx_http_get_module_ctx(r, ngx_http_scep_module);
-
-    if (ctx == NULL) {
-        if (!r->internal) {
-            return NGX_DECLINED;
-        }
-
-        ctx = ngx_http_scep_pending_ctx(r);
-
-        if (ctx == NULL) {
-            return NGX_DECLINED;
-        }
-
-        ngx_http_set_ctx(r, ctx, ngx_http_scep_module);
-    }
-
     if (ctx->pending == NULL) {
-        return NGX_DECLINED;
+        return;
     }
 
     ctx->reason = scep_message_verify(ctx->pending);
@@ -942,52 +787,55 @@ ngx_http_scep_verify_handler(ngx_http_request_t *r)
         ctx->der_allocated = 0;
     }
 
-    if (ctx->reason == SCEP_REASON_OK) {
-        if (ngx_http_scep_replay_check(r, ctx) != NGX_BUSY) {
-            return NGX_DECLINED;
-        }
-
-        rc = ngx_http_scep_reject(r, ctx, NGX_HTTP_SCEP_REJECT_REPLAYED);
-
-    } else {
-        rc = ngx_http_scep_reject(r, ctx, NGX_HTTP_SCEP_REJECT_MESSAGE);
+    if (ctx->reason != SCEP_REASON_OK) {
+        (void) ngx_http_scep_reject(ctx, NGX_HTTP_SCEP_REJECT_MESSAGE);
+        return;
     }
 
-    /* a generic phase goes on to the content phase on NGX_OK */
-
-    ngx_http_finalize_request(r, rc);
-
-    return NGX_DONE;
+    if (ngx_http_scep_replay_check(r, ctx) == NGX_BUSY) {
+        (void) ngx_http_scep_reject(ctx, NGX_HTTP_SCEP_REJECT_REPLAYED);
+    }
 }
 
 
-static ngx_int_t
+/*
+ * Reads the body of a POST PKIOperation and checks its message; the
+ * phases go on from the handler that called it once the body is in.
+ * Returns NGX_DONE while it is read, NGX_OK when there is nothing to
+ * read (a rejection kept), or an HTTP status.
+ */
+
+ngx_int_t
 ngx_http_scep_read_body(ngx_http_request_t *r, ngx_http_scep_ctx_t *ctx)
 {
-    ngx_int_t                  rc;
-    ngx_http_scep_loc_conf_t  *slcf;
+    ngx_int_t  rc;
 
-    slcf = ngx_http_get_module_loc_conf(r, ngx_http_scep_module);
+    ctx->body = NGX_HTTP_SCEP_BODY_READ;
 
-    if (r->headers_in.content_length_n > (off_t) slcf->max_message) {
-        return ngx_http_scep_reject(r, ctx, NGX_HTTP_SCEP_REJECT_TOO_LARGE);
+    if (r->headers_in.content_length_n > (off_t) ctx->conf->max_message) {
+        return ngx_http_scep_reject(ctx, NGX_HTTP_SCEP_REJECT_TOO_LARGE);
     }
 
     if (r->headers_in.content_length_n <= 0 && !r->headers_in.chunked) {
-        return ngx_http_scep_reject(r, ctx, NGX_HTTP_SCEP_REJECT_NO_MESSAGE);
+        return ngx_http_scep_reject(ctx, NGX_HTTP_SCEP_REJECT_NO_MESSAGE);
     }
 
     r->request_body_in_single_buf = 1;
 
-    ctx->reading_body = 1;
-    ctx->status = NGX_DONE;
+    ctx->body = NGX_HTTP_SCEP_BODY_READING;
+    ctx->status = NGX_OK;
 
     rc = ngx_http_read_client_request_body(r, ngx_http_scep_body_handler);
 
     if (rc >= NGX_HTTP_SPECIAL_RESPONSE) {
-        ctx->reading_body = 0;
+        ctx->body = NGX_HTTP_SCEP_BODY_READ;
         return rc;
     }
+
+    /*
+     * the body may have been read at once, and the request run its
+     * course and been freed: the caller touches nothing of it
+     */
 
     ngx_http_finalize_request(r, NGX_DONE);
 
@@ -1000,11 +848,17 @@ ngx_http_scep_body_handler(ngx_http_request_t *r)
 {
     ngx_http_scep_ctx_t  *ctx;
 
-    ctx = ngx_http_get_module_ctx(r, ngx_http_scep_module);
+    ctx = ngx_http_scep_get_ctx(r);
 
-    ctx->status = ngx_http_scep_body_message(r, ctx);
+    ctx->body = NGX_HTTP_SCEP_BODY_READ;
+
+    if (ngx_http_scep_body_message(r, ctx) != NGX_OK) {
+        ctx->status = NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
 
     r->preserve_body = 1;
+
+    /* back to the phase handler that started reading */
 
     r->write_event_handler = ngx_http_core_run_phases;
     ngx_http_core_run_phases(r);
@@ -1014,16 +868,13 @@ ngx_http_scep_body_handler(ngx_http_request_t *r)
 static ngx_int_t
 ngx_http_scep_body_message(ngx_http_request_t *r, ngx_http_scep_ctx_t *ctx)
 {
-    off_t                      len;
-    u_char                    *p;
-    ngx_buf_t                 *b;
-    ngx_chain_t               *cl;
-    ngx_http_scep_loc_conf_t  *slcf;
-
-    slcf = ngx_http_get_module_loc_conf(r, ngx_http_scep_module);
+    off_t         len;
+    u_char       *p;
+    ngx_buf_t    *b;
+    ngx_chain_t  *cl;
 
     if (r->request_body == NULL) {
-        return ngx_http_scep_reject(r, ctx, NGX_HTTP_SCEP_REJECT_NO_MESSAGE);
+        return ngx_http_scep_reject(ctx, NGX_HTTP_SCEP_REJECT_NO_MESSAGE);
     }
 
     len = 0;
@@ -1033,11 +884,11 @@ ngx_http_scep_body_message(ngx_http_request_t *r, ngx_http_scep_ctx_t *ctx)
     }
 
     if (len == 0) {
-        return ngx_http_scep_reject(r, ctx, NGX_HTTP_SCEP_REJECT_NO_MESSAGE);
+        return ngx_http_scep_reject(ctx, NGX_HTTP_SCEP_REJECT_NO_MESSAGE);
     }
 
-    if (len > (off_t) slcf->max_message) {
-        return ngx_http_scep_reject(r, ctx, NGX_HTTP_SCEP_REJECT_TOO_LARGE);
+    if (len > (off_t) ctx->conf->max_message) {
+        return ngx_http_scep_reject(ctx, NGX_HTTP_SCEP_REJECT_TOO_LARGE);
     }
 
     ctx->der_len = (size_t) len;
@@ -1053,7 +904,7 @@ ngx_http_scep_body_message(ngx_http_request_t *r, ngx_http_scep_ctx_t *ctx)
 
     ctx->der = ngx_pnalloc(r->pool, ctx->der_len);
     if (ctx->der == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        return NGX_ERROR;
     }
 
     ctx->der_allocated = 1;
@@ -1073,7 +924,7 @@ ngx_http_scep_body_message(ngx_http_request_t *r, ngx_http_scep_ctx_t *ctx)
             ngx_log_error(NGX_LOG_ALERT, r->connection->log, 0,
                           "scep: POST body of %O bytes in a temporary file",
                           len);
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+            return NGX_ERROR;
         }
 
         if (b->last != b->pos) {
@@ -1085,26 +936,40 @@ ngx_http_scep_body_message(ngx_http_request_t *r, ngx_http_scep_ctx_t *ctx)
 }
 
 
+/* a rejection is kept, to be answered after access control */
+
 static ngx_int_t
-ngx_http_scep_reject(ngx_http_request_t *r, ngx_http_scep_ctx_t *ctx,
-    ngx_uint_t reject)
+ngx_http_scep_reject(ngx_http_scep_ctx_t *ctx, ngx_uint_t reject)
+{
+    if (ctx->reject == NGX_HTTP_SCEP_REJECT_NONE) {
+        ctx->reject = reject;
+    }
+
+    return NGX_OK;
+}
+
+
+/* the answer to a kept rejection, logged; returns what finalizes it */
+
+ngx_int_t
+ngx_http_scep_send_reject(ngx_http_request_t *r, ngx_http_scep_ctx_t *ctx)
 {
     u_char                     buf[NGX_HTTP_SCEP_DETAIL_LEN];
     ngx_int_t                  rc;
     ngx_str_t                  token, text, tid, detail;
     ngx_buf_t                 *b;
-    ngx_uint_t                 status;
+    ngx_uint_t                 status, reject;
     ngx_chain_t                out;
     ngx_table_elt_t           *h;
     ngx_http_scep_reject_t    *rj;
     ngx_http_scep_loc_conf_t  *slcf;
 
-    slcf = ngx_http_get_module_loc_conf(r, ngx_http_scep_module);
+    slcf = ctx->conf;
+    reject = ctx->reject;
 
     rj = &ngx_http_scep_rejects[reject];
 
-    ctx->reject = reject;
-    ctx->done = 1;
+    ctx->rejected = 1;
 
     ngx_http_scep_reject_token(ctx, &token);
 

@@ -11,7 +11,6 @@
 #include "ngx_http_scep_module.h"
 
 
-static ngx_int_t ngx_http_scep_stats_handler(ngx_http_request_t *r);
 static void ngx_http_scep_count_upstream(ngx_http_request_t *r);
 static ngx_uint_t ngx_http_scep_type_index(int message_type);
 
@@ -25,7 +24,6 @@ ngx_http_scep_stats_init(ngx_conf_t *cf)
 {
     ngx_uint_t                  i;
     ngx_hash_key_t             *key;
-    ngx_http_handler_pt        *h;
     ngx_http_scep_main_conf_t  *smcf;
     ngx_http_core_main_conf_t  *cmcf;
 
@@ -59,43 +57,26 @@ ngx_http_scep_stats_init(ngx_conf_t *cf)
         }
     }
 
-    h = ngx_array_push(&cmcf->phases[NGX_HTTP_LOG_PHASE].handlers);
-    if (h == NULL) {
-        return NGX_ERROR;
-    }
-
-    *h = ngx_http_scep_stats_handler;
-
     return NGX_OK;
 }
 
 
-static ngx_int_t
-ngx_http_scep_stats_handler(ngx_http_request_t *r)
+/* the log phase (ngx_http_scep_log_handler()) */
+
+void
+ngx_http_scep_stats_log(ngx_http_request_t *r, ngx_http_scep_ctx_t *ctx)
 {
     ngx_uint_t                  status, idx;
     ngx_http_scep_sh_t         *sh;
-    ngx_http_scep_ctx_t        *ctx;
     ngx_http_variable_value_t  *vv;
     ngx_http_scep_counters_t   *cn;
     ngx_http_scep_main_conf_t  *smcf;
-
-    if (r != r->main) {
-        return NGX_OK;
-    }
-
-    ctx = ngx_http_get_module_ctx(r, ngx_http_scep_module);
-
-    if (ctx == NULL) {
-        /* not a request of a "scep on" location */
-        return NGX_OK;
-    }
 
     smcf = ngx_http_get_module_main_conf(r, ngx_http_scep_module);
     sh = ngx_http_scep_shared(smcf);
 
     if (sh == NULL) {
-        return NGX_OK;
+        return;
     }
 
     cn = &sh->counters;
@@ -118,7 +99,7 @@ ngx_http_scep_stats_handler(ngx_http_request_t *r)
         (void) ngx_atomic_fetch_add(&cn->responses[status / 100 - 1], 1);
     }
 
-    if (ctx->reject != NGX_HTTP_SCEP_REJECT_NONE) {
+    if (ctx->rejected) {
         idx = ngx_http_scep_reject_index(ctx);
         (void) ngx_atomic_fetch_add(&cn->rejects[idx], 1);
     }
@@ -138,8 +119,6 @@ ngx_http_scep_stats_handler(ngx_http_request_t *r)
     }
 
     ngx_http_scep_count_upstream(r);
-
-    return NGX_OK;
 }
 
 

@@ -1,0 +1,278 @@
+#!/usr/bin/perl
+
+# The module's own answers come after nginx's access control and limits:
+# a CA-cache hit is refused by deny, by auth_basic and by limit_req; a
+# rejection (bad base64, a garbage POST, a wrong method) in a denied
+# location gets 403 and logs no rejection line; the client's credentials
+# reach auth_basic, and are stripped only on the way to the back end.
+# Where a limit may key on a variable of a POST's message, the body is
+# read before the limits, and a rejection found then still waits for
+# access control.
+
+use strict;
+use warnings;
+
+use FindBin;
+use lib "$FindBin::Bin/lib";
+use JSON::PP ();
+use MIME::Base64 qw(encode_base64);
+use Test::More;
+use Time::HiRes qw(sleep time);
+use SCEPTest;
+
+my $t = SCEPTest->new;
+my $b = $t->start_backend;
+
+# the workers read it: they may run as another user
+my $htpasswd = $t->write_file('htpasswd', "admin:{PLAIN}secret\n");
+chmod 0711, $t->dir;
+chmod 0644, $htpasswd;
+mkdir $t->dir . '/html';
+chmod 0755, $t->dir . '/html';
+chmod 0644, $t->write_file('html/403.html', "the admin's page\n");
+
+$t->start_nginx(<<'CONF');
+http {
+    large_client_header_buffers 4 72k;
+    client_body_buffer_size 128k;
+
+    limit_req_zone $binary_remote_addr zone=peraddr:1m rate=1r/m;
+
+    log_format reason '$uri $status "$scep_reject_reason" "$scep_cache"';
+
+    upstream ndes {
+        server 127.0.0.1:%%BACKEND0%%;
+        scep_health_check interval=60s timeout=2s uri=/scep;
+    }
+
+    server {
+        listen 127.0.0.1:%%GW%%;
+        access_log %%DIR%%/logs/reason.log reason;
+
+        scep_ca_cache on;
+
+        location = /scep {
+            scep on;
+            proxy_pass http://ndes;
+        }
+
+        location = /denied {
+            scep on;
+            allow 10.9.9.9;
+            deny all;
+            proxy_pass http://ndes/scep;
+        }
+
+        location = /auth {
+            scep on;
+            auth_basic "SCEP";
+            auth_basic_user_file %%DIR%%/htpasswd;
+            proxy_pass http://ndes/scep;
+        }
+
+        location = /limited {
+            scep on;
+            limit_req zone=peraddr nodelay;
+            limit_req_status 429;
+            proxy_pass http://ndes/scep;
+        }
+
+        location = /denied-page {
+            scep on;
+            deny all;
+            error_page 403 /403.html;
+            proxy_pass http://ndes/scep;
+        }
+
+        location = /403.html {
+            root %%DIR%%/html;
+        }
+
+        location = /status {
+            scep_status;
+            access_log off;
+        }
+    }
+}
+CONF
+
+my $gw = $t->port('GW');
+my $json = JSON::PP->new;
+
+sub cached {
+    my $end = time + 10;
+    while (time < $end) {
+        my $r = $t->get($gw, '/status');
+        my $s = eval { $json->decode($r->{body}) } // {};
+        my $peers = $s->{upstreams}{ndes}{peers} // [];
+        return 1 if @$peers && $peers->[0]{ca_answer};
+        sleep 0.1;
+    }
+    return 0;
+}
+
+ok(cached(), 'the probe kept the back end\'s CA answers');
+
+my $caps = '/scep?operation=GetCACaps&message=default';
+my $r = $t->get($gw, $caps);
+is($r->{status}, 200, 'GetCACaps from the cache where nothing refuses it');
+
+my $seen = $t->backend_requests($b);
+
+# deny: 403, never a 200 from the cache
+for my $op (qw(GetCACaps GetCACert)) {
+    $r = $t->get($gw, "/denied?operation=$op&message=default");
+    is($r->{status}, 403, "$op in a denied location: 403, not the cache's 200");
+}
+
+# auth_basic: 401 without credentials, the cache with them
+$r = $t->get($gw, '/auth?operation=GetCACaps&message=default');
+is($r->{status}, 401, 'GetCACaps behind auth_basic without credentials: 401');
+
+my $cred = encode_base64('admin:secret', '');
+$r = $t->get($gw, "GET /auth?operation=GetCACaps&message=default HTTP/1.1\r\n"
+                  . "Host: localhost\r\nAuthorization: Basic $cred\r\n"
+                  . "Connection: close\r\n\r\n");
+is($r->{status}, 200, 'with credentials: 200 from the cache');
+
+# the credentials reach auth_basic, and not the back end: a PKIOperation
+# that auth_basic lets through reaches scepserver, which issues
+my $der = $t->device_msg;
+my $post = "POST /auth?operation=PKIOperation HTTP/1.1\r\nHost: localhost\r\n"
+           . "Authorization: Basic $cred\r\n"
+           . "Content-Type: application/x-pki-message\r\n"
+           . "Content-Length: " . length($der) . "\r\n"
+           . "Connection: close\r\n\r\n$der";
+$r = $t->get($gw, $post);
+is($r->{status}, 200, 'a POST PKIOperation with credentials passes auth_basic');
+is($t->pki_status($r->{body}), '0', 'and the back end issued');
+
+$r = $t->post($gw, '/auth?operation=PKIOperation', $t->device_msg);
+is($r->{status}, 401, 'the same without credentials: 401');
+
+# limit_req: the second cache hit within the minute is refused
+$r = $t->get($gw, '/limited?operation=GetCACaps&message=default');
+is($r->{status}, 200, 'the first GetCACaps under limit_req: from the cache');
+$r = $t->get($gw, '/limited?operation=GetCACert&message=default');
+is($r->{status}, 429, 'the second one: 429 from limit_req, not the cache');
+
+is($t->backend_requests($b), $seen + 1,
+   'only the PKIOperation that passed auth_basic reached the back end');
+
+# rejections in a denied location: access control answers, the module
+# logs no rejection
+my $before = $t->count_error_log(qr/scep: rejected/);
+
+$r = $t->post($gw, '/denied?operation=PKIOperation', 'garbage' x 100);
+is($r->{status}, 403, 'a garbage POST to a denied location: 403, not 400');
+
+$r = $t->post($gw, '/denied?operation=PKIOperation', $t->device_msg);
+is($r->{status}, 403, 'a good POST to a denied location: 403');
+
+$r = $t->get($gw, '/denied?operation=PKIOperation&message=%%%');
+is($r->{status}, 403, 'bad base64 by GET in a denied location: 403');
+
+$r = $t->get($gw, '/denied');
+is($r->{status}, 403, 'no operation in a denied location: 403');
+
+$r = $t->get($gw, "PUT /denied?operation=PKIOperation HTTP/1.1\r\n"
+                  . "Host: localhost\r\nContent-Length: 0\r\n"
+                  . "Connection: close\r\n\r\n");
+is($r->{status}, 403, 'a PUT to a denied location: 403, not 405');
+
+$r = $t->post($gw, '/denied-page?operation=PKIOperation', 'garbage' x 100);
+is($r->{status}, 403, 'a garbage POST to a denied location with an'
+                      . ' error_page: 403');
+is($r->{body}, "the admin's page\n", 'with the error page, not bad_der');
+
+$r = $t->get($gw, '/denied-page?operation=GetCACaps');
+is($r->{status}, 403, 'a cache hit there: 403');
+is($r->{body}, "the admin's page\n", 'with the error page');
+
+$r = $t->get($gw, '/denied-page?operation=PKIOperation&message=%%%');
+is($r->{status}, 403, 'bad base64 by GET there: 403');
+is($r->{body}, "the admin's page\n", 'with the error page, not bad_base64');
+
+$r = $t->post($gw, '/limited?operation=PKIOperation', 'garbage' x 100);
+is($r->{status}, 429, 'a garbage POST over the limit: 429, not 400');
+
+sleep 0.3;
+is($t->count_error_log(qr/scep: rejected/), $before,
+   'no rejection line for requests that access control or limits refused');
+
+my @log = grep { m{^/(denied|limited) } } $t->lines('logs/reason.log');
+ok(@log >= 6 && !grep({ !/ "-" "/ } @log),
+   'and $scep_reject_reason is empty for them')
+    or diag(join "\n", @log);
+
+# the same rejections where nothing refuses them are the module's
+$r = $t->post($gw, '/scep?operation=PKIOperation', 'garbage' x 100);
+is($r->{status}, 400, 'a garbage POST where access is allowed: 400');
+like($r->{body}, qr/^bad_der/, 'with the reason');
+ok($t->wait_error_log(qr/scep: rejected POST "PKIOperation": bad_der/, 5),
+   'and its rejection line');
+
+my $st = $json->decode($t->get($gw, '/status')->{body});
+is($st->{requests}{rejected}{bad_der} // $st->{requests}{rejects}{bad_der},
+   1, 'one bad_der counted: not those that access control refused');
+
+$t->stop;
+
+
+# A limit that keys on a variable of the message: the body is read before
+# limit_req, and a bad one still gets access control's answer.
+
+my $t2 = SCEPTest->new;
+my $b2 = $t2->start_backend;
+
+$t2->start_nginx(<<'CONF');
+http {
+    large_client_header_buffers 4 72k;
+    client_body_buffer_size 128k;
+
+    map $scep_operation $scep_pki_transaction {
+        PKIOperation  $scep_transaction_id;
+        default       "";
+    }
+
+    limit_req_zone $scep_pki_transaction zone=tid:1m rate=1r/m;
+
+    server {
+        listen 127.0.0.1:%%GW%%;
+
+        location = /scep {
+            scep on;
+            limit_req zone=tid nodelay;
+            limit_req_status 429;
+            proxy_pass http://127.0.0.1:%%BACKEND0%%;
+        }
+
+        location = /denied {
+            scep on;
+            limit_req zone=tid nodelay;
+            deny all;
+            proxy_pass http://127.0.0.1:%%BACKEND0%%/scep;
+        }
+    }
+}
+CONF
+
+my $gw2 = $t2->port('GW');
+
+my $msg = $t2->device_msg;
+$r = $t2->post($gw2, '/scep?operation=PKIOperation', $msg);
+is($r->{status}, 200, 'a POST where limit_req keys on its transactionID');
+$r = $t2->post($gw2, '/scep?operation=PKIOperation', $msg);
+is($r->{status}, 429, 'the same transactionID again: 429, the body was read'
+                      . ' before limit_req');
+
+$before = $t2->count_error_log(qr/scep: rejected/);
+$r = $t2->post($gw2, '/denied?operation=PKIOperation', 'garbage' x 100);
+is($r->{status}, 403, 'a garbage POST read early in a denied location: 403');
+sleep 0.3;
+is($t2->count_error_log(qr/scep: rejected/), $before,
+   'and its rejection is kept, never logged');
+
+$t2->stop;
+
+done_testing;
