@@ -52,11 +52,18 @@ ngx_http_scep_retry_after_filter(ngx_http_request_t *r)
         return ngx_http_next_header_filter(r);
     }
 
-    slcf = ngx_http_get_module_loc_conf(r, ngx_http_scep_module);
+    /*
+     * A request of a "scep on" location, wherever an internal redirect
+     * (error_page) took it since: the settings are its location's
+     */
 
-    if (!slcf->enable) {
+    ctx = ngx_http_scep_get_ctx(r);
+
+    if (ctx == NULL) {
         return ngx_http_next_header_filter(r);
     }
+
+    slcf = ctx->conf;
 
     /*
      * nginx answers 502 when the balancer has no peer; when the health
@@ -64,14 +71,21 @@ ngx_http_scep_retry_after_filter(ngx_http_request_t *r)
      * when to come back
      */
 
-    if (r->headers_out.status == NGX_HTTP_BAD_GATEWAY) {
-        ctx = ngx_http_get_module_ctx(r, ngx_http_scep_module);
+    if (r->headers_out.status == NGX_HTTP_BAD_GATEWAY && ctx->no_healthy) {
 
-        if (ctx && ctx->no_healthy) {
+        r->headers_out.status = NGX_HTTP_SERVICE_UNAVAILABLE;
+        r->headers_out.status_line.len = 0;
+
+        if (r->err_status) {
+            /* what $status and the counters read */
+            r->err_status = NGX_HTTP_SERVICE_UNAVAILABLE;
+        }
+
+        /* the page of an error_page stays; nginx's own is replaced */
+
+        if (!r->error_page) {
             ctx->replace_body = 1;
 
-            r->headers_out.status = NGX_HTTP_SERVICE_UNAVAILABLE;
-            r->headers_out.status_line.len = 0;
             r->headers_out.content_length_n =
                                          ngx_http_scep_no_healthy_text.len;
             ngx_str_set(&r->headers_out.content_type, "text/plain");
@@ -150,9 +164,13 @@ ngx_http_scep_no_healthy_body_filter(ngx_http_request_t *r, ngx_chain_t *in)
     ngx_chain_t           out;
     ngx_http_scep_ctx_t  *ctx;
 
+    if (r != r->main) {
+        return ngx_http_next_body_filter(r, in);
+    }
+
     ctx = ngx_http_get_module_ctx(r, ngx_http_scep_module);
 
-    if (ctx == NULL || !ctx->replace_body || r != r->main) {
+    if (ctx == NULL || !ctx->replace_body) {
         return ngx_http_next_body_filter(r, in);
     }
 
