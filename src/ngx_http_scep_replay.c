@@ -8,7 +8,8 @@
  * replayed_message.  The pairs live in a shared zone, an rbtree keyed by
  * a hash of the pair and a queue from newest to oldest, as limit_req
  * keeps its states; when the zone is full, the oldest pairs are
- * forgotten first and the request passes.
+ * forgotten first, counted and logged at most once a minute, and the
+ * request passes.
  *
  * A pair is kept only once the message's signature has verified, in the
  * precontent phase, so that a forged message cannot block a device's
@@ -33,6 +34,9 @@
 #define NGX_HTTP_SCEP_REPLAY_EXPIRE    4
 #define NGX_HTTP_SCEP_REPLAY_EVICT     64
 
+/* a full zone is logged at most this often, in seconds */
+#define NGX_HTTP_SCEP_REPLAY_LOG_EVERY 60
+
 /* transactionID, senderNonce and the signer's key hash */
 #define NGX_HTTP_SCEP_REPLAY_KEY_MAX                                          \
     (SCEP_TRANSACTION_ID_MAX + 16 + SCEP_KEY_HASH_LEN)
@@ -52,7 +56,7 @@ typedef struct {
     ngx_rbtree_node_t          sentinel;
     ngx_queue_t                queue;        /* newest first */
     ngx_uint_t                 entries;
-    ngx_uint_t                 full_logged;
+    time_t                     full_logged;  /* the last "full" line */
 } ngx_http_scep_replay_sh_t;
 
 
@@ -461,8 +465,12 @@ ngx_http_scep_replay_check(ngx_http_request_t *r, ngx_http_scep_ctx_t *ctx)
         rn = ngx_slab_alloc_locked(shpool, size);
     }
 
-    if (evicted && !sh->full_logged) {
-        sh->full_logged = 1;
+    /* while pairs are evicted, a line a minute at most, for all workers */
+
+    if (evicted
+        && ngx_time() - sh->full_logged >= NGX_HTTP_SCEP_REPLAY_LOG_EVERY)
+    {
+        sh->full_logged = ngx_time();
         logged = 0;
     }
 

@@ -5,7 +5,8 @@
 # learnt a device's pair and signed it first cannot have the device's real
 # message refused), while the same message again is, and so is the same
 # key's message with its certificate encoded otherwise (an EC point
-# compressed).
+# compressed).  A full zone counts its evictions on the status page (JSON
+# and Prometheus) and logs them at warn at most once a minute.
 
 use strict;
 use warnings;
@@ -139,6 +140,49 @@ is($st->{requests}{rejected}{replayed_message}, 3,
    'status: three replays counted');
 is($st->{replay}{entries}, 3, 'status: three pairs kept');
 is($st->{replay}{evicted}, 0, 'status: nothing evicted yet');
+
+# a full zone: evictions counted, a warn line a minute at most
+my $key = "$dir/device.key";
+openssl('genpkey', '-algorithm', 'RSA', '-pkeyopt', 'rsa_keygen_bits:1024',
+        '-out', $key);
+# transactionIDs as long as a hex SHA-256, as clients make them
+my @msgs = map {
+    $t->device_msg('--key', $key, '--tid', sprintf('%064d', $_))
+} 1 .. 300;
+my $full = qr/\[warn\].*scep_replay_zone of 32k is full/;
+
+my $refused = 0;
+for my $m (@msgs[0 .. 199]) {
+    $refused++ if post('/sink', $m)->{status} != 200;
+}
+is($refused, 0, 'a full zone refuses no request');
+
+$st = status();
+my $evicted = $st->{replay}{evicted} // 0;
+ok($evicted > 0, "status: $evicted evicted");
+ok($st->{replay}{entries} < 200,
+   "memory is bounded: $st->{replay}{entries} pairs kept");
+$r = $t->get($gw, '/status?format=prometheus');
+like($r->{body}, qr/^scep_replay_evicted_total $evicted$/m,
+     'prometheus: scep_replay_evicted_total');
+ok($t->wait_error_log($full, 2), 'a full zone is logged at warn');
+my $first = time;
+
+for my $m (@msgs[200 .. 249]) {
+    post('/sink', $m);
+}
+ok(status()->{replay}{evicted} > $evicted, 'more evictions counted');
+is($t->count_error_log($full), 1, 'and no second line within the minute');
+
+# a minute after the first line, evictions are logged again
+sleep($first + 61 - time) if time < $first + 61;
+
+for my $m (@msgs[250 .. 299]) {
+    post('/sink', $m);
+}
+ok(defined $t->wait_error_log($full, 2, 1),
+   'evictions a minute later: a second line');
+is($t->count_error_log($full), 2, 'two lines in all');
 
 $t->stop;
 done_testing;
