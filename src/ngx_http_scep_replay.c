@@ -4,16 +4,23 @@
  *
  * The replay window (scep_replay_window, scep_replay_zone): a
  * PKIOperation whose (transactionID, senderNonce) pair was passed on
- * within the window is answered 400 replayed_message.  The pairs live in
- * a shared zone, an rbtree keyed by a hash of the pair and a queue from
- * newest to oldest, as limit_req keeps its states; when the zone is
- * full, the oldest pairs are forgotten first and the request passes.
+ * within the window, signed by the same key, is answered 400
+ * replayed_message.  The pairs live in a shared zone, an rbtree keyed by
+ * a hash of the pair and a queue from newest to oldest, as limit_req
+ * keeps its states; when the zone is full, the oldest pairs are
+ * forgotten first, counted and logged at most once a minute, and the
+ * request passes.
  *
  * A pair is kept only once the message's signature has verified, in the
  * precontent phase, so that a forged message cannot block a device's
- * real one; and it is forgotten again when the request reached no back
- * end (none healthy, connect errors and timeouts), so that a device may
- * send the same message again after such a 502, 503 or 504.
+ * real one.  It is bound to the signer's public key (the SHA-256 that
+ * the checks make of it): a PKCSReq is signed with a key its sender
+ * makes up, so anyone who learnt a device's pair (from a log of request
+ * lines, say) could otherwise sign it first with a key of their own and
+ * have the device's real message refused.  And a pair is forgotten again
+ * when the request reached no back end (none healthy, connect errors and
+ * timeouts), so that a device may send the same message again after such
+ * a 502, 503 or 504.
  */
 
 
@@ -27,13 +34,20 @@
 #define NGX_HTTP_SCEP_REPLAY_EXPIRE    4
 #define NGX_HTTP_SCEP_REPLAY_EVICT     64
 
+/* a full zone is logged at most this often, in seconds */
+#define NGX_HTTP_SCEP_REPLAY_LOG_EVERY 60
+
+/* transactionID, senderNonce and the signer's key hash */
+#define NGX_HTTP_SCEP_REPLAY_KEY_MAX                                          \
+    (SCEP_TRANSACTION_ID_MAX + 16 + SCEP_KEY_HASH_LEN)
+
 
 typedef struct {
     ngx_rbtree_node_t          node;         /* node.key: crc32 of pair */
     ngx_queue_t                queue;
     ngx_msec_t                 expires;
     u_short                    len;
-    u_char                     data[1];      /* transactionID, nonce */
+    u_char                     data[1];      /* ngx_http_scep_replay_key() */
 } ngx_http_scep_replay_node_t;
 
 
@@ -42,7 +56,7 @@ typedef struct {
     ngx_rbtree_node_t          sentinel;
     ngx_queue_t                queue;        /* newest first */
     ngx_uint_t                 entries;
-    ngx_uint_t                 full_logged;
+    time_t                     full_logged;  /* the last "full" line */
 } ngx_http_scep_replay_sh_t;
 
 
@@ -299,7 +313,10 @@ ngx_http_scep_replay_find(ngx_http_scep_replay_sh_t *sh, uint32_t hash,
 }
 
 
-/* the pair as bytes: transactionID, then the 16-byte senderNonce */
+/*
+ * The pair as bytes: transactionID, the 16-byte senderNonce, and the
+ * SHA-256 of the signer's public key, there once the signature verified.
+ */
 
 static size_t
 ngx_http_scep_replay_key(ngx_http_scep_ctx_t *ctx, u_char *key,
@@ -314,6 +331,10 @@ ngx_http_scep_replay_key(ngx_http_scep_ctx_t *ctx, u_char *key,
                sizeof(ctx->result.sender_nonce));
 
     len += sizeof(ctx->result.sender_nonce);
+
+    ngx_memcpy(key + len, ctx->result.signer_key_hash, SCEP_KEY_HASH_LEN);
+
+    len += SCEP_KEY_HASH_LEN;
 
     *hash = ngx_crc32_short(key, len);
 
@@ -334,13 +355,14 @@ ngx_http_scep_replay_remove(ngx_slab_pool_t *shpool,
 
 /*
  * The precontent phase, once the signature has verified: NGX_BUSY for a
- * pair passed on within the window, else NGX_OK (the pair is kept).
+ * pair passed on within the window with the same signer's key, else
+ * NGX_OK (the pair is kept).
  */
 
 ngx_int_t
 ngx_http_scep_replay_check(ngx_http_request_t *r, ngx_http_scep_ctx_t *ctx)
 {
-    u_char                        key[SCEP_TRANSACTION_ID_MAX + 16];
+    u_char                        key[NGX_HTTP_SCEP_REPLAY_KEY_MAX];
     size_t                        len, size;
     uint32_t                      hash;
     ngx_msec_t                    now;
@@ -427,8 +449,12 @@ ngx_http_scep_replay_check(ngx_http_request_t *r, ngx_http_scep_ctx_t *ctx)
         rn = ngx_slab_alloc_locked(shpool, size);
     }
 
-    if (evicted && !sh->full_logged) {
-        sh->full_logged = 1;
+    /* while pairs are evicted, a line a minute at most, for all workers */
+
+    if (evicted
+        && ngx_time() - sh->full_logged >= NGX_HTTP_SCEP_REPLAY_LOG_EVERY)
+    {
+        sh->full_logged = ngx_time();
         logged = 0;
     }
 
@@ -478,7 +504,7 @@ ngx_http_scep_replay_check(ngx_http_request_t *r, ngx_http_scep_ctx_t *ctx)
 void
 ngx_http_scep_replay_log(ngx_http_request_t *r, ngx_http_scep_ctx_t *ctx)
 {
-    u_char                        key[SCEP_TRANSACTION_ID_MAX + 16];
+    u_char                        key[NGX_HTTP_SCEP_REPLAY_KEY_MAX];
     size_t                        len;
     uint32_t                      hash;
     ngx_uint_t                    i;

@@ -153,6 +153,7 @@ typedef struct {
 
 #define SCEP_TRANSACTION_ID_MAX  128
 #define SCEP_OID_TEXT_MAX        64
+#define SCEP_KEY_HASH_LEN        32
 
 
 /*
@@ -185,6 +186,16 @@ typedef struct {
     size_t          transaction_id_len;
     char            transaction_id[SCEP_TRANSACTION_ID_MAX + 1];
     unsigned char   sender_nonce[16];
+
+    /*
+     * the SHA-256 of the signer's public key as a SubjectPublicKeyInfo in
+     * DER, written afresh from the key (an RSA key as rsaEncryption, an EC
+     * point uncompressed), so that a certificate that encodes the same key
+     * otherwise has the same hash; made once the signature verified, and
+     * signer_key_hashed is 0 until then
+     */
+    int             signer_key_hashed;
+    unsigned char   signer_key_hash[SCEP_KEY_HASH_LEN];
 
     /*
      * the algorithms, once the checks reached them: SCEP_ALG_* (0 for one

@@ -11,6 +11,7 @@
 
 #include <string.h>
 
+#include <openssl/bn.h>
 #include <openssl/core_names.h>
 #include <openssl/crypto.h>
 #include <openssl/err.h>
@@ -29,6 +30,13 @@
 #define SCEP_RSA_MAX_BITS      8192
 #define SCEP_RSA_MAX_E_BYTES   8
 
+/* the longest SubjectPublicKeyInfo written for a key hash: RSA, 8192 bits */
+#define SCEP_SPKI_MAX          (SCEP_RSA_MAX_BITS / 8 + SCEP_RSA_MAX_E_BYTES \
+                                + 48)
+
+/* the longest EC point: P-521, uncompressed */
+#define SCEP_EC_POINT_MAX      (1 + 2 * 66)
+
 
 static int scep_names_equal(scep_check_t *ck, const scep_ber_t *a,
     const scep_ber_t *b);
@@ -42,6 +50,13 @@ static void scep_native_order(unsigned char *dst, const unsigned char *src,
 static EVP_PKEY *scep_ec_key(const scep_ber_t *params, const scep_ber_t *key);
 static scep_reason_t scep_pss_params(const scep_ber_t *params,
     uint32_t digest, EVP_PKEY_CTX *pctx);
+static scep_reason_t scep_signer_key_hash(scep_check_t *ck, EVP_PKEY *pkey);
+static size_t scep_rsa_spki(const scep_ber_t *bits, unsigned char *out);
+static size_t scep_ec_spki(const scep_ber_t *params, const scep_ber_t *key,
+    EVP_PKEY *pkey, unsigned char *out);
+static size_t scep_spki_header_len(size_t len);
+static unsigned char *scep_spki_header(unsigned char *p, unsigned int tag,
+    size_t len);
 static const char *scep_digest_name(uint32_t bits);
 static int scep_digest_index(uint32_t bits);
 static scep_reason_t scep_openssl_reason(scep_reason_t fallback);
@@ -70,6 +85,12 @@ static const unsigned char  scep_oid_mgf1[] = {
 /* 1.2.840.10045.2.1 */
 static const unsigned char  scep_oid_ec[] = {
     0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01
+};
+
+/* AlgorithmIdentifier { rsaEncryption, NULL }, as DER */
+static const unsigned char  scep_alg_rsa[] = {
+    0x30, 0x0d, 0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01,
+    0x01, 0x05, 0x00
 };
 
 
@@ -443,6 +464,10 @@ verify:
 
     reason = (rc == 1) ? SCEP_REASON_OK
                        : scep_openssl_reason(SCEP_REASON_BAD_SIGNATURE);
+
+    if (reason == SCEP_REASON_OK) {
+        reason = scep_signer_key_hash(ck, pkey);
+    }
 
 done:
 
@@ -889,6 +914,267 @@ scep_pss_params(const scep_ber_t *params, uint32_t digest,
     }
 
     return SCEP_REASON_OK;
+}
+
+
+/*
+ * The signer's key hash (scep_result_t), once its signature verified: a
+ * SHA-256 over a few hundred bytes, no more than a tenth of what the
+ * signature cost.  The SubjectPublicKeyInfo is written afresh, in DER,
+ * because the certificate's own octets may be BER and name the same key
+ * in several ways (an RSA key under RSASSA-PSS, an EC point compressed):
+ * a copy of a message with its certificate encoded otherwise must not
+ * count as another signer.
+ */
+
+static scep_reason_t
+scep_signer_key_hash(scep_check_t *ck, EVP_PKEY *pkey)
+{
+    int             rc, fetched;
+    size_t          len;
+    EVP_MD         *md;
+    unsigned int    mdlen;
+    scep_cert_t    *cert;
+    unsigned char   spki[SCEP_SPKI_MAX];
+
+    cert = &ck->cert;
+
+    if (scep_oid_is(&cert->key_alg, scep_oid_ec, sizeof(scep_oid_ec))) {
+        len = scep_ec_spki(&cert->key_params, &cert->key, pkey, spki);
+
+    } else {
+        len = scep_rsa_spki(&cert->key, spki);
+    }
+
+    if (len == 0) {
+        return SCEP_REASON_INTERNAL;
+    }
+
+    md = NULL;
+    fetched = 0;
+
+    if (ck->crypto != NULL) {
+        md = ck->crypto->md[scep_digest_index(SCEP_ALG_SHA256)];
+    }
+
+    if (md == NULL) {
+        md = EVP_MD_fetch(NULL, "SHA256", NULL);
+        fetched = 1;
+
+        if (md == NULL) {
+            return SCEP_REASON_INTERNAL;
+        }
+    }
+
+    rc = EVP_Digest(spki, len, ck->res->signer_key_hash, &mdlen, md, NULL);
+
+    if (fetched) {
+        EVP_MD_free(md);
+    }
+
+    if (!rc || mdlen != SCEP_KEY_HASH_LEN) {
+        return SCEP_REASON_INTERNAL;
+    }
+
+    ck->res->signer_key_hashed = 1;
+
+    return SCEP_REASON_OK;
+}
+
+
+/*
+ * SubjectPublicKeyInfo { rsaEncryption NULL, BIT STRING { RSAPublicKey } }
+ * from the modulus and exponent of a key that scep_rsa_key() took, their
+ * INTEGERs in their shortest form.  Its length, or 0.
+ */
+
+static size_t
+scep_rsa_spki(const scep_ber_t *bits, unsigned char *out)
+{
+    size_t                nlen, elen, npad, epad, seq, bit, all;
+    scep_ber_t            el, n, e;
+    scep_cur_t            cur;
+    unsigned char        *p;
+    const unsigned char  *nv, *ev;
+
+    if (!scep_ber_read(bits->val + 1, bits->vend, &el, 1, 0)
+        || el.tag != SCEP_BER_SEQUENCE)
+    {
+        return 0;
+    }
+
+    scep_cur_init(&cur, &el);
+
+    if (!scep_cur_integer(&cur, (size_t) -1, &n)
+        || !scep_cur_integer(&cur, (size_t) -1, &e))
+    {
+        return 0;
+    }
+
+    nv = n.val;
+    ev = e.val;
+
+    while (nv < n.vend - 1 && *nv == 0) {
+        nv++;
+    }
+
+    while (ev < e.vend - 1 && *ev == 0) {
+        ev++;
+    }
+
+    nlen = n.vend - nv;
+    elen = e.vend - ev;
+
+    if (nlen > SCEP_RSA_MAX_BITS / 8 || elen > SCEP_RSA_MAX_E_BYTES) {
+        return 0;
+    }
+
+    npad = (*nv & 0x80) != 0;
+    epad = (*ev & 0x80) != 0;
+
+    seq = scep_spki_header_len(nlen + npad) + nlen + npad
+          + scep_spki_header_len(elen + epad) + elen + epad;
+    bit = 1 + scep_spki_header_len(seq) + seq;
+    all = sizeof(scep_alg_rsa) + scep_spki_header_len(bit) + bit;
+
+    p = scep_spki_header(out, SCEP_BER_SEQUENCE, all);
+
+    memcpy(p, scep_alg_rsa, sizeof(scep_alg_rsa));
+    p += sizeof(scep_alg_rsa);
+
+    p = scep_spki_header(p, SCEP_BER_BIT_STRING, bit);
+    *p++ = 0;
+
+    p = scep_spki_header(p, SCEP_BER_SEQUENCE, seq);
+
+    p = scep_spki_header(p, SCEP_BER_INTEGER, nlen + npad);
+    if (npad) {
+        *p++ = 0;
+    }
+    memcpy(p, nv, nlen);
+    p += nlen;
+
+    p = scep_spki_header(p, SCEP_BER_INTEGER, elen + epad);
+    if (epad) {
+        *p++ = 0;
+    }
+    memcpy(p, ev, elen);
+    p += elen;
+
+    return p - out;
+}
+
+
+/*
+ * SubjectPublicKeyInfo { id-ecPublicKey namedCurve, BIT STRING { point } }
+ * with the point uncompressed: as sent if it is, else as OpenSSL read it
+ * into "pkey".  Its length, or 0.
+ */
+
+static size_t
+scep_ec_spki(const scep_ber_t *params, const scep_ber_t *key, EVP_PKEY *pkey,
+    unsigned char *out)
+{
+    int                   ok;
+    size_t                plen, clen, half, alg, bit, all;
+    BIGNUM               *x, *y;
+    unsigned char        *p;
+    const unsigned char  *pt;
+    unsigned char         point[SCEP_EC_POINT_MAX];
+
+    pt = key->val + 1;
+    plen = key->vend - pt;
+
+    if (plen == 0 || plen > SCEP_EC_POINT_MAX) {
+        return 0;
+    }
+
+    if (pt[0] != 0x04) {
+
+        /* compressed or hybrid */
+
+        half = (EVP_PKEY_get_bits(pkey) + 7) / 8;
+
+        if (half == 0 || 1 + 2 * half > sizeof(point)) {
+            return 0;
+        }
+
+        x = NULL;
+        y = NULL;
+
+        ok = EVP_PKEY_get_bn_param(pkey, OSSL_PKEY_PARAM_EC_PUB_X, &x)
+             && EVP_PKEY_get_bn_param(pkey, OSSL_PKEY_PARAM_EC_PUB_Y, &y)
+             && BN_bn2binpad(x, point + 1, (int) half) == (int) half
+             && BN_bn2binpad(y, point + 1 + half, (int) half) == (int) half;
+
+        BN_free(x);
+        BN_free(y);
+
+        if (!ok) {
+            return 0;
+        }
+
+        point[0] = 0x04;
+        pt = point;
+        plen = 1 + 2 * half;
+    }
+
+    /* the curve's OID is one of scep_curves, byte for byte */
+
+    clen = params->vend - params->val;
+
+    alg = 2 + sizeof(scep_oid_ec) + scep_spki_header_len(clen) + clen;
+    bit = 1 + plen;
+    all = scep_spki_header_len(alg) + alg + scep_spki_header_len(bit) + bit;
+
+    p = scep_spki_header(out, SCEP_BER_SEQUENCE, all);
+    p = scep_spki_header(p, SCEP_BER_SEQUENCE, alg);
+
+    p = scep_spki_header(p, SCEP_BER_OID, sizeof(scep_oid_ec));
+    memcpy(p, scep_oid_ec, sizeof(scep_oid_ec));
+    p += sizeof(scep_oid_ec);
+
+    p = scep_spki_header(p, SCEP_BER_OID, clen);
+    memcpy(p, params->val, clen);
+    p += clen;
+
+    p = scep_spki_header(p, SCEP_BER_BIT_STRING, bit);
+    *p++ = 0;
+    memcpy(p, pt, plen);
+    p += plen;
+
+    return p - out;
+}
+
+
+/* DER identifier and length octets, for lengths below 65536 */
+
+static size_t
+scep_spki_header_len(size_t len)
+{
+    return (len < 0x80) ? 2 : (len < 0x100) ? 3 : 4;
+}
+
+
+static unsigned char *
+scep_spki_header(unsigned char *p, unsigned int tag, size_t len)
+{
+    *p++ = (unsigned char) tag;
+
+    if (len < 0x80) {
+        *p++ = (unsigned char) len;
+
+    } else if (len < 0x100) {
+        *p++ = 0x81;
+        *p++ = (unsigned char) len;
+
+    } else {
+        *p++ = 0x82;
+        *p++ = (unsigned char) (len >> 8);
+        *p++ = (unsigned char) len;
+    }
+
+    return p;
 }
 
 

@@ -95,6 +95,7 @@ struct cfg {
     const char *key_file;
     long key_bits;
     const char *tid;
+    const char *nonce;          /* senderNonce as 32 hex digits, or NULL */
     const char *digest;
     const char *cipher;
     const char *serial;
@@ -148,6 +149,7 @@ static void usage(FILE *f)
 "  --key FILE           requester private key (PEM) instead of a new one\n"
 "  --key-bits N         RSA size of a generated key (default 2048)\n"
 "  --tid STR            transactionID (default: hex SHA-256 of the public key)\n"
+"  --nonce HEX          senderNonce, 32 hex digits (default: random)\n"
 "  --digest ALG         sha1|sha256|sha512|md5 (default sha256)\n"
 "  --cipher ALG         des3|aes128|aes256 (default aes256)\n"
 "  --keyid              name the recipient by its subjectKeyIdentifier, not\n"
@@ -852,12 +854,23 @@ static void add_attr(CMS_SignerInfo *si, const ASN1_OBJECT *o, int type,
         die_ossl("CMS_signed_add1_attr_by_OBJ");
 }
 
-static void add_nonce(CMS_SignerInfo *si, const ASN1_OBJECT *o)
+/* a random nonce, or the one of "hex" (NONCE_LEN bytes in hex) */
+static void add_nonce(CMS_SignerInfo *si, const ASN1_OBJECT *o,
+                      const char *hex)
 {
     unsigned char nonce[NONCE_LEN];
+    unsigned int byte;
+    size_t i;
 
-    if (RAND_bytes(nonce, sizeof(nonce)) != 1)
+    if (hex != NULL) {
+        for (i = 0; i < NONCE_LEN; i++) {
+            if (sscanf(hex + 2 * i, "%2x", &byte) != 1)
+                die_usage("--nonce: give %d hex digits", 2 * NONCE_LEN);
+            nonce[i] = (unsigned char) byte;
+        }
+    } else if (RAND_bytes(nonce, sizeof(nonce)) != 1) {
         die_ossl("RAND_bytes");
+    }
     add_attr(si, o, V_ASN1_OCTET_STRING, nonce, sizeof(nonce));
 }
 
@@ -885,11 +898,11 @@ static struct buf make_message(struct ctx *x, const struct buf *env,
     add_attr(si, x->o_type, V_ASN1_PRINTABLESTRING,
              x->type_str, strlen(x->type_str));
     add_attr(si, x->o_tid, V_ASN1_PRINTABLESTRING, x->tid, strlen(x->tid));
-    add_nonce(si, x->o_snonce);
+    add_nonce(si, x->o_snonce, c->nonce);
     if (c->type == 3) {
         if (status == NULL)
             status = "0";
-        add_nonce(si, x->o_rnonce);
+        add_nonce(si, x->o_rnonce, NULL);
     }
     if (status != NULL)
         add_attr(si, x->o_status, V_ASN1_PRINTABLESTRING,
@@ -1323,7 +1336,8 @@ static void write_out(const char *file, const char *p, size_t n)
 enum {
     O_CA = 256, O_CA_INDEX, O_TYPE, O_CHALLENGE, O_CN, O_SANS, O_KEY,
     O_KEY_BITS, O_TID, O_DIGEST, O_CIPHER, O_SERIAL, O_DIALECT, O_QUERY,
-    O_QUERY_SIZE, O_OUT, O_SAN_LEN, O_STATUS, O_FAIL_INFO, O_BER, O_KEYID
+    O_QUERY_SIZE, O_OUT, O_SAN_LEN, O_STATUS, O_FAIL_INFO, O_BER, O_KEYID,
+    O_NONCE
 };
 
 static const struct option longopts[] = {
@@ -1336,6 +1350,7 @@ static const struct option longopts[] = {
     { "key",           required_argument, NULL, O_KEY },
     { "key-bits",      required_argument, NULL, O_KEY_BITS },
     { "tid",           required_argument, NULL, O_TID },
+    { "nonce",         required_argument, NULL, O_NONCE },
     { "digest",        required_argument, NULL, O_DIGEST },
     { "cipher",        required_argument, NULL, O_CIPHER },
     { "serial",        required_argument, NULL, O_SERIAL },
@@ -1386,6 +1401,7 @@ int main(int argc, char **argv)
         case O_KEY_BITS:   c.key_bits = parse_long("--key-bits", optarg,
                                                    512, 16384); break;
         case O_TID:        c.tid = optarg; break;
+        case O_NONCE:      c.nonce = optarg; break;
         case O_DIGEST:     c.digest = optarg; break;
         case O_CIPHER:     c.cipher = optarg; break;
         case O_SERIAL:     c.serial = optarg; break;
@@ -1425,6 +1441,8 @@ int main(int argc, char **argv)
         die_usage("unexpected argument '%s'", argv[optind]);
     if (c.ca_file == NULL)
         die_usage("--ca is required");
+    if (c.nonce != NULL && strlen(c.nonce) != 2 * NONCE_LEN)
+        die_usage("--nonce: give %d hex digits", 2 * NONCE_LEN);
     if (!c.dialect_set && (c.query || c.query_size))
         c.dialect = D_STD;
     if (c.dialect == D_DER && c.query)

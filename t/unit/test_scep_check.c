@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include <openssl/bio.h>
+#include <openssl/core_names.h>
 #include <openssl/bn.h>
 #include <openssl/cms.h>
 #include <openssl/crypto.h>
@@ -125,6 +126,8 @@ static void test_attributes(void);
 static void test_algorithms(void);
 static void test_signature(void);
 static void test_two_steps(void);
+static void test_signer_key(void);
+static int signer_key_is(const spec_t *s, EVP_PKEY *key);
 static void test_mutations(void);
 static void test_out_of_memory(void);
 
@@ -1358,6 +1361,142 @@ test_signature(void)
 }
 
 
+/*
+ * The signer's key hash: the SHA-256 of the SubjectPublicKeyInfo that
+ * OpenSSL writes for the key, whatever form the certificate gave it, and
+ * none for a message whose signature does not verify.
+ */
+
+static void
+test_signer_key(void)
+{
+    int             len;
+    X509           *cert;
+    buf_t           m;
+    spec_t          s;
+    EVP_PKEY       *compressed;
+    scep_result_t   res, res2;
+    unsigned char  *der;
+
+    spec_init(&s);
+    ok(signer_key_is(&s, rsa_key), "RSA: the SHA-256 of its SPKI");
+
+    spec_init(&s);
+    s.key = ec_key;
+    s.cert = ec_cert;
+    ok(signer_key_is(&s, ec_key), "EC: the SHA-256 of its SPKI");
+
+    spec_init(&s);
+    s.pss = 1;
+    ok(signer_key_is(&s, rsa_key), "RSA-PSS signature: the same key's");
+
+    /* the same EC key, its point compressed in the certificate */
+
+    compressed = EVP_PKEY_dup(ec_key);
+
+    if (compressed == NULL
+        || !EVP_PKEY_set_utf8_string_param(compressed,
+                              OSSL_PKEY_PARAM_EC_POINT_CONVERSION_FORMAT,
+                              "compressed"))
+    {
+        bail("compressing an EC point");
+    }
+
+    cert = make_cert(compressed, compressed, "ec-compressed", 2001, 1);
+
+    der = NULL;
+    len = i2d_X509_PUBKEY(X509_get_X509_PUBKEY(cert), &der);
+    ok(len == 59, "a certificate with the EC point compressed");
+    OPENSSL_free(der);
+
+    spec_init(&s);
+    s.key = compressed;
+    s.cert = cert;
+    ok(signer_key_is(&s, ec_key),
+       "compressed EC point: the hash of the uncompressed SPKI");
+
+    X509_free(cert);
+    EVP_PKEY_free(compressed);
+
+    /* another key, the same pair: another hash */
+
+    spec_init(&s);
+    m = make_message(&s);
+    (void) check(&m, SCEP_ALG_DEFAULT, &res);
+    OPENSSL_free(m.p);
+
+    s.key = ec_key;
+    s.cert = ec_cert;
+    m = make_message(&s);
+    (void) check(&m, SCEP_ALG_DEFAULT, &res2);
+    OPENSSL_free(m.p);
+
+    ok(res.transaction_id_len == res2.transaction_id_len
+       && memcmp(res.sender_nonce, res2.sender_nonce, 16) == 0
+       && memcmp(res.signer_key_hash, res2.signer_key_hash,
+                 SCEP_KEY_HASH_LEN) != 0,
+       "the same pair signed by another key: another hash");
+
+    /* a bad signature: no hash */
+
+    spec_init(&s);
+    m = make_message(&s);
+    m.p[m.n - 1] ^= 0x01;
+    ok(check(&m, SCEP_ALG_DEFAULT, &res) == SCEP_REASON_BAD_SIGNATURE
+       && !res.signer_key_hashed,
+       "a bad signature: no key hash");
+    OPENSSL_free(m.p);
+}
+
+
+/*
+ * Whether the message of "s" verifies with the hash of "key"'s SPKI as
+ * OpenSSL writes it, without and with a scep_crypto_t.
+ */
+
+static int
+signer_key_is(const spec_t *s, EVP_PKEY *key)
+{
+    int             len, same;
+    buf_t           m;
+    unsigned int    i, mdlen;
+    scep_policy_t   policy;
+    scep_result_t   res;
+    unsigned char  *der, md[SCEP_KEY_HASH_LEN];
+
+    der = NULL;
+    len = i2d_PUBKEY(key, &der);
+
+    if (len <= 0 || !EVP_Digest(der, len, md, &mdlen, EVP_sha256(), NULL)) {
+        bail("hashing an SPKI");
+    }
+
+    OPENSSL_free(der);
+
+    m = make_message(s);
+    same = 1;
+
+    policy.algorithms = SCEP_ALG_DEFAULT;
+
+    for (i = 0; i < 2; i++) {
+        policy.crypto = i ? test_crypto : NULL;
+
+        memset(&res, 0xff, sizeof(scep_result_t));
+
+        if (scep_message_check(m.p, m.n, &policy, &res) != SCEP_REASON_OK
+            || !res.signer_key_hashed
+            || memcmp(res.signer_key_hash, md, SCEP_KEY_HASH_LEN) != 0)
+        {
+            same = 0;
+        }
+    }
+
+    OPENSSL_free(m.p);
+
+    return same;
+}
+
+
 /* scep_message_parse() then scep_message_verify() */
 
 static void
@@ -1769,6 +1908,7 @@ main(void)
     test_algorithms();
     test_signature();
     test_two_steps();
+    test_signer_key();
     test_mutations();
     test_out_of_memory();
 
