@@ -22,6 +22,7 @@
 typedef struct {
     ngx_pool_t                *pool;
     ngx_log_t                  log;
+    ngx_cycle_t               *cycle;        /* the one it started in */
     ngx_http_scep_peer_t      *peer;
     ngx_peer_connection_t      pc;
 
@@ -38,6 +39,14 @@ typedef struct {
 
     unsigned                   connected:1;
 } ngx_http_scep_probe_t;
+
+
+/* the timer of a back end, in the cycle whose configuration it has */
+typedef struct {
+    ngx_event_t                event;
+    ngx_cycle_t               *cycle;
+    ngx_http_scep_peer_t      *peer;
+} ngx_http_scep_check_t;
 
 
 static void ngx_http_scep_check_timer(ngx_event_t *ev);
@@ -72,8 +81,8 @@ ngx_int_t
 ngx_http_scep_check_init_process(ngx_cycle_t *cycle)
 {
     ngx_uint_t                  i, j;
-    ngx_event_t                *ev;
     ngx_http_scep_peer_t       *peer;
+    ngx_http_scep_check_t      *ck;
     ngx_http_scep_upstream_t  **hcp;
     ngx_http_scep_main_conf_t  *smcf;
 
@@ -97,20 +106,23 @@ ngx_http_scep_check_init_process(ngx_cycle_t *cycle)
         peer = hcp[i]->peers.elts;
 
         for (j = 0; j < hcp[i]->peers.nelts; j++) {
-            ev = ngx_pcalloc(cycle->pool, sizeof(ngx_event_t));
-            if (ev == NULL) {
+            ck = ngx_pcalloc(cycle->pool, sizeof(ngx_http_scep_check_t));
+            if (ck == NULL) {
                 return NGX_ERROR;
             }
 
-            ev->handler = ngx_http_scep_check_timer;
-            ev->data = &peer[j];
-            ev->log = cycle->log;
-            ev->cancelable = 1;
+            ck->cycle = cycle;
+            ck->peer = &peer[j];
 
-            peer[j].timer = ev;
+            ck->event.handler = ngx_http_scep_check_timer;
+            ck->event.data = ck;
+            ck->event.log = cycle->log;
+            ck->event.cancelable = 1;
+
+            peer[j].timer = &ck->event;
 
             /* spread the first probes over the first interval */
-            ngx_add_timer(ev, ngx_random() % 200);
+            ngx_add_timer(&ck->event, ngx_random() % 200);
         }
     }
 
@@ -121,13 +133,30 @@ ngx_http_scep_check_init_process(ngx_cycle_t *cycle)
 static void
 ngx_http_scep_check_timer(ngx_event_t *ev)
 {
-    ngx_uint_t             claim;
-    ngx_msec_t             delay;
-    ngx_http_scep_peer_t  *peer;
+    ngx_uint_t              claim;
+    ngx_msec_t              delay;
+    ngx_http_scep_peer_t   *peer;
+    ngx_http_scep_check_t  *ck;
 
-    peer = ev->data;
+    ck = ev->data;
+    peer = ck->peer;
 
     if (ngx_exiting || ngx_terminate || ngx_quit) {
+        return;
+    }
+
+    /*
+     * this process has gone on to another cycle: the timer's
+     * configuration no longer runs, and its zone may be gone.  Only
+     * one process (master_process off) reloads in place, and the
+     * module refuses that reload but to a configuration without the
+     * module: see ngx_http_scep_shm_reload_single()
+     */
+
+    if (ck->cycle != (ngx_cycle_t *) ngx_cycle) {
+        ngx_log_debug1(NGX_LOG_DEBUG_EVENT, ngx_cycle->log, 0,
+                       "scep health check: %V: the timer of an older"
+                       " configuration stops", &peer->name);
         return;
     }
 
@@ -226,6 +255,7 @@ ngx_http_scep_probe_start(ngx_http_scep_peer_t *peer, ngx_uint_t claim)
     }
 
     pr->pool = pool;
+    pr->cycle = (ngx_cycle_t *) ngx_cycle;
     pr->peer = peer;
     pr->claim = claim;
     pr->start = ngx_current_msec;
@@ -268,6 +298,12 @@ ngx_http_scep_probe_connect(ngx_http_scep_probe_t *pr)
 
     peer = pr->peer;
     hc = peer->upstream;
+
+    if (pr->cycle != (ngx_cycle_t *) ngx_cycle) {
+        ngx_http_scep_probe_done(pr, "%s: nginx runs another cycle",
+                                 ngx_http_scep_probe_ops[pr->step]);
+        return NGX_ERROR;
+    }
 
     len = sizeof("GET ?operation=GetCACert HTTP/1.0" CRLF) - 1 + hc->uri.len
           + hc->ca_ident_arg.len
@@ -782,6 +818,12 @@ ngx_http_scep_probe_done(ngx_http_scep_probe_t *pr, const char *fmt, ...)
     ngx_http_scep_upstream_t  *hc;
 
     ngx_http_scep_probe_close(pr);
+
+    if (pr->cycle != (ngx_cycle_t *) ngx_cycle) {
+        /* see ngx_http_scep_check_timer(): its zone may be gone */
+        ngx_destroy_pool(pr->pool);
+        return;
+    }
 
     peer = pr->peer;
     hc = peer->upstream;

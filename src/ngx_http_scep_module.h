@@ -369,6 +369,8 @@ ngx_int_t ngx_http_scep_health_postconf(ngx_conf_t *cf);
 ngx_int_t ngx_http_scep_peer_healthy(ngx_http_scep_peer_t *peer);
 ngx_int_t ngx_http_scep_shm_init(ngx_conf_t *cf,
     ngx_http_scep_main_conf_t *smcf);
+ngx_int_t ngx_http_scep_shm_reload_single(ngx_conf_t *cf,
+    ngx_http_scep_main_conf_t *smcf);
 ngx_int_t ngx_http_scep_check_init_process(ngx_cycle_t *cycle);
 ngx_http_scep_peer_t *ngx_http_scep_find_peer(ngx_http_scep_upstream_t *hc,
     ngx_str_t *name, struct sockaddr *sockaddr, socklen_t socklen);

@@ -32,6 +32,7 @@ static ngx_uint_t ngx_http_scep_child(ngx_pid_t pid);
 static ngx_http_scep_sh_peer_t *ngx_http_scep_sh_peer(ngx_slab_pool_t *shpool,
     ngx_http_scep_sh_t *sh, ngx_http_scep_upstream_t *hc,
     ngx_http_scep_peer_t *peer, ngx_log_t *log);
+static ngx_uint_t ngx_http_scep_shm_used(ngx_cycle_t *cycle);
 
 
 static ngx_str_t  ngx_http_scep_zone_name = ngx_string("ngx_http_scep_module");
@@ -91,6 +92,83 @@ ngx_http_scep_shm_init(ngx_conf_t *cf, ngx_http_scep_main_conf_t *smcf)
     }
 
     return NGX_OK;
+}
+
+
+/*
+ * With "master_process off" nginx reloads in its one process, and there
+ * a new configuration never runs: nginx reads it, frees the shared zones
+ * whose size changed, and calls no module's init_process for it, so it
+ * takes no connection for it and none of its probes start, while the
+ * timers and the requests of the running configuration go on over zones
+ * that may be gone.  So a reload there of a configuration that has the
+ * module's zones, or that replaces one that has them, fails: the running
+ * configuration goes on, and a restart reads the new one.  "nginx -t"
+ * and the first start read over nginx's init cycle, and are not refused.
+ */
+
+ngx_int_t
+ngx_http_scep_shm_reload_single(ngx_conf_t *cf,
+    ngx_http_scep_main_conf_t *smcf)
+{
+    ngx_cycle_t  *old;
+
+    old = cf->cycle->old_cycle;
+
+    if (ngx_process != NGX_PROCESS_SINGLE
+        || old == NULL
+        || ngx_is_init_cycle(old))
+    {
+        return NGX_OK;
+    }
+
+    if (smcf->upstreams.nelts == 0
+        && !smcf->any
+        && !ngx_http_scep_shm_used(cf->cycle)
+        && !ngx_http_scep_shm_used(old))
+    {
+        return NGX_OK;
+    }
+
+    ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                  "nginx with \"master_process off\" cannot reload a"
+                  " configuration that uses the scep module: nginx would"
+                  " start none of its health checks and take no connection"
+                  " for it; the running configuration stays, stop and start"
+                  " nginx to load the new one");
+
+    return NGX_ERROR;
+}
+
+
+/* a shared zone of the module in a cycle's, or in one being read */
+
+static ngx_uint_t
+ngx_http_scep_shm_used(ngx_cycle_t *cycle)
+{
+    ngx_uint_t        i;
+    ngx_list_part_t  *part;
+    ngx_shm_zone_t   *shm_zone;
+
+    part = &cycle->shared_memory.part;
+    shm_zone = part->elts;
+
+    for (i = 0; /* void */ ; i++) {
+
+        if (i >= part->nelts) {
+            if (part->next == NULL) {
+                return 0;
+            }
+
+            part = part->next;
+            shm_zone = part->elts;
+            i = 0;
+        }
+
+        if (shm_zone[i].tag == &ngx_http_scep_module) {
+            return 1;
+        }
+    }
 }
 
 

@@ -344,6 +344,10 @@ ngx_http_scep_health_postconf(ngx_conf_t *cf)
 
     smcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_scep_module);
 
+    if (ngx_http_scep_shm_reload_single(cf, smcf) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
     hcp = smcf->upstreams.elts;
 
     for (i = 0; i < smcf->upstreams.nelts; i++) {

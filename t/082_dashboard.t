@@ -7,7 +7,10 @@
 # ends, one of them stopped, and the rendered DOM must show both with
 # their states and the stopped one's reason.  Back ends whose failure
 # reason holds markup (<script>, <img onerror>) must show it as text,
-# with nothing run.  A screenshot is kept in the test's folder and in
+# with nothing run.  Every tile at the top must show the number that the
+# JSON it was drawn from has, and the words under it: the test reads the
+# same JSON while the counters stand still, and finds each tile's value
+# there itself.  A screenshot is kept in the test's folder and in
 # build/screenshots/.
 
 use strict;
@@ -60,6 +63,8 @@ http {
     large_client_header_buffers 4 72k;
     client_body_buffer_size 128k;
 
+    limit_req_zone \$binary_remote_addr zone=lim:1m rate=1r/m;
+
     upstream ndes {
         server 127.0.0.1:%%BACKEND0%%;
         server 127.0.0.1:%%BACKEND1%%;
@@ -82,7 +87,21 @@ http {
 
         location = /scep {
             scep on;
+            scep_ca_cache on;
             proxy_pass http://ndes;
+        }
+
+        location = /limited {
+            scep on;
+            limit_req zone=lim;
+            limit_req_status 429;
+            proxy_pass http://ndes;
+        }
+
+        # both back ends down: 503
+        location = /hostile {
+            scep on;
+            proxy_pass http://hostile;
         }
 
         location = /status {
@@ -173,6 +192,14 @@ if ($load == 0) {
         $t->get($gw, '/scep?operation=GetCACert');
         $t->get($gw, '/scep?operation=getcacaps');
         $t->get($gw, '/scep?message=x');
+        # 1 rate limited (but the first), 2 rejects, 3 cache hits and 4
+        # with no healthy back end a round: no two tiles count alike
+        $t->get($gw, '/scep?operation=GetCACaps&message=default');
+        $t->get($gw, '/scep?operation=GetCACaps&message=default');
+        $t->get($gw, '/scep?operation=GetCACert&message=default');
+        $t->get($gw, '/scep?operation=GetCACert&message=another-ca');
+        $t->get($gw, '/limited?operation=GetCACaps');
+        $t->get($gw, '/hostile?operation=GetCACaps') for 1 .. 4;
         sleep 0.05;
     }
     POSIX::_exit(0);
@@ -294,6 +321,95 @@ copy($png, SCEPTest::root() . '/build/screenshots/dashboard.png');
 
 kill 'TERM', $load;
 waitpid $load, 0;
+
+# ------------------------------------------------------------------
+# each tile against the JSON it was drawn from
+
+sub status {
+    return JSON::PP->new->decode($t->get($gw, '/status')->{body});
+}
+
+# what the tiles are drawn from: these stand still once the load is over
+sub counters {
+    my ($d) = @_;
+    return JSON::PP->new->canonical->encode(
+        [ $d->{requests}, @{$d->{gateway}}{qw(generation workers started)} ]);
+}
+
+my ($j1, $prev);
+for (1 .. 50) {
+    $j1 = status();
+    last if $prev && counters($j1) eq counters($prev);
+    $prev = $j1;
+    sleep 0.2;
+}
+
+$dom = chromium('--virtual-time-budget=6000', '--dump-dom');
+my $j2 = status();
+like($dom, qr{<body[^>]*\bdata-loaded="yes"}, 'the page read the JSON again');
+is(counters($j2), counters($j1),
+   'the counters stood still while the browser read them');
+
+my %tile;
+while ($dom =~ m{<div\ class="tile(?:\ alert)?">
+                 <div\ class="label">(.*?)</div>
+                 <div\ class="value">(.*?)</div>
+                 <div\ class="sub">(.*?)</div></div>}gsx)
+{
+    $tile{unhtml($1)} = [ unhtml($2), unhtml($3) ];
+}
+
+my $q = $j2->{requests};
+my $g = $j2->{gateway};
+my $c = $q->{ca_cache};
+my $sum = sub { my $n = 0; $n += $_ for values %{$_[0] // {}}; $n };
+
+ok($sum->($c->{hits}) > 0 && $q->{rate_limited} > 0
+   && $q->{no_healthy_backend} > 0 && $sum->($q->{rejected}) > 0,
+   'the load made cache hits, 429s, 503s and rejects')
+    or diag(JSON::PP->new->canonical->encode($q));
+
+my %want = (
+    'Reloads' => [ $g->{generation} - 1,
+                   "configuration generation $g->{generation}" ],
+    'Workers' => [ $g->{workers}, 'worker processes' ],
+    'Requests' => [ $q->{total},
+                    join(', ', map { ($q->{responses}{$_} // 'none') . " $_" }
+                                   qw(2xx 4xx 5xx)) ],
+    'Rejected' => [ $sum->($q->{rejected}),
+                    'answered by the gateway itself' ],
+    '429 rate limited' => [ $q->{rate_limited}, 'limit_req' ],
+    '503 no healthy back end' => [ $q->{no_healthy_backend},
+                                   'no server was up' ],
+    'Cache hits' => [ $sum->($c->{hits}),
+                      ($c->{misses} // 'none') . ' misses, '
+                      . ($c->{stale_hits} // 'none') . ' stale' ],
+);
+
+is_deeply([ sort keys %tile ], [ sort 'Uptime', keys %want ],
+          'the tiles are those the test knows, each checked below')
+    or diag(substr($dom, 0, 3000));
+
+for my $label (sort keys %want) {
+    is($tile{$label}[0], $want{$label}[0],
+       "tile \"$label\": the JSON's $want{$label}[0]");
+    is($tile{$label}[1], $want{$label}[1],
+       "tile \"$label\": under it, \"$want{$label}[1]\"");
+}
+
+# the uptime the page was given lies between the two the test read (a
+# second either way: each worker reads the clock for itself)
+my ($shown, $secs) = ($tile{Uptime}[0] // '', 0);
+my %unit = (d => 86400, h => 3600, min => 60, s => 1);
+$secs += $1 * $unit{$2} while $shown =~ /(\d+) (d|h|min|s)\b/g;
+ok($shown =~ /^\d+ s$|^\d+ min \d+ s$/
+   && $secs >= $j1->{gateway}{uptime} - 1
+   && $secs <= $j2->{gateway}{uptime} + 1,
+   "tile \"Uptime\": $shown, the JSON's $j1->{gateway}{uptime} to"
+   . " $j2->{gateway}{uptime} s");
+is($tile{Uptime}[1],
+   'since ' . strftime('%Y-%m-%d %H:%M:%S', localtime $g->{started}),
+   'tile "Uptime": under it, the JSON\'s start, in local time');
 
 $t->stop;
 done_testing;
