@@ -103,6 +103,13 @@ static ngx_command_t  ngx_http_scep_commands[] = {
       offsetof(ngx_http_scep_loc_conf_t, algorithms),
       NULL },
 
+    { ngx_string("scep_body_before_limits"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_FLAG,
+      ngx_conf_set_flag_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_scep_loc_conf_t, body_before_limits),
+      NULL },
+
     { ngx_string("scep_pass_credentials"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_FLAG,
       ngx_conf_set_flag_slot,
@@ -310,10 +317,6 @@ ngx_http_scep_init(ngx_conf_t *cf)
     }
 
     *h = ngx_http_scep_log_handler;
-
-    if (ngx_http_scep_body_early_init(cf) != NGX_OK) {
-        return NGX_ERROR;
-    }
 
     if (ngx_http_scep_health_postconf(cf) != NGX_OK) {
         return NGX_ERROR;
@@ -569,6 +572,7 @@ ngx_http_scep_create_loc_conf(ngx_conf_t *cf)
     slcf->retry_after = NGX_CONF_UNSET;
     slcf->algorithms = NGX_CONF_UNSET_UINT;
     slcf->pass_credentials = NGX_CONF_UNSET;
+    slcf->body_before_limits = NGX_CONF_UNSET;
     slcf->check_recipient = NGX_CONF_UNSET;
     slcf->forward_der = NGX_CONF_UNSET;
     slcf->ca_cache = NGX_CONF_UNSET;
@@ -599,6 +603,8 @@ ngx_http_scep_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_conf_merge_uint_value(conf->algorithms, prev->algorithms,
                               SCEP_ALG_DEFAULT);
     ngx_conf_merge_value(conf->pass_credentials, prev->pass_credentials, 0);
+    ngx_conf_merge_value(conf->body_before_limits, prev->body_before_limits,
+                         0);
     ngx_conf_merge_value(conf->check_recipient, prev->check_recipient, 1);
     ngx_conf_merge_value(conf->forward_der, prev->forward_der, 1);
     ngx_conf_merge_value(conf->ca_cache, prev->ca_cache, 0);
@@ -864,6 +870,10 @@ ngx_http_scep_message_length_variable(ngx_http_request_t *r,
     ctx = ngx_http_scep_get_ctx(r->main);
 
     if (ctx == NULL || !ctx->has_message) {
+        if (ctx) {
+            ngx_http_scep_body_wanted(r->main, ctx);
+        }
+
         v->not_found = 1;
         return NGX_OK;
     }
@@ -915,6 +925,10 @@ ngx_http_scep_message_type_variable(ngx_http_request_t *r,
     name = ctx ? scep_message_type_name(ctx->result.message_type) : NULL;
 
     if (name == NULL) {
+        if (ctx) {
+            ngx_http_scep_body_wanted(r->main, ctx);
+        }
+
         v->not_found = 1;
         return NGX_OK;
     }
@@ -934,6 +948,10 @@ ngx_http_scep_transaction_id_variable(ngx_http_request_t *r,
     ctx = ngx_http_scep_get_ctx(r->main);
 
     if (ctx == NULL || ctx->result.transaction_id_len == 0) {
+        if (ctx) {
+            ngx_http_scep_body_wanted(r->main, ctx);
+        }
+
         v->not_found = 1;
         return NGX_OK;
     }

@@ -64,6 +64,7 @@ typedef struct {
     time_t                     retry_after;
     ngx_uint_t                 algorithms;    /* SCEP_ALG_* */
     ngx_flag_t                 pass_credentials;
+    ngx_flag_t                 body_before_limits;
 
     /* where "scep on" was set, for the body buffer check */
     u_char                    *file;
@@ -202,6 +203,7 @@ typedef struct {
     ngx_uint_t                 running;      /* the last one with workers */
     time_t                     started;
     ngx_uint_t                 answer_nomem;  /* logged once */
+    ngx_atomic_t               body_late_logged;  /* ngx_time() */
     ngx_http_scep_counters_t   counters;
     ngx_uint_t                 nprocs;
     ngx_http_scep_sh_proc_t    procs[NGX_MAX_PROCESSES];
@@ -280,9 +282,6 @@ typedef struct {
     ngx_uint_t                 config;     /* its number: sh->configs */
 
     ngx_uint_t                 any;        /* "scep on" anywhere */
-    ngx_uint_t                 message_vars;  /* used in the config */
-    ngx_uint_t                 limit_req_index;   /* ctx_index, or */
-    ngx_uint_t                 limit_conn_index;  /* NGX_CONF_UNSET_UINT */
     ngx_int_t                  limit_req_status;  /* variable index */
     ngx_uint_t                 proxy_index;  /* ngx_http_proxy_module's */
     ngx_uint_t                 cache_used;   /* "scep_ca_cache on" */
@@ -325,6 +324,7 @@ typedef struct {
     unsigned                   no_healthy:1;  /* balancer found none */
     unsigned                   replace_body:1;
     unsigned                   parsed:1;      /* rewrite phase done */
+    unsigned                   redirected:1;  /* found after a redirect */
     unsigned                   done:1;        /* precontent phase done */
     unsigned                   rejected:1;    /* ctx->reject answered */
     unsigned                   has_message:1;
@@ -348,7 +348,8 @@ ngx_int_t ngx_http_scep_rewrite_handler(ngx_http_request_t *r);
 ngx_int_t ngx_http_scep_precontent_handler(ngx_http_request_t *r);
 ngx_int_t ngx_http_scep_log_handler(ngx_http_request_t *r);
 ngx_http_scep_ctx_t *ngx_http_scep_get_ctx(ngx_http_request_t *r);
-ngx_int_t ngx_http_scep_body_early_init(ngx_conf_t *cf);
+void ngx_http_scep_body_wanted(ngx_http_request_t *r,
+    ngx_http_scep_ctx_t *ctx);
 
 ngx_int_t ngx_http_scep_parse(ngx_http_request_t *r,
     ngx_http_scep_ctx_t *ctx);

@@ -6,7 +6,8 @@
  *
  *   rewrite     the query string is parsed, and a GET's message but for
  *               its signature, so that limit_req, limit_conn and map can
- *               key on the $scep_* variables; nothing is answered here
+ *               key on the $scep_* variables (a POST's body too, with
+ *               "scep_body_before_limits on"); nothing is answered here
  *   preaccess   nginx's limit_req and limit_conn
  *   access      nginx's allow/deny, auth_basic, auth_request
  *   precontent  a POST's body is read and checked, signatures verified,
@@ -34,22 +35,6 @@ static ngx_http_scep_ctx_t *ngx_http_scep_create_ctx(ngx_http_request_t *r,
     ngx_http_scep_loc_conf_t *slcf);
 static void ngx_http_scep_ctx_cleanup(void *data);
 static ngx_uint_t ngx_http_scep_passes_on(ngx_http_request_t *r);
-static ngx_uint_t ngx_http_scep_body_early(ngx_http_request_t *r);
-static ngx_uint_t ngx_http_scep_has_limits(ngx_http_request_t *r,
-    ngx_uint_t index);
-static ngx_uint_t ngx_http_scep_module_index(ngx_conf_t *cf, char *name);
-
-
-/* the $scep_* variables that a POST has once its body is read */
-
-static ngx_str_t  ngx_http_scep_message_vars[] = {
-    ngx_string("scep_message_type"),
-    ngx_string("scep_transaction_id"),
-    ngx_string("scep_sender_nonce"),
-    ngx_string("scep_message_length"),
-    ngx_string("scep_reject_reason"),
-    ngx_null_string
-};
 
 
 ngx_http_scep_ctx_t *
@@ -60,13 +45,14 @@ ngx_http_scep_get_ctx(ngx_http_request_t *r)
 
     ctx = ngx_http_get_module_ctx(r, ngx_http_scep_module);
 
-    if (ctx || r != r->main) {
+    if (ctx || r != r->main || !(r->internal || r->filter_finalize)) {
         return ctx;
     }
 
     for (cln = r->pool->cleanup; cln; cln = cln->next) {
         if (cln->handler == ngx_http_scep_ctx_cleanup) {
             ctx = cln->data;
+            ctx->redirected = 1;
             ngx_http_set_ctx(r, ctx, ngx_http_scep_module);
             return ctx;
         }
@@ -128,15 +114,15 @@ ngx_http_scep_rewrite_handler(ngx_http_request_t *r)
         return NGX_DECLINED;
     }
 
+    slcf = ngx_http_get_module_loc_conf(r, ngx_http_scep_module);
+
+    if (!slcf->enable) {
+        return NGX_DECLINED;
+    }
+
     ctx = ngx_http_scep_get_ctx(r);
 
     if (ctx == NULL) {
-        slcf = ngx_http_get_module_loc_conf(r, ngx_http_scep_module);
-
-        if (!slcf->enable) {
-            return NGX_DECLINED;
-        }
-
         ctx = ngx_http_scep_create_ctx(r, slcf);
         if (ctx == NULL) {
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
@@ -144,24 +130,25 @@ ngx_http_scep_rewrite_handler(ngx_http_request_t *r)
     }
 
     if (!ctx->parsed) {
-        ctx->parsed = 1;
-
         if (ngx_http_scep_parse(r, ctx) != NGX_OK) {
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
+
+        ctx->parsed = 1;
     }
 
     /*
      * A POST's body is read before limit_req and limit_conn only where
-     * they may key on a variable of its message; a rejection found then
-     * waits for the precontent phase like any other.
+     * the admin says that their keys need its message
+     * ("scep_body_before_limits on"); a rejection found then waits for
+     * the precontent phase like any other.
      */
 
     if (ctx->body == NGX_HTTP_SCEP_BODY_NONE
         && ctx->reject == NGX_HTTP_SCEP_REJECT_NONE
-        && !r->error_page
-        && ngx_http_scep_has_body(r, ctx)
-        && ngx_http_scep_body_early(r))
+        && !ctx->redirected
+        && slcf->body_before_limits
+        && ngx_http_scep_has_body(r, ctx))
     {
         rc = ngx_http_scep_read_body(r, ctx);
 
@@ -191,28 +178,40 @@ ngx_http_scep_precontent_handler(ngx_http_request_t *r)
         return NGX_DECLINED;
     }
 
-    if (r->error_page && !ngx_http_scep_passes_on(r)) {
+    if (ctx->redirected && !ngx_http_scep_passes_on(r)) {
         /*
-         * the page of an error_page, of a request that deny or limit_req
-         * refused, say: the answer is nginx's, and the module reads,
-         * checks and answers nothing of it.  Where error_page hands the
-         * request to a location that passes it on (proxy_pass), it is
-         * checked there as anywhere else.
+         * An internal redirect before this phase: deny or limit_req
+         * refused the request and error_page shows a page, say.  The
+         * answer is nginx's: the module reads, checks and answers
+         * nothing of it.  Where the redirect hands the request to a
+         * location that passes it on (error_page 418 = @proxy, rewrite
+         * ... last), what goes on is checked there first.
          */
 
         ctx->done = 1;
         return NGX_DECLINED;
     }
 
-    if (ctx->body == NGX_HTTP_SCEP_BODY_NONE
-        && ctx->reject == NGX_HTTP_SCEP_REJECT_NONE
-        && ngx_http_scep_has_body(r, ctx))
+    if (ngx_http_scep_has_body(r, ctx)
+        && ctx->reject == NGX_HTTP_SCEP_REJECT_NONE)
     {
-        rc = ngx_http_scep_read_body(r, ctx);
+        if (ctx->body == NGX_HTTP_SCEP_BODY_NONE) {
+            rc = ngx_http_scep_read_body(r, ctx);
 
-        if (rc != NGX_OK) {
-            /* NGX_DONE: this handler runs again once the body is in */
-            return rc;
+            if (rc != NGX_OK) {
+                /* NGX_DONE: this handler runs again once the body is in */
+                return rc;
+            }
+
+        } else if (ctx->body == NGX_HTTP_SCEP_BODY_READING) {
+            /*
+             * nginx refused the body while it was read (a bad chunk,
+             * client_max_body_size) and an error_page took the request
+             * here: what arrived of it was never checked
+             */
+
+            ctx->done = 1;
+            return NGX_HTTP_BAD_REQUEST;
         }
     }
 
@@ -233,7 +232,9 @@ ngx_http_scep_precontent_handler(ngx_http_request_t *r)
         return NGX_DONE;
     }
 
-    rc = ngx_http_scep_cache_handler(r, ctx);
+    /* the cache answers requests of its own location only */
+
+    rc = ctx->redirected ? NGX_DECLINED : ngx_http_scep_cache_handler(r, ctx);
 
     if (rc != NGX_DECLINED) {
         ngx_http_finalize_request(r, rc);
@@ -287,101 +288,46 @@ ngx_http_scep_passes_on(ngx_http_request_t *r)
 
 
 /*
- * Whether limit_req or limit_conn of this location may ask for a
- * variable of the message.  Their keys are theirs to know; what the
- * module can see is whether the configuration uses a message variable
- * anywhere (ngx_http_scep_body_early_init()), and whether the location
- * has limits at all.
+ * A variable of a POST's message asked for before the body was read:
+ * by limit_req, limit_conn or a rewrite-phase directive of a location
+ * without "scep_body_before_limits on", where it is empty.  Said at warn,
+ * at most once a minute for all workers.
  */
 
-static ngx_uint_t
-ngx_http_scep_body_early(ngx_http_request_t *r)
+void
+ngx_http_scep_body_wanted(ngx_http_request_t *r, ngx_http_scep_ctx_t *ctx)
 {
+    time_t                      now;
+    ngx_atomic_uint_t           last;
+    ngx_http_scep_sh_t         *sh;
     ngx_http_scep_main_conf_t  *smcf;
+
+    if (ctx->body != NGX_HTTP_SCEP_BODY_NONE
+        || ctx->done
+        || !ngx_http_scep_has_body(r, ctx))
+    {
+        return;
+    }
+
+    now = ngx_time();
 
     smcf = ngx_http_get_module_main_conf(r, ngx_http_scep_module);
+    sh = ngx_http_scep_shared(smcf);
 
-    if (!smcf->message_vars) {
-        return 0;
-    }
+    if (sh) {
+        last = sh->body_late_logged;
 
-    return ngx_http_scep_has_limits(r, smcf->limit_req_index)
-           || ngx_http_scep_has_limits(r, smcf->limit_conn_index);
-}
-
-
-/*
- * The location configurations of limit_req and limit_conn begin with
- * the array of the location's limits, in every nginx since 1.7; an
- * empty one means none.
- */
-
-static ngx_uint_t
-ngx_http_scep_has_limits(ngx_http_request_t *r, ngx_uint_t index)
-{
-    ngx_array_t  *limits;
-
-    if (index == NGX_CONF_UNSET_UINT) {
-        return 0;
-    }
-
-    limits = r->loc_conf[index];
-
-    return limits != NULL && limits->nelts != 0;
-}
-
-
-ngx_int_t
-ngx_http_scep_body_early_init(ngx_conf_t *cf)
-{
-    ngx_str_t                  *name;
-    ngx_uint_t                  i;
-    ngx_http_variable_t        *v;
-    ngx_http_scep_main_conf_t  *smcf;
-    ngx_http_core_main_conf_t  *cmcf;
-
-    smcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_scep_module);
-    cmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_core_module);
-
-    smcf->limit_req_index = ngx_http_scep_module_index(cf,
-                                                "ngx_http_limit_req_module");
-    smcf->limit_conn_index = ngx_http_scep_module_index(cf,
-                                               "ngx_http_limit_conn_module");
-
-    /* the variables that something in the configuration uses */
-
-    v = cmcf->variables.elts;
-
-    for (i = 0; i < cmcf->variables.nelts; i++) {
-        for (name = ngx_http_scep_message_vars; name->len; name++) {
-            if (v[i].name.len == name->len
-                && ngx_strncmp(v[i].name.data, name->data, name->len) == 0)
-            {
-                smcf->message_vars = 1;
-                return NGX_OK;
-            }
+        if ((time_t) last + 60 > now
+            || !ngx_atomic_cmp_set(&sh->body_late_logged, last,
+                                   (ngx_atomic_uint_t) now))
+        {
+            return;
         }
     }
 
-    return NGX_OK;
-}
-
-
-/* a module of the http block, by name: it may not be built in */
-
-static ngx_uint_t
-ngx_http_scep_module_index(ngx_conf_t *cf, char *name)
-{
-    ngx_uint_t     i;
-    ngx_module_t  *m;
-
-    for (i = 0; cf->cycle->modules[i]; i++) {
-        m = cf->cycle->modules[i];
-
-        if (m->type == NGX_HTTP_MODULE && ngx_strcmp(m->name, name) == 0) {
-            return m->ctx_index;
-        }
-    }
-
-    return NGX_CONF_UNSET_UINT;
+    ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
+                  "scep: a variable of a POST's message was asked for"
+                  " before its body was read, and is empty there: a"
+                  " limit_req or limit_conn keyed on it needs"
+                  " \"scep_body_before_limits on;\" in the location");
 }

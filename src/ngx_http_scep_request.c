@@ -736,8 +736,10 @@ ngx_http_scep_check_message(ngx_http_request_t *r, ngx_http_scep_ctx_t *ctx)
         return ngx_http_scep_reject(ctx, NGX_HTTP_SCEP_REJECT_MESSAGE);
     }
 
-    /* what the parse holds is released by the verification, or with the
-       request (ngx_http_scep_ctx_cleanup()) */
+    /*
+     * what the parse holds is released by the verification, or with the
+     * request (ngx_http_scep_ctx_cleanup())
+     */
 
     ctx->pending = pending;
 
@@ -766,6 +768,13 @@ void
 ngx_http_scep_verify(ngx_http_request_t *r, ngx_http_scep_ctx_t *ctx)
 {
     if (ctx->pending == NULL) {
+        return;
+    }
+
+    if (ctx->reject != NGX_HTTP_SCEP_REJECT_NONE) {
+        /* refused already (unknown_recipient): no public-key operation */
+        scep_pending_free(ctx->pending);
+        ctx->pending = NULL;
         return;
     }
 

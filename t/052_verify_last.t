@@ -38,6 +38,7 @@ http {
 
         location = /limited {
             scep on;
+            scep_body_before_limits on;
             scep_algorithms sha1 sha256 sha512 des3 aes des;
             limit_req zone=tid;
             proxy_pass http://127.0.0.1:%%HOP%%;

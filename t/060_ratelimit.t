@@ -44,6 +44,7 @@ http {
 
         location = /scep {
             scep on;
+            scep_body_before_limits on;
             limit_req zone=pki burst=1 nodelay;
             limit_req zone=tid nodelay;
             limit_req zone=ca burst=4 nodelay;

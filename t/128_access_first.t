@@ -38,7 +38,8 @@ http {
 
     limit_req_zone $binary_remote_addr zone=peraddr:1m rate=1r/m;
 
-    log_format reason '$uri $status "$scep_reject_reason" "$scep_cache"';
+    log_format reason '$uri $status "$scep_reject_reason" "$scep_cache"'
+                      ' len=$scep_message_length';
 
     upstream ndes {
         server 127.0.0.1:%%BACKEND0%%;
@@ -86,6 +87,44 @@ http {
 
         location = /403.html {
             root %%DIR%%/html;
+        }
+
+        # limits, but none that needs the message: the body stays unread
+        location = /denied-limited {
+            scep on;
+            limit_req zone=peraddr burst=100 nodelay;
+            deny all;
+            proxy_pass http://ndes/scep;
+        }
+
+        location = /denied-recursive {
+            scep on;
+            deny all;
+            recursive_error_pages on;
+            error_page 403 /403.html;
+            proxy_pass http://ndes/scep;
+        }
+
+        # error_page hands refused requests to a proxy: what goes on is
+        # checked, nothing is answered from the cache
+        location = /denied-forward {
+            scep on;
+            deny all;
+            error_page 403 = @forward;
+            proxy_pass http://ndes/scep;
+        }
+
+        location @forward {
+            rewrite ^ /scep break;
+            proxy_pass http://ndes;
+        }
+
+        # a body that nginx refuses half-way, and an error_page that
+        # would pass the request on
+        location = /badbody {
+            scep on;
+            error_page 400 = @forward;
+            proxy_pass http://ndes/scep;
         }
 
         location = /status {
@@ -193,6 +232,13 @@ $r = $t->get($gw, '/denied-page?operation=PKIOperation&message=%%%');
 is($r->{status}, 403, 'bad base64 by GET there: 403');
 is($r->{body}, "the admin's page\n", 'with the error page, not bad_base64');
 
+$r = $t->post($gw, '/denied-limited?operation=PKIOperation', $t->device_msg);
+is($r->{status}, 403, 'a POST to a denied location with limit_req: 403');
+
+$r = $t->get($gw, '/denied-recursive?operation=Bogus');
+is($r->{status}, 403, 'recursive_error_pages: a bad operation denied: 403');
+is($r->{body}, "the admin's page\n", 'with the page, not unknown_operation');
+
 $r = $t->post($gw, '/limited?operation=PKIOperation', 'garbage' x 100);
 is($r->{status}, 429, 'a garbage POST over the limit: 429, not 400');
 
@@ -200,10 +246,34 @@ sleep 0.3;
 is($t->count_error_log(qr/scep: rejected/), $before,
    'no rejection line for requests that access control or limits refused');
 
-my @log = grep { m{^/(denied|limited) } } $t->lines('logs/reason.log');
-ok(@log >= 6 && !grep({ !/ "-" "/ } @log),
+my @log = grep { m{^/(denied|limited|denied-limited) } }
+          $t->lines('logs/reason.log');
+ok(@log >= 7 && !grep({ !/ "-" "/ } @log),
    'and $scep_reject_reason is empty for them')
     or diag(join "\n", @log);
+ok(!grep({ m{^/denied-limited } && !/ len=-$/ } @log),
+   'the body of a POST that deny refused in a location with limits was'
+   . ' not read') or diag(join "\n", @log);
+
+# a chunked body that turns bad after its first chunk: nginx answers 400,
+# and the part that came never goes on unchecked
+{
+    require IO::Socket::INET;
+    my $der = $t->device_msg;
+    my $s = IO::Socket::INET->new("127.0.0.1:$gw") or die "connect: $!";
+    $s->syswrite("POST /badbody?operation=PKIOperation HTTP/1.1\r\n"
+                 . "Host: localhost\r\nTransfer-Encoding: chunked\r\n"
+                 . "Connection: close\r\n\r\n"
+                 . sprintf("%x\r\n", 100) . substr($der, 0, 100) . "\r\n");
+    sleep 0.3;
+    $s->syswrite("zz\r\n\r\n");
+    my $raw = '';
+    while ($s->sysread(my $buf, 65536)) { $raw .= $buf }
+    like($raw, qr{^HTTP/1\.1 400 }, 'a body nginx refused half-way: 400');
+    sleep 0.2;
+    is($t->backend_requests($b), $seen + 1,
+       'and nothing of it reached the back end');
+}
 
 # the same rejections where nothing refuses them are the module's
 $r = $t->post($gw, '/scep?operation=PKIOperation', 'garbage' x 100);
@@ -215,6 +285,18 @@ ok($t->wait_error_log(qr/scep: rejected POST "PKIOperation": bad_der/, 5),
 my $st = $json->decode($t->get($gw, '/status')->{body});
 is($st->{requests}{rejected}{bad_der} // $st->{requests}{rejects}{bad_der},
    1, 'one bad_der counted: not those that access control refused');
+
+$seen = $t->backend_requests($b);
+
+$r = $t->get($gw, '/denied-forward?operation=GetCACaps&message=default');
+is($r->{status}, 200, 'error_page = @forward of a denied GetCACaps: 200');
+is($t->backend_requests($b), $seen + 1,
+   'from the back end, not the cache: the admin passes it on');
+
+$r = $t->post($gw, '/denied-forward?operation=PKIOperation', 'garbage' x 100);
+is($r->{status}, 400, 'a garbage POST that error_page passes on: 400');
+like($r->{body}, qr/^bad_der/, 'checked before it went on');
+is($t->backend_requests($b), $seen + 1, 'and it did not reach the back end');
 
 $t->stop;
 
@@ -242,13 +324,21 @@ http {
 
         location = /scep {
             scep on;
+            scep_body_before_limits on;
             limit_req zone=tid nodelay;
             limit_req_status 429;
             proxy_pass http://127.0.0.1:%%BACKEND0%%;
         }
 
+        location = /nodirective {
+            scep on;
+            limit_req zone=tid nodelay;
+            proxy_pass http://127.0.0.1:%%BACKEND0%%/scep;
+        }
+
         location = /denied {
             scep on;
+            scep_body_before_limits on;
             limit_req zone=tid nodelay;
             deny all;
             proxy_pass http://127.0.0.1:%%BACKEND0%%/scep;
@@ -258,6 +348,12 @@ http {
 CONF
 
 my $gw2 = $t2->port('GW');
+
+$r = $t2->post($gw2, '/nodirective?operation=PKIOperation', $t2->device_msg);
+is($r->{status}, 200, 'a limit keyed on the message without'
+                      . ' scep_body_before_limits: the POST passes');
+ok($t2->wait_error_log(qr/needs "scep_body_before_limits on;"/, 5),
+   'and a warn line says what the limit needs');
 
 my $msg = $t2->device_msg;
 $r = $t2->post($gw2, '/scep?operation=PKIOperation', $msg);
