@@ -302,8 +302,11 @@ ngx_http_scep_body_wanted(ngx_http_request_t *r, ngx_http_scep_ctx_t *ctx)
     ngx_http_scep_sh_t         *sh;
     ngx_http_scep_main_conf_t  *smcf;
 
+    /* the access log of a refused request asks too, after its answer */
+
     if (ctx->body != NGX_HTTP_SCEP_BODY_NONE
         || ctx->done
+        || r->header_sent
         || !ngx_http_scep_has_body(r, ctx))
     {
         return;

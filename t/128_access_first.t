@@ -245,6 +245,8 @@ is($r->{status}, 429, 'a garbage POST over the limit: 429, not 400');
 sleep 0.3;
 is($t->count_error_log(qr/scep: rejected/), $before,
    'no rejection line for requests that access control or limits refused');
+is($t->count_error_log(qr/scep_body_before_limits/), 0,
+   'nor a line about scep_body_before_limits for their access log');
 
 my @log = grep { m{^/(denied|limited|denied-limited) } }
           $t->lines('logs/reason.log');
