@@ -451,6 +451,8 @@ sub start_nginx_foreground {
     my ($self) = @_;
     my $d = $self->{dir};
     my $log = "$d/logs/nginx.out";
+    # what this start says, not what earlier ones said
+    my %from = map { $_ => -s "$d/logs/$_" // 0 } qw(nginx.out error.log);
     my $pid = $self->spawn($log, $self->{nginx}, '-p', $d, '-c',
                            "$d/nginx.conf", '-e', "$d/logs/error.log");
     my $end = time + 10 * $SLOW;
@@ -463,8 +465,9 @@ sub start_nginx_foreground {
             kill 'KILL', $pid;
             waitpid $pid, 0 unless defined $exited;
             @{$self->{pids}} = grep { $_ != $pid } @{$self->{pids}};
-            die "nginx failed to start: " . $self->read_file($log)
-                . $self->read_file('logs/error.log');
+            die "nginx failed to start: "
+                . join '', map { substr $self->read_file("logs/$_"),
+                                        $from{$_} } qw(nginx.out error.log);
         }
         sleep 0.05;
     }
