@@ -19,6 +19,7 @@ use warnings;
 
 use Cwd qw(abs_path);
 use Exporter qw(import);
+use Fcntl qw(O_RDWR O_CREAT O_NOFOLLOW :flock);
 use File::Basename qw(dirname);
 use File::Copy qw(copy);
 use File::Path qw(make_path);
@@ -47,6 +48,9 @@ sub new {
         module    => $ENV{TEST_SCEP_MODULE}
                      || "$ROOT/build/ngx_http_scep_module.so",
         ports     => {},
+        claims    => {},
+        told      => {},
+        owner     => $$,
         backends  => [],
         pids      => [],
         %opts,
@@ -63,24 +67,215 @@ sub new {
 
 sub dir { $_[0]{dir} }
 
+# Ports.  A test names the ports it needs (port('GW')); each name gets
+# one for the life of the test object.  A port the kernel picks (bind to
+# port 0) and frees again can be taken by anyone before the server the
+# test starts binds it, another test's pick or the source port of any
+# outgoing connection.  So ports come from a range below the kernel's
+# ephemeral ports (/proc/sys/net/ipv4/ip_local_port_range), where neither
+# a pick of port 0 nor a source port lands, and each is claimed across
+# processes by an exclusive lock on a file named for it in a per-user
+# folder (PORT_DIR), held until the test object stops.  The kernel drops
+# the lock of a process that dies, however it dies, so a claim is never
+# stale; the next claimant of that port, or the cleanup at the end of a
+# test, removes the file.  A claimed port is also checked to be free on
+# the wildcard address, IPv6 and IPv4 at once where the host has IPv6:
+# scepserver listens on every address (":PORT").  Servers and clients
+# use 127.0.0.1 only.
+#
+# TEST_PORT_RANGE=LOW-HIGH chooses the range instead.
+
+my $PORT_DIR = "/tmp/scep-test-ports-$<";
+my @PORT_RANGE;
+
+sub port_range {
+    return @PORT_RANGE if @PORT_RANGE;
+    if (($ENV{TEST_PORT_RANGE} // '') =~ /^(\d+)-(\d+)$/
+        && $1 >= 1024 && $2 <= 65535 && $1 + 100 <= $2)
+    {
+        return @PORT_RANGE = ($1, $2);
+    }
+    my ($lo, $hi) = (32768, 60999);
+    if (open my $fh, '<', '/proc/sys/net/ipv4/ip_local_port_range') {
+        (<$fh> // '') =~ /^\s*(\d+)\s+(\d+)/ and ($lo, $hi) = ($1, $2);
+    }
+    return @PORT_RANGE = (20000, $lo - 1) if $lo - 1 - 20000 >= 1000;
+    return @PORT_RANGE = ($hi + 1, 65535) if 65535 - $hi >= 1000;
+    die "no range of ports outside the ephemeral ones ($lo-$hi):"
+        . " set TEST_PORT_RANGE=LOW-HIGH";
+}
+
+sub port_dir {
+    mkdir $PORT_DIR, 0700;
+    my @st = lstat $PORT_DIR;
+    die "$PORT_DIR: not a folder of mine"
+        unless @st && -d _ && $st[4] == $< && !($st[2] & 022);
+    return $PORT_DIR;
+}
+
+# A claim on $port: an open file handle holding the lock, or undef when
+# another process has the port.
+sub claim_port {
+    my ($port) = @_;
+    for (1 .. 5) {
+        my $path = port_dir() . "/$port";
+        my $fh;
+        unless (sysopen $fh, $path, O_RDWR | O_CREAT | O_NOFOLLOW, 0600) {
+            next if $!{ENOENT};           # the folder was just removed
+            die "$path: $!";
+        }
+        unless (flock $fh, LOCK_EX | LOCK_NB) {
+            close $fh;
+            return undef;
+        }
+        # its last holder may have removed the file after it was opened
+        my @a = stat $fh;
+        my @b = stat $path;
+        unless (@b && $a[0] == $b[0] && $a[1] == $b[1]) {
+            close $fh;
+            next;
+        }
+        truncate $fh, 0;
+        syswrite $fh, "$$\n";
+        return $fh;
+    }
+    return undef;
+}
+
+# The file goes while the lock is held: a process waiting on it then
+# sees that its file is not the one at the path any more.
+sub release_port {
+    my ($port, $fh) = @_;
+    unlink "$PORT_DIR/$port";
+    close $fh;
+    rmdir $PORT_DIR;                      # once empty
+}
+
+# The files of claims whose process is gone (killed before it could
+# clean up), and the folder once it is empty.
+sub sweep_ports {
+    opendir my $dh, $PORT_DIR or return;
+    for my $port (grep { /^\d+$/ } readdir $dh) {
+        my $fh = claim_port($port) or next;
+        release_port($port, $fh);
+    }
+    closedir $dh;
+    rmdir $PORT_DIR;
+}
+
+# Free on the wildcard address; no SO_REUSEADDR, so a port with a
+# connection in TIME_WAIT on it counts as taken too.
+sub port_free {
+    my ($port) = @_;
+    my $s = IO::Socket::IP->new(LocalHost => '::', V6Only => 0,
+                                LocalPort => $port, Proto => 'tcp')
+         || IO::Socket::IP->new(LocalHost => '0.0.0.0',
+                                LocalPort => $port, Proto => 'tcp');
+    return 0 unless $s;
+    close $s;
+    return 1;
+}
+
+# A new claimed port, free as far as can be seen; the scan starts at a
+# random place so that parallel tests seldom contend.
+sub new_port {
+    my ($self) = @_;
+    my ($lo, $hi) = port_range();
+    my $n = $hi - $lo + 1;
+    my $start = int rand $n;
+    for my $i (0 .. $n - 1) {
+        my $port = $lo + ($start + $i) % $n;
+        next if $self->{claims}{$port};
+        my $fh = claim_port($port) or next;
+        unless (port_free($port)) {
+            release_port($port, $fh);
+            next;
+        }
+        $self->{claims}{$port} = $fh;
+        return $port;
+    }
+    die "no free port in $lo-$hi";
+}
+
 # A free port for a loopback server, kept per name so a test can refer to
-# it again.  It is chosen by binding (not listening) on the wildcard
-# address, IPv6 and IPv4 at once where the host has IPv6: scepserver
-# listens on every address (":PORT"), and a port free on 127.0.0.1 alone
-# may be taken there.  Servers and clients still use 127.0.0.1 only.
+# it again.
 sub port {
     my ($self, $name) = @_;
     $name //= 'default';
+    # a port the test has read is not moved when a server of the
+    # harness fails to bind it
+    $self->{told}{$name} = 1 unless caller eq __PACKAGE__;
     return $self->{ports}{$name} if $self->{ports}{$name};
+    return $self->{ports}{$name} = $self->new_port;
+}
 
-    my $s = IO::Socket::IP->new(LocalHost => '::', V6Only => 0,
-                                LocalPort => 0, Proto => 'tcp')
-        || IO::Socket::IP->new(LocalHost => '0.0.0.0', LocalPort => 0,
-                               Proto => 'tcp')
-        or die "no free port: $!";
-    my $port = $s->sockport;
-    close $s;
+# The name gets another port, for a server that could not bind its own;
+# the old claim goes, it holds nothing.
+sub move_port {
+    my ($self, $name) = @_;
+    my $old = $self->{ports}{$name};
+    my $port = $self->new_port;
+    my $fh = $old && delete $self->{claims}{$old};
+    release_port($old, $fh) if $fh;
     return $self->{ports}{$name} = $port;
+}
+
+# A name for a port a server bound itself (a fault daemon on port 0)
+sub set_port {
+    my ($self, $name, $port) = @_;
+    return $self->{ports}{$name} = $port;
+}
+
+sub release_ports {
+    my ($self) = @_;
+    return unless $self->{owner} == $$;       # not in a forked child
+    my $claims = delete $self->{claims} // {};
+    release_port($_, $claims->{$_}) for keys %$claims;
+    $self->{claims} = {};
+}
+
+# Whether process $pid has a socket listening on TCP $port, as its
+# /proc entries say (its own network namespace included): a server that
+# did not get its port cannot be taken for one that did.  Undef where
+# there is no /proc to ask.
+sub listens {
+    my ($self, $pid, $port) = @_;
+    my %inode;
+    for my $f ("/proc/$pid/net/tcp", "/proc/$pid/net/tcp6") {
+        open my $fh, '<', $f or next;
+        while (my $line = <$fh>) {
+            my @w = split ' ', $line;
+            next unless @w > 9 && $w[3] eq '0A';
+            $inode{$w[9]} = 1 if $w[1] =~ /:([0-9A-F]{4})$/ && hex $1 == $port;
+        }
+    }
+    return (-d '/proc/self/fd' ? 0 : undef) unless %inode;
+    opendir my $dh, "/proc/$pid/fd" or return 0;
+    for my $fd (readdir $dh) {
+        my $l = readlink "/proc/$pid/fd/$fd" // next;
+        return 1 if $l =~ /^socket:\[(\d+)\]$/ && $inode{$1};
+    }
+    return 0;
+}
+
+# Waits until the child $pid listens on $port; 0 when it exits first
+# (it is reaped) or after $secs.
+sub wait_listen {
+    my ($self, $pid, $port, $secs, $netns) = @_;
+    my $end = time + ($secs // 10) * $SLOW;
+    while (time < $end) {
+        if (waitpid($pid, WNOHANG) == $pid) {
+            @{$self->{pids}} = grep { $_ != $pid } @{$self->{pids}};
+            return 0;
+        }
+        my $l = $self->listens($pid, $port);
+        return 1 if $l;
+        # no /proc: whoever answers on the port
+        return $self->wait_port($port, ($end - time) / $SLOW, $netns)
+            if !defined $l;
+        sleep 0.05;
+    }
+    return 0;
 }
 
 # A command that runs the nginx binary gets TEST_NGINX_WRAPPER in front
@@ -145,6 +340,10 @@ sub expand {
         $text =~ s/%%KEY%%/$self->{dir}\/server.key/g;
     }
     $text =~ s/%%([A-Z0-9_]+)%%/$self->port($1)/ge;
+    # a configuration other than start_nginx's own holds these ports now
+    unless ($self->{own_conf}) {
+        $self->{told}{$_} = 1 for $_[1] =~ /%%([A-Z0-9_]+)%%/g;
+    }
     return $text;
 }
 
@@ -190,9 +389,48 @@ sub nginx_t {
                       '-c', $path, '-e', "$self->{dir}/logs/test.log");
 }
 
+# With a configuration to write, a listening port another process took
+# (bind() fails with "Address already in use") moves to another port and
+# nginx starts again, as long as only this configuration has that port.
+# Otherwise nginx fails to start with a message that names the port.
 sub start_nginx {
     my ($self, $conf) = @_;
-    $self->write_conf($conf) if defined $conf;
+    for my $try (1 .. 5) {
+        if (defined $conf) {
+            local $self->{own_conf} = 1;
+            $self->write_conf($conf);
+        }
+        my $log = "$self->{dir}/logs/error.log";
+        my $size = -s $log // 0;
+        my $err = do { local $@; eval { $self->start_nginx_once }; $@ };
+        return $self unless $err;
+
+        my ($port) = $err =~ /bind\(\) to \S+:(\d+) failed \(98: /;
+        die $err unless $port;
+        my ($name) = grep { $self->{ports}{$_} == $port }
+                     sort keys %{$self->{ports}};
+        my $why = !$name ? 'not a port of the test'
+            : !defined $conf ? 'the configuration was written before'
+            : $self->{told}{$name} ? "the test has read the port of $name"
+            : !$self->{claims}{$port} ? "$name was not chosen by the test"
+            : $try == 5 ? 'and so were four others' : '';
+        die "nginx failed to start: port $port"
+            . ($name ? " ($name)" : '') . " is in use by another process"
+            . ($why ? ", $why" : '') . ":\n$err" if $why;
+        diag("nginx: port $port ($name) is taken, trying another");
+        $self->move_port($name);
+
+        # what the failed start logged is no error of the test's: it goes
+        # to a file of its own
+        my $all = $self->read_file($log);
+        $self->write_file("logs/error.log.start-$try",
+                          substr($all, $size));
+        truncate $log, $size;
+    }
+}
+
+sub start_nginx_once {
+    my ($self) = @_;
 
     unlink "$self->{dir}/nginx.pid";
     return $self->start_nginx_foreground if $ENV{TEST_NGINX_FOREGROUND};
@@ -213,6 +451,8 @@ sub start_nginx_foreground {
     my ($self) = @_;
     my $d = $self->{dir};
     my $log = "$d/logs/nginx.out";
+    # what this start says, not what earlier ones said
+    my %from = map { $_ => -s "$d/logs/$_" // 0 } qw(nginx.out error.log);
     my $pid = $self->spawn($log, $self->{nginx}, '-p', $d, '-c',
                            "$d/nginx.conf", '-e', "$d/logs/error.log");
     my $end = time + 10 * $SLOW;
@@ -225,8 +465,9 @@ sub start_nginx_foreground {
             kill 'KILL', $pid;
             waitpid $pid, 0 unless defined $exited;
             @{$self->{pids}} = grep { $_ != $pid } @{$self->{pids}};
-            die "nginx failed to start: " . $self->read_file($log)
-                . $self->read_file('logs/error.log');
+            die "nginx failed to start: "
+                . join '', map { substr $self->read_file("logs/$_"),
+                                        $from{$_} } qw(nginx.out error.log);
         }
         sleep 0.05;
     }
@@ -358,12 +599,15 @@ sub ca_pem { $_[0]->ca . '/ca.pem' }
 
 # A real micromdm scepserver standing in for NDES; with netns, in that
 # network namespace (made by the test) on the given port, with args,
-# more options of scepserver.
+# more options of scepserver.  scepserver exits (with status 0) when it
+# cannot bind its port; then it starts again on another port under the
+# same name, unless the test has read that name's port already or gave
+# the port: a test reads a back end's port after its start ($b->{port},
+# port(NAME), %%NAME%%).
 sub start_backend {
     my ($self, %o) = @_;
     my $n = scalar @{$self->{backends}};
     my $name = $o{name} // "BACKEND$n";
-    my $port = $o{port} // $self->port($name);
     my @ns = $o{netns} ? ('ip', 'netns', 'exec', $o{netns}) : ();
     my $depot = "$self->{dir}/depot-$name";
     make_path($depot);
@@ -372,16 +616,52 @@ sub start_backend {
     }
 
     my $log = "$self->{dir}/logs/$name.log";
-    my $pid = $self->spawn($log, @ns, 'scepserver', '-depot', $depot,
-                           '-port', $port,
-                           '-challenge', $o{challenge} // 'secret',
-                           @{$o{args} // []});
-    $self->wait_port($port, undef, $o{netns})
-        or die "scepserver on $port did not start";
+    my ($port, $pid);
+    for my $try (1 .. 5) {
+        $port = $o{port} // $self->port($name);
+        my $from = -s $log // 0;
+        $pid = $self->spawn($log, @ns, 'scepserver', '-depot', $depot,
+                            '-port', $port,
+                            '-challenge', $o{challenge} // 'secret',
+                            @{$o{args} // []});
+        last if $self->wait_listen($pid, $port, undef, $o{netns});
+
+        my $keep = $self->{told}{$name} ? "the test has read the port of $name"
+                   : defined $o{port} ? 'the test gave the port'
+                   : $try == 5 ? 'and so were four others' : undef;
+        my ($why, $in_use) = $self->not_started($pid, $log, $from,
+                                                "scepserver on $port", $keep);
+        die $why unless $in_use && !defined $keep;
+        diag("$name: port $port is taken, trying another");
+        $self->move_port($name);
+    }
 
     my $b = { name => $name, port => $port, pid => $pid, log => $log };
     push @{$self->{backends}}, $b;
     return $b;
+}
+
+# Why a child that should listen does not: it exited, or it is killed
+# now; with the last lines it logged from offset $from of its log, and
+# whether they say its port is in use.  $keep: why the port stays.
+sub not_started {
+    my ($self, $pid, $log, $from, $what, $keep) = @_;
+    my $alive = grep { $_ == $pid } @{$self->{pids}};
+    if ($alive) {
+        kill 'KILL', $pid;
+        waitpid $pid, 0;
+        @{$self->{pids}} = grep { $_ != $pid } @{$self->{pids}};
+    }
+    my @l = grep { length } split /\n/,
+                  substr($self->read_file($log), $from);
+    my $last = join "\n", @l > 3 ? @l[-3 .. -1] : @l;
+    my $in_use = !$alive && $last =~ /address already in use/i;
+    my $why = "$what did not start: "
+        . ($alive ? 'it did not listen in time' : 'it exited')
+        . ($in_use ? ', its port is in use by another process'
+                     . ($keep ? ", $keep" : '') : '')
+        . ($last ? ":\n$last" : '');
+    return wantarray ? ($why, $in_use) : $why;
 }
 
 sub stop_backend {
@@ -391,27 +671,51 @@ sub stop_backend {
     @{$self->{pids}} = grep { $_ != $b->{pid} } @{$self->{pids}};
 }
 
-# the same back end again: same depot, same port
+# the same back end again: same depot, same port (nginx's configuration
+# names it), which the test object still holds; a port another process
+# took meanwhile is tried again for a few seconds
 sub restart_backend {
     my ($self, $b, %o) = @_;
-    $b->{pid} = $self->spawn($b->{log}, 'scepserver', '-depot',
-                             "$self->{dir}/depot-$b->{name}",
-                             '-port', $b->{port},
-                             '-challenge', $o{challenge} // 'secret');
-    $self->wait_port($b->{port}) or die "scepserver on $b->{port} is not back";
-    return $b;
+    for my $try (1 .. 5) {
+        my $from = -s $b->{log} // 0;
+        $b->{pid} = $self->spawn($b->{log}, 'scepserver', '-depot',
+                                 "$self->{dir}/depot-$b->{name}",
+                                 '-port', $b->{port},
+                                 '-challenge', $o{challenge} // 'secret');
+        return $b if $self->wait_listen($b->{pid}, $b->{port});
+        my ($why, $in_use) = $self->not_started($b->{pid}, $b->{log}, $from,
+                                                "scepserver on $b->{port}"
+                                                . ' (again)');
+        die $why if $try == 5 || !$in_use;
+        diag("$b->{name}: port $b->{port} is taken, trying again");
+        sleep 1;
+    }
 }
 
 # A fake back end that fails as a broken NDES does (t/lib/fault-daemon.pl);
-# ARGS are the mode's FILE and TYPE
+# ARGS are the mode's FILE and TYPE.  It binds a port of its own choice
+# (port 0) and writes it to a file: no other process can have it.
 sub start_fault {
     my ($self, $mode, @args) = @_;
     my $name = 'FAULT_' . uc($mode) . (++$self->{nfault});
-    my $port = $self->port($name);
-    my $pid = $self->spawn("$self->{dir}/logs/$name.log", $^X,
-                           "$ROOT/t/lib/fault-daemon.pl", $port, $mode,
+    my $log = "$self->{dir}/logs/$name.log";
+    my $pf = "$self->{dir}/$name.port";
+    my $pid = $self->spawn($log, $^X, "$ROOT/t/lib/fault-daemon.pl",
+                           '--port-file', $pf, 0, $mode,
                            grep { defined } @args);
-    $self->wait_port($port) or die "fault daemon $mode did not start";
+    my $end = time + 10 * $SLOW;
+    until (-s $pf) {
+        my $exited = waitpid($pid, WNOHANG) == $pid;
+        if ($exited || time > $end) {
+            @{$self->{pids}} = grep { $_ != $pid } @{$self->{pids}}
+                if $exited;
+            die scalar $self->not_started($pid, $log, 0,
+                                          "fault daemon $mode");
+        }
+        sleep 0.02;
+    }
+    my $port = $self->read_file($pf) =~ /^(\d+)$/m ? $1 : 0;
+    $self->set_port($name, $port);
     return { name => $name, port => $port, pid => $pid };
 }
 
@@ -709,13 +1013,19 @@ sub stop {
     for my $pid (@{$self->{pids}}) {
         waitpid $pid, 0;
     }
+    $self->release_ports;
 
     my @bad = $self->error_log_lines(qr/\[(alert|crit|emerg)\]/);
     is(join("\n", @bad), '', 'no alert, crit or emerg in the error log');
 }
 
+# Not in a child the test forked: its copy of the test objects is not
+# its own to clean up.
 END {
+    my $mine;
     for my $t (@ALL) {
+        next unless $t->{owner} == $$;
+        $mine = 1;
         next if $t->{stopped};
         $t->stop_nginx;
         for my $pid (@{$t->{pids}}) {
@@ -723,6 +1033,10 @@ END {
             kill 'TERM', $pid;
         }
     }
+    # after the processes had their signal: they may still be on their
+    # way out, on their ports, but they are leaving
+    $_->release_ports for @ALL;
+    sweep_ports() if $mine;
 }
 
 1;

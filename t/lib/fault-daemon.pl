@@ -3,7 +3,11 @@
 # A fake back end that fails the way a broken NDES server does, for the
 # faults a real SCEP server cannot produce on demand:
 #
-#   fault-daemon.pl PORT MODE [FILE]
+#   fault-daemon.pl [--port-file PF] PORT MODE [FILE]
+#
+# PORT 0: a port the kernel picks, written to PF (a line with the port
+# number, once it listens), so that no other process can take it between
+# its choice and the bind.
 #
 #   html500   every answer is IIS's HTML 500 page
 #   html503   every answer is HTTP.sys's HTML 503 page (pool stopped)
@@ -32,8 +36,12 @@ use warnings;
 use IO::Socket::INET;
 use Socket qw(SOL_SOCKET SO_LINGER);
 
+my $port_file;
+(undef, $port_file) = splice @ARGV, 0, 2 if ($ARGV[0] // '') eq '--port-file';
 my ($port, $mode, $file, $type) = @ARGV;
-die "usage: $0 PORT MODE [FILE]\n" unless $port && $mode;
+die "usage: $0 [--port-file PF] PORT MODE [FILE]\n"
+    unless defined $port && $port =~ /^\d+$/ && $mode
+           && ($port || $port_file);
 
 my $body = '';
 if ($file && $mode !~ /^slowtls/) {
@@ -46,6 +54,13 @@ if ($file && $mode !~ /^slowtls/) {
 my $srv = IO::Socket::INET->new(LocalAddr => "127.0.0.1:$port",
                                 Listen => 128, ReuseAddr => 1)
     or die "listen on $port: $!";
+
+if ($port_file) {
+    open my $fh, '>', "$port_file.tmp" or die "$port_file.tmp: $!";
+    print $fh $srv->sockport, "\n";
+    close $fh or die "$port_file.tmp: $!";
+    rename "$port_file.tmp", $port_file or die "$port_file: $!";
+}
 
 $SIG{CHLD} = 'IGNORE';
 $SIG{PIPE} = 'IGNORE';
