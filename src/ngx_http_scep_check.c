@@ -601,6 +601,21 @@ ngx_http_scep_probe_answer(ngx_http_scep_probe_t *pr)
         return;
     }
 
+    /*
+     * the edge cache sends the Content-Type on to devices: a value that
+     * nginx's own proxy would refuse, or one that is no media type,
+     * fails the probe, and nothing of the answer is kept
+     */
+
+    if (scep_content_type_check(type.data, type.len,
+                                ngx_http_scep_probe_ops[pr->step], err,
+                                sizeof(err))
+        != 0)
+    {
+        ngx_http_scep_probe_done(pr, "%s", err);
+        return;
+    }
+
     if (pr->step == NGX_HTTP_SCEP_PROBE_CAPS) {
 
         if (scep_caps_parse(body.data, body.len, &pr->caps, err, sizeof(err))

@@ -31,6 +31,7 @@
 #define SCEP_DAY              86400
 #define SCEP_TYPE_QUOTE_MAX   64      /* content type bytes in a reason */
 #define SCEP_DATE_LEN         32
+#define SCEP_CT_QUOTE_MAX     64      /* Content-Type bytes in a reason */
 
 /* what a Content-Type header announces */
 #define SCEP_FORM_NONE        0       /* no header, or an empty one */
@@ -97,6 +98,10 @@ static void scep_serial_copy(const ASN1_INTEGER *serial, char *buf,
 static int scep_asn1_time(const ASN1_TIME *t, time_t *out);
 static int scep_is_ca(const X509 *x);
 static void scep_date(time_t t, char *buf, size_t size);
+static size_t scep_token(const unsigned char *p, const unsigned char *end);
+static int scep_media_syntax(const unsigned char *p, size_t len);
+static void scep_quote(const unsigned char *p, size_t len, char *buf,
+    size_t size);
 
 
 #define scep_cap(s, bit)  { s, sizeof(s) - 1, bit }
@@ -435,6 +440,54 @@ scep_cacert_check(const scep_ca_answer_t *a, time_t now, time_t warn,
     }
 
     return worst;
+}
+
+
+int
+scep_content_type_check(const unsigned char *value, size_t len,
+    const char *op, char *err, size_t errlen)
+{
+    char           quoted[SCEP_CT_QUOTE_MAX + 4];
+    size_t         i;
+    unsigned char  c;
+    const char    *what;
+
+    scep_certs_reason(err, errlen, "");
+
+    if (value == NULL || len == 0) {
+        if (err != NULL && errlen > 0) {
+            snprintf(err, errlen, "%s: no Content-Type", op);
+        }
+
+        return -1;
+    }
+
+    what = NULL;
+
+    for (i = 0; i < len; i++) {
+        c = value[i];
+
+        if ((c < 0x20 && c != '\t') || c == 0x7f) {
+            what = "has a control character";
+            break;
+        }
+    }
+
+    if (what == NULL && !scep_media_syntax(value, len)) {
+        what = "is not a media type";
+    }
+
+    if (what == NULL) {
+        return 0;
+    }
+
+    if (err != NULL && errlen > 0) {
+        scep_quote(value, len, quoted, sizeof(quoted));
+        snprintf(err, errlen, "%s: Content-Type \"%s\" %s", op, quoted,
+                 what);
+    }
+
+    return -1;
 }
 
 
@@ -1223,4 +1276,152 @@ scep_date(time_t t, char *buf, size_t size)
 
     snprintf(buf, size, "%04ld-%02d-%02d", (long) tm.tm_year + 1900,
              tm.tm_mon + 1, tm.tm_mday);
+}
+
+
+/* the number of token characters (RFC 9110 tchar) from p on */
+
+static size_t
+scep_token(const unsigned char *p, const unsigned char *end)
+{
+    size_t         n;
+    unsigned char  c;
+
+    for (n = 0; p + n < end; n++) {
+        c = p[n];
+
+        if ((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z')
+            || (c >= '0' && c <= '9')
+            || (c != '\0' && strchr("!#$%&'*+-.^_`|~", c) != NULL))
+        {
+            continue;
+        }
+
+        break;
+    }
+
+    return n;
+}
+
+
+/*
+ * media-type = type "/" subtype *( OWS ";" OWS [ parameter ] ), where
+ * parameter = token "=" ( token / quoted-string ); the value holds no
+ * control characters but tabs.
+ */
+
+static int
+scep_media_syntax(const unsigned char *p, size_t len)
+{
+    size_t                n;
+    const unsigned char  *end;
+
+    end = p + len;
+
+    n = scep_token(p, end);
+
+    if (n == 0 || p + n == end || p[n] != '/') {
+        return 0;
+    }
+
+    p += n + 1;
+    n = scep_token(p, end);
+
+    if (n == 0) {
+        return 0;
+    }
+
+    p += n;
+
+    for ( ;; ) {
+        while (p < end && (*p == ' ' || *p == '\t')) {
+            p++;
+        }
+
+        if (p == end) {
+            return 1;
+        }
+
+        if (*p++ != ';') {
+            return 0;
+        }
+
+        while (p < end && (*p == ' ' || *p == '\t')) {
+            p++;
+        }
+
+        if (p == end || *p == ';') {
+            /* an empty parameter */
+            continue;
+        }
+
+        n = scep_token(p, end);
+
+        if (n == 0 || p + n == end || p[n] != '=') {
+            return 0;
+        }
+
+        p += n + 1;
+
+        if (p < end && *p == '"') {
+            p++;
+
+            while (p < end && *p != '"') {
+                if (*p == '\\') {
+                    p++;
+
+                    if (p == end) {
+                        return 0;
+                    }
+                }
+
+                p++;
+            }
+
+            if (p == end) {
+                return 0;
+            }
+
+            p++;
+
+        } else {
+            n = scep_token(p, end);
+
+            if (n == 0) {
+                return 0;
+            }
+
+            p += n;
+        }
+    }
+}
+
+
+/*
+ * A header value for a reason: up to SCEP_CT_QUOTE_MAX bytes, control
+ * characters, bytes other than ASCII and quotes as "?", "..." when cut.
+ */
+
+static void
+scep_quote(const unsigned char *p, size_t len, char *buf, size_t size)
+{
+    size_t  i, n;
+
+    n = len < SCEP_CT_QUOTE_MAX ? len : SCEP_CT_QUOTE_MAX;
+
+    if (n > size - 4) {
+        n = size - 4;
+    }
+
+    for (i = 0; i < n; i++) {
+        buf[i] = (p[i] >= 0x20 && p[i] <= 0x7e && p[i] != '"')
+                 ? (char) p[i] : '?';
+    }
+
+    if (n < len) {
+        memcpy(buf + i, "...", 3);
+        i += 3;
+    }
+
+    buf[i] = '\0';
 }

@@ -148,6 +148,23 @@ int scep_cacert_check(const scep_ca_answer_t *a, time_t now, time_t warn,
 
 
 /*
+ * Judges the Content-Type value of a GetCACaps or GetCACert answer
+ * before it is kept and sent on to devices ("op" names the operation
+ * in the reason).  It must be there, be a valid header value (no
+ * control characters but the tab: no CR, LF or NUL) and be a media
+ * type: "type/subtype" tokens, then parameters, each ";" token "="
+ * token or quoted-string, with blanks around the ";".  Returns 0, or
+ * -1 with a reason in err quoting the value with control characters and
+ * quotes as "?", e.g. "GetCACaps: Content-Type \"text/plain?Set-Cookie:
+ * x=1\" has a control character", "GetCACert: Content-Type \"x\" is
+ * not a media type", "GetCACaps: no Content-Type".  err may be NULL;
+ * a reason longer than errlen is truncated.
+ */
+int scep_content_type_check(const unsigned char *value, size_t len,
+    const char *op, char *err, size_t errlen);
+
+
+/*
  * The identifier of a certificate by its issuer and serial number, as a
  * CMS RecipientInfo names it: the first SCEP_CERT_ID_LEN bytes of the
  * SHA-256 over the issuer Name (DER) and the serialNumber's contents

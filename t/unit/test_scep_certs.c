@@ -63,6 +63,8 @@ static void test_rejects(certs_t *c);
 static void test_names(certs_t *c);
 static void test_check(certs_t *c);
 static void test_ids(certs_t *c);
+static int ctype(const char *v, size_t len, const char *expect);
+static void test_content_type(void);
 
 
 static int  test_n;
@@ -1127,6 +1129,86 @@ test_ids(certs_t *c)
 }
 
 
+/* scep_content_type_check() of v: 0, or -1 with a reason of "expect" */
+
+static int
+ctype(const char *v, size_t len, const char *expect)
+{
+    int   rc;
+    char  err[128];
+
+    rc = scep_content_type_check((const unsigned char *) v, len,
+                                 "GetCACaps", err, sizeof(err));
+
+    if (expect == NULL) {
+        return rc == 0 && err[0] == '\0';
+    }
+
+    return rc == -1 && strcmp(err, expect) == 0;
+}
+
+
+static void
+test_content_type(void)
+{
+    char  big[200];
+
+    ok(ctype("text/plain", 10, NULL), "ctype: text/plain");
+    ok(ctype("application/x-x509-ca-ra-cert", 29, NULL),
+       "ctype: application/x-x509-ca-ra-cert");
+    ok(ctype("text/plain; charset=utf-8", 25, NULL), "ctype: a parameter");
+    ok(ctype("text/plain;charset=\"utf-8\" ;\tq=1;", 33, NULL),
+       "ctype: quoted, tabs, an empty parameter");
+    ok(ctype("text/plain; a=\"x\\\"y;z\"", 22, NULL),
+       "ctype: an escaped quote and a \";\" in a quoted-string");
+    ok(ctype("Text/Plain", 10, NULL), "ctype: upper case");
+
+    ok(ctype("text/plain\rSet-Cookie: x=1", 26,
+             "GetCACaps: Content-Type \"text/plain?Set-Cookie: x=1\" has a"
+             " control character"), "ctype: CR refused, quoted as ?");
+    ok(ctype("text/plain\nX: 1", 15,
+             "GetCACaps: Content-Type \"text/plain?X: 1\" has a control"
+             " character"), "ctype: LF refused");
+    ok(ctype("text/plain\0x", 12,
+             "GetCACaps: Content-Type \"text/plain?x\" has a control"
+             " character"), "ctype: NUL refused");
+    ok(ctype("text/pl\x7f" "ain", 11,
+             "GetCACaps: Content-Type \"text/pl?ain\" has a control"
+             " character"), "ctype: DEL refused");
+    ok(ctype("text/plain\x1b[0m", 14,
+             "GetCACaps: Content-Type \"text/plain?[0m\" has a control"
+             " character"), "ctype: ESC refused");
+    ok(ctype("", 0, "GetCACaps: no Content-Type"), "ctype: none");
+    ok(ctype("text", 4, "GetCACaps: Content-Type \"text\" is not a media"
+             " type"), "ctype: no subtype");
+    ok(ctype("text/", 5, "GetCACaps: Content-Type \"text/\" is not a media"
+             " type"), "ctype: empty subtype");
+    ok(ctype("/plain", 6, "GetCACaps: Content-Type \"/plain\" is not a"
+             " media type"), "ctype: empty type");
+    ok(ctype("text/plain text", 15, "GetCACaps: Content-Type \"text/plain"
+             " text\" is not a media type"), "ctype: a word after it");
+    ok(ctype("text/pl\"ain", 11, "GetCACaps: Content-Type \"text/pl?ain\""
+             " is not a media type"), "ctype: a quote, quoted as ?");
+    ok(ctype("text/plain; charset", 19, "GetCACaps: Content-Type"
+             " \"text/plain; charset\" is not a media type"),
+       "ctype: a parameter without a value");
+    ok(ctype("text/plain; a=\"x", 16, "GetCACaps: Content-Type"
+             " \"text/plain; a=?x\" is not a media type"),
+       "ctype: an open quoted-string");
+    ok(ctype("text/pl\xc3\xa4in", 11, "GetCACaps: Content-Type"
+             " \"text/pl??in\" is not a media type"),
+       "ctype: bytes other than ASCII in a token");
+
+    memset(big, 'a', sizeof(big));
+    big[4] = '\r';
+
+    ok(ctype(big, sizeof(big), "GetCACaps: Content-Type"
+             " \"aaaa?aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+             "aaaaaaaaaaaaa...\" has a control"
+             " character"), "ctype: a long value is cut in the reason");
+}
+
+
 int
 main(void)
 {
@@ -1157,6 +1239,7 @@ main(void)
     test_names(&c);
     test_check(&c);
     test_ids(&c);
+    test_content_type();
 
     X509_free(c.ca);
     X509_free(c.ra_old);
