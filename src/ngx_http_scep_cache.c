@@ -46,8 +46,9 @@ static ngx_str_t  ngx_http_scep_cache_values[] = {
 ngx_int_t
 ngx_http_scep_cache_init(ngx_conf_t *cf)
 {
+    u_char                      *p;
     ngx_uint_t                   i;
-    ngx_http_scep_upstream_t   **hcp;
+    ngx_http_scep_upstream_t    *hc, **hcp;
     ngx_http_scep_main_conf_t   *smcf;
 
     smcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_scep_module);
@@ -57,7 +58,28 @@ ngx_http_scep_cache_init(ngx_conf_t *cf)
     hcp = smcf->upstreams.elts;
 
     for (i = 0; i < smcf->upstreams.nelts; i++) {
-        hcp[i]->cache = smcf->cache_used ? 1 : 0;
+        hc = hcp[i];
+        hc->cache = smcf->cache_used ? 1 : 0;
+
+        /*
+         * The back ends' records in the zone are found again after a
+         * reload by this key too: a reload that changes what the probes
+         * ask for (ca_ident=) gets records of its own, and never serves
+         * the answers to another identifier, nor uses their
+         * certificates for scep_check_recipient.
+         */
+
+        hc->answers_key.len = sizeof("ident=") - 1 + hc->ca_ident.len;
+
+        p = ngx_pnalloc(cf->pool, hc->answers_key.len);
+        if (p == NULL) {
+            return NGX_ERROR;
+        }
+
+        hc->answers_key.data = p;
+
+        p = ngx_cpymem(p, "ident=", sizeof("ident=") - 1);
+        ngx_memcpy(p, hc->ca_ident.data, hc->ca_ident.len);
     }
 
     return NGX_OK;
@@ -181,7 +203,9 @@ ngx_http_scep_cache_handler(ngx_http_request_t *r, ngx_http_scep_ctx_t *ctx)
 
     ctx->cache = NGX_HTTP_SCEP_CACHE_MISS;
 
-    if (!ngx_http_scep_cache_ident(&ctx->message, &hc->ca_ident)) {
+    if (slcf->ca_cache_ident == NGX_HTTP_SCEP_IDENT_PROBE
+        && !ngx_http_scep_cache_ident(&ctx->message, &hc->ca_ident))
+    {
         /* another CA's answers: the back end knows them */
         (void) ngx_atomic_fetch_add(&sh->counters.cache_misses, 1);
         return NGX_DECLINED;

@@ -73,8 +73,14 @@ typedef struct {
     ngx_flag_t                 forward_der;
     ngx_flag_t                 ca_cache;
     time_t                     ca_cache_valid;
+    ngx_uint_t                 ca_cache_ident;  /* NGX_HTTP_SCEP_IDENT_* */
     ngx_msec_t                 replay_window;   /* 0: off */
 } ngx_http_scep_loc_conf_t;
+
+
+/* scep_ca_cache_ident */
+#define NGX_HTTP_SCEP_IDENT_ANY      1
+#define NGX_HTTP_SCEP_IDENT_PROBE    2
 
 
 /* peer states, as the status page names them */
@@ -152,7 +158,8 @@ typedef struct {
 /* one back end's health, in the shared zone, found again after reload */
 typedef struct {
     ngx_queue_t                queue;
-    ngx_str_t                  key;          /* "upstream name" SP addr */
+    ngx_str_t                  key;          /* "upstream name" SP addr
+                                                SP answers_key */
     ngx_uint_t                 generation;   /* last configuration read
                                                 with it: sh->configs */
 
@@ -235,6 +242,8 @@ struct ngx_http_scep_upstream_s {
     ngx_str_t                          uri;
     ngx_str_t                          ca_ident;      /* as configured */
     ngx_str_t                          ca_ident_arg;  /* "&message=..." */
+    ngx_str_t                          answers_key;   /* what the answers
+                                                         kept depend on */
     time_t                             ra_expiry_warn;
     unsigned                           mandatory:1;
     unsigned                           initialized:1;

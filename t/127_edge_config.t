@@ -82,6 +82,14 @@ accepted(conf('scep_ca_cache on; scep_ca_cache_valid 10m;', ''),
 refused(conf('', 'scep_ca_cache sometimes;'),
         qr/invalid value "sometimes" in "scep_ca_cache" directive, it must be "on" or "off"/,
         'scep_ca_cache takes on or off');
+accepted(conf('scep_ca_cache_ident probe;', 'scep_ca_cache_ident any;'),
+         'scep_ca_cache_ident any and probe');
+refused(conf('', 'scep_ca_cache_ident default;'),
+        qr/invalid value "default" in \S+test\.conf:\d+/,
+        'scep_ca_cache_ident takes any or probe');
+refused(conf('', 'scep_ca_cache_ident;'),
+        qr/invalid number of arguments in "scep_ca_cache_ident"/,
+        'scep_ca_cache_ident takes one value');
 refused(conf('', 'scep_ca_cache_valid forever;'),
         qr/"scep_ca_cache_valid" directive invalid value/,
         'scep_ca_cache_valid takes a time');
