@@ -37,6 +37,7 @@ typedef struct {
     u_char                     warning[NGX_HTTP_SCEP_REASON_LEN];
 
     unsigned                   connected:1;
+    unsigned                   untrusted:1;  /* not scep_trusted_ca's */
 } ngx_http_scep_probe_t;
 
 
@@ -662,6 +663,21 @@ ngx_http_scep_probe_answer(ngx_http_scep_probe_t *pr)
         return;
     }
 
+    /*
+     * a CA chain that is not the admin's: the back end is down at once,
+     * and nothing of the answer is kept or compared with requests
+     */
+
+    if (hc->trusted_ca
+        && scep_cacert_trusted(body.data, body.len, hc->trusted_ca, err,
+                               sizeof(err))
+           != 0)
+    {
+        pr->untrusted = 1;
+        ngx_http_scep_probe_done(pr, "%s", err);
+        return;
+    }
+
     switch (scep_cacert_check(&pr->ca, ngx_time(), hc->ra_expiry_warn, err,
                               sizeof(err)))
     {
@@ -872,7 +888,9 @@ ngx_http_scep_probe_done(ngx_http_scep_probe_t *pr, const char *fmt, ...)
 
         (void) ngx_cpystrn(sp->reason, reason, sizeof(sp->reason));
 
-        if (sp->state == NGX_HTTP_SCEP_PEER_UP && sp->fails >= hc->fails) {
+        if ((sp->state == NGX_HTTP_SCEP_PEER_UP && sp->fails >= hc->fails)
+            || pr->untrusted)
+        {
             sp->state = NGX_HTTP_SCEP_PEER_DOWN;
         }
     }

@@ -133,6 +133,8 @@ typedef struct {
     ngx_atomic_t               cache_stale;      /* hits without a healthy
                                                     back end */
     ngx_atomic_t               cache_misses;
+    ngx_atomic_t               cache_bypassed;   /* passed on while the
+                                                    back ends disagree */
     ngx_atomic_t               replay_evicted;
 } ngx_http_scep_counters_t;
 
@@ -249,6 +251,8 @@ struct ngx_http_scep_upstream_s {
     unsigned                           initialized:1;
     unsigned                           cache:1;     /* keep the answers */
 
+    scep_anchors_t                    *trusted_ca;   /* scep_trusted_ca */
+
 #if (NGX_HTTP_SSL)
     ngx_ssl_t                         *ssl;          /* probes over TLS */
     ngx_str_t                          ssl_name;     /* SNI and check */
@@ -274,6 +278,11 @@ typedef struct {
 
     /* in an upstream block: its health checks */
     ngx_http_scep_upstream_t  *health;
+
+    /* in an upstream block: scep_trusted_ca */
+    scep_anchors_t            *trusted_ca;
+    u_char                    *trusted_file;
+    ngx_uint_t                 trusted_line;
 } ngx_http_scep_srv_conf_t;
 
 
@@ -333,8 +342,9 @@ typedef struct {
 } ngx_http_scep_ctx_t;
 
 
-#define NGX_HTTP_SCEP_CACHE_HIT   1
-#define NGX_HTTP_SCEP_CACHE_MISS  2
+#define NGX_HTTP_SCEP_CACHE_HIT     1
+#define NGX_HTTP_SCEP_CACHE_MISS    2
+#define NGX_HTTP_SCEP_CACHE_BYPASS  3    /* the back ends disagree */
 
 
 ngx_int_t ngx_http_scep_handler(ngx_http_request_t *r);
@@ -372,6 +382,8 @@ ngx_int_t ngx_http_scep_stats_init(ngx_conf_t *cf);
 ngx_int_t ngx_http_scep_cache_init(ngx_conf_t *cf);
 char *ngx_http_scep_ca_ident(ngx_conf_t *cf, ngx_http_scep_upstream_t *hc,
     ngx_str_t *value);
+char *ngx_http_scep_trusted_ca(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
 ngx_int_t ngx_http_scep_cache_handler(ngx_http_request_t *r,
     ngx_http_scep_ctx_t *ctx);
 void ngx_http_scep_cache_probe_done(ngx_http_scep_peer_t *peer,

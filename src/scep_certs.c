@@ -21,6 +21,7 @@
 #include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/objects.h>
+#include <openssl/pem.h>
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
 
@@ -66,6 +67,12 @@ typedef struct {
 } scep_cap_t;
 
 
+struct scep_anchors_s {
+    STACK_OF(X509)   *certs;
+    unsigned char     digest[SCEP_ANCHORS_DIGEST_LEN];
+};
+
+
 typedef struct {
     const char       *name;
     size_t            len;
@@ -102,6 +109,11 @@ static size_t scep_token(const unsigned char *p, const unsigned char *end);
 static int scep_media_syntax(const unsigned char *p, size_t len);
 static void scep_quote(const unsigned char *p, size_t len, char *buf,
     size_t size);
+static STACK_OF(X509) *scep_cacert_x509s(const unsigned char *body,
+    size_t len);
+static int scep_chains_to(X509 *x, STACK_OF(X509) *answer,
+    const scep_anchors_t *anchors, int depth);
+static int scep_issued_by(X509 *x, X509 *issuer);
 
 
 #define scep_cap(s, bit)  { s, sizeof(s) - 1, bit }
@@ -488,6 +500,200 @@ scep_content_type_check(const unsigned char *value, size_t len,
     }
 
     return -1;
+}
+
+
+scep_anchors_t *
+scep_anchors_read(const char *path, char *err, size_t errlen)
+{
+    int              n;
+    BIO             *bio;
+    X509            *x;
+    EVP_MD_CTX      *md;
+    unsigned long    e;
+    unsigned char   *der;
+    unsigned char    hash[EVP_MAX_MD_SIZE];
+    scep_anchors_t  *a;
+
+    scep_certs_reason(err, errlen, "");
+
+    ERR_clear_error();
+
+    bio = BIO_new_file(path, "r");
+
+    if (bio == NULL) {
+        ERR_clear_error();
+        scep_certs_reason(err, errlen, "cannot open the file");
+        return NULL;
+    }
+
+    a = calloc(1, sizeof(scep_anchors_t));
+    md = EVP_MD_CTX_new();
+
+    if (a == NULL || md == NULL
+        || (a->certs = sk_X509_new_null()) == NULL
+        || EVP_DigestInit_ex(md, EVP_sha256(), NULL) != 1)
+    {
+        scep_certs_reason(err, errlen, "out of memory");
+        goto failed;
+    }
+
+    for ( ;; ) {
+        x = PEM_read_bio_X509(bio, NULL, NULL, NULL);
+
+        if (x == NULL) {
+            break;
+        }
+
+        if (!sk_X509_push(a->certs, x)) {
+            X509_free(x);
+            scep_certs_reason(err, errlen, "out of memory");
+            goto failed;
+        }
+
+        der = NULL;
+        n = i2d_X509(x, &der);
+
+        if (n <= 0 || EVP_DigestUpdate(md, der, (size_t) n) != 1) {
+            OPENSSL_free(der);
+            scep_certs_reason(err, errlen, "out of memory");
+            goto failed;
+        }
+
+        OPENSSL_free(der);
+    }
+
+    /* the end of the file is "no start line"; anything else is bad */
+
+    e = ERR_peek_last_error();
+
+    if (e != 0 && !(ERR_GET_LIB(e) == ERR_LIB_PEM
+                    && ERR_GET_REASON(e) == PEM_R_NO_START_LINE))
+    {
+        scep_certs_reason(err, errlen, "a certificate that does not parse");
+        goto failed;
+    }
+
+    if (sk_X509_num(a->certs) == 0) {
+        scep_certs_reason(err, errlen, "no certificates");
+        goto failed;
+    }
+
+    if (EVP_DigestFinal_ex(md, hash, NULL) != 1) {
+        scep_certs_reason(err, errlen, "out of memory");
+        goto failed;
+    }
+
+    memcpy(a->digest, hash, SCEP_ANCHORS_DIGEST_LEN);
+
+    EVP_MD_CTX_free(md);
+    BIO_free(bio);
+    ERR_clear_error();
+
+    return a;
+
+failed:
+
+    EVP_MD_CTX_free(md);
+    BIO_free(bio);
+    scep_anchors_free(a);
+    ERR_clear_error();
+
+    return NULL;
+}
+
+
+void
+scep_anchors_free(scep_anchors_t *a)
+{
+    if (a == NULL) {
+        return;
+    }
+
+    sk_X509_pop_free(a->certs, X509_free);
+    free(a);
+}
+
+
+int
+scep_anchors_count(const scep_anchors_t *a)
+{
+    return a ? sk_X509_num(a->certs) : 0;
+}
+
+
+void
+scep_anchors_digest(const scep_anchors_t *a, unsigned char *digest)
+{
+    memcpy(digest, a->digest, SCEP_ANCHORS_DIGEST_LEN);
+}
+
+
+int
+scep_cacert_trusted(const unsigned char *body, size_t len,
+    const scep_anchors_t *anchors, char *err, size_t errlen)
+{
+    int              i, n, ca, rc;
+    char             subject[SCEP_CERT_NAME_MAX];
+    X509            *x;
+    STACK_OF(X509)  *certs;
+
+    scep_certs_reason(err, errlen, "");
+
+    certs = scep_cacert_x509s(body, len);
+
+    if (certs == NULL || sk_X509_num(certs) == 0) {
+        sk_X509_pop_free(certs, X509_free);
+        ERR_clear_error();
+        scep_certs_reason(err, errlen, scep_cacert_bad);
+        return -1;
+    }
+
+    n = sk_X509_num(certs);
+
+    /* the CA certificate first: the first with CA:TRUE, or one alone */
+
+    ca = (n == 1) ? 0 : -1;
+
+    for (i = 0; i < n && ca == -1; i++) {
+        if (scep_is_ca(sk_X509_value(certs, i))) {
+            ca = i;
+        }
+    }
+
+    rc = 0;
+    x = NULL;
+
+    if (ca >= 0
+        && !scep_chains_to(sk_X509_value(certs, ca), certs, anchors, 0))
+    {
+        x = sk_X509_value(certs, ca);
+    }
+
+    for (i = 0; i < n && x == NULL; i++) {
+        if (i != ca
+            && !scep_chains_to(sk_X509_value(certs, i), certs, anchors, 0))
+        {
+            x = sk_X509_value(certs, i);
+        }
+    }
+
+    if (x != NULL) {
+        rc = -1;
+
+        if (err != NULL && errlen > 0) {
+            scep_name_copy(X509_get_subject_name(x), subject,
+                           sizeof(subject));
+            snprintf(err, errlen, "GetCACert: %s certificate not issued by"
+                     " scep_trusted_ca: \"%s\"",
+                     (n == 1 || scep_is_ca(x)) ? "CA" : "RA", subject);
+        }
+    }
+
+    sk_X509_pop_free(certs, X509_free);
+    ERR_clear_error();
+
+    return rc;
 }
 
 
@@ -1424,4 +1630,114 @@ scep_quote(const unsigned char *p, size_t len, char *buf, size_t size)
     }
 
     buf[i] = '\0';
+}
+
+
+/* the certificates of a GetCACert answer, one or a certs-only bundle */
+
+static STACK_OF(X509) *
+scep_cacert_x509s(const unsigned char *body, size_t len)
+{
+    X509                 *x;
+    size_t                total;
+    unsigned int          inner;
+    CMS_ContentInfo      *cms;
+    STACK_OF(X509)       *certs;
+    const unsigned char  *p;
+
+    if (body == NULL || len > LONG_MAX
+        || scep_der_outer(body, len, &inner, &total) != SCEP_DER_OK)
+    {
+        return NULL;
+    }
+
+    p = body;
+
+    if (inner == SCEP_TAG_OID) {
+        cms = d2i_CMS_ContentInfo(NULL, &p, (long) len);
+
+        if (cms == NULL) {
+            return NULL;
+        }
+
+        certs = CMS_get1_certs(cms);
+        CMS_ContentInfo_free(cms);
+
+        return certs;
+    }
+
+    x = d2i_X509(NULL, &p, (long) len);
+
+    if (x == NULL) {
+        return NULL;
+    }
+
+    certs = sk_X509_new_null();
+
+    if (certs == NULL || !sk_X509_push(certs, x)) {
+        X509_free(x);
+        sk_X509_free(certs);
+        return NULL;
+    }
+
+    return certs;
+}
+
+
+/*
+ * Whether x is an anchor, is issued by one, or is issued by a CA
+ * certificate of the answer that is, up to SCEP_CERTS_MAX levels.
+ */
+
+static int
+scep_chains_to(X509 *x, STACK_OF(X509) *answer,
+    const scep_anchors_t *anchors, int depth)
+{
+    int    i;
+    X509  *y;
+
+    if (depth > SCEP_CERTS_MAX) {
+        return 0;
+    }
+
+    for (i = 0; i < sk_X509_num(anchors->certs); i++) {
+        if (X509_cmp(x, sk_X509_value(anchors->certs, i)) == 0) {
+            return 1;
+        }
+    }
+
+    for (i = 0; i < sk_X509_num(anchors->certs); i++) {
+        if (scep_issued_by(x, sk_X509_value(anchors->certs, i))) {
+            return 1;
+        }
+    }
+
+    for (i = 0; i < sk_X509_num(answer); i++) {
+        y = sk_X509_value(answer, i);
+
+        if (y != x && scep_is_ca(y) && scep_issued_by(x, y)
+            && scep_chains_to(y, answer, anchors, depth + 1))
+        {
+            return 1;
+        }
+    }
+
+    return 0;
+}
+
+
+/* the issuer's name and key identifier fit, and its key signed x */
+
+static int
+scep_issued_by(X509 *x, X509 *issuer)
+{
+    EVP_PKEY  *key;
+
+    if (X509_check_issued(issuer, x) != X509_V_OK) {
+        return 0;
+    }
+
+    key = X509_get0_pubkey(issuer);
+
+    return key != NULL && X509_verify(x, key) == 1;
 }

@@ -190,4 +190,46 @@ void scep_issuer_serial_text(const unsigned char *issuer, size_t issuer_len,
     size_t name_size, char *hex, size_t hex_size);
 
 
+/*
+ * Trust anchors for GetCACert answers: the CA certificates of a PEM
+ * file, read once at configuration time.
+ */
+typedef struct scep_anchors_s  scep_anchors_t;
+
+#define SCEP_ANCHORS_DIGEST_LEN  8
+
+/*
+ * Reads every certificate of the PEM file "path"; other PEM blocks (a
+ * key, say) are skipped.  Returns the anchors, or NULL with a reason in
+ * err: "cannot open the file", "a certificate that does not parse",
+ * "no certificates" (a file without any), "out of memory".
+ */
+scep_anchors_t *scep_anchors_read(const char *path, char *err,
+    size_t errlen);
+
+void scep_anchors_free(scep_anchors_t *a);
+
+int scep_anchors_count(const scep_anchors_t *a);
+
+/*
+ * The first SCEP_ANCHORS_DIGEST_LEN bytes of the SHA-256 over the DER
+ * of the anchors in file order: what tells one set from another.
+ */
+void scep_anchors_digest(const scep_anchors_t *a, unsigned char *digest);
+
+/*
+ * Whether a GetCACert answer that scep_cacert_parse() accepted may be
+ * trusted: every certificate of it is one of the anchors, or is issued
+ * by one (its signature checked with the anchor's key), directly or
+ * through CA certificates of the answer that are (intermediate CAs; a
+ * CA certificate renewed with the same key and name is issued by the
+ * old one).  The CA certificate (the answer's "ca") is judged first.
+ * Returns 0, or -1 with a reason in err naming the first certificate
+ * that fails: "GetCACert: CA certificate not issued by scep_trusted_ca:
+ * \"CN=...\"" (RA for the others).
+ */
+int scep_cacert_trusted(const unsigned char *body, size_t len,
+    const scep_anchors_t *anchors, char *err, size_t errlen);
+
+
 #endif /* _SCEP_CERTS_H_INCLUDED_ */

@@ -189,8 +189,8 @@ like($log[16], qr/ MISS "127/, 'ca_ident=: "default" is another CA now');
 my $s = status();
 is_deeply($s->{requests}{ca_cache},
           { hits => { GetCACaps => 6, GetCACert => 6 }, stale_hits => 0,
-            misses => 3 },
-          'status: hits by operation, stale hits, misses');
+            misses => 3, bypassed => 0 },
+          'status: hits by operation, stale hits, misses, none bypassed');
 is($s->{requests}{operations}{GetCACaps}, 8,
    'status: hits are requests too');
 is($s->{upstreams}{ndes}{answers_disagree}, JSON::PP::false,
