@@ -343,7 +343,9 @@ ngx_http_scep_cache_handler(ngx_http_request_t *r, ngx_http_scep_ctx_t *ctx)
     stale = 0;
     a = ngx_http_scep_cache_pick(hc, 1, 0, &differ, &missing);
 
-    if (a == NULL) {
+    /* without an anchor, not while a healthy one's answers are unknown */
+
+    if (a == NULL && (hc->trusted_ca || !missing)) {
         stale = 1;
         a = ngx_http_scep_cache_pick(hc, 0, now - slcf->ca_cache_valid,
                                      &differ, &missing);
