@@ -124,14 +124,20 @@ like("$cache $addr", qr/^MISS 127\.0\.0\.1:\d+$/,
 # a reload that changes ca_ident=, with the back end down: what was kept
 # for "default" is not served for "SCEP Authority"
 $t->stop_backend($b);
+
+# the old workers answer with the old configuration until they are gone
+sub workers {
+    my $master = $t->nginx_pid;
+    my ($rc, $out) = $t->run('ps', '-o', 'pid=', '--ppid', $master);
+    return grep { /^\d+$/ } map { s/\s+//gr } split /\n/, $out;
+}
+
+my %old = map { $_ => 1 } workers();
 $t->write_conf(conf(2, 'SCEP Authority'));
 kill 'HUP', $t->nginx_pid;
-my $body = '';
-for (1 .. 100) {
-    $body = $t->get($gw, '/gen')->{body} // '';
-    last if $body eq 'gen2';
-    sleep 0.05;
-}
+my $end = time + 10;
+sleep 0.05 while time < $end && grep { $old{$_} } workers();
+my $body = $t->get($gw, '/gen')->{body} // '';
 is($body, 'gen2', 'reloaded with another ca_ident=');
 
 ($cache) = ask('probe', 'GetCACert', 'SCEP%20Authority');
