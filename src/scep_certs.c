@@ -111,8 +111,8 @@ static void scep_quote(const unsigned char *p, size_t len, char *buf,
     size_t size);
 static STACK_OF(X509) *scep_cacert_x509s(const unsigned char *body,
     size_t len);
-static int scep_chains_to(X509 *x, STACK_OF(X509) *answer,
-    const scep_anchors_t *anchors, int depth);
+static void scep_chains(STACK_OF(X509) *certs, const scep_anchors_t *anchors,
+    int *trusted);
 static int scep_issued_by(X509 *x, X509 *issuer);
 
 
@@ -634,6 +634,7 @@ scep_cacert_trusted(const unsigned char *body, size_t len,
     const scep_anchors_t *anchors, char *err, size_t errlen)
 {
     int              i, n, ca, rc;
+    int              trusted[SCEP_CERTS_MAX];
     char             subject[SCEP_CERT_NAME_MAX];
     X509            *x;
     STACK_OF(X509)  *certs;
@@ -651,6 +652,21 @@ scep_cacert_trusted(const unsigned char *body, size_t len,
 
     n = sk_X509_num(certs);
 
+    /* the signatures checked grow with the square of the certificates */
+
+    if (n > SCEP_CERTS_MAX) {
+        sk_X509_pop_free(certs, X509_free);
+
+        if (err != NULL && errlen > 0) {
+            snprintf(err, errlen, "GetCACert: more than %d certificates,"
+                     " more than scep_trusted_ca checks", SCEP_CERTS_MAX);
+        }
+
+        return -1;
+    }
+
+    scep_chains(certs, anchors, trusted);
+
     /* the CA certificate first: the first with CA:TRUE, or one alone */
 
     ca = (n == 1) ? 0 : -1;
@@ -661,22 +677,19 @@ scep_cacert_trusted(const unsigned char *body, size_t len,
         }
     }
 
-    rc = 0;
     x = NULL;
 
-    if (ca >= 0
-        && !scep_chains_to(sk_X509_value(certs, ca), certs, anchors, 0))
-    {
+    if (ca >= 0 && !trusted[ca]) {
         x = sk_X509_value(certs, ca);
     }
 
     for (i = 0; i < n && x == NULL; i++) {
-        if (i != ca
-            && !scep_chains_to(sk_X509_value(certs, i), certs, anchors, 0))
-        {
+        if (!trusted[i]) {
             x = sk_X509_value(certs, i);
         }
     }
+
+    rc = 0;
 
     if (x != NULL) {
         rc = -1;
@@ -1685,44 +1698,61 @@ scep_cacert_x509s(const unsigned char *body, size_t len)
 
 
 /*
- * Whether x is an anchor, is issued by one, or is issued by a CA
- * certificate of the answer that is, up to SCEP_CERTS_MAX levels.
+ * trusted[i]: whether the i-th certificate (of up to SCEP_CERTS_MAX) is
+ * an anchor, is issued by one, or is issued by a CA certificate of the
+ * answer that is, at any depth.  Each pair of certificates is checked
+ * once at most.
  */
 
-static int
-scep_chains_to(X509 *x, STACK_OF(X509) *answer,
-    const scep_anchors_t *anchors, int depth)
+static void
+scep_chains(STACK_OF(X509) *certs, const scep_anchors_t *anchors,
+    int *trusted)
 {
-    int    i;
-    X509  *y;
+    int            i, j, k, n, more;
+    X509          *x, *a;
+    unsigned char  tried[SCEP_CERTS_MAX][SCEP_CERTS_MAX];
 
-    if (depth > SCEP_CERTS_MAX) {
-        return 0;
-    }
+    n = sk_X509_num(certs);
 
-    for (i = 0; i < sk_X509_num(anchors->certs); i++) {
-        if (X509_cmp(x, sk_X509_value(anchors->certs, i)) == 0) {
-            return 1;
+    memset(tried, 0, sizeof(tried));
+
+    for (i = 0; i < n; i++) {
+        x = sk_X509_value(certs, i);
+        trusted[i] = 0;
+
+        for (k = 0; k < sk_X509_num(anchors->certs) && !trusted[i]; k++) {
+            a = sk_X509_value(anchors->certs, k);
+            trusted[i] = (X509_cmp(x, a) == 0 || scep_issued_by(x, a));
         }
     }
 
-    for (i = 0; i < sk_X509_num(anchors->certs); i++) {
-        if (scep_issued_by(x, sk_X509_value(anchors->certs, i))) {
-            return 1;
+    do {
+        more = 0;
+
+        for (i = 0; i < n; i++) {
+            if (trusted[i]) {
+                continue;
+            }
+
+            for (j = 0; j < n; j++) {
+                if (j == i || !trusted[j] || tried[i][j]) {
+                    continue;
+                }
+
+                tried[i][j] = 1;
+
+                if (scep_is_ca(sk_X509_value(certs, j))
+                    && scep_issued_by(sk_X509_value(certs, i),
+                                      sk_X509_value(certs, j)))
+                {
+                    trusted[i] = 1;
+                    more = 1;
+                    break;
+                }
+            }
         }
-    }
 
-    for (i = 0; i < sk_X509_num(answer); i++) {
-        y = sk_X509_value(answer, i);
-
-        if (y != x && scep_is_ca(y) && scep_issued_by(x, y)
-            && scep_chains_to(y, answer, anchors, depth + 1))
-        {
-            return 1;
-        }
-    }
-
-    return 0;
+    } while (more);
 }
 
 

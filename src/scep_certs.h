@@ -226,7 +226,10 @@ void scep_anchors_digest(const scep_anchors_t *a, unsigned char *digest);
  * old one).  The CA certificate (the answer's "ca") is judged first.
  * Returns 0, or -1 with a reason in err naming the first certificate
  * that fails: "GetCACert: CA certificate not issued by scep_trusted_ca:
- * \"CN=...\"" (RA for the others).
+ * \"CN=...\"" (RA for the others).  An answer of more than
+ * SCEP_CERTS_MAX certificates fails as a whole ("GetCACert: more than 8
+ * certificates, more than scep_trusted_ca checks"): each pair of
+ * certificates costs a signature check at most.
  */
 int scep_cacert_trusted(const unsigned char *body, size_t len,
     const scep_anchors_t *anchors, char *err, size_t errlen);

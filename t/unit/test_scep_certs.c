@@ -1292,13 +1292,14 @@ trusted(blob_t b, scep_anchors_t *a, const char *expect)
 static void
 test_trust(void)
 {
+    int              i;
     char             err[128];
     const char      *path;
     EVP_PKEY        *kr, *ki, *kra, *kx;
     unsigned char    d1[SCEP_ANCHORS_DIGEST_LEN], d2[SCEP_ANCHORS_DIGEST_LEN];
     scep_anchors_t  *a, *b;
     X509            *root, *root2, *inter, *ra, *rogue, *rogue_ra, *fake_ra;
-    X509            *plain, *leaf, *v[4];
+    X509            *plain, *leaf, *sub, *subra, *v[4], *many[9];
 
     kr = EVP_EC_gen("P-256");
     ki = EVP_EC_gen("P-256");
@@ -1436,6 +1437,25 @@ test_trust(void)
                " scep_trusted_ca: \"CN=NDES RA,O=Example\""),
        "trust: an RA certificate without its issuing CA");
 
+    /* two levels under the root, listed from the bottom up */
+
+    sub = signed_by(make_cert(kx, inter, "Sub CA", "19", "20200101000000Z",
+                              "20450101000000Z", "critical,CA:TRUE"), ki);
+    subra = signed_by(make_cert(kra, sub, "Sub RA", "1A", "20250101000000Z",
+                                "20300101000000Z", NULL), kx);
+    v[0] = subra;
+    v[1] = sub;
+    v[2] = inter;
+    ok(trusted(p7_of(v, 3), a, NULL), "trust: two CAs deep, bottom up");
+
+    for (i = 0; i < 9; i++) {
+        many[i] = inter;
+    }
+
+    ok(trusted(p7_of(many, 9), a, "GetCACert: more than 8 certificates,"
+               " more than scep_trusted_ca checks"),
+       "trust: nine certificates are more than checked");
+
     scep_anchors_free(a);
     scep_anchors_free(b);
     scep_anchors_free(NULL);
@@ -1449,6 +1469,8 @@ test_trust(void)
     X509_free(fake_ra);
     X509_free(plain);
     X509_free(leaf);
+    X509_free(sub);
+    X509_free(subra);
     EVP_PKEY_free(kr);
     EVP_PKEY_free(ki);
     EVP_PKEY_free(kra);
