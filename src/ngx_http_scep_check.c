@@ -608,10 +608,11 @@ ngx_http_scep_probe_answer(ngx_http_scep_probe_t *pr)
      * fails the probe, and nothing of the answer is kept
      */
 
-    if (scep_content_type_check(type.data, type.len,
-                                ngx_http_scep_probe_ops[pr->step], err,
-                                sizeof(err))
-        != 0)
+    if (hc->cache
+        && scep_content_type_check(type.data, type.len,
+                                   ngx_http_scep_probe_ops[pr->step], err,
+                                   sizeof(err))
+           != 0)
     {
         ngx_http_scep_probe_done(pr, "%s", err);
         return;
