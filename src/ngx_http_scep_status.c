@@ -22,6 +22,7 @@ typedef struct {
     time_t                      warn;
     ngx_http_scep_sh_answer_t   answer;     /* without its data */
     ngx_uint_t                  has_answer;
+    ngx_uint_t                  trusted_ca;  /* the upstream has one */
 } ngx_http_scep_status_peer_t;
 
 
@@ -226,6 +227,7 @@ ngx_http_scep_snapshot(ngx_http_request_t *r, ngx_http_scep_snapshot_t *ss)
             sp->address = peer[j].name;
             sp->sh = *peer[j].sh;
             sp->warn = hcp[i]->ra_expiry_warn;
+            sp->trusted_ca = (hcp[i]->trusted_ca != NULL);
 
             sp->has_answer = (peer[j].sh->answer != NULL);
 
@@ -363,6 +365,8 @@ ngx_http_scep_status_json(ngx_http_request_t *r, ngx_http_scep_snapshot_t *ss,
 
             json_object_set_new(up, "peers", json_array());
             json_object_set_new(up, "answers_disagree", json_false());
+            json_object_set_new(up, "trusted_ca",
+                                json_boolean(sp[i].trusted_ca));
             json_object_set_new(ups, name, up);
         }
 

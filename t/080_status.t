@@ -256,7 +256,8 @@ my $schema = {
                       bypassed => 'int' },
     },
     upstreams => {
-        map { $_ => { peers => [$peer_schema], answers_disagree => 'bool' } }
+        map { $_ => { peers => [$peer_schema], answers_disagree => 'bool',
+                      trusted_ca => 'bool' } }
             qw(ndes lonely expiring)
     },
     replay => { entries => 'int', evicted => 'int' },

@@ -193,6 +193,10 @@ is(peer($s, 'anchored', $b1)->{ca_answer}, undef,
 ok(peer($s, 'anchored', $b0)->{ca_answer}, 'status: the good one\'s kept');
 is(peer($s, 'plain', $b1)->{state}, 'up',
    'without an anchor the same back end is up');
+is($s->{upstreams}{anchored}{trusted_ca}, JSON::PP::true,
+   'status: the upstream has an anchor');
+is($s->{upstreams}{plain}{trusted_ca}, JSON::PP::false,
+   'status: this one has none');
 
 for (1 .. 4) {
     my ($r, $log) = ask('anchored', 'GetCACert');
