@@ -21,6 +21,8 @@
  */
 
 
+#include <ngx_md5.h>
+
 #include "ngx_http_scep_module.h"
 
 
@@ -56,6 +58,8 @@ ngx_http_scep_cache_init(ngx_conf_t *cf)
 {
     u_char                          *p;
     u_char                           digest[SCEP_ANCHORS_DIGEST_LEN];
+    u_char                           ident[16];
+    ngx_md5_t                        md5;
     ngx_uint_t                       i;
     ngx_http_scep_upstream_t        *hc, **hcp;
     ngx_http_scep_srv_conf_t        *sscf;
@@ -107,12 +111,13 @@ ngx_http_scep_cache_init(ngx_conf_t *cf)
          * ask for (ca_ident=) or what they check the answers against
          * (scep_trusted_ca) gets records of its own, and never serves
          * answers kept under the other, nor uses their certificates for
-         * scep_check_recipient.
+         * scep_check_recipient.  Both as digests: the record with its
+         * key fits the 2k of slab that scep_zone is sized by.
          */
 
         hc->answers_key.len = sizeof("ca= ident=") - 1
                               + 2 * SCEP_ANCHORS_DIGEST_LEN
-                              + hc->ca_ident.len;
+                              + 2 * sizeof(ident);
 
         p = ngx_pnalloc(cf->pool, hc->answers_key.len);
         if (p == NULL) {
@@ -132,8 +137,12 @@ ngx_http_scep_cache_init(ngx_conf_t *cf)
             hc->answers_key.len -= 2 * SCEP_ANCHORS_DIGEST_LEN - 1;
         }
 
+        ngx_md5_init(&md5);
+        ngx_md5_update(&md5, hc->ca_ident.data, hc->ca_ident.len);
+        ngx_md5_final(ident, &md5);
+
         p = ngx_cpymem(p, " ident=", sizeof(" ident=") - 1);
-        ngx_memcpy(p, hc->ca_ident.data, hc->ca_ident.len);
+        (void) ngx_hex_dump(p, ident, sizeof(ident));
     }
 
     return NGX_OK;
