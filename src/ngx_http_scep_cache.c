@@ -25,6 +25,9 @@
 
 #include "ngx_http_scep_module.h"
 
+/* after nginx's headers: ngx_config.h must come first */
+#include <openssl/evp.h>
+
 
 #define NGX_HTTP_SCEP_CA_IDENT_MAX  255
 
@@ -43,6 +46,8 @@ static ngx_uint_t ngx_http_scep_cache_compare(ngx_http_scep_upstream_t *hc,
 static void ngx_http_scep_cache_ra(scep_ca_answer_t *ca, time_t *not_before,
     time_t *not_after);
 static void ngx_http_scep_anchors_cleanup(void *data);
+static ngx_int_t ngx_http_scep_cache_digest(ngx_http_scep_answers_t *answers,
+    u_char *digest);
 
 
 static ngx_str_t  ngx_http_scep_cache_values[] = {
@@ -585,19 +590,49 @@ ngx_http_scep_cache_pick(ngx_http_scep_upstream_t *hc, ngx_uint_t healthy,
 }
 
 
+/* a request compares the back ends' answers: by their digests */
+
 static ngx_uint_t
 ngx_http_scep_cache_same(ngx_http_scep_sh_answer_t *a,
     ngx_http_scep_sh_answer_t *b)
 {
-    size_t  len;
+    return ngx_memcmp(a->len, b->len, sizeof(a->len)) == 0
+           && ngx_memcmp(a->digest, b->digest, sizeof(a->digest)) == 0;
+}
 
-    if (ngx_memcmp(a->len, b->len, sizeof(a->len)) != 0) {
-        return 0;
+
+static ngx_int_t
+ngx_http_scep_cache_digest(ngx_http_scep_answers_t *answers, u_char *digest)
+{
+    ngx_int_t    rc;
+    ngx_uint_t   i;
+    EVP_MD_CTX  *md;
+
+    md = EVP_MD_CTX_new();
+    if (md == NULL) {
+        return NGX_ERROR;
     }
 
-    len = a->len[0] + a->len[1] + a->len[2] + a->len[3];
+    rc = (EVP_DigestInit_ex(md, EVP_sha256(), NULL) == 1) ? NGX_OK
+                                                           : NGX_ERROR;
 
-    return ngx_memcmp(a->data, b->data, len) == 0;
+    for (i = 0; rc == NGX_OK && i < 4; i++) {
+        if (answers->part[i].len
+            && EVP_DigestUpdate(md, answers->part[i].data,
+                                answers->part[i].len)
+               != 1)
+        {
+            rc = NGX_ERROR;
+        }
+    }
+
+    if (rc == NGX_OK && EVP_DigestFinal_ex(md, digest, NULL) != 1) {
+        rc = NGX_ERROR;
+    }
+
+    EVP_MD_CTX_free(md);
+
+    return rc;
 }
 
 
@@ -652,6 +687,7 @@ ngx_http_scep_cache_probe_done(ngx_http_scep_peer_t *peer,
     ngx_http_scep_answers_t *answers, scep_ca_answer_t *ca)
 {
     u_char                     *p;
+    u_char                      digest[32];
     size_t                      len;
     time_t                      not_before, not_after;
     ngx_str_t                   served;
@@ -691,6 +727,16 @@ ngx_http_scep_cache_probe_done(ngx_http_scep_peer_t *peer,
     len = 0;
     not_before = 0;
     not_after = 0;
+
+    if (answers
+        && ngx_http_scep_cache_digest(answers, digest) != NGX_OK)
+    {
+        ngx_log_error(NGX_LOG_ALERT, ngx_cycle->log, 0,
+                      "scep_ca_cache: EVP_Digest*() of the answers of %V"
+                      " in upstream \"%V\" failed: they are not kept",
+                      &peer->name, &hc->uscf->host);
+        answers = NULL;
+    }
 
     if (answers) {
         for (i = 0; i < 4; i++) {
@@ -757,6 +803,8 @@ ngx_http_scep_cache_probe_done(ngx_http_scep_peer_t *peer,
                     p = ngx_cpymem(p, answers->part[i].data, a->len[i]);
                 }
             }
+
+            ngx_memcpy(a->digest, digest, sizeof(a->digest));
 
             sp->answer = a;
         }

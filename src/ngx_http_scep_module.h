@@ -145,6 +145,8 @@ typedef struct {
     time_t                     ra_not_before;
     time_t                     ra_not_after;
     size_t                     len[4];       /* see ngx_http_scep_answers_t */
+    u_char                     digest[32];   /* SHA-256 of the data, to
+                                                compare back ends' */
     unsigned                   differs:1;    /* not the answer served */
     u_char                     data[1];
 } ngx_http_scep_sh_answer_t;
