@@ -8,7 +8,8 @@
 # certificates.  A CA renewed with the same key and an issuing CA under
 # a root of the file pass.  Without scep_trusted_ca, answers are served
 # only while every healthy back end has the same; while they disagree,
-# CA requests pass to the back ends ($scep_cache BYPASS), counted.
+# CA requests pass to the back ends ($scep_cache BYPASS), counted, and
+# with none healthy no stale answer is served unless they all agree.
 # Real scepserver back ends throughout.
 
 use strict;
@@ -277,6 +278,16 @@ ok(defined $t->wait_error_log(
 my ($p, $log) = ask('plain', 'GetCACert');
 ok($p->{body} eq $direct{$b0->{port}}, 'plain: the answer they agree on');
 like($log, qr/^\/plain HIT "-" 200$/, 'plain: from the edge again');
+
+# none healthy: the answers kept still disagree, so none is served stale
+$t->stop_backend($b0);
+ok(defined $t->wait_error_log(
+       qr/127\.0\.0\.1:$b0->{port} in upstream "plain" is down/, 5),
+   'plain: the last back end down');
+($p, $log) = ask('plain', 'GetCACert');
+like($log, qr/^\/plain BYPASS /,
+     'plain: stale answers that disagree are not served either');
+is($p->{status}, 503, 'plain: 503, as without the cache');
 
 $t->stop;
 done_testing;
