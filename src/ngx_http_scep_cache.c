@@ -8,15 +8,25 @@
  * answers these two operations itself, byte for byte, with the back
  * end's Content-Type, without a request to any back end.
  *
- * Of several healthy back ends the answer of the one whose RA
- * certificate was issued last (latest notBefore) is served; healthy back
- * ends whose answers differ are flagged, and logged once per change.
- * With no healthy back end the answers are served until
- * scep_ca_cache_valid after their last good probe.
+ * With scep_trusted_ca, every answer kept chains to its certificates
+ * (the probes fail others), and of several healthy back ends the answer
+ * of the one whose RA certificate was issued last (latest notBefore) is
+ * served.  Without it, an answer is served only when every healthy back
+ * end has the same: while they disagree, CA requests pass to the back
+ * ends as through a plain proxy ($scep_cache BYPASS), so that no one
+ * back end chooses the CA chain every device gets.  Healthy back ends
+ * whose answers differ are flagged, and logged once per change.  With
+ * no healthy back end the answers are served until scep_ca_cache_valid
+ * after their last good probe.
  */
 
 
+#include <ngx_md5.h>
+
 #include "ngx_http_scep_module.h"
+
+/* after nginx's headers: ngx_config.h must come first */
+#include <openssl/evp.h>
 
 
 #define NGX_HTTP_SCEP_CA_IDENT_MAX  255
@@ -27,37 +37,117 @@ static ngx_http_scep_upstream_t *ngx_http_scep_cache_upstream(
 static ngx_uint_t ngx_http_scep_cache_ident(ngx_str_t *message,
     ngx_str_t *ident);
 static ngx_http_scep_sh_answer_t *ngx_http_scep_cache_pick(
-    ngx_http_scep_upstream_t *hc, ngx_uint_t healthy, time_t since);
+    ngx_http_scep_upstream_t *hc, ngx_uint_t healthy, time_t since,
+    ngx_uint_t *differ, ngx_uint_t *missing);
 static ngx_uint_t ngx_http_scep_cache_same(ngx_http_scep_sh_answer_t *a,
     ngx_http_scep_sh_answer_t *b);
 static ngx_uint_t ngx_http_scep_cache_compare(ngx_http_scep_upstream_t *hc,
     ngx_http_scep_sh_answer_t **served);
 static void ngx_http_scep_cache_ra(scep_ca_answer_t *ca, time_t *not_before,
     time_t *not_after);
+static void ngx_http_scep_anchors_cleanup(void *data);
+static ngx_int_t ngx_http_scep_cache_digest(ngx_http_scep_answers_t *answers,
+    u_char *digest);
 
 
 static ngx_str_t  ngx_http_scep_cache_values[] = {
     ngx_null_string,
     ngx_string("HIT"),
-    ngx_string("MISS")
+    ngx_string("MISS"),
+    ngx_string("BYPASS")
 };
 
 
 ngx_int_t
 ngx_http_scep_cache_init(ngx_conf_t *cf)
 {
-    ngx_uint_t                   i;
-    ngx_http_scep_upstream_t   **hcp;
-    ngx_http_scep_main_conf_t   *smcf;
+    u_char                          *p;
+    u_char                           digest[SCEP_ANCHORS_DIGEST_LEN];
+    u_char                           ident[16];
+    ngx_md5_t                        md5;
+    ngx_uint_t                       i;
+    ngx_http_scep_upstream_t        *hc, **hcp;
+    ngx_http_scep_srv_conf_t        *sscf;
+    ngx_http_scep_main_conf_t       *smcf;
+    ngx_http_upstream_srv_conf_t   **uscfp;
+    ngx_http_upstream_main_conf_t   *umcf;
 
     smcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_scep_module);
+    umcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_upstream_module);
+
+    /* scep_trusted_ca is for the probes to check answers against */
+
+    uscfp = umcf->upstreams.elts;
+
+    for (i = 0; i < umcf->upstreams.nelts; i++) {
+        if (uscfp[i]->srv_conf == NULL) {
+            continue;
+        }
+
+        sscf = ngx_http_conf_upstream_srv_conf(uscfp[i], ngx_http_scep_module);
+
+        if (sscf && sscf->trusted_ca && sscf->health == NULL) {
+            ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                          "\"scep_trusted_ca\" in %s:%ui needs"
+                          " \"scep_health_check\" in upstream \"%V\": its"
+                          " probes check the back ends' GetCACert answers"
+                          " against the certificates",
+                          sscf->trusted_file, sscf->trusted_line,
+                          &uscfp[i]->host);
+            return NGX_ERROR;
+        }
+    }
 
     /* the probes keep their answers only where a location may serve them */
 
     hcp = smcf->upstreams.elts;
 
     for (i = 0; i < smcf->upstreams.nelts; i++) {
-        hcp[i]->cache = smcf->cache_used ? 1 : 0;
+        hc = hcp[i];
+        hc->cache = smcf->cache_used ? 1 : 0;
+
+        sscf = ngx_http_conf_upstream_srv_conf(hc->uscf,
+                                               ngx_http_scep_module);
+        hc->trusted_ca = sscf->trusted_ca;
+
+        /*
+         * The back ends' records in the zone are found again after a
+         * reload by this key too: a reload that changes what the probes
+         * ask for (ca_ident=) or what they check the answers against
+         * (scep_trusted_ca) gets records of its own, and never serves
+         * answers kept under the other, nor uses their certificates for
+         * scep_check_recipient.  Both as digests: the record with its
+         * key fits the 2k of slab that scep_zone is sized by.
+         */
+
+        hc->answers_key.len = sizeof("ca= ident=") - 1
+                              + 2 * SCEP_ANCHORS_DIGEST_LEN
+                              + 2 * sizeof(ident);
+
+        p = ngx_pnalloc(cf->pool, hc->answers_key.len);
+        if (p == NULL) {
+            return NGX_ERROR;
+        }
+
+        hc->answers_key.data = p;
+
+        p = ngx_cpymem(p, "ca=", sizeof("ca=") - 1);
+
+        if (hc->trusted_ca) {
+            scep_anchors_digest(hc->trusted_ca, digest);
+            p = ngx_hex_dump(p, digest, SCEP_ANCHORS_DIGEST_LEN);
+
+        } else {
+            p = ngx_cpymem(p, "-", 1);
+            hc->answers_key.len -= 2 * SCEP_ANCHORS_DIGEST_LEN - 1;
+        }
+
+        ngx_md5_init(&md5);
+        ngx_md5_update(&md5, hc->ca_ident.data, hc->ca_ident.len);
+        ngx_md5_final(ident, &md5);
+
+        p = ngx_cpymem(p, " ident=", sizeof(" ident=") - 1);
+        (void) ngx_hex_dump(p, ident, sizeof(ident));
     }
 
     return NGX_OK;
@@ -133,6 +223,73 @@ invalid:
 
 
 /*
+ * scep_trusted_ca: the certificates are read when the configuration is,
+ * and freed with its cycle
+ */
+
+char *
+ngx_http_scep_trusted_ca(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_scep_srv_conf_t *sscf = conf;
+
+    char                 err[NGX_HTTP_SCEP_REASON_LEN];
+    ngx_str_t           *value, file;
+    ngx_file_info_t      fi;
+    ngx_pool_cleanup_t  *cln;
+
+    if (sscf->trusted_ca) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+    file = value[1];
+
+    if (ngx_conf_full_name(cf->cycle, &file, 1) != NGX_OK) {
+        return NGX_CONF_ERROR;
+    }
+
+    if (ngx_file_info(file.data, &fi) == NGX_FILE_ERROR) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno,
+                           "\"scep_trusted_ca\" cannot read \"%s\"",
+                           file.data);
+        return NGX_CONF_ERROR;
+    }
+
+    cln = ngx_pool_cleanup_add(cf->pool, 0);
+    if (cln == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    sscf->trusted_ca = scep_anchors_read((char *) file.data, err,
+                                         sizeof(err));
+
+    if (sscf->trusted_ca == NULL) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"scep_trusted_ca\" \"%s\": %s: give a PEM file"
+                           " of the CA certificates that the back ends'"
+                           " GetCACert answers must hold or be issued by",
+                           file.data, err);
+        return NGX_CONF_ERROR;
+    }
+
+    cln->handler = ngx_http_scep_anchors_cleanup;
+    cln->data = sscf->trusted_ca;
+
+    sscf->trusted_file = cf->conf_file->file.name.data;
+    sscf->trusted_line = cf->conf_file->line;
+
+    return NGX_CONF_OK;
+}
+
+
+static void
+ngx_http_scep_anchors_cleanup(void *data)
+{
+    scep_anchors_free(data);
+}
+
+
+/*
  * The rewrite phase, for a GetCACaps or GetCACert that passed its checks:
  * NGX_DECLINED passes it on to the back end, anything else has answered.
  */
@@ -145,7 +302,7 @@ ngx_http_scep_cache_handler(ngx_http_request_t *r, ngx_http_scep_ctx_t *ctx)
     time_t                      now;
     ngx_int_t                   rc;
     ngx_buf_t                  *b;
-    ngx_uint_t                  part, stale;
+    ngx_uint_t                  part, stale, differ, missing;
     ngx_chain_t                 out;
     ngx_slab_pool_t            *shpool;
     ngx_http_scep_sh_t         *sh;
@@ -181,7 +338,9 @@ ngx_http_scep_cache_handler(ngx_http_request_t *r, ngx_http_scep_ctx_t *ctx)
 
     ctx->cache = NGX_HTTP_SCEP_CACHE_MISS;
 
-    if (!ngx_http_scep_cache_ident(&ctx->message, &hc->ca_ident)) {
+    if (slcf->ca_cache_ident == NGX_HTTP_SCEP_IDENT_PROBE
+        && !ngx_http_scep_cache_ident(&ctx->message, &hc->ca_ident))
+    {
         /* another CA's answers: the back end knows them */
         (void) ngx_atomic_fetch_add(&sh->counters.cache_misses, 1);
         return NGX_DECLINED;
@@ -196,11 +355,19 @@ ngx_http_scep_cache_handler(ngx_http_request_t *r, ngx_http_scep_ctx_t *ctx)
     ngx_shmtx_lock(&shpool->mutex);
 
     stale = 0;
-    a = ngx_http_scep_cache_pick(hc, 1, 0);
+    a = ngx_http_scep_cache_pick(hc, 1, 0, &differ, &missing);
 
-    if (a == NULL) {
+    /* without an anchor, not while a healthy one's answers are unknown */
+
+    if (a == NULL && (hc->trusted_ca || !missing)) {
         stale = 1;
-        a = ngx_http_scep_cache_pick(hc, 0, now - slcf->ca_cache_valid);
+        a = ngx_http_scep_cache_pick(hc, 0, now - slcf->ca_cache_valid,
+                                     &differ, &missing);
+    }
+
+    if (hc->trusted_ca == NULL && (differ || missing)) {
+        /* no anchor: only what all the back ends in question agree on */
+        a = NULL;
     }
 
     if (a) {
@@ -217,6 +384,12 @@ ngx_http_scep_cache_handler(ngx_http_request_t *r, ngx_http_scep_ctx_t *ctx)
     }
 
     ngx_shmtx_unlock(&shpool->mutex);
+
+    if (a == NULL && differ && hc->trusted_ca == NULL) {
+        ctx->cache = NGX_HTTP_SCEP_CACHE_BYPASS;
+        (void) ngx_atomic_fetch_add(&sh->counters.cache_bypassed, 1);
+        return NGX_DECLINED;
+    }
 
     if (a == NULL) {
         (void) ngx_atomic_fetch_add(&sh->counters.cache_misses, 1);
@@ -357,14 +530,15 @@ ngx_http_scep_cache_ident(ngx_str_t *message, ngx_str_t *ident)
 
 
 /*
- * The answer to serve: of the back ends that are up (healthy), or else
- * of those whose last good probe was at "since" or later, the one whose
- * RA certificate is newest.  The zone is locked.
+ * Of the back ends that are up (healthy), or else of those whose last
+ * good probe was at "since" or later, the answer whose RA certificate is
+ * newest; *differ is whether their answers differ, *missing whether one
+ * that is up has none kept.  The zone is locked.
  */
 
 static ngx_http_scep_sh_answer_t *
 ngx_http_scep_cache_pick(ngx_http_scep_upstream_t *hc, ngx_uint_t healthy,
-    time_t since)
+    time_t since, ngx_uint_t *differ, ngx_uint_t *missing)
 {
     ngx_uint_t                  i;
     ngx_http_scep_peer_t       *peer;
@@ -374,22 +548,33 @@ ngx_http_scep_cache_pick(ngx_http_scep_upstream_t *hc, ngx_uint_t healthy,
     best = NULL;
     peer = hc->peers.elts;
 
+    *differ = 0;
+    *missing = 0;
+
     for (i = 0; i < hc->peers.nelts; i++) {
         sp = peer[i].sh;
 
-        if (sp == NULL || sp->answer == NULL) {
+        if (sp == NULL) {
+            continue;
+        }
+
+        if (healthy && sp->state != NGX_HTTP_SCEP_PEER_UP) {
             continue;
         }
 
         a = sp->answer;
 
-        if (healthy) {
-            if (sp->state != NGX_HTTP_SCEP_PEER_UP) {
-                continue;
-            }
-
-        } else if (a->last_good < since) {
+        if (a == NULL) {
+            *missing |= healthy;
             continue;
+        }
+
+        if (!healthy && a->last_good < since) {
+            continue;
+        }
+
+        if (best && !*differ && !ngx_http_scep_cache_same(best, a)) {
+            *differ = 1;
         }
 
         if (best == NULL
@@ -405,19 +590,49 @@ ngx_http_scep_cache_pick(ngx_http_scep_upstream_t *hc, ngx_uint_t healthy,
 }
 
 
+/* a request compares the back ends' answers: by their digests */
+
 static ngx_uint_t
 ngx_http_scep_cache_same(ngx_http_scep_sh_answer_t *a,
     ngx_http_scep_sh_answer_t *b)
 {
-    size_t  len;
+    return ngx_memcmp(a->len, b->len, sizeof(a->len)) == 0
+           && ngx_memcmp(a->digest, b->digest, sizeof(a->digest)) == 0;
+}
 
-    if (ngx_memcmp(a->len, b->len, sizeof(a->len)) != 0) {
-        return 0;
+
+static ngx_int_t
+ngx_http_scep_cache_digest(ngx_http_scep_answers_t *answers, u_char *digest)
+{
+    ngx_int_t    rc;
+    ngx_uint_t   i;
+    EVP_MD_CTX  *md;
+
+    md = EVP_MD_CTX_new();
+    if (md == NULL) {
+        return NGX_ERROR;
     }
 
-    len = a->len[0] + a->len[1] + a->len[2] + a->len[3];
+    rc = (EVP_DigestInit_ex(md, EVP_sha256(), NULL) == 1) ? NGX_OK
+                                                           : NGX_ERROR;
 
-    return ngx_memcmp(a->data, b->data, len) == 0;
+    for (i = 0; rc == NGX_OK && i < 4; i++) {
+        if (answers->part[i].len
+            && EVP_DigestUpdate(md, answers->part[i].data,
+                                answers->part[i].len)
+               != 1)
+        {
+            rc = NGX_ERROR;
+        }
+    }
+
+    if (rc == NGX_OK && EVP_DigestFinal_ex(md, digest, NULL) != 1) {
+        rc = NGX_ERROR;
+    }
+
+    EVP_MD_CTX_free(md);
+
+    return rc;
 }
 
 
@@ -430,12 +645,12 @@ static ngx_uint_t
 ngx_http_scep_cache_compare(ngx_http_scep_upstream_t *hc,
     ngx_http_scep_sh_answer_t **served)
 {
-    ngx_uint_t                  i, differ;
+    ngx_uint_t                  i, differ, missing;
     ngx_http_scep_peer_t       *peer;
     ngx_http_scep_sh_peer_t    *sp;
     ngx_http_scep_sh_answer_t  *best;
 
-    best = ngx_http_scep_cache_pick(hc, 1, 0);
+    best = ngx_http_scep_cache_pick(hc, 1, 0, &differ, &missing);
     differ = 0;
     peer = hc->peers.elts;
 
@@ -472,6 +687,7 @@ ngx_http_scep_cache_probe_done(ngx_http_scep_peer_t *peer,
     ngx_http_scep_answers_t *answers, scep_ca_answer_t *ca)
 {
     u_char                     *p;
+    u_char                      digest[32];
     size_t                      len;
     time_t                      not_before, not_after;
     ngx_str_t                   served;
@@ -511,6 +727,16 @@ ngx_http_scep_cache_probe_done(ngx_http_scep_peer_t *peer,
     len = 0;
     not_before = 0;
     not_after = 0;
+
+    if (answers
+        && ngx_http_scep_cache_digest(answers, digest) != NGX_OK)
+    {
+        ngx_log_error(NGX_LOG_ALERT, ngx_cycle->log, 0,
+                      "scep_ca_cache: EVP_Digest*() of the answers of %V"
+                      " in upstream \"%V\" failed: they are not kept",
+                      &peer->name, &hc->uscf->host);
+        answers = NULL;
+    }
 
     if (answers) {
         for (i = 0; i < 4; i++) {
@@ -578,6 +804,8 @@ ngx_http_scep_cache_probe_done(ngx_http_scep_peer_t *peer,
                 }
             }
 
+            ngx_memcpy(a->digest, digest, sizeof(a->digest));
+
             sp->answer = a;
         }
     }
@@ -612,12 +840,22 @@ ngx_http_scep_cache_probe_done(ngx_http_scep_peer_t *peer,
                       len);
     }
 
-    if (after && !before) {
+    if (after && !before && hc->trusted_ca) {
         ngx_log_error(NGX_LOG_WARN, ngx_cycle->log, 0,
                       "scep_ca_cache: healthy back ends of upstream \"%V\""
                       " disagree on GetCACaps or GetCACert (an RA"
                       " certificate renewed on some only?): serving the"
                       " answers of %V, whose RA certificate is newest",
+                      &hc->uscf->host, &served);
+
+    } else if (after && !before) {
+        ngx_log_error(NGX_LOG_WARN, ngx_cycle->log, 0,
+                      "scep_ca_cache: healthy back ends of upstream \"%V\""
+                      " disagree on GetCACaps or GetCACert (an RA"
+                      " certificate renewed on some only?): passing CA"
+                      " requests to the back ends until they agree; with"
+                      " \"scep_trusted_ca\" the answers whose RA"
+                      " certificate is newest (now %V's) would be served",
                       &hc->uscf->host, &served);
 
     } else if (before && !after) {

@@ -38,6 +38,7 @@ typedef struct {
     u_char                     warning[NGX_HTTP_SCEP_REASON_LEN];
 
     unsigned                   connected:1;
+    unsigned                   untrusted:1;  /* not scep_trusted_ca's */
 } ngx_http_scep_probe_t;
 
 
@@ -637,6 +638,22 @@ ngx_http_scep_probe_answer(ngx_http_scep_probe_t *pr)
         return;
     }
 
+    /*
+     * the edge cache sends the Content-Type on to devices: a value that
+     * nginx's own proxy would refuse, or one that is no media type,
+     * fails the probe, and nothing of the answer is kept
+     */
+
+    if (hc->cache
+        && scep_content_type_check(type.data, type.len,
+                                   ngx_http_scep_probe_ops[pr->step], err,
+                                   sizeof(err))
+           != 0)
+    {
+        ngx_http_scep_probe_done(pr, "%s", err);
+        return;
+    }
+
     if (pr->step == NGX_HTTP_SCEP_PROBE_CAPS) {
 
         if (scep_caps_parse(body.data, body.len, &pr->caps, err, sizeof(err))
@@ -679,6 +696,21 @@ ngx_http_scep_probe_answer(ngx_http_scep_probe_t *pr)
                           sizeof(err))
         != 0)
     {
+        ngx_http_scep_probe_done(pr, "%s", err);
+        return;
+    }
+
+    /*
+     * a CA chain that is not the admin's: the back end is down at once,
+     * and nothing of the answer is kept or compared with requests
+     */
+
+    if (hc->trusted_ca
+        && scep_cacert_trusted(body.data, body.len, hc->trusted_ca, err,
+                               sizeof(err))
+           != 0)
+    {
+        pr->untrusted = 1;
         ngx_http_scep_probe_done(pr, "%s", err);
         return;
     }
@@ -899,7 +931,9 @@ ngx_http_scep_probe_done(ngx_http_scep_probe_t *pr, const char *fmt, ...)
 
         (void) ngx_cpystrn(sp->reason, reason, sizeof(sp->reason));
 
-        if (sp->state == NGX_HTTP_SCEP_PEER_UP && sp->fails >= hc->fails) {
+        if ((sp->state == NGX_HTTP_SCEP_PEER_UP && sp->fails >= hc->fails)
+            || pr->untrusted)
+        {
             sp->state = NGX_HTTP_SCEP_PEER_DOWN;
         }
     }

@@ -66,6 +66,13 @@ static ngx_conf_enum_t  ngx_http_scep_log_levels[] = {
 };
 
 
+static ngx_conf_enum_t  ngx_http_scep_ca_cache_idents[] = {
+    { ngx_string("any"), NGX_HTTP_SCEP_IDENT_ANY },
+    { ngx_string("probe"), NGX_HTTP_SCEP_IDENT_PROBE },
+    { ngx_null_string, 0 }
+};
+
+
 static ngx_command_t  ngx_http_scep_commands[] = {
 
     { ngx_string("scep"),
@@ -138,6 +145,13 @@ static ngx_command_t  ngx_http_scep_commands[] = {
       0,
       NULL },
 
+    { ngx_string("scep_trusted_ca"),
+      NGX_HTTP_UPS_CONF|NGX_CONF_TAKE1,
+      ngx_http_scep_trusted_ca,
+      NGX_HTTP_SRV_CONF_OFFSET,
+      0,
+      NULL },
+
     { ngx_string("scep_status"),
       NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
       ngx_http_scep_status,
@@ -165,6 +179,13 @@ static ngx_command_t  ngx_http_scep_commands[] = {
       NGX_HTTP_LOC_CONF_OFFSET,
       offsetof(ngx_http_scep_loc_conf_t, ca_cache_valid),
       NULL },
+
+    { ngx_string("scep_ca_cache_ident"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_enum_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_scep_loc_conf_t, ca_cache_ident),
+      &ngx_http_scep_ca_cache_idents },
 
     { ngx_string("scep_replay_zone"),
       NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
@@ -577,6 +598,7 @@ ngx_http_scep_create_loc_conf(ngx_conf_t *cf)
     slcf->forward_der = NGX_CONF_UNSET;
     slcf->ca_cache = NGX_CONF_UNSET;
     slcf->ca_cache_valid = NGX_CONF_UNSET;
+    slcf->ca_cache_ident = NGX_CONF_UNSET_UINT;
     slcf->replay_window = NGX_CONF_UNSET_MSEC;
 
     return slcf;
@@ -610,6 +632,8 @@ ngx_http_scep_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_conf_merge_value(conf->ca_cache, prev->ca_cache, 0);
     ngx_conf_merge_sec_value(conf->ca_cache_valid, prev->ca_cache_valid,
                              3600);
+    ngx_conf_merge_uint_value(conf->ca_cache_ident, prev->ca_cache_ident,
+                              NGX_HTTP_SCEP_IDENT_ANY);
     ngx_conf_merge_msec_value(conf->replay_window, prev->replay_window, 0);
 
     if (conf->enable) {

@@ -74,8 +74,14 @@ typedef struct {
     ngx_flag_t                 forward_der;
     ngx_flag_t                 ca_cache;
     time_t                     ca_cache_valid;
+    ngx_uint_t                 ca_cache_ident;  /* NGX_HTTP_SCEP_IDENT_* */
     ngx_msec_t                 replay_window;   /* 0: off */
 } ngx_http_scep_loc_conf_t;
+
+
+/* scep_ca_cache_ident */
+#define NGX_HTTP_SCEP_IDENT_ANY      1
+#define NGX_HTTP_SCEP_IDENT_PROBE    2
 
 
 /* peer states, as the status page names them */
@@ -128,6 +134,8 @@ typedef struct {
     ngx_atomic_t               cache_stale;      /* hits without a healthy
                                                     back end */
     ngx_atomic_t               cache_misses;
+    ngx_atomic_t               cache_bypassed;   /* passed on while the
+                                                    back ends disagree */
     ngx_atomic_t               replay_evicted;
 } ngx_http_scep_counters_t;
 
@@ -138,6 +146,8 @@ typedef struct {
     time_t                     ra_not_before;
     time_t                     ra_not_after;
     size_t                     len[4];       /* see ngx_http_scep_answers_t */
+    u_char                     digest[32];   /* SHA-256 of the data, to
+                                                compare back ends' */
     unsigned                   differs:1;    /* not the answer served */
     u_char                     data[1];
 } ngx_http_scep_sh_answer_t;
@@ -153,7 +163,8 @@ typedef struct {
 /* one back end's health, in the shared zone, found again after reload */
 typedef struct {
     ngx_queue_t                queue;
-    ngx_str_t                  key;          /* "upstream name" SP addr */
+    ngx_str_t                  key;          /* "upstream name" SP addr
+                                                SP answers_key */
     ngx_uint_t                 generation;   /* last configuration read
                                                 with it: sh->configs */
 
@@ -237,10 +248,14 @@ struct ngx_http_scep_upstream_s {
     ngx_str_t                          uri;
     ngx_str_t                          ca_ident;      /* as configured */
     ngx_str_t                          ca_ident_arg;  /* "&message=..." */
+    ngx_str_t                          answers_key;   /* what the answers
+                                                         kept depend on */
     time_t                             ra_expiry_warn;
     unsigned                           mandatory:1;
     unsigned                           initialized:1;
     unsigned                           cache:1;     /* keep the answers */
+
+    scep_anchors_t                    *trusted_ca;   /* scep_trusted_ca */
 
 #if (NGX_HTTP_SSL)
     ngx_ssl_t                         *ssl;          /* probes over TLS */
@@ -267,6 +282,11 @@ typedef struct {
 
     /* in an upstream block: its health checks */
     ngx_http_scep_upstream_t  *health;
+
+    /* in an upstream block: scep_trusted_ca */
+    scep_anchors_t            *trusted_ca;
+    u_char                    *trusted_file;
+    ngx_uint_t                 trusted_line;
 } ngx_http_scep_srv_conf_t;
 
 
@@ -336,8 +356,9 @@ typedef struct {
 } ngx_http_scep_ctx_t;
 
 
-#define NGX_HTTP_SCEP_CACHE_HIT   1
-#define NGX_HTTP_SCEP_CACHE_MISS  2
+#define NGX_HTTP_SCEP_CACHE_HIT     1
+#define NGX_HTTP_SCEP_CACHE_MISS    2
+#define NGX_HTTP_SCEP_CACHE_BYPASS  3    /* the back ends disagree */
 
 #define NGX_HTTP_SCEP_BODY_NONE     0   /* not read yet */
 #define NGX_HTTP_SCEP_BODY_READING  1
@@ -395,6 +416,8 @@ void ngx_http_scep_stats_log(ngx_http_request_t *r, ngx_http_scep_ctx_t *ctx);
 ngx_int_t ngx_http_scep_cache_init(ngx_conf_t *cf);
 char *ngx_http_scep_ca_ident(ngx_conf_t *cf, ngx_http_scep_upstream_t *hc,
     ngx_str_t *value);
+char *ngx_http_scep_trusted_ca(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
 ngx_int_t ngx_http_scep_cache_handler(ngx_http_request_t *r,
     ngx_http_scep_ctx_t *ctx);
 void ngx_http_scep_cache_probe_done(ngx_http_scep_peer_t *peer,

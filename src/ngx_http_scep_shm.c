@@ -362,7 +362,7 @@ ngx_http_scep_sh_peer(ngx_slab_pool_t *shpool, ngx_http_scep_sh_t *sh,
     ngx_queue_t              *q;
     ngx_http_scep_sh_peer_t  *sp;
 
-    len = hc->uscf->host.len + 1 + peer->name.len;
+    len = hc->uscf->host.len + 1 + peer->name.len + 1 + hc->answers_key.len;
 
     for (q = ngx_queue_head(&sh->peers);
          q != ngx_queue_sentinel(&sh->peers);
@@ -370,12 +370,15 @@ ngx_http_scep_sh_peer(ngx_slab_pool_t *shpool, ngx_http_scep_sh_t *sh,
     {
         sp = ngx_queue_data(q, ngx_http_scep_sh_peer_t, queue);
 
+        p = sp->key.data;
+
         if (sp->key.len == len
-            && ngx_strncmp(sp->key.data, hc->uscf->host.data,
-                           hc->uscf->host.len)
+            && ngx_strncmp(p, hc->uscf->host.data, hc->uscf->host.len) == 0
+            && ngx_strncmp(p + hc->uscf->host.len + 1, peer->name.data,
+                           peer->name.len)
                == 0
-            && ngx_strncmp(sp->key.data + hc->uscf->host.len + 1,
-                           peer->name.data, peer->name.len)
+            && ngx_memcmp(p + len - hc->answers_key.len,
+                          hc->answers_key.data, hc->answers_key.len)
                == 0)
         {
             return sp;
@@ -394,7 +397,9 @@ ngx_http_scep_sh_peer(ngx_slab_pool_t *shpool, ngx_http_scep_sh_t *sh,
 
     p = ngx_cpymem(p, hc->uscf->host.data, hc->uscf->host.len);
     *p++ = ' ';
-    ngx_memcpy(p, peer->name.data, peer->name.len);
+    p = ngx_cpymem(p, peer->name.data, peer->name.len);
+    *p++ = ' ';
+    ngx_memcpy(p, hc->answers_key.data, hc->answers_key.len);
 
     sp->state = hc->mandatory ? NGX_HTTP_SCEP_PEER_CHECKING
                               : NGX_HTTP_SCEP_PEER_UP;

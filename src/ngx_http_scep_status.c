@@ -22,6 +22,7 @@ typedef struct {
     time_t                      warn;
     ngx_http_scep_sh_answer_t   answer;     /* without its data */
     ngx_uint_t                  has_answer;
+    ngx_uint_t                  trusted_ca;  /* the upstream has one */
 } ngx_http_scep_status_peer_t;
 
 
@@ -226,6 +227,7 @@ ngx_http_scep_snapshot(ngx_http_request_t *r, ngx_http_scep_snapshot_t *ss)
             sp->address = peer[j].name;
             sp->sh = *peer[j].sh;
             sp->warn = hcp[i]->ra_expiry_warn;
+            sp->trusted_ca = (hcp[i]->trusted_ca != NULL);
 
             sp->has_answer = (peer[j].sh->answer != NULL);
 
@@ -328,12 +330,14 @@ ngx_http_scep_status_json(ngx_http_request_t *r, ngx_http_scep_snapshot_t *ss,
     json_object_set_new(doc, "upstreams", ups);
 
     json_object_set_new(o, "ca_cache",
-                        json_pack("{s:{s:I, s:I}, s:I, s:I}",
+                        json_pack("{s:{s:I, s:I}, s:I, s:I, s:I}",
                                   "hits",
                                   "GetCACaps", (json_int_t) cn->cache_hits[0],
                                   "GetCACert", (json_int_t) cn->cache_hits[1],
                                   "stale_hits", (json_int_t) cn->cache_stale,
-                                  "misses", (json_int_t) cn->cache_misses));
+                                  "misses", (json_int_t) cn->cache_misses,
+                                  "bypassed",
+                                  (json_int_t) cn->cache_bypassed));
     json_object_set_new(doc, "replay",
                         json_pack("{s:I, s:I}",
                                   "entries", (json_int_t) ss->replay_entries,
@@ -361,6 +365,8 @@ ngx_http_scep_status_json(ngx_http_request_t *r, ngx_http_scep_snapshot_t *ss,
 
             json_object_set_new(up, "peers", json_array());
             json_object_set_new(up, "answers_disagree", json_false());
+            json_object_set_new(up, "trusted_ca",
+                                json_boolean(sp[i].trusted_ca));
             json_object_set_new(ups, name, up);
         }
 
@@ -660,6 +666,11 @@ ngx_http_scep_status_prometheus(ngx_http_request_t *r,
             "the cache let through to a server.\n"
             "# TYPE scep_ca_cache_misses_total counter\n"
             "scep_ca_cache_misses_total %uA\n"
+            "# HELP scep_ca_cache_bypassed_total GetCACaps and GetCACert "
+            "passed to the servers because healthy servers disagreed "
+            "(no scep_trusted_ca).\n"
+            "# TYPE scep_ca_cache_bypassed_total counter\n"
+            "scep_ca_cache_bypassed_total %uA\n"
             "# HELP scep_replay_entries transactionID and senderNonce "
             "pairs kept by the replay window.\n"
             "# TYPE scep_replay_entries gauge\n"
@@ -669,7 +680,8 @@ ngx_http_scep_status_prometheus(ngx_http_request_t *r,
             "# TYPE scep_replay_evicted_total counter\n"
             "scep_replay_evicted_total %uA\n",
             cn->cache_hits[0], cn->cache_hits[1], cn->cache_stale,
-            cn->cache_misses, ss->replay_entries, cn->replay_evicted);
+            cn->cache_misses, cn->cache_bypassed, ss->replay_entries,
+            cn->replay_evicted);
 
     p = ngx_http_scep_prom_disagree(p, last, ss);
 

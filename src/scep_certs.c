@@ -21,6 +21,7 @@
 #include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/objects.h>
+#include <openssl/pem.h>
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
 
@@ -31,6 +32,7 @@
 #define SCEP_DAY              86400
 #define SCEP_TYPE_QUOTE_MAX   64      /* content type bytes in a reason */
 #define SCEP_DATE_LEN         32
+#define SCEP_CT_QUOTE_MAX     64      /* Content-Type bytes in a reason */
 
 /* what a Content-Type header announces */
 #define SCEP_FORM_NONE        0       /* no header, or an empty one */
@@ -65,6 +67,12 @@ typedef struct {
 } scep_cap_t;
 
 
+struct scep_anchors_s {
+    STACK_OF(X509)   *certs;
+    unsigned char     digest[SCEP_ANCHORS_DIGEST_LEN];
+};
+
+
 typedef struct {
     const char       *name;
     size_t            len;
@@ -97,6 +105,15 @@ static void scep_serial_copy(const ASN1_INTEGER *serial, char *buf,
 static int scep_asn1_time(const ASN1_TIME *t, time_t *out);
 static int scep_is_ca(const X509 *x);
 static void scep_date(time_t t, char *buf, size_t size);
+static size_t scep_token(const unsigned char *p, const unsigned char *end);
+static int scep_media_syntax(const unsigned char *p, size_t len);
+static void scep_quote(const unsigned char *p, size_t len, char *buf,
+    size_t size);
+static STACK_OF(X509) *scep_cacert_x509s(const unsigned char *body,
+    size_t len);
+static void scep_chains(STACK_OF(X509) *certs, const scep_anchors_t *anchors,
+    int *trusted);
+static int scep_issued_by(X509 *x, X509 *issuer);
 
 
 #define scep_cap(s, bit)  { s, sizeof(s) - 1, bit }
@@ -435,6 +452,261 @@ scep_cacert_check(const scep_ca_answer_t *a, time_t now, time_t warn,
     }
 
     return worst;
+}
+
+
+int
+scep_content_type_check(const unsigned char *value, size_t len,
+    const char *op, char *err, size_t errlen)
+{
+    char           quoted[SCEP_CT_QUOTE_MAX + 4];
+    size_t         i;
+    unsigned char  c;
+    const char    *what;
+
+    scep_certs_reason(err, errlen, "");
+
+    if (value == NULL || len == 0) {
+        if (err != NULL && errlen > 0) {
+            snprintf(err, errlen, "%s: no Content-Type", op);
+        }
+
+        return -1;
+    }
+
+    what = NULL;
+
+    for (i = 0; i < len; i++) {
+        c = value[i];
+
+        if ((c < 0x20 && c != '\t') || c == 0x7f) {
+            what = "has a control character";
+            break;
+        }
+    }
+
+    if (what == NULL && !scep_media_syntax(value, len)) {
+        what = "is not a media type";
+    }
+
+    if (what == NULL) {
+        return 0;
+    }
+
+    if (err != NULL && errlen > 0) {
+        scep_quote(value, len, quoted, sizeof(quoted));
+        snprintf(err, errlen, "%s: Content-Type \"%s\" %s", op, quoted,
+                 what);
+    }
+
+    return -1;
+}
+
+
+scep_anchors_t *
+scep_anchors_read(const char *path, char *err, size_t errlen)
+{
+    int              n;
+    BIO             *bio;
+    X509            *x;
+    EVP_MD_CTX      *md;
+    unsigned long    e;
+    unsigned char   *der;
+    unsigned char    hash[EVP_MAX_MD_SIZE];
+    scep_anchors_t  *a;
+
+    scep_certs_reason(err, errlen, "");
+
+    ERR_clear_error();
+
+    bio = BIO_new_file(path, "r");
+
+    if (bio == NULL) {
+        ERR_clear_error();
+        scep_certs_reason(err, errlen, "cannot open the file");
+        return NULL;
+    }
+
+    a = calloc(1, sizeof(scep_anchors_t));
+    md = EVP_MD_CTX_new();
+
+    if (a == NULL || md == NULL
+        || (a->certs = sk_X509_new_null()) == NULL
+        || EVP_DigestInit_ex(md, EVP_sha256(), NULL) != 1)
+    {
+        scep_certs_reason(err, errlen, "out of memory");
+        goto failed;
+    }
+
+    for ( ;; ) {
+        x = PEM_read_bio_X509(bio, NULL, NULL, NULL);
+
+        if (x == NULL) {
+            break;
+        }
+
+        if (!sk_X509_push(a->certs, x)) {
+            X509_free(x);
+            scep_certs_reason(err, errlen, "out of memory");
+            goto failed;
+        }
+
+        der = NULL;
+        n = i2d_X509(x, &der);
+
+        if (n <= 0 || EVP_DigestUpdate(md, der, (size_t) n) != 1) {
+            OPENSSL_free(der);
+            scep_certs_reason(err, errlen, "out of memory");
+            goto failed;
+        }
+
+        OPENSSL_free(der);
+    }
+
+    /* the end of the file is "no start line"; anything else is bad */
+
+    e = ERR_peek_last_error();
+
+    if (e != 0 && !(ERR_GET_LIB(e) == ERR_LIB_PEM
+                    && ERR_GET_REASON(e) == PEM_R_NO_START_LINE))
+    {
+        scep_certs_reason(err, errlen, "a certificate that does not parse");
+        goto failed;
+    }
+
+    if (sk_X509_num(a->certs) == 0) {
+        scep_certs_reason(err, errlen, "no certificates");
+        goto failed;
+    }
+
+    if (EVP_DigestFinal_ex(md, hash, NULL) != 1) {
+        scep_certs_reason(err, errlen, "out of memory");
+        goto failed;
+    }
+
+    memcpy(a->digest, hash, SCEP_ANCHORS_DIGEST_LEN);
+
+    EVP_MD_CTX_free(md);
+    BIO_free(bio);
+    ERR_clear_error();
+
+    return a;
+
+failed:
+
+    EVP_MD_CTX_free(md);
+    BIO_free(bio);
+    scep_anchors_free(a);
+    ERR_clear_error();
+
+    return NULL;
+}
+
+
+void
+scep_anchors_free(scep_anchors_t *a)
+{
+    if (a == NULL) {
+        return;
+    }
+
+    sk_X509_pop_free(a->certs, X509_free);
+    free(a);
+}
+
+
+int
+scep_anchors_count(const scep_anchors_t *a)
+{
+    return a ? sk_X509_num(a->certs) : 0;
+}
+
+
+void
+scep_anchors_digest(const scep_anchors_t *a, unsigned char *digest)
+{
+    memcpy(digest, a->digest, SCEP_ANCHORS_DIGEST_LEN);
+}
+
+
+int
+scep_cacert_trusted(const unsigned char *body, size_t len,
+    const scep_anchors_t *anchors, char *err, size_t errlen)
+{
+    int              i, n, ca, rc;
+    int              trusted[SCEP_CERTS_MAX];
+    char             subject[SCEP_CERT_NAME_MAX];
+    X509            *x;
+    STACK_OF(X509)  *certs;
+
+    scep_certs_reason(err, errlen, "");
+
+    certs = scep_cacert_x509s(body, len);
+
+    if (certs == NULL || sk_X509_num(certs) == 0) {
+        sk_X509_pop_free(certs, X509_free);
+        ERR_clear_error();
+        scep_certs_reason(err, errlen, scep_cacert_bad);
+        return -1;
+    }
+
+    n = sk_X509_num(certs);
+
+    /* the signatures checked grow with the square of the certificates */
+
+    if (n > SCEP_CERTS_MAX) {
+        sk_X509_pop_free(certs, X509_free);
+
+        if (err != NULL && errlen > 0) {
+            snprintf(err, errlen, "GetCACert: more than %d certificates,"
+                     " more than scep_trusted_ca checks", SCEP_CERTS_MAX);
+        }
+
+        return -1;
+    }
+
+    scep_chains(certs, anchors, trusted);
+
+    /* the CA certificate first: the first with CA:TRUE, or one alone */
+
+    ca = (n == 1) ? 0 : -1;
+
+    for (i = 0; i < n && ca == -1; i++) {
+        if (scep_is_ca(sk_X509_value(certs, i))) {
+            ca = i;
+        }
+    }
+
+    x = NULL;
+
+    if (ca >= 0 && !trusted[ca]) {
+        x = sk_X509_value(certs, ca);
+    }
+
+    for (i = 0; i < n && x == NULL; i++) {
+        if (!trusted[i]) {
+            x = sk_X509_value(certs, i);
+        }
+    }
+
+    rc = 0;
+
+    if (x != NULL) {
+        rc = -1;
+
+        if (err != NULL && errlen > 0) {
+            scep_name_copy(X509_get_subject_name(x), subject,
+                           sizeof(subject));
+            snprintf(err, errlen, "GetCACert: %s certificate not issued by"
+                     " scep_trusted_ca: \"%s\"",
+                     (n == 1 || scep_is_ca(x)) ? "CA" : "RA", subject);
+        }
+    }
+
+    sk_X509_pop_free(certs, X509_free);
+    ERR_clear_error();
+
+    return rc;
 }
 
 
@@ -1223,4 +1495,279 @@ scep_date(time_t t, char *buf, size_t size)
 
     snprintf(buf, size, "%04ld-%02d-%02d", (long) tm.tm_year + 1900,
              tm.tm_mon + 1, tm.tm_mday);
+}
+
+
+/* the number of token characters (RFC 9110 tchar) from p on */
+
+static size_t
+scep_token(const unsigned char *p, const unsigned char *end)
+{
+    size_t         n;
+    unsigned char  c;
+
+    for (n = 0; p + n < end; n++) {
+        c = p[n];
+
+        if ((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z')
+            || (c >= '0' && c <= '9')
+            || (c != '\0' && strchr("!#$%&'*+-.^_`|~", c) != NULL))
+        {
+            continue;
+        }
+
+        break;
+    }
+
+    return n;
+}
+
+
+/*
+ * media-type = type "/" subtype *( OWS ";" OWS [ parameter ] ), where
+ * parameter = token "=" ( token / quoted-string ); the value holds no
+ * control characters but tabs.
+ */
+
+static int
+scep_media_syntax(const unsigned char *p, size_t len)
+{
+    size_t                n;
+    const unsigned char  *end;
+
+    end = p + len;
+
+    n = scep_token(p, end);
+
+    if (n == 0 || p + n == end || p[n] != '/') {
+        return 0;
+    }
+
+    p += n + 1;
+    n = scep_token(p, end);
+
+    if (n == 0) {
+        return 0;
+    }
+
+    p += n;
+
+    for ( ;; ) {
+        while (p < end && (*p == ' ' || *p == '\t')) {
+            p++;
+        }
+
+        if (p == end) {
+            return 1;
+        }
+
+        if (*p++ != ';') {
+            return 0;
+        }
+
+        while (p < end && (*p == ' ' || *p == '\t')) {
+            p++;
+        }
+
+        if (p == end || *p == ';') {
+            /* an empty parameter */
+            continue;
+        }
+
+        n = scep_token(p, end);
+
+        if (n == 0 || p + n == end || p[n] != '=') {
+            return 0;
+        }
+
+        p += n + 1;
+
+        if (p < end && *p == '"') {
+            p++;
+
+            while (p < end && *p != '"') {
+                if (*p == '\\') {
+                    p++;
+
+                    if (p == end) {
+                        return 0;
+                    }
+                }
+
+                p++;
+            }
+
+            if (p == end) {
+                return 0;
+            }
+
+            p++;
+
+        } else {
+            n = scep_token(p, end);
+
+            if (n == 0) {
+                return 0;
+            }
+
+            p += n;
+        }
+    }
+}
+
+
+/*
+ * A header value for a reason: up to SCEP_CT_QUOTE_MAX bytes, control
+ * characters, bytes other than ASCII and quotes as "?", "..." when cut.
+ */
+
+static void
+scep_quote(const unsigned char *p, size_t len, char *buf, size_t size)
+{
+    size_t  i, n;
+
+    n = len < SCEP_CT_QUOTE_MAX ? len : SCEP_CT_QUOTE_MAX;
+
+    if (n > size - 4) {
+        n = size - 4;
+    }
+
+    for (i = 0; i < n; i++) {
+        buf[i] = (p[i] >= 0x20 && p[i] <= 0x7e && p[i] != '"')
+                 ? (char) p[i] : '?';
+    }
+
+    if (n < len) {
+        memcpy(buf + i, "...", 3);
+        i += 3;
+    }
+
+    buf[i] = '\0';
+}
+
+
+/* the certificates of a GetCACert answer, one or a certs-only bundle */
+
+static STACK_OF(X509) *
+scep_cacert_x509s(const unsigned char *body, size_t len)
+{
+    X509                 *x;
+    size_t                total;
+    unsigned int          inner;
+    CMS_ContentInfo      *cms;
+    STACK_OF(X509)       *certs;
+    const unsigned char  *p;
+
+    if (body == NULL || len > LONG_MAX
+        || scep_der_outer(body, len, &inner, &total) != SCEP_DER_OK)
+    {
+        return NULL;
+    }
+
+    p = body;
+
+    if (inner == SCEP_TAG_OID) {
+        cms = d2i_CMS_ContentInfo(NULL, &p, (long) len);
+
+        if (cms == NULL) {
+            return NULL;
+        }
+
+        certs = CMS_get1_certs(cms);
+        CMS_ContentInfo_free(cms);
+
+        return certs;
+    }
+
+    x = d2i_X509(NULL, &p, (long) len);
+
+    if (x == NULL) {
+        return NULL;
+    }
+
+    certs = sk_X509_new_null();
+
+    if (certs == NULL || !sk_X509_push(certs, x)) {
+        X509_free(x);
+        sk_X509_free(certs);
+        return NULL;
+    }
+
+    return certs;
+}
+
+
+/*
+ * trusted[i]: whether the i-th certificate (of up to SCEP_CERTS_MAX) is
+ * an anchor, is issued by one, or is issued by a CA certificate of the
+ * answer that is, at any depth.  Each pair of certificates is checked
+ * once at most.
+ */
+
+static void
+scep_chains(STACK_OF(X509) *certs, const scep_anchors_t *anchors,
+    int *trusted)
+{
+    int            i, j, k, n, more;
+    X509          *x, *a;
+    unsigned char  tried[SCEP_CERTS_MAX][SCEP_CERTS_MAX];
+
+    n = sk_X509_num(certs);
+
+    memset(tried, 0, sizeof(tried));
+
+    for (i = 0; i < n; i++) {
+        x = sk_X509_value(certs, i);
+        trusted[i] = 0;
+
+        for (k = 0; k < sk_X509_num(anchors->certs) && !trusted[i]; k++) {
+            a = sk_X509_value(anchors->certs, k);
+            trusted[i] = (X509_cmp(x, a) == 0 || scep_issued_by(x, a));
+        }
+    }
+
+    do {
+        more = 0;
+
+        for (i = 0; i < n; i++) {
+            if (trusted[i]) {
+                continue;
+            }
+
+            for (j = 0; j < n; j++) {
+                if (j == i || !trusted[j] || tried[i][j]) {
+                    continue;
+                }
+
+                tried[i][j] = 1;
+
+                if (scep_is_ca(sk_X509_value(certs, j))
+                    && scep_issued_by(sk_X509_value(certs, i),
+                                      sk_X509_value(certs, j)))
+                {
+                    trusted[i] = 1;
+                    more = 1;
+                    break;
+                }
+            }
+        }
+
+    } while (more);
+}
+
+
+/* the issuer's name and key identifier fit, and its key signed x */
+
+static int
+scep_issued_by(X509 *x, X509 *issuer)
+{
+    EVP_PKEY  *key;
+
+    if (X509_check_issued(issuer, x) != X509_V_OK) {
+        return 0;
+    }
+
+    key = X509_get0_pubkey(issuer);
+
+    return key != NULL && X509_verify(x, key) == 1;
 }

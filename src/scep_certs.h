@@ -148,6 +148,23 @@ int scep_cacert_check(const scep_ca_answer_t *a, time_t now, time_t warn,
 
 
 /*
+ * Judges the Content-Type value of a GetCACaps or GetCACert answer
+ * before it is kept and sent on to devices ("op" names the operation
+ * in the reason).  It must be there, be a valid header value (no
+ * control characters but the tab: no CR, LF or NUL) and be a media
+ * type: "type/subtype" tokens, then parameters, each ";" token "="
+ * token or quoted-string, with blanks around the ";".  Returns 0, or
+ * -1 with a reason in err quoting the value with control characters and
+ * quotes as "?", e.g. "GetCACaps: Content-Type \"text/plain?Set-Cookie:
+ * x=1\" has a control character", "GetCACert: Content-Type \"x\" is
+ * not a media type", "GetCACaps: no Content-Type".  err may be NULL;
+ * a reason longer than errlen is truncated.
+ */
+int scep_content_type_check(const unsigned char *value, size_t len,
+    const char *op, char *err, size_t errlen);
+
+
+/*
  * The identifier of a certificate by its issuer and serial number, as a
  * CMS RecipientInfo names it: the first SCEP_CERT_ID_LEN bytes of the
  * SHA-256 over the issuer Name (DER) and the serialNumber's contents
@@ -171,6 +188,51 @@ int scep_key_id(const unsigned char *key_id, size_t len, unsigned char *id);
 void scep_issuer_serial_text(const unsigned char *issuer, size_t issuer_len,
     const unsigned char *serial, size_t serial_len, char *name,
     size_t name_size, char *hex, size_t hex_size);
+
+
+/*
+ * Trust anchors for GetCACert answers: the CA certificates of a PEM
+ * file, read once at configuration time.
+ */
+typedef struct scep_anchors_s  scep_anchors_t;
+
+#define SCEP_ANCHORS_DIGEST_LEN  8
+
+/*
+ * Reads every certificate of the PEM file "path"; other PEM blocks (a
+ * key, say) are skipped.  Returns the anchors, or NULL with a reason in
+ * err: "cannot open the file", "a certificate that does not parse",
+ * "no certificates" (a file without any), "out of memory".
+ */
+scep_anchors_t *scep_anchors_read(const char *path, char *err,
+    size_t errlen);
+
+void scep_anchors_free(scep_anchors_t *a);
+
+int scep_anchors_count(const scep_anchors_t *a);
+
+/*
+ * The first SCEP_ANCHORS_DIGEST_LEN bytes of the SHA-256 over the DER
+ * of the anchors in file order: what tells one set from another.
+ */
+void scep_anchors_digest(const scep_anchors_t *a, unsigned char *digest);
+
+/*
+ * Whether a GetCACert answer that scep_cacert_parse() accepted may be
+ * trusted: every certificate of it is one of the anchors, or is issued
+ * by one (its signature checked with the anchor's key), directly or
+ * through CA certificates of the answer that are (intermediate CAs; a
+ * CA certificate renewed with the same key and name is issued by the
+ * old one).  The CA certificate (the answer's "ca") is judged first.
+ * Returns 0, or -1 with a reason in err naming the first certificate
+ * that fails: "GetCACert: CA certificate not issued by scep_trusted_ca:
+ * \"CN=...\"" (RA for the others).  An answer of more than
+ * SCEP_CERTS_MAX certificates fails as a whole ("GetCACert: more than 8
+ * certificates, more than scep_trusted_ca checks"): each pair of
+ * certificates costs a signature check at most.
+ */
+int scep_cacert_trusted(const unsigned char *body, size_t len,
+    const scep_anchors_t *anchors, char *err, size_t errlen);
 
 
 #endif /* _SCEP_CERTS_H_INCLUDED_ */

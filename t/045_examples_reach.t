@@ -76,6 +76,8 @@ CONF
         $text =~ s{/usr/lib/nginx/modules/ngx_http_scep_module\.so}
                   {$t->{module}}g;
         $text =~ s{/var/log/nginx/}{$d/logs/}g;
+        # the CA that scep_trusted_ca names is the back end's
+        $text =~ s{/etc/nginx/ssl/corp-root-ca\.pem}{$t->ca_pem}ge;
         $text =~ s{/etc/nginx/ssl/[\w.-]+\.(crt|pem)}{$d/server.crt}g;
         $text =~ s{/etc/nginx/ssl/[\w.-]+\.key}{$d/server.key}g;
         $text =~ s{ndes\.corp\.example\.com}{localhost}g;

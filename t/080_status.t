@@ -252,10 +252,12 @@ my $schema = {
         rate_limited => 'int',
         no_healthy_backend => 'int',
         ca_cache => { hits => { GetCACaps => 'int', GetCACert => 'int' },
-                      stale_hits => 'int', misses => 'int' },
+                      stale_hits => 'int', misses => 'int',
+                      bypassed => 'int' },
     },
     upstreams => {
-        map { $_ => { peers => [$peer_schema], answers_disagree => 'bool' } }
+        map { $_ => { peers => [$peer_schema], answers_disagree => 'bool',
+                      trusted_ca => 'bool' } }
             qw(ndes lonely expiring)
     },
     replay => { entries => 'int', evicted => 'int' },
@@ -644,6 +646,7 @@ my %doc_type = (
     scep_ca_cache_hits_total => 'counter',
     scep_ca_cache_stale_hits_total => 'counter',
     scep_ca_cache_misses_total => 'counter',
+    scep_ca_cache_bypassed_total => 'counter',
     scep_replay_entries => 'gauge', scep_replay_evicted_total => 'counter',
     scep_upstream_answers_disagree => 'gauge',
     scep_peer_up => 'gauge', scep_peer_state => 'gauge',

@@ -2,8 +2,9 @@
 
 # scep_ca_cache: GetCACaps and GetCACert answered at the edge from the
 # probes' last good answers, byte for byte with the back end's
-# Content-Type, and no request to a back end; another CA identifier and
-# locations without the cache go to the back end; $scep_cache and
+# Content-Type, and no request to a back end; with scep_ca_cache_ident
+# probe, another CA identifier goes to the back end, as do locations
+# without the cache (t/128 has the default, every identifier); $scep_cache and
 # $upstream_addr in the log; the hits counted on the status page; served
 # stale up to scep_ca_cache_valid when no back end is healthy, then 503.
 
@@ -56,6 +57,7 @@ http {
         access_log %%DIR%%/logs/cache.log cache;
 
         scep_ca_cache on;
+        scep_ca_cache_ident probe;
 
         location = /scep {
             scep on;
@@ -187,8 +189,8 @@ like($log[16], qr/ MISS "127/, 'ca_ident=: "default" is another CA now');
 my $s = status();
 is_deeply($s->{requests}{ca_cache},
           { hits => { GetCACaps => 6, GetCACert => 6 }, stale_hits => 0,
-            misses => 3 },
-          'status: hits by operation, stale hits, misses');
+            misses => 3, bypassed => 0 },
+          'status: hits by operation, stale hits, misses, none bypassed');
 is($s->{requests}{operations}{GetCACaps}, 8,
    'status: hits are requests too');
 is($s->{upstreams}{ndes}{answers_disagree}, JSON::PP::false,

@@ -1,10 +1,12 @@
 #!/usr/bin/perl
 
 # scep_ca_cache with healthy back ends that disagree: one publishes an RA
-# certificate renewed later than the other's.  The newest RA certificate's
-# answer is served; the status page flags the upstream (JSON and
-# Prometheus) and names the back end that differs; the error log says so
-# at warn once, and once again when they agree (the renewed one gone).
+# certificate renewed later than the other's, both under CAs of
+# scep_trusted_ca.  The newest RA certificate's answer is served; the
+# status page flags the upstream (JSON and Prometheus) and names the back
+# end that differs; the error log says so at warn once, and once again
+# when they agree (the renewed one gone).  Without scep_trusted_ca
+# nothing is served while they disagree: t/129.
 
 use strict;
 use warnings;
@@ -27,6 +29,11 @@ sub day { strftime('%Y%m%d%H%M%SZ', gmtime(time + $_[0] * 86400)) }
 my $old = $t->ca_ra_bundle('old', day(-300), day(400));
 my $new = $t->ca_ra_bundle('new', day(-1), day(300));
 
+# the two bundles were made by CAs of their own
+$t->write_file('trusted.pem',
+               $t->read_file($t->dir . '/old/ca.pem')
+               . $t->read_file($t->dir . '/new/ca.pem'));
+
 my $f_old = $t->start_fault('certs', $old);
 my $f_new = $t->start_fault('certs', $new);
 
@@ -41,6 +48,7 @@ http {
         server 127.0.0.1:$f_old->{port};
         server 127.0.0.1:$f_new->{port};
         scep_health_check $hc;
+        scep_trusted_ca %%DIR%%/trusted.pem;
     }
 
     server {

@@ -1,7 +1,8 @@
 #!/usr/bin/perl
 
-# Configuration of the CA answers at the edge and of the replay window:
-# nginx -t refuses what cannot work and says what to change.
+# Configuration of the CA answers at the edge (scep_ca_cache_ident,
+# scep_trusted_ca) and of the replay window: nginx -t refuses what cannot
+# work and says what to change.
 
 use strict;
 use warnings;
@@ -82,6 +83,14 @@ accepted(conf('scep_ca_cache on; scep_ca_cache_valid 10m;', ''),
 refused(conf('', 'scep_ca_cache sometimes;'),
         qr/invalid value "sometimes" in "scep_ca_cache" directive, it must be "on" or "off"/,
         'scep_ca_cache takes on or off');
+accepted(conf('scep_ca_cache_ident probe;', 'scep_ca_cache_ident any;'),
+         'scep_ca_cache_ident any and probe');
+refused(conf('', 'scep_ca_cache_ident default;'),
+        qr/invalid value "default" in \S+test\.conf:\d+/,
+        'scep_ca_cache_ident takes any or probe');
+refused(conf('', 'scep_ca_cache_ident;'),
+        qr/invalid number of arguments in "scep_ca_cache_ident"/,
+        'scep_ca_cache_ident takes one value');
 refused(conf('', 'scep_ca_cache_valid forever;'),
         qr/"scep_ca_cache_valid" directive invalid value/,
         'scep_ca_cache_valid takes a time');
@@ -96,6 +105,48 @@ refused(conf('', '', 'scep_health_check uri=/scep ca_ident=' . ('x' x 256)
              . ';'),
         qr/"ca_ident" of "scep_health_check" must be up to 255/,
         'ca_ident too long');
+
+# scep_trusted_ca: PEM certificates, read by nginx -t
+my $d = $t->dir;
+my $pem = $t->tls_cert;
+$t->write_file('key-only.pem', $t->read_file("$d/server.key"));
+$t->write_file('broken.pem', $t->read_file($pem)
+               . "-----BEGIN CERTIFICATE-----\nMIIBAAAA\n"
+               . "-----END CERTIFICATE-----\n");
+
+accepted(conf('', '', "scep_health_check uri=/scep;"
+                      . " scep_trusted_ca $pem;"), 'scep_trusted_ca');
+accepted(conf('', '', "scep_trusted_ca $pem;"
+                      . " scep_health_check uri=/scep;"),
+         'scep_trusted_ca before scep_health_check');
+refused(conf('', '', "scep_health_check uri=/scep;"
+                     . " scep_trusted_ca $d/missing.pem;"),
+        qr/"scep_trusted_ca" cannot read "\S+missing\.pem" \(2: No such file or directory\)/,
+        'scep_trusted_ca: a missing file');
+refused(conf('', '', "scep_health_check uri=/scep;"
+                     . " scep_trusted_ca $d/key-only.pem;"),
+        qr/"scep_trusted_ca" "\S+key-only\.pem": no certificates: give a PEM file of the CA certificates that the back ends' GetCACert answers must hold or be issued by/,
+        'scep_trusted_ca: a file without certificates');
+refused(conf('', '', "scep_health_check uri=/scep;"
+                     . " scep_trusted_ca $d/broken.pem;"),
+        qr/"scep_trusted_ca" "\S+broken\.pem": a certificate that does not parse/,
+        'scep_trusted_ca: a certificate that does not parse');
+refused(conf('', '', "scep_health_check uri=/scep;"
+                     . " scep_trusted_ca $pem; scep_trusted_ca $pem;"),
+        qr/"scep_trusted_ca" directive is duplicate/,
+        'scep_trusted_ca twice');
+refused(conf('', '', "server 127.0.0.1:1; scep_trusted_ca $pem;"),
+        qr/"scep_trusted_ca" in \S+test\.conf:\d+ needs "scep_health_check" in upstream "ndes"/,
+        'scep_trusted_ca without scep_health_check');
+refused(conf("scep_trusted_ca $pem;", '', 'scep_health_check uri=/scep;'),
+        qr/"scep_trusted_ca" directive is not allowed here/,
+        'scep_trusted_ca outside an upstream');
+refused(conf('', "scep_trusted_ca $pem;", 'scep_health_check uri=/scep;'),
+        qr/"scep_trusted_ca" directive is not allowed here/,
+        'scep_trusted_ca in a location');
+refused(conf('', '', "scep_health_check uri=/scep; scep_trusted_ca;"),
+        qr/invalid number of arguments in "scep_trusted_ca"/,
+        'scep_trusted_ca without a file');
 
 $t->stop;
 done_testing;

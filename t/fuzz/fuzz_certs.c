@@ -4,7 +4,8 @@
  *
  * Fuzz target for scep_certs.c: every input is taken as a GetCACaps
  * and as a GetCACert answer, and what the parsers return is checked
- * for consistency.
+ * for consistency; and as a Content-Type value, whose reason must be
+ * printable text whatever the value holds.
  */
 
 
@@ -22,6 +23,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 static void fuzz_string(const char *s, size_t size);
 static void fuzz_answer(const scep_ca_answer_t *a, int rc);
+static void fuzz_content_type(const uint8_t *data, size_t size);
 
 
 static void
@@ -75,6 +77,39 @@ fuzz_answer(const scep_ca_answer_t *a, int rc)
 }
 
 
+static void
+fuzz_content_type(const uint8_t *data, size_t size)
+{
+    int     rc;
+    char    err[128];
+    size_t  i, n;
+
+    rc = scep_content_type_check(data, size, "GetCACaps", err, sizeof(err));
+
+    if ((rc != 0 && rc != -1) || (rc == 0) != (err[0] == '\0')) {
+        abort();
+    }
+
+    fuzz_string(err, sizeof(err));
+
+    n = strlen(err);
+
+    for (i = 0; i < n; i++) {
+        if (err[i] < 0x20 || err[i] > 0x7e) {
+            abort();
+        }
+    }
+
+    if (scep_content_type_check(data, size, "GetCACert", err, 8) != rc
+        || scep_content_type_check(data, size, "GetCACert", NULL, 0) != rc)
+    {
+        abort();
+    }
+
+    fuzz_string(err, 8);
+}
+
+
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -97,6 +132,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     rc = scep_cacert_parse(data, size, "application/x-x509-ca-ra-cert", &a,
                            err, sizeof(err));
     fuzz_answer(&a, rc);
+
+    fuzz_content_type(data, size);
 
     return 0;
 }

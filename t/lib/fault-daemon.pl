@@ -20,6 +20,9 @@
 #   type      as certs, but GetCACert labelled with the content type
 #             TYPE, which the probe quotes in its failure reason: markup
 #             there tests that the status page shows it as text
+#   capstype  as certs, but GetCACaps labelled with the content type
+#             TYPE: a header value a back end must not get past the
+#             probes (a CR and a header of its own after it, say)
 #   slowtls=S an HTTPS server (FILE.crt, FILE.key) that waits S seconds
 #             before its TLS handshake and S more before it answers:
 #             GetCACaps a capability list, anything else a 500; prints
@@ -27,6 +30,7 @@
 #             close TIME" for each connection
 #
 #   fault-daemon.pl PORT type FILE TYPE
+#   fault-daemon.pl PORT capstype FILE TYPE
 #
 # Loopback only; one process per connection.
 
@@ -143,9 +147,9 @@ sub serve {
                "<html><body>Network Device Enrollment Service</body>"
                . "</html>\r\n");
 
-    } elsif ($mode eq 'certs' || $mode eq 'type') {
+    } elsif ($mode eq 'certs' || $mode eq 'type' || $mode eq 'capstype') {
         if ($req =~ /operation=GetCACaps/) {
-            answer($c, '200 OK', 'text/plain',
+            answer($c, '200 OK', $mode eq 'capstype' ? $type : 'text/plain',
                    "POSTPKIOperation\nSHA-256\nAES\nSCEPStandard\n");
         } else {
             answer($c, '200 OK', $mode eq 'type'

@@ -12,10 +12,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <openssl/bn.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
+#include <openssl/pem.h>
 #include <openssl/pkcs7.h>
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
@@ -63,6 +65,13 @@ static void test_rejects(certs_t *c);
 static void test_names(certs_t *c);
 static void test_check(certs_t *c);
 static void test_ids(certs_t *c);
+static int ctype(const char *v, size_t len, const char *expect);
+static void test_content_type(void);
+static X509 *signed_by(X509 *x, EVP_PKEY *signer);
+static const char *pem_file(const char *name, X509 **x, int n,
+    const char *extra);
+static int trusted(blob_t b, scep_anchors_t *a, const char *expect);
+static void test_trust(void);
 
 
 static int  test_n;
@@ -1127,6 +1136,348 @@ test_ids(certs_t *c)
 }
 
 
+/* scep_content_type_check() of v: 0, or -1 with a reason of "expect" */
+
+static int
+ctype(const char *v, size_t len, const char *expect)
+{
+    int   rc;
+    char  err[128];
+
+    rc = scep_content_type_check((const unsigned char *) v, len,
+                                 "GetCACaps", err, sizeof(err));
+
+    if (expect == NULL) {
+        return rc == 0 && err[0] == '\0';
+    }
+
+    return rc == -1 && strcmp(err, expect) == 0;
+}
+
+
+static void
+test_content_type(void)
+{
+    char  big[200];
+
+    ok(ctype("text/plain", 10, NULL), "ctype: text/plain");
+    ok(ctype("application/x-x509-ca-ra-cert", 29, NULL),
+       "ctype: application/x-x509-ca-ra-cert");
+    ok(ctype("text/plain; charset=utf-8", 25, NULL), "ctype: a parameter");
+    ok(ctype("text/plain;charset=\"utf-8\" ;\tq=1;", 33, NULL),
+       "ctype: quoted, tabs, an empty parameter");
+    ok(ctype("text/plain; a=\"x\\\"y;z\"", 22, NULL),
+       "ctype: an escaped quote and a \";\" in a quoted-string");
+    ok(ctype("Text/Plain", 10, NULL), "ctype: upper case");
+
+    ok(ctype("text/plain\rSet-Cookie: x=1", 26,
+             "GetCACaps: Content-Type \"text/plain?Set-Cookie: x=1\" has a"
+             " control character"), "ctype: CR refused, quoted as ?");
+    ok(ctype("text/plain\nX: 1", 15,
+             "GetCACaps: Content-Type \"text/plain?X: 1\" has a control"
+             " character"), "ctype: LF refused");
+    ok(ctype("text/plain\0x", 12,
+             "GetCACaps: Content-Type \"text/plain?x\" has a control"
+             " character"), "ctype: NUL refused");
+    ok(ctype("text/pl\x7f" "ain", 11,
+             "GetCACaps: Content-Type \"text/pl?ain\" has a control"
+             " character"), "ctype: DEL refused");
+    ok(ctype("text/plain\x1b[0m", 14,
+             "GetCACaps: Content-Type \"text/plain?[0m\" has a control"
+             " character"), "ctype: ESC refused");
+    ok(ctype("", 0, "GetCACaps: no Content-Type"), "ctype: none");
+    ok(ctype("text", 4, "GetCACaps: Content-Type \"text\" is not a media"
+             " type"), "ctype: no subtype");
+    ok(ctype("text/", 5, "GetCACaps: Content-Type \"text/\" is not a media"
+             " type"), "ctype: empty subtype");
+    ok(ctype("/plain", 6, "GetCACaps: Content-Type \"/plain\" is not a"
+             " media type"), "ctype: empty type");
+    ok(ctype("text/plain text", 15, "GetCACaps: Content-Type \"text/plain"
+             " text\" is not a media type"), "ctype: a word after it");
+    ok(ctype("text/pl\"ain", 11, "GetCACaps: Content-Type \"text/pl?ain\""
+             " is not a media type"), "ctype: a quote, quoted as ?");
+    ok(ctype("text/plain; charset", 19, "GetCACaps: Content-Type"
+             " \"text/plain; charset\" is not a media type"),
+       "ctype: a parameter without a value");
+    ok(ctype("text/plain; a=\"x", 16, "GetCACaps: Content-Type"
+             " \"text/plain; a=?x\" is not a media type"),
+       "ctype: an open quoted-string");
+    ok(ctype("text/pl\xc3\xa4in", 11, "GetCACaps: Content-Type"
+             " \"text/pl??in\" is not a media type"),
+       "ctype: bytes other than ASCII in a token");
+
+    memset(big, 'a', sizeof(big));
+    big[4] = '\r';
+
+    ok(ctype(big, sizeof(big), "GetCACaps: Content-Type"
+             " \"aaaa?aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+             "aaaaaaaaaaaaa...\" has a control"
+             " character"), "ctype: a long value is cut in the reason");
+}
+
+
+/* x signed again, by another key: an issuer's */
+
+static X509 *
+signed_by(X509 *x, EVP_PKEY *signer)
+{
+    if (!X509_sign(x, signer, EVP_sha256())) {
+        bail("cannot sign a certificate");
+    }
+
+    return x;
+}
+
+
+/* a PEM file of n certificates, then "extra" text; its path */
+
+static const char *
+pem_file(const char *name, X509 **x, int n, const char *extra)
+{
+    int          i;
+    FILE        *f;
+    static char  path[256];
+
+    snprintf(path, sizeof(path), "%s/scep-anchors-%ld-%s.pem",
+             getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp", (long) getpid(),
+             name);
+
+    f = fopen(path, "w");
+
+    if (f == NULL) {
+        bail("cannot write a PEM file");
+    }
+
+    for (i = 0; i < n; i++) {
+        if (!PEM_write_X509(f, x[i])) {
+            bail("cannot write a certificate");
+        }
+    }
+
+    if (extra != NULL) {
+        fputs(extra, f);
+    }
+
+    fclose(f);
+
+    return path;
+}
+
+
+/* scep_cacert_trusted() of b: 0, or -1 with the reason "expect" */
+
+static int
+trusted(blob_t b, scep_anchors_t *a, const char *expect)
+{
+    int   rc;
+    char  err[256];
+
+    rc = scep_cacert_trusted(b.data, b.len, a, err, sizeof(err));
+
+    OPENSSL_free(b.data);
+
+    if (expect == NULL) {
+        return rc == 0 && err[0] == '\0';
+    }
+
+    if (rc != -1 || strcmp(err, expect) != 0) {
+        printf("# got \"%s\"\n", err);
+        return 0;
+    }
+
+    return 1;
+}
+
+
+static void
+test_trust(void)
+{
+    int              i;
+    char             err[128];
+    const char      *path;
+    EVP_PKEY        *kr, *ki, *kra, *kx;
+    unsigned char    d1[SCEP_ANCHORS_DIGEST_LEN], d2[SCEP_ANCHORS_DIGEST_LEN];
+    scep_anchors_t  *a, *b;
+    X509            *root, *root2, *inter, *ra, *rogue, *rogue_ra, *fake_ra;
+    X509            *plain, *leaf, *sub, *subra, *v[4], *many[9];
+
+    kr = EVP_EC_gen("P-256");
+    ki = EVP_EC_gen("P-256");
+    kra = EVP_EC_gen("P-256");
+    kx = EVP_EC_gen("P-256");
+
+    if (kr == NULL || ki == NULL || kra == NULL || kx == NULL) {
+        bail("cannot make a key");
+    }
+
+    root = make_cert(kr, NULL, "Root CA", "10", "20200101000000Z",
+                     "20500101000000Z", "critical,CA:TRUE");
+    /* the same name and key, renewed: issued by the old one */
+    root2 = make_cert(kr, NULL, "Root CA", "11", "20250101000000Z",
+                      "20550101000000Z", "critical,CA:TRUE");
+    inter = signed_by(make_cert(ki, root, "Issuing CA", "12",
+                                "20200101000000Z", "20450101000000Z",
+                                "critical,CA:TRUE"), kr);
+    ra = signed_by(make_cert(kra, inter, "NDES RA", "13", "20250101000000Z",
+                             "20300101000000Z", NULL), ki);
+    /* another key under the same name */
+    rogue = make_cert(kx, NULL, "Root CA", "14", "20200101000000Z",
+                      "20500101000000Z", "critical,CA:TRUE");
+    rogue_ra = signed_by(make_cert(kra, rogue, "NDES RA", "15",
+                                   "20250101000000Z", "20300101000000Z",
+                                   NULL), kx);
+    /* names the issuing CA, signed by another key */
+    fake_ra = signed_by(make_cert(kra, inter, "Spoofed RA", "16",
+                                  "20250101000000Z", "20300101000000Z",
+                                  NULL), kx);
+    /* issued by the root, but no CA: cannot issue in turn */
+    plain = signed_by(make_cert(ki, root, "Not a CA", "17",
+                                "20200101000000Z", "20450101000000Z",
+                                "CA:FALSE"), kr);
+    leaf = signed_by(make_cert(kra, plain, "Leaf", "18", "20250101000000Z",
+                               "20300101000000Z", NULL), ki);
+
+    /* reading the file */
+
+    ok(scep_anchors_read("/nonexistent/anchors.pem", err, sizeof(err))
+       == NULL && strcmp(err, "cannot open the file") == 0,
+       "anchors: a file that cannot be opened");
+
+    path = pem_file("none", NULL, 0, "-----BEGIN PRIVATE KEY-----\n"
+                    "MC4CAQAwBQYDK2VwBCIEIAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"
+                    "AAAAAAAAAA\n-----END PRIVATE KEY-----\n");
+    ok(scep_anchors_read(path, err, sizeof(err)) == NULL
+       && strcmp(err, "no certificates") == 0,
+       "anchors: a file without certificates");
+    remove(path);
+
+    v[0] = root;
+    path = pem_file("bad", v, 1, "-----BEGIN CERTIFICATE-----\n"
+                    "MIIBAAAA\n-----END CERTIFICATE-----\n");
+    ok(scep_anchors_read(path, err, sizeof(err)) == NULL
+       && strcmp(err, "a certificate that does not parse") == 0,
+       "anchors: a certificate that does not parse");
+    remove(path);
+
+    v[0] = root;
+    v[1] = inter;
+    path = pem_file("two", v, 2, NULL);
+    b = scep_anchors_read(path, err, sizeof(err));
+    ok(b != NULL && scep_anchors_count(b) == 2, "anchors: two read");
+    remove(path);
+
+    path = pem_file("root", v, 1, "# the root of the CA\n");
+    a = scep_anchors_read(path, err, sizeof(err));
+    ok(a != NULL && scep_anchors_count(a) == 1 && err[0] == '\0',
+       "anchors: one read, text after it ignored");
+    remove(path);
+
+    if (a == NULL || b == NULL) {
+        bail("cannot read anchors");
+    }
+
+    scep_anchors_digest(a, d1);
+    scep_anchors_digest(b, d2);
+    ok(memcmp(d1, d2, sizeof(d1)) != 0, "anchors: sets told apart");
+
+    /* answers */
+
+    v[0] = inter;
+    v[1] = ra;
+    ok(trusted(p7_of(v, 2), a, NULL), "trust: an issuing CA under the root");
+
+    v[0] = ra;
+    v[1] = inter;
+    v[2] = root;
+    ok(trusted(p7_of(v, 3), a, NULL), "trust: the whole chain, RA first");
+
+    ok(trusted(der_of(root), a, NULL), "trust: the anchor itself");
+    ok(trusted(der_of(inter), a, NULL), "trust: one certificate under it");
+    ok(trusted(der_of(root2), a, NULL),
+       "trust: a CA renewed with the same key");
+
+    v[0] = root2;
+    v[1] = ra;
+    v[2] = inter;
+    ok(trusted(p7_of(v, 3), a, NULL), "trust: the renewed root beside it");
+
+    v[0] = rogue;
+    v[1] = rogue_ra;
+    ok(trusted(p7_of(v, 2), a, "GetCACert: CA certificate not issued by"
+               " scep_trusted_ca: \"CN=Root CA,O=Example\""),
+       "trust: the anchor's name with another key");
+
+    ok(trusted(der_of(rogue), a, "GetCACert: CA certificate not issued by"
+               " scep_trusted_ca: \"CN=Root CA,O=Example\""),
+       "trust: that one alone");
+
+    v[0] = inter;
+    v[1] = fake_ra;
+    ok(trusted(p7_of(v, 2), a, "GetCACert: RA certificate not issued by"
+               " scep_trusted_ca: \"CN=Spoofed RA,O=Example\""),
+       "trust: the right CA beside an RA certificate it did not issue");
+
+    v[0] = inter;
+    v[1] = ra;
+    v[2] = rogue;
+    ok(trusted(p7_of(v, 3), a, "GetCACert: CA certificate not issued by"
+               " scep_trusted_ca: \"CN=Root CA,O=Example\""),
+       "trust: a foreign root beside a good chain");
+
+    v[0] = plain;
+    v[1] = leaf;
+    ok(trusted(p7_of(v, 2), a, "GetCACert: RA certificate not issued by"
+               " scep_trusted_ca: \"CN=Leaf,O=Example\""),
+       "trust: no issuing through a certificate without CA:TRUE");
+
+    ok(trusted(der_of(ra), b, NULL), "trust: the issuing CA as an anchor");
+
+    v[0] = ra;
+    ok(trusted(p7_of(v, 1), a, "GetCACert: CA certificate not issued by"
+               " scep_trusted_ca: \"CN=NDES RA,O=Example\""),
+       "trust: an RA certificate without its issuing CA");
+
+    /* two levels under the root, listed from the bottom up */
+
+    sub = signed_by(make_cert(kx, inter, "Sub CA", "19", "20200101000000Z",
+                              "20450101000000Z", "critical,CA:TRUE"), ki);
+    subra = signed_by(make_cert(kra, sub, "Sub RA", "1A", "20250101000000Z",
+                                "20300101000000Z", NULL), kx);
+    v[0] = subra;
+    v[1] = sub;
+    v[2] = inter;
+    ok(trusted(p7_of(v, 3), a, NULL), "trust: two CAs deep, bottom up");
+
+    for (i = 0; i < 9; i++) {
+        many[i] = inter;
+    }
+
+    ok(trusted(p7_of(many, 9), a, "GetCACert: more than 8 certificates,"
+               " more than scep_trusted_ca checks"),
+       "trust: nine certificates are more than checked");
+
+    scep_anchors_free(a);
+    scep_anchors_free(b);
+    scep_anchors_free(NULL);
+
+    X509_free(root);
+    X509_free(root2);
+    X509_free(inter);
+    X509_free(ra);
+    X509_free(rogue);
+    X509_free(rogue_ra);
+    X509_free(fake_ra);
+    X509_free(plain);
+    X509_free(leaf);
+    X509_free(sub);
+    X509_free(subra);
+    EVP_PKEY_free(kr);
+    EVP_PKEY_free(ki);
+    EVP_PKEY_free(kra);
+    EVP_PKEY_free(kx);
+}
+
+
 int
 main(void)
 {
@@ -1157,6 +1508,8 @@ main(void)
     test_names(&c);
     test_check(&c);
     test_ids(&c);
+    test_content_type();
+    test_trust();
 
     X509_free(c.ca);
     X509_free(c.ra_old);
