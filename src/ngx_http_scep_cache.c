@@ -949,7 +949,7 @@ ngx_http_scep_cache_variable(ngx_http_request_t *r,
 {
     ngx_http_scep_ctx_t  *ctx;
 
-    ctx = ngx_http_get_module_ctx(r->main, ngx_http_scep_module);
+    ctx = ngx_http_scep_get_ctx(r->main);
 
     if (ctx == NULL || ctx->cache == 0) {
         v->not_found = 1;

@@ -597,7 +597,7 @@ ngx_http_scep_get_peer(ngx_peer_connection_t *pc, void *data)
         pc->socklen = 0;
         pc->name = &bp->health->uscf->host;
 
-        ctx = ngx_http_get_module_ctx(bp->request, ngx_http_scep_module);
+        ctx = ngx_http_scep_get_ctx(bp->request);
 
         if (ctx) {
             ctx->no_healthy = 1;

@@ -36,7 +36,8 @@ http {
     scep_replay_zone 32k;
 
     log_format vars '$uri $status "$scep_operation" "$scep_message_type"'
-                    ' "$scep_transaction_id" "$scep_reject_reason"';
+                    ' "$scep_transaction_id" "$scep_reject_reason"'
+                    ' cache=$scep_cache';
 
     upstream down {
         server 127.0.0.1:%%GONE%%;
@@ -49,6 +50,7 @@ http {
 
         scep_replay_window 10m;
         scep_retry_after 42;
+        scep_ca_cache on;
 
         location = /scep {
             scep on;
@@ -191,6 +193,8 @@ for my $l (@redirected) {
 ok((grep { m{^/(50x\.html|uri-nohealthy|named-nohealthy) 503 } } @log) == 4,
    'the 503 for no healthy back end is what $status logs')
     or diag(join "\n", @log);
+is((grep { /"GetCACaps" .* cache=MISS$/ } @log), 2,
+   '$scep_cache of a CA request after error_page');
 ok((grep { m{^/accel-done 200 "PKIOperation" "PKCSReq" "accel-tid" } } @log),
    'after X-Accel-Redirect too');
 
