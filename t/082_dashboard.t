@@ -118,7 +118,7 @@ my $host = '127\.0\.0\.1';
 
 for my $f ($fs, $fi) {
     ok(defined $t->wait_error_log(
-           qr/$host:$f->{port} in upstream "hostile" is down: GetCACert: unexpected content type "</,
+           qr/$host:$f->{port} in upstream "hostile" is down: GetCACert: (?:unexpected content type|Content-Type) "</,
            10),
        "the back end with markup in its content type is down ($f->{port})");
 }
