@@ -62,6 +62,16 @@ sub new {
 
     make_path("$self->{dir}/logs");
     push @ALL, $self;
+
+    # A test killed by a signal (prove under timeout(1), ^C) stops its
+    # servers, releases its ports and removes its folder all the same:
+    # exit runs the END blocks, a signal's default action does not.  A
+    # handler of the test's own stays.
+    my %num = (HUP => 1, INT => 2, TERM => 15);
+    for my $sig (sort keys %num) {
+        next if $SIG{$sig} && $SIG{$sig} ne 'DEFAULT';
+        $SIG{$sig} = sub { exit 128 + $num{$sig} };
+    }
     return $self;
 }
 
