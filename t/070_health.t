@@ -28,7 +28,10 @@ my %fault;
 $fault{$_} = $t->start_fault($_) for qw(html500 html503 html200 hang reset);
 $fault{expired} = $t->start_fault('certs', $expired);
 
-my $hc = 'interval=500ms timeout=300ms fails=2 passes=2 uri=/scep';
+# the sanitizer runs (TEST_TIMEOUT_FACTOR) fork and answer slower
+my $slow = int($ENV{TEST_TIMEOUT_FACTOR} || 1) || 1;
+my $hc = sprintf('interval=%dms timeout=%dms fails=2 passes=2 uri=/scep',
+                 500 * $slow, 300 * $slow);
 
 my $faults = join '', map { <<"UP" } sort keys %fault;
     upstream f_$_ {
@@ -138,7 +141,7 @@ my $down = $t->wait_error_log(
     qr/$host:$b1->{port} in upstream "ndes" is down: GetCACaps: connect\(\) failed/,
     5);
 ok(defined $down, 'stopped back end marked down');
-ok(defined $down && $down < 2.5,
+ok(defined $down && $down < 2.5 * $slow,
    'within interval x fails and slack (' . ($down // 'never') . ' s)');
 
 my $ok = 0;
@@ -153,7 +156,7 @@ ok(!(grep { /:$b1->{port}/ } @up[-20 .. -1]),
 $t->restart_backend($b1);
 my $back = $t->wait_error_log(
     qr/$host:$b1->{port} in upstream "ndes" is up/, 5);
-ok(defined $back && $back < 2.5,
+ok(defined $back && $back < 2.5 * $slow,
    'marked up again within interval x passes and slack ('
    . ($back // 'never') . ' s)');
 

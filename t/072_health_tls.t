@@ -21,7 +21,10 @@ $t->run('openssl', 'req', '-x509', '-newkey', 'rsa:2048', '-nodes',
         '-keyout', "$d/other.key", '-out', "$d/other.crt",
         '-subj', '/CN=other CA', '-days', '2');
 
-my $hc = 'interval=500ms timeout=300ms fails=1 passes=1 uri=/scep';
+# the sanitizer runs (TEST_TIMEOUT_FACTOR) fork and answer slower
+my $slow = int($ENV{TEST_TIMEOUT_FACTOR} || 1) || 1;
+my $hc = sprintf('interval=%dms timeout=%dms fails=1 passes=1 uri=/scep',
+                 500 * $slow, 300 * $slow);
 
 $t->start_nginx(<<"CONF");
 http {
@@ -109,7 +112,7 @@ for my $u (sort keys %down) {
 
 # the probes that verify and pass keep their back end up
 my $probes = () = $t->read_file('logs/tlshop.log') =~ /GetCACert/g;
-sleep 1;
+sleep 1 * $slow;
 my $more = () = $t->read_file('logs/tlshop.log') =~ /GetCACert/g;
 ok($more > $probes, 'HTTPS probes reach the back end and go on');
 
