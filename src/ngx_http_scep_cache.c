@@ -365,8 +365,15 @@ ngx_http_scep_cache_handler(ngx_http_request_t *r, ngx_http_scep_ctx_t *ctx)
                                      &differ, &missing);
     }
 
-    if (hc->trusted_ca == NULL && (differ || missing)) {
-        /* no anchor: only what all the back ends in question agree on */
+    /*
+     * Without an anchor, only what all the back ends in question agree
+     * on.  With one, GetCACert is the trusted answer whose RA
+     * certificate is newest; GetCACaps, which no anchor vouches for
+     * (one back end's could take AES or POST from every device), only
+     * what they all agree on.
+     */
+
+    if ((hc->trusted_ca == NULL || part == 0) && (differ || missing)) {
         a = NULL;
     }
 
@@ -385,7 +392,7 @@ ngx_http_scep_cache_handler(ngx_http_request_t *r, ngx_http_scep_ctx_t *ctx)
 
     ngx_shmtx_unlock(&shpool->mutex);
 
-    if (a == NULL && differ && hc->trusted_ca == NULL) {
+    if (a == NULL && differ && (hc->trusted_ca == NULL || part == 0)) {
         ctx->cache = NGX_HTTP_SCEP_CACHE_BYPASS;
         (void) ngx_atomic_fetch_add(&sh->counters.cache_bypassed, 1);
         return NGX_DECLINED;

@@ -104,6 +104,7 @@ static void scep_serial_copy(const ASN1_INTEGER *serial, char *buf,
     size_t size);
 static int scep_asn1_time(const ASN1_TIME *t, time_t *out);
 static int scep_is_ca(const X509 *x);
+static int scep_is_ra(const X509 *x);
 static void scep_date(time_t t, char *buf, size_t size);
 static size_t scep_token(const unsigned char *p, const unsigned char *end);
 static int scep_media_syntax(const unsigned char *p, size_t len);
@@ -700,6 +701,31 @@ scep_cacert_trusted(const unsigned char *body, size_t len,
             snprintf(err, errlen, "GetCACert: %s certificate not issued by"
                      " scep_trusted_ca: \"%s\"",
                      (n == 1 || scep_is_ca(x)) ? "CA" : "RA", subject);
+        }
+    }
+
+    /*
+     * The CA issues certificates to devices too, with their keys in the
+     * devices' hands: a certificate that is not a CA's is taken for an
+     * RA's only with the Certificate Request Agent extended key usage,
+     * which NDES's RA templates have
+     */
+
+    for (i = 0; rc == 0 && n > 1 && i < n; i++) {
+        x = sk_X509_value(certs, i);
+
+        if (i == ca || scep_is_ca(x) || scep_is_ra(x)) {
+            continue;
+        }
+
+        rc = -1;
+
+        if (err != NULL && errlen > 0) {
+            scep_name_copy(X509_get_subject_name(x), subject,
+                           sizeof(subject));
+            snprintf(err, errlen, "GetCACert: certificate \"%s\" is neither"
+                     " a CA's nor an RA's (no Certificate Request Agent"
+                     " extended key usage)", subject);
         }
     }
 
@@ -1480,6 +1506,38 @@ scep_is_ca(const X509 *x)
     BASIC_CONSTRAINTS_free(bc);
 
     return ca;
+}
+
+
+/* the Certificate Request Agent extended key usage of an RA certificate */
+
+static int
+scep_is_ra(const X509 *x)
+{
+    int                  i, ra;
+    char                 oid[64];
+    EXTENDED_KEY_USAGE  *eku;
+
+    eku = X509_get_ext_d2i(x, NID_ext_key_usage, NULL, NULL);
+
+    if (eku == NULL) {
+        return 0;
+    }
+
+    ra = 0;
+
+    for (i = 0; i < sk_ASN1_OBJECT_num(eku) && !ra; i++) {
+        if (OBJ_obj2txt(oid, sizeof(oid), sk_ASN1_OBJECT_value(eku, i), 1)
+            > 0
+            && strcmp(oid, "1.3.6.1.4.1.311.20.2.1") == 0)
+        {
+            ra = 1;
+        }
+    }
+
+    EXTENDED_KEY_USAGE_free(eku);
+
+    return ra;
 }
 
 

@@ -97,6 +97,13 @@ for (1 .. 4) {
        . ' is served');
 }
 
+# GetCACaps, which no anchor vouches for: not one back end's for all
+my $bypassed = status()->{requests}{ca_cache}{bypassed};
+my $caps = $t->get($gw, '/scep?operation=GetCACaps&message=default');
+is($caps->{status}, 200, 'GetCACaps while they disagree: 200');
+is(status()->{requests}{ca_cache}{bypassed}, $bypassed + 1,
+   'passed to a back end, not chosen by the RA certificate\'s date');
+
 my $s = status();
 is($s->{upstreams}{ndes}{answers_disagree}, JSON::PP::true,
    'status: the upstream is flagged');

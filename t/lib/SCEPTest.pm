@@ -780,8 +780,14 @@ new_certs_dir = db
 default_md = sha256
 policy = p
 unique_subject = no
+x509_extensions = ra
 [p]
 commonName = supplied
+[ra]
+basicConstraints = CA:FALSE
+keyUsage = digitalSignature, keyEncipherment
+# NDES's RA templates: Certificate Request Agent
+extendedKeyUsage = 1.3.6.1.4.1.311.20.2.1
 CNF
 
     my @cmds = (

@@ -179,6 +179,18 @@ make_cert(EVP_PKEY *key, X509 *issuer, const char *cn, const char *serial,
         }
 
         X509_EXTENSION_free(ext);
+
+    } else {
+        /* an RA certificate, as NDES's: Certificate Request Agent */
+
+        ext = X509V3_EXT_conf_nid(NULL, NULL, NID_ext_key_usage,
+                                  "1.3.6.1.4.1.311.20.2.1");
+
+        if (ext == NULL || !X509_add_ext(x, ext, -1)) {
+            bail("cannot add extendedKeyUsage");
+        }
+
+        X509_EXTENSION_free(ext);
     }
 
     if (!X509_sign(x, key, EVP_sha256())) {
@@ -1299,7 +1311,7 @@ test_trust(void)
     unsigned char    d1[SCEP_ANCHORS_DIGEST_LEN], d2[SCEP_ANCHORS_DIGEST_LEN];
     scep_anchors_t  *a, *b;
     X509            *root, *root2, *inter, *ra, *rogue, *rogue_ra, *fake_ra;
-    X509            *plain, *leaf, *sub, *subra, *v[4], *many[9];
+    X509            *plain, *leaf, *sub, *subra, *device, *v[4], *many[9];
 
     kr = EVP_EC_gen("P-256");
     ki = EVP_EC_gen("P-256");
@@ -1416,6 +1428,19 @@ test_trust(void)
     ok(trusted(p7_of(v, 2), a, "GetCACert: RA certificate not issued by"
                " scep_trusted_ca: \"CN=Spoofed RA,O=Example\""),
        "trust: the right CA beside an RA certificate it did not issue");
+
+    /* a device's certificate from the CA, whose key the device holds */
+
+    device = signed_by(make_cert(kra, inter, "A device", "1F",
+                                 "20250101000000Z", "20300101000000Z",
+                                 "CA:FALSE"), ki);
+    v[0] = inter;
+    v[1] = device;
+    ok(trusted(p7_of(v, 2), a, "GetCACert: certificate \"CN=A device,"
+               "O=Example\" is neither a CA's nor an RA's (no Certificate"
+               " Request Agent extended key usage)"),
+       "trust: the CA beside a device's certificate it issued");
+    X509_free(device);
 
     v[0] = inter;
     v[1] = ra;
