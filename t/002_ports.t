@@ -41,6 +41,16 @@ sub wait_for {
     return 1;
 }
 
+# A port whose claim is released: no file, or, the suite running in
+# parallel, the file of another test's claim, which holds its lock
+sub released {
+    my ($port) = @_;
+    return 1 unless -e "$claims/$port";
+    my $c = SCEPTest::claim_port($port) or return 1;
+    SCEPTest::release_port($port, $c);
+    return 0;
+}
+
 # A port the harness chooses for its own servers: a test that has not
 # read it lets the harness move it.
 sub unread_port {
@@ -50,12 +60,35 @@ sub unread_port {
 }
 
 # a listener of "another process" on a port
+# Another process listens on $port: not this one, whose children would
+# hold its socket from their fork to their exec, and so seem to listen.
 sub squat {
     my ($port) = @_;
-    my $s = IO::Socket::IP->new(LocalHost => '127.0.0.1', LocalPort => $port,
-                                Listen => 1, ReuseAddr => 1, Proto => 'tcp')
-        or die "listen on $port: $!";
-    return $s;
+    pipe(my $r, my $w) or die "pipe: $!";
+    my $pid = fork;
+    die "fork: $!" unless defined $pid;
+    if ($pid == 0) {
+        close $r;
+        my $s = IO::Socket::IP->new(LocalHost => '127.0.0.1',
+                                    LocalPort => $port, Listen => 1,
+                                    ReuseAddr => 1, Proto => 'tcp')
+            or POSIX::_exit(1);
+        syswrite $w, "ok\n";
+        close $w;
+        sleep 300;
+        POSIX::_exit(0);
+    }
+    close $w;
+    my $ok = <$r>;
+    close $r;
+    die "listen on $port failed" unless $ok;
+    return $pid;
+}
+
+sub unsquat {
+    my ($pid) = @_;
+    kill 'KILL', $pid;
+    waitpid $pid, 0;
 }
 
 ###########################################################################
@@ -99,7 +132,9 @@ is(scalar(grep { $owner{$_} } @mine), 0,
 
 $t->write_file('go', "1\n");
 waitpid $_, 0 for @kids;
-is(scalar(grep { -e "$claims/$_" } keys %owner), 0,
+# a file still there is another test's claim by now (the suite runs in
+# parallel), which holds its lock: none is left unlocked
+is(scalar(grep { !released($_) } keys %owner), 0,
    'released, their files are gone');
 my $fh = SCEPTest::claim_port($taken);
 ok($fh, 'a released port can be claimed again');
@@ -127,7 +162,7 @@ ok(-e "$claims/$k", 'killed, it left its file');
 $fh = SCEPTest::claim_port($k);
 ok($fh, 'but not its claim: the port can be claimed');
 SCEPTest::release_port($k, $fh) if $fh;
-ok(!-e "$claims/$k", 'and its file is gone after that');
+ok(released($k), 'and its file is gone after that');
 
 ###########################################################################
 # Servers of the harness on a port that another process took
@@ -144,8 +179,8 @@ like($u->read_file($b->{log}), qr/address already in use/,
 is($u->get($b->{port}, '/scep?operation=GetCACaps')->{status}, 200,
    'it answers on its new port');
 ok($u->listens($b->{pid}, $b->{port}), 'the harness knows it listens');
-ok(!-e "$claims/$busy", 'the old claim is gone');
-close $sq;
+ok(released($busy), 'the old claim is gone');
+unsquat($sq);
 
 my $read = $u->port('NDES2');
 $sq = squat($read);
@@ -154,7 +189,7 @@ my $want = "scepserver on $read did not start: it exited, its port is in"
            . " use by another process, the test has read the port of NDES2:";
 like($err, qr/^\Q$want\E/,
      'a port the test read already is not moved: the start fails, saying why');
-close $sq;
+unsquat($sq);
 
 my $f = $u->start_fault('html500');
 ok($u->listens($f->{pid}, $f->{port}), 'a fault daemon binds a port itself');
@@ -178,7 +213,7 @@ $u->start_nginx($conf);
 isnt($u->port('GW'), $gw, "nginx found $gw taken, and the port moved");
 is($u->get($u->port('GW'), '/')->{body}, "gw\n", 'nginx listens there');
 $u->stop_nginx;
-close $sq;
+unsquat($sq);
 
 $gw = $u->port('GW');
 $sq = squat($gw);
@@ -187,13 +222,13 @@ $want = "nginx failed to start: port $gw (GW) is in use by another"
         . " process, the test has read the port of GW:";
 like($err, qr/^\Q$want\E/,
      'nginx on a port the test read fails to start, naming the port');
-close $sq;
+unsquat($sq);
 # the failed start's [emerg] lines are this test's doing
 $u->write_file('logs/error.log', '');
 
 my @held = map { $u->port($_) } qw(NDES GW);
 $u->stop;
-is(scalar(grep { -e "$claims/$_" } @held), 0,
+is(scalar(grep { !released($_) } @held), 0,
    'stop releases the ports of the test object');
 ok(!kill(0, $b->{pid}) && !kill(0, $f->{pid}), 'and its servers are gone');
 
