@@ -14,6 +14,7 @@
 
 #include "scep_message.h"
 #include "scep_certs.h"
+#include "scep_certrep.h"
 
 
 #define NGX_HTTP_SCEP_MODULE_VERSION  "0.1.0"
@@ -53,6 +54,8 @@ typedef enum {
     NGX_HTTP_SCEP_REJECT_BAD_ESCAPE,
     NGX_HTTP_SCEP_REJECT_UNKNOWN_RECIPIENT,
     NGX_HTTP_SCEP_REJECT_REPLAYED,
+    NGX_HTTP_SCEP_REJECT_BAD_RESPONSE,   /* scep_check_response on */
+    NGX_HTTP_SCEP_REJECT_PENDING_DOWN,   /* a CertPoll's server is down */
     NGX_HTTP_SCEP_REJECT_MESSAGE       /* scep_message_check(): ctx->reason */
 } ngx_http_scep_reject_e;
 
@@ -76,7 +79,14 @@ typedef struct {
     time_t                     ca_cache_valid;
     ngx_uint_t                 ca_cache_ident;  /* NGX_HTTP_SCEP_IDENT_* */
     ngx_msec_t                 replay_window;   /* 0: off */
+    ngx_uint_t                 check_response;  /* NGX_HTTP_SCEP_RESP_* */
 } ngx_http_scep_loc_conf_t;
+
+
+/* scep_check_response */
+#define NGX_HTTP_SCEP_RESP_OFF       0
+#define NGX_HTTP_SCEP_RESP_LOG       1
+#define NGX_HTTP_SCEP_RESP_ON        2
 
 
 /* scep_ca_cache_ident */
@@ -137,7 +147,34 @@ typedef struct {
     ngx_atomic_t               cache_bypassed;   /* passed on while the
                                                     back ends disagree */
     ngx_atomic_t               replay_evicted;
+    ngx_atomic_t               browser_tests;
+    ngx_atomic_t               pending_evicted;  /* records forgotten
+                                                    before their time */
 } ngx_http_scep_counters_t;
+
+
+/*
+ * What back ends answered to PKIOperations, read from their CertReps
+ * (ngx_http_scep_response.c): per back end in the shared zone, summed
+ * per upstream by the status page
+ */
+#define NGX_HTTP_SCEP_RECENT         10    /* minutes */
+
+typedef struct {
+    ngx_atomic_t               issued;     /* SUCCESS to PKCSReq,
+                                              RenewalReq, CertPoll */
+    ngx_atomic_t               success;    /* SUCCESS to GetCert, GetCRL */
+    ngx_atomic_t               pending;
+    ngx_atomic_t               refused[SCEP_FAIL_N + 1];  /* by failInfo,
+                                              the last: none or unknown */
+    ngx_atomic_t               checks[SCEP_RESPONSE_N];   /* by
+                                              $scep_response_check */
+
+    /* issued and refused, a slot a minute, for the last 10 minutes */
+    time_t                     minute[NGX_HTTP_SCEP_RECENT];
+    ngx_uint_t                 recent_issued[NGX_HTTP_SCEP_RECENT];
+    ngx_uint_t                 recent_refused[NGX_HTTP_SCEP_RECENT];
+} ngx_http_scep_outcomes_t;
 
 
 /* the last good GetCACaps and GetCACert answers of a back end */
@@ -196,6 +233,15 @@ typedef struct {
     ngx_atomic_t               responses[NGX_HTTP_SCEP_NCLASSES];
     ngx_atomic_t               failovers;
 
+    ngx_http_scep_outcomes_t   outcomes;
+
+    /* scep_health_check refusals=: FAILUREs in a row, under the mutex */
+    ngx_uint_t                 refusals;
+    time_t                     refusals_since;   /* the first of them */
+    ngx_int_t                  refusal_info;     /* failInfo of the last */
+    time_t                     last_issued;
+    time_t                     refused_until;    /* down until, or 0 */
+
     ngx_http_scep_sh_answer_t *answer;       /* for scep_ca_cache */
 } ngx_http_scep_sh_peer_t;
 
@@ -251,6 +297,8 @@ struct ngx_http_scep_upstream_s {
     ngx_str_t                          answers_key;   /* what the answers
                                                          kept depend on */
     time_t                             ra_expiry_warn;
+    ngx_uint_t                         refusals;      /* 0: off */
+    time_t                             refusal_hold;
     unsigned                           mandatory:1;
     unsigned                           initialized:1;
     unsigned                           cache:1;     /* keep the answers */
@@ -313,6 +361,10 @@ typedef struct {
 
     ngx_str_t                  dashboard_csp;  /* with scep_status */
 
+    ssize_t                    pending_size;   /* scep_pending_zone */
+    time_t                     pending_timeout;
+    ngx_shm_zone_t            *pending_zone;
+
     scep_crypto_t             *crypto;     /* this cycle's, or NULL */
 } ngx_http_scep_main_conf_t;
 
@@ -353,7 +405,23 @@ typedef struct {
     unsigned                   cache:2;       /* NGX_HTTP_SCEP_CACHE_* */
     unsigned                   replay_kept:1; /* pair in the replay zone */
     unsigned                   der_allocated:1;  /* ctx->der is ours */
+
+    /* the back end's answer to a PKIOperation (ngx_http_scep_response.c) */
+    unsigned                   response:2;    /* NGX_HTTP_SCEP_ANSWER_* */
+    unsigned                   response_check:4;  /* scep_response_t + 1,
+                                                     0: not checked */
+    scep_certrep_t            *certrep;       /* NULL: no CertRep */
+    ngx_http_scep_peer_t      *peer;          /* the server that answered,
+                                                 under health checks */
+
+    /* scep_pending_zone: the server that holds a CertPoll's request */
+    ngx_http_scep_peer_t      *pinned;
 } ngx_http_scep_ctx_t;
+
+
+#define NGX_HTTP_SCEP_ANSWER_NONE      0
+#define NGX_HTTP_SCEP_ANSWER_BUFFERING 1   /* header held, body read */
+#define NGX_HTTP_SCEP_ANSWER_DONE      2
 
 
 #define NGX_HTTP_SCEP_CACHE_HIT     1
@@ -439,6 +507,20 @@ ngx_int_t ngx_http_scep_replay_check(ngx_http_request_t *r,
 void ngx_http_scep_replay_log(ngx_http_request_t *r,
     ngx_http_scep_ctx_t *ctx);
 ngx_uint_t ngx_http_scep_replay_entries(ngx_http_scep_main_conf_t *smcf);
+void ngx_http_scep_response_init(ngx_conf_t *cf);
+ngx_int_t ngx_http_scep_response_variable(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data);
+void ngx_http_scep_outcome(ngx_http_request_t *r, ngx_http_scep_ctx_t *ctx);
+
+char *ngx_http_scep_pending_zone(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+ngx_int_t ngx_http_scep_pending_init(ngx_conf_t *cf);
+ngx_int_t ngx_http_scep_pending_route(ngx_http_request_t *r,
+    ngx_http_scep_ctx_t *ctx);
+void ngx_http_scep_pending_update(ngx_http_request_t *r,
+    ngx_http_scep_ctx_t *ctx);
+ngx_uint_t ngx_http_scep_pending_entries(ngx_http_scep_main_conf_t *smcf);
+
 char *ngx_http_scep_status(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 ngx_int_t ngx_http_scep_dashboard_init(ngx_conf_t *cf,
     ngx_http_scep_main_conf_t *smcf);

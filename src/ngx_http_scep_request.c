@@ -124,6 +124,14 @@ static ngx_http_scep_reject_t  ngx_http_scep_rejects[] = {
       ngx_string("this transactionID and senderNonce were sent already;"
                  " a new message needs a fresh senderNonce") },
 
+    { ngx_string("bad_response"), NGX_HTTP_BAD_GATEWAY,
+      ngx_string("the SCEP server's answer failed the gateway's checks;"
+                 " its administrator can see why in the gateway's log") },
+
+    { ngx_string("pending_server_down"), NGX_HTTP_SERVICE_UNAVAILABLE,
+      ngx_string("the SCEP server that holds this pending request is"
+                 " down; poll again later") },
+
     /* token and text by ctx->reason */
     { ngx_null_string, NGX_HTTP_BAD_REQUEST, ngx_null_string }
 };
