@@ -70,7 +70,7 @@ static void ngx_http_scep_probe_close(ngx_http_scep_probe_t *pr);
 static void ngx_http_scep_probe_done(ngx_http_scep_probe_t *pr,
     const char *fmt, ...);
 static void ngx_http_scep_probe_save(ngx_http_scep_probe_t *pr,
-    ngx_http_scep_sh_peer_t *sp);
+    ngx_slab_pool_t *shpool, ngx_http_scep_sh_peer_t *sp);
 static void ngx_http_scep_dummy_handler(ngx_event_t *ev);
 static size_t ngx_http_scep_warning_len(u_char *warning);
 
@@ -900,14 +900,23 @@ ngx_http_scep_probe_done(ngx_http_scep_probe_t *pr, const char *fmt, ...)
         sp->passes++;
         sp->fails = 0;
 
-        if (sp->state != NGX_HTTP_SCEP_PEER_UP
-            && (sp->passes >= hc->passes
-                || sp->state == NGX_HTTP_SCEP_PEER_CHECKING))
+        /*
+         * a back end taken out for its refusals (scep_health_check
+         * refusals=) answers probes well: it waits out refusal_hold
+         */
+
+        if (sp->refused_until > ngx_time()) {
+            /* void */
+
+        } else if (sp->state != NGX_HTTP_SCEP_PEER_UP
+                   && (sp->passes >= hc->passes
+                       || sp->state == NGX_HTTP_SCEP_PEER_CHECKING))
         {
             sp->state = NGX_HTTP_SCEP_PEER_UP;
+            sp->refused_until = 0;
         }
 
-        ngx_http_scep_probe_save(pr, sp);
+        ngx_http_scep_probe_save(pr, shpool, sp);
 
         /*
          * the same certificate's warning is logged once, although its
@@ -970,7 +979,7 @@ ngx_http_scep_probe_done(ngx_http_scep_probe_t *pr, const char *fmt, ...)
 /* what the status page shows of a passing back end; the zone is locked */
 
 static void
-ngx_http_scep_probe_save(ngx_http_scep_probe_t *pr,
+ngx_http_scep_probe_save(ngx_http_scep_probe_t *pr, ngx_slab_pool_t *shpool,
     ngx_http_scep_sh_peer_t *sp)
 {
     int                       i, n;
@@ -995,7 +1004,7 @@ ngx_http_scep_probe_save(ngx_http_scep_probe_t *pr,
 
     sp->ncerts = n;
 
-    ngx_http_scep_recipient_save(sp, &pr->ca);
+    ngx_http_scep_recipient_save(shpool, sp, &pr->ca);
 }
 
 

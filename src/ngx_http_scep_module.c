@@ -66,6 +66,14 @@ static ngx_conf_enum_t  ngx_http_scep_log_levels[] = {
 };
 
 
+static ngx_conf_enum_t  ngx_http_scep_check_responses[] = {
+    { ngx_string("off"), NGX_HTTP_SCEP_RESP_OFF },
+    { ngx_string("log"), NGX_HTTP_SCEP_RESP_LOG },
+    { ngx_string("on"), NGX_HTTP_SCEP_RESP_ON },
+    { ngx_null_string, 0 }
+};
+
+
 static ngx_conf_enum_t  ngx_http_scep_ca_cache_idents[] = {
     { ngx_string("any"), NGX_HTTP_SCEP_IDENT_ANY },
     { ngx_string("probe"), NGX_HTTP_SCEP_IDENT_PROBE },
@@ -130,6 +138,13 @@ static ngx_command_t  ngx_http_scep_commands[] = {
       NGX_HTTP_LOC_CONF_OFFSET,
       offsetof(ngx_http_scep_loc_conf_t, check_recipient),
       NULL },
+
+    { ngx_string("scep_check_response"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_enum_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_scep_loc_conf_t, check_response),
+      &ngx_http_scep_check_responses },
 
     { ngx_string("scep_forward_der"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_FLAG,
@@ -266,6 +281,18 @@ static ngx_http_variable_t  ngx_http_scep_vars[] = {
     { ngx_string("scep_cache"), NULL,
       ngx_http_scep_cache_variable, 0, NGX_HTTP_VAR_NOCACHEABLE, 0 },
 
+    { ngx_string("scep_pki_status"), NULL,
+      ngx_http_scep_response_variable, NGX_HTTP_SCEP_VAR_PKI_STATUS,
+      NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("scep_fail_info"), NULL,
+      ngx_http_scep_response_variable, NGX_HTTP_SCEP_VAR_FAIL_INFO,
+      NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("scep_response_check"), NULL,
+      ngx_http_scep_response_variable, NGX_HTTP_SCEP_VAR_RESPONSE_CHECK,
+      NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
       ngx_http_null_variable
 };
 
@@ -362,6 +389,10 @@ ngx_http_scep_init(ngx_conf_t *cf)
     }
 
     ngx_http_scep_recipient_init(cf);
+
+    /* the back ends' answers to PKIOperations: read, checked, counted */
+
+    ngx_http_scep_response_init(cf);
 
     return ngx_http_scep_retry_after_init(cf);
 }
@@ -608,6 +639,7 @@ ngx_http_scep_create_loc_conf(ngx_conf_t *cf)
     slcf->ca_cache_valid = NGX_CONF_UNSET;
     slcf->ca_cache_ident = NGX_CONF_UNSET_UINT;
     slcf->replay_window = NGX_CONF_UNSET_MSEC;
+    slcf->check_response = NGX_CONF_UNSET_UINT;
 
     return slcf;
 }
@@ -643,6 +675,8 @@ ngx_http_scep_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_conf_merge_uint_value(conf->ca_cache_ident, prev->ca_cache_ident,
                               NGX_HTTP_SCEP_IDENT_ANY);
     ngx_conf_merge_msec_value(conf->replay_window, prev->replay_window, 0);
+    ngx_conf_merge_uint_value(conf->check_response, prev->check_response,
+                              NGX_HTTP_SCEP_RESP_LOG);
 
     if (conf->enable) {
         return ngx_http_scep_check_body_buffer(cf, conf);

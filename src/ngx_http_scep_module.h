@@ -112,6 +112,10 @@ typedef struct {
     u_char                     id_canonical[SCEP_CERT_ID_LEN];
     u_char                     key_id[SCEP_CERT_ID_LEN];
     unsigned                   has_key_id:1;
+
+    /* its public key, SubjectPublicKeyInfo in DER, in the peer's "keys" */
+    size_t                     key_off;
+    size_t                     key_len;
 } ngx_http_scep_sh_rid_t;
 
 
@@ -228,6 +232,8 @@ typedef struct {
     /* all the certificates of the last GetCACert; 0: none, or unknown */
     ngx_uint_t                 nrids;
     ngx_http_scep_sh_rid_t     rids[SCEP_CERTS_MAX];
+    u_char                    *keys;         /* slab: the rids' keys, for
+                                                checking CertReps */
 
     ngx_atomic_t               requests;
     ngx_atomic_t               responses[NGX_HTTP_SCEP_NCLASSES];
@@ -434,6 +440,7 @@ typedef struct {
     unsigned                   response_check:4;  /* scep_response_t + 1,
                                                      0: not checked */
     scep_certrep_t            *certrep;       /* NULL: no CertRep */
+    void                      *answer;        /* the answer held */
     ngx_http_scep_peer_t      *peer;          /* the server that answered,
                                                  under health checks */
 
@@ -496,8 +503,10 @@ void ngx_http_scep_shm_running(ngx_http_scep_main_conf_t *smcf);
 void ngx_http_scep_recipient_init(ngx_conf_t *cf);
 ngx_int_t ngx_http_scep_recipient_check(ngx_http_request_t *r,
     ngx_http_scep_ctx_t *ctx);
-void ngx_http_scep_recipient_save(ngx_http_scep_sh_peer_t *sp,
-    scep_ca_answer_t *ca);
+void ngx_http_scep_recipient_save(ngx_slab_pool_t *shpool,
+    ngx_http_scep_sh_peer_t *sp, scep_ca_answer_t *ca);
+void ngx_http_scep_recipient_free_locked(ngx_slab_pool_t *shpool,
+    ngx_http_scep_sh_peer_t *sp);
 ngx_int_t ngx_http_scep_forward_der(ngx_http_request_t *r,
     ngx_http_scep_ctx_t *ctx);
 
@@ -544,6 +553,13 @@ void ngx_http_scep_records_remove(ngx_slab_pool_t *shpool,
 ngx_uint_t ngx_http_scep_records_log_full(ngx_http_scep_records_t *rs,
     ngx_uint_t evicted);
 ngx_uint_t ngx_http_scep_records_entries(ngx_shm_zone_t *shm_zone);
+#define NGX_HTTP_SCEP_VAR_PKI_STATUS      0
+#define NGX_HTTP_SCEP_VAR_FAIL_INFO       1
+#define NGX_HTTP_SCEP_VAR_RESPONSE_CHECK  2
+
+/* the most of a back end's answer to a PKIOperation that is read */
+#define NGX_HTTP_SCEP_MAX_ANSWER  (256 * 1024)
+
 void ngx_http_scep_response_init(ngx_conf_t *cf);
 ngx_int_t ngx_http_scep_response_variable(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data);

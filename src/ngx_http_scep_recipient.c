@@ -305,24 +305,42 @@ ngx_http_scep_recipient_log(ngx_http_request_t *r, ngx_http_scep_ctx_t *ctx,
  */
 
 void
-ngx_http_scep_recipient_save(ngx_http_scep_sh_peer_t *sp,
-    scep_ca_answer_t *ca)
+ngx_http_scep_recipient_save(ngx_slab_pool_t *shpool,
+    ngx_http_scep_sh_peer_t *sp, scep_ca_answer_t *ca)
 {
     int                      i;
+    u_char                  *p;
+    size_t                   len;
     scep_cert_info_t        *ci;
     ngx_http_scep_sh_rid_t  *rid;
 
     sp->nrids = 0;
 
+    ngx_http_scep_recipient_free_locked(shpool, sp);
+
     if (ca->truncated || ca->ncerts > SCEP_CERTS_MAX) {
         return;
     }
+
+    len = 0;
 
     for (i = 0; i < ca->ncerts; i++) {
         if (!ca->certs[i].has_id) {
             return;
         }
+
+        len += ca->certs[i].spki_len;
     }
+
+    /*
+     * the public keys check the signatures of CertReps
+     * (ngx_http_scep_response.c); without room for them, no signature
+     * is checked, which the status of the check says
+     */
+
+    p = (len > 0) ? ngx_slab_alloc_locked(shpool, len) : NULL;
+
+    sp->keys = p;
 
     for (i = 0; i < ca->ncerts; i++) {
         ci = &ca->certs[i];
@@ -332,7 +350,26 @@ ngx_http_scep_recipient_save(ngx_http_scep_sh_peer_t *sp,
         ngx_memcpy(rid->id_canonical, ci->id_canonical, SCEP_CERT_ID_LEN);
         ngx_memcpy(rid->key_id, ci->key_id, SCEP_CERT_ID_LEN);
         rid->has_key_id = ci->has_key_id ? 1 : 0;
+
+        rid->key_len = 0;
+
+        if (p && ci->spki_len) {
+            rid->key_off = p - sp->keys;
+            rid->key_len = ci->spki_len;
+            p = ngx_cpymem(p, ci->spki, ci->spki_len);
+        }
     }
 
     sp->nrids = ca->ncerts;
+}
+
+
+void
+ngx_http_scep_recipient_free_locked(ngx_slab_pool_t *shpool,
+    ngx_http_scep_sh_peer_t *sp)
+{
+    if (sp->keys) {
+        ngx_slab_free_locked(shpool, sp->keys);
+        sp->keys = NULL;
+    }
 }

@@ -226,6 +226,7 @@ ngx_http_scep_init_zone(ngx_shm_zone_t *shm_zone, void *data)
         if (sp->generation < oldest) {
             ngx_queue_remove(q);
             ngx_http_scep_cache_free_locked(shpool, sp);
+            ngx_http_scep_recipient_free_locked(shpool, sp);
             ngx_slab_free_locked(shpool, sp);
         }
     }

@@ -54,6 +54,20 @@ static u_char *ngx_http_scep_prom_peers(u_char *p, u_char *last,
     ngx_http_scep_snapshot_t *ss);
 static u_char *ngx_http_scep_prom_disagree(u_char *p, u_char *last,
     ngx_http_scep_snapshot_t *ss);
+static json_t *ngx_http_scep_json_outcomes(ngx_http_scep_outcomes_t *o,
+    time_t now);
+static void ngx_http_scep_outcomes_add(ngx_http_scep_outcomes_t *sum,
+    ngx_http_scep_outcomes_t *o, time_t now);
+static u_char *ngx_http_scep_prom_outcomes(u_char *p, u_char *last,
+    ngx_http_scep_snapshot_t *ss);
+
+
+/* failInfo names, the last for a FAILURE without a known one */
+
+static const char  *ngx_http_scep_fail_names[SCEP_FAIL_N + 1] = {
+    "badAlg", "badMessageCheck", "badRequest", "badTime", "badCertId",
+    "unknown"
+};
 
 
 static const char  *ngx_http_scep_op_names[NGX_HTTP_SCEP_NOPS] = {
@@ -259,6 +273,7 @@ ngx_http_scep_status_json(ngx_http_request_t *r, ngx_http_scep_snapshot_t *ss,
     json_t                       *doc, *o, *gw, *ops, *types, *rej, *ups,
                                  *up, *peers;
     ngx_http_scep_counters_t     *cn;
+    ngx_http_scep_outcomes_t      sum;
     ngx_http_scep_status_peer_t  *sp;
 
     cn = &ss->counters;
@@ -380,6 +395,17 @@ ngx_http_scep_status_json(ngx_http_request_t *r, ngx_http_scep_snapshot_t *ss,
         if (sp[i].has_answer && sp[i].answer.differs) {
             json_object_set_new(up, "answers_disagree", json_true());
         }
+
+        /* the peers of an upstream are next to each other */
+
+        if (i == 0 || sp[i - 1].upstream.data != sp[i].upstream.data) {
+            ngx_memzero(&sum, sizeof(ngx_http_scep_outcomes_t));
+        }
+
+        ngx_http_scep_outcomes_add(&sum, &sp[i].sh.outcomes, ss->now);
+
+        json_object_set_new(up, "outcomes",
+                            ngx_http_scep_json_outcomes(&sum, ss->now));
 
         peers = json_object_get(up, "peers");
 
@@ -535,6 +561,8 @@ ngx_http_scep_json_peer(ngx_http_scep_snapshot_t *ss,
     json_object_set_new(o, "responses",
                         ngx_http_scep_json_classes(p->responses));
     json_object_set_new(o, "failovers", json_integer(p->failovers));
+    json_object_set_new(o, "outcomes",
+                        ngx_http_scep_json_outcomes(&p->outcomes, ss->now));
 
     json_object_set_new(o, "ca_answer", sp->has_answer
                         ? json_pack("{s:I, s:I, s:I, s:b}",
@@ -562,7 +590,7 @@ ngx_http_scep_json_str(ngx_str_t *s)
 }
 
 
-#define ngx_http_scep_prom_room  (8 * 1024)
+#define ngx_http_scep_prom_room  (12 * 1024)
 
 static ngx_int_t
 ngx_http_scep_status_prometheus(ngx_http_request_t *r,
@@ -704,6 +732,8 @@ ngx_http_scep_status_prometheus(ngx_http_request_t *r,
     p = ngx_http_scep_prom_disagree(p, last, ss);
 
     p = ngx_http_scep_prom_peers(p, last, ss);
+
+    p = ngx_http_scep_prom_outcomes(p, last, ss);
 
     if (p == last) {
         return NGX_ERROR;
@@ -955,6 +985,196 @@ ngx_http_scep_prom_disagree(u_char *p, u_char *last,
         p = ngx_slprintf(p, last, "\"} %ui\n", differ);
 
         differ = 0;
+    }
+
+    return p;
+}
+
+
+/*
+ * What a back end answered to PKIOperations: counters, and issued and
+ * refused of the last NGX_HTTP_SCEP_RECENT minutes
+ */
+
+static json_t *
+ngx_http_scep_json_outcomes(ngx_http_scep_outcomes_t *o, time_t now)
+{
+    ngx_uint_t   i, total;
+    json_t      *refused, *checks, *recent, *j;
+    time_t       since;
+
+    refused = json_object();
+    checks = json_object();
+
+    total = 0;
+
+    for (i = 0; i <= SCEP_FAIL_N; i++) {
+        json_object_set_new(refused, ngx_http_scep_fail_names[i],
+                            json_integer(o->refused[i]));
+        total += o->refused[i];
+    }
+
+    json_object_set_new(refused, "total", json_integer(total));
+
+    for (i = SCEP_RESPONSE_NOT_CERTREP; i < SCEP_RESPONSE_N; i++) {
+        json_object_set_new(checks, scep_response_token(i),
+                            json_integer(o->checks[i]));
+    }
+
+    since = now / 60 - NGX_HTTP_SCEP_RECENT;
+
+    recent = json_pack("{s:I, s:I}", "issued", (json_int_t) 0,
+                       "refused", (json_int_t) 0);
+
+    for (i = 0, total = 0; i < NGX_HTTP_SCEP_RECENT; i++) {
+        if (o->minute[i] > since) {
+            total += o->recent_issued[i];
+        }
+    }
+
+    json_object_set_new(recent, "issued", json_integer(total));
+
+    for (i = 0, total = 0; i < NGX_HTTP_SCEP_RECENT; i++) {
+        if (o->minute[i] > since) {
+            total += o->recent_refused[i];
+        }
+    }
+
+    json_object_set_new(recent, "refused", json_integer(total));
+
+    j = json_pack("{s:I, s:I, s:I, s:o, s:o, s:o}",
+                  "issued", (json_int_t) o->issued,
+                  "success_other", (json_int_t) o->success,
+                  "pending", (json_int_t) o->pending,
+                  "refused", refused,
+                  "checks_failed", checks,
+                  "last_10m", recent);
+
+    return j ? j : json_null();
+}
+
+
+/* sums a back end's outcomes into its upstream's */
+
+static void
+ngx_http_scep_outcomes_add(ngx_http_scep_outcomes_t *sum,
+    ngx_http_scep_outcomes_t *o, time_t now)
+{
+    time_t      since;
+    ngx_uint_t  i;
+
+    sum->issued += o->issued;
+    sum->success += o->success;
+    sum->pending += o->pending;
+
+    for (i = 0; i <= SCEP_FAIL_N; i++) {
+        sum->refused[i] += o->refused[i];
+    }
+
+    for (i = 0; i < SCEP_RESPONSE_N; i++) {
+        sum->checks[i] += o->checks[i];
+    }
+
+    /* slot 0 of the sum holds the last minutes of all */
+
+    since = now / 60 - NGX_HTTP_SCEP_RECENT;
+
+    sum->minute[0] = now / 60;
+
+    for (i = 0; i < NGX_HTTP_SCEP_RECENT; i++) {
+        if (o->minute[i] > since) {
+            sum->recent_issued[0] += o->recent_issued[i];
+            sum->recent_refused[0] += o->recent_refused[i];
+        }
+    }
+}
+
+
+/*
+ * scep_peer_outcomes_total{status, fail_info} and
+ * scep_peer_response_check_failures_total{check}
+ */
+
+static u_char *
+ngx_http_scep_prom_outcomes(u_char *p, u_char *last,
+    ngx_http_scep_snapshot_t *ss)
+{
+    u_char                       *l, labels[512];
+    size_t                        n;
+    ngx_uint_t                    f, i, k;
+    ngx_http_scep_outcomes_t     *o;
+    ngx_http_scep_status_peer_t  *sp;
+
+    if (ss->peers.nelts == 0) {
+        return p;
+    }
+
+    sp = ss->peers.elts;
+
+    for (f = 0; f < 2; f++) {
+
+        if (f == 0) {
+            p = ngx_slprintf(p, last,
+                    "# HELP scep_peer_outcomes_total What the server "
+                    "answered to PKIOperations, by pkiStatus: issued "
+                    "(SUCCESS to PKCSReq, RenewalReq, CertPoll), "
+                    "success_other, pending, refused by failInfo.\n"
+                    "# TYPE scep_peer_outcomes_total counter\n");
+
+        } else {
+            p = ngx_slprintf(p, last,
+                    "# HELP scep_peer_response_check_failures_total "
+                    "Answers to PKIOperations that failed the gateway's "
+                    "checks, by $scep_response_check.\n"
+                    "# TYPE scep_peer_response_check_failures_total "
+                    "counter\n");
+        }
+
+        for (i = 0; i < ss->peers.nelts; i++) {
+            o = &sp[i].sh.outcomes;
+
+            l = ngx_slprintf(labels, labels + sizeof(labels), "upstream=\"");
+            l = ngx_http_scep_prom_label(l, labels + sizeof(labels) - 16,
+                                         sp[i].upstream.data,
+                                         sp[i].upstream.len);
+            l = ngx_slprintf(l, labels + sizeof(labels), "\",peer=\"");
+            l = ngx_http_scep_prom_label(l, labels + sizeof(labels) - 2,
+                                         sp[i].address.data,
+                                         sp[i].address.len);
+            *l++ = '"';
+
+            n = l - labels;
+
+            if (f == 1) {
+                for (k = SCEP_RESPONSE_NOT_CERTREP; k < SCEP_RESPONSE_N; k++) {
+                    p = ngx_slprintf(p, last,
+                                     "scep_peer_response_check_failures_total"
+                                     "{%*s,check=\"%s\"} %uA\n",
+                                     n, labels, scep_response_token(k),
+                                     o->checks[k]);
+                }
+
+                continue;
+            }
+
+            p = ngx_slprintf(p, last,
+                             "scep_peer_outcomes_total{%*s,status=\"issued\"}"
+                             " %uA\n"
+                             "scep_peer_outcomes_total{%*s,"
+                             "status=\"success_other\"} %uA\n"
+                             "scep_peer_outcomes_total{%*s,status=\"pending\"}"
+                             " %uA\n",
+                             n, labels, o->issued, n, labels, o->success,
+                             n, labels, o->pending);
+
+            for (k = 0; k <= SCEP_FAIL_N; k++) {
+                p = ngx_slprintf(p, last,
+                                 "scep_peer_outcomes_total{%*s,"
+                                 "status=\"refused\",fail_info=\"%s\"} %uA\n",
+                                 n, labels, ngx_http_scep_fail_names[k],
+                                 o->refused[k]);
+            }
+        }
     }
 
     return p;

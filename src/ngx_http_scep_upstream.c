@@ -88,6 +88,7 @@ ngx_http_scep_health_check(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     ngx_str_set(&hc->ca_ident, "default");
     ngx_str_set(&hc->ca_ident_arg, "&message=default");
     hc->ra_expiry_warn = 30 * 86400;
+    hc->refusal_hold = 60;
     hc->file = cf->conf_file->file.name.data;
     hc->line = cf->conf_file->line;
 
@@ -161,6 +162,31 @@ ngx_http_scep_health_check(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
                 return NGX_CONF_ERROR;
             }
 
+            continue;
+        }
+
+        if (ngx_strncmp(value[i].data, "refusals=", 9) == 0) {
+            n = ngx_atoi(value[i].data + 9, value[i].len - 9);
+
+            if (n == NGX_ERROR || n > 10000) {
+                goto invalid;
+            }
+
+            hc->refusals = n;
+            continue;
+        }
+
+        if (ngx_strncmp(value[i].data, "refusal_hold=", 13) == 0) {
+            s.data = value[i].data + 13;
+            s.len = value[i].len - 13;
+
+            warn = ngx_parse_time(&s, 1);
+
+            if (warn == (time_t) NGX_ERROR || warn == 0) {
+                goto invalid;
+            }
+
+            hc->refusal_hold = warn;
             continue;
         }
 

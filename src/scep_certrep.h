@@ -85,11 +85,14 @@ typedef struct {
 
 /*
  * Reads a DER answer to a PKIOperation as a CertRep: a ContentInfo of
- * SignedData with exactly one SignerInfo whose signed attributes hold
- * messageType "3", a pkiStatus of "0", "2" or "3", a failInfo "0" to
- * "4" with FAILURE (a failInfo is NONE when missing or unknown), a
- * transactionID, a senderNonce and a recipientNonce (16-byte OCTET
- * STRINGs); the encapsulated content may be absent (FAILURE, PENDING).
+ * SignedData of "data" with exactly one SignerInfo whose signed
+ * attributes hold messageType "3", a pkiStatus of "0", "2" or "3", a
+ * failInfo "0" to "4" with FAILURE (a failInfo is NONE when missing or
+ * unknown), a transactionID, a senderNonce and a recipientNonce
+ * (16-byte OCTET STRINGs; a missing nonce leaves its has_ flag 0, and
+ * scep_certrep_match() refuses a missing recipientNonce); each SCEP
+ * attribute at most once; the encapsulated content may be absent
+ * (FAILURE, PENDING), not with SUCCESS.
  * Checks no signature.  Returns SCEP_RESPONSE_OK with "rep" filled, or
  * SCEP_RESPONSE_NOT_CERTREP (anything else: HTML, a request, BER
  * errors, trailing bytes), or SCEP_RESPONSE_INTERNAL.
@@ -111,9 +114,11 @@ scep_response_t scep_certrep_match(const scep_certrep_t *rep,
  * Verifies the CertRep's signature (the messageDigest of the content
  * when there is one, and the signature over the signed attributes) with
  * the public key "spki" (a SubjectPublicKeyInfo in DER, as taken from a
- * certificate of the back end's GetCACert answer).  "crypto" may be
- * NULL; the RSA keys it keeps make a key met before cheap.  Returns
- * SCEP_RESPONSE_OK, SCEP_RESPONSE_BAD_SIGNATURE,
+ * certificate of the back end's GetCACert answer).  The digest may be
+ * any of scep_message.h's SCEP_ALG_* digests the SignedData lists, the
+ * signature RSA PKCS#1 v1.5, RSASSA-PSS or ECDSA, as for requests.
+ * "crypto" may be NULL; the RSA keys it keeps make a key met before
+ * cheap.  Returns SCEP_RESPONSE_OK, SCEP_RESPONSE_BAD_SIGNATURE,
  * SCEP_RESPONSE_NOT_CERTREP (not a CertRep) or SCEP_RESPONSE_INTERNAL.
  */
 scep_response_t scep_certrep_verify(const unsigned char *der, size_t len,

@@ -26,6 +26,7 @@
 #include <openssl/x509v3.h>
 
 #include "scep_certs.h"
+#include "scep_message_int.h"
 
 
 #define SCEP_CAPS_LINE_MAX    64      /* bytes of a GetCACaps line */
@@ -94,6 +95,10 @@ static const char *scep_cacert_decode(const unsigned char *body, size_t len,
 static const char *scep_cacert_bundle(const unsigned char *body, size_t len,
     scep_ca_answer_t *out);
 static int scep_cert_info(const X509 *x, scep_cert_info_t *ci);
+static void scep_bundle_spkis(const unsigned char *body, size_t len,
+    STACK_OF(X509) *certs, scep_ca_answer_t *out);
+static void scep_cert_spki(const X509 *x, const scep_ber_t *el,
+    scep_cert_info_t *ci);
 static void scep_cert_ids(const X509 *x, scep_cert_info_t *ci);
 static int scep_id_digest(const unsigned char *a, size_t alen,
     const unsigned char *b, size_t blen, unsigned char *id);
@@ -977,6 +982,7 @@ scep_cacert_decode(const unsigned char *body, size_t len, int *form,
     int                   rc;
     X509                 *x;
     size_t                total;
+    scep_ber_t            el;
     unsigned int          inner;
     const unsigned char  *p;
 
@@ -1024,6 +1030,10 @@ scep_cacert_decode(const unsigned char *body, size_t len, int *form,
     if (!scep_cert_info(x, &out->certs[0])) {
         X509_free(x);
         return "GetCACert: certificate with an invalid validity date";
+    }
+
+    if (scep_ber_read(body, body + len, &el, 1, 0)) {
+        scep_cert_spki(x, &el, &out->certs[0]);
     }
 
     X509_free(x);
@@ -1087,6 +1097,10 @@ scep_cacert_bundle(const unsigned char *body, size_t len,
         }
     }
 
+    if (reason == NULL) {
+        scep_bundle_spkis(body, len, certs, out);
+    }
+
     sk_X509_pop_free(certs, X509_free);
 
     if (reason != NULL) {
@@ -1130,6 +1144,79 @@ scep_cert_info(const X509 *x, scep_cert_info_t *ci)
     scep_cert_ids(x, ci);
 
     return 1;
+}
+
+
+/*
+ * Where the certificates' keys are in a certs-only answer: the CMS walk
+ * of the pkiMessage checks finds the certificates in the order OpenSSL
+ * lists them, Certificates only (SEQUENCEs), as CMS_get1_certs() does.
+ */
+
+static void
+scep_bundle_spkis(const unsigned char *body, size_t len,
+    STACK_OF(X509) *certs, scep_ca_answer_t *out)
+{
+    int            i;
+    scep_ber_t     el;
+    scep_cur_t     cur;
+    scep_check_t   ck;
+    scep_result_t  res;
+
+    memset(&ck, 0, sizeof(scep_check_t));
+    ck.res = &res;
+
+    if (scep_parse_content_info(&ck, body, len) != SCEP_REASON_OK
+        || ck.certs.tag == 0)
+    {
+        return;
+    }
+
+    scep_cur_init(&cur, &ck.certs);
+
+    for (i = 0; i < SCEP_CERTS_MAX && i < sk_X509_num(certs); /* void */) {
+        if (!scep_cur_next(&cur, 0, &el)) {
+            return;
+        }
+
+        if (el.tag == SCEP_BER_SEQUENCE) {
+            scep_cert_spki(sk_X509_value(certs, i), &el, &out->certs[i]);
+            i++;
+        }
+    }
+}
+
+
+/*
+ * The SubjectPublicKeyInfo of the certificate "el" of the body, kept when
+ * it is the DER that OpenSSL writes of the key of "x", the same
+ * certificate decoded: a BER one, or one the walk read otherwise than
+ * OpenSSL, leaves ci->spki NULL.
+ */
+
+static void
+scep_cert_spki(const X509 *x, const scep_ber_t *el, scep_cert_info_t *ci)
+{
+    int             n;
+    size_t          len;
+    scep_cert_t     cert;
+    unsigned char  *der;
+
+    if (!scep_parse_certificate(el, &cert)) {
+        return;
+    }
+
+    der = NULL;
+    n = i2d_X509_PUBKEY(X509_get_X509_PUBKEY(x), &der);
+    len = cert.spki.next - cert.spki.hdr;
+
+    if (n > 0 && (size_t) n == len && memcmp(der, cert.spki.hdr, len) == 0) {
+        ci->spki = cert.spki.hdr;
+        ci->spki_len = len;
+    }
+
+    OPENSSL_free(der);
+    ERR_clear_error();
 }
 
 

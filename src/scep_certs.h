@@ -42,6 +42,16 @@ typedef struct {
     unsigned char  key_id[SCEP_CERT_ID_LEN];      /* scep_key_id() */
     int            has_id;            /* 0 if OpenSSL failed to make them */
     int            has_key_id;        /* subjectKeyIdentifier present */
+
+    /*
+     * the certificate's SubjectPublicKeyInfo, DER, as in the body given
+     * to scep_cacert_parse(): a pointer into that body, valid while the
+     * body is; NULL (and spki_len 0) where the body encodes it otherwise
+     * than in DER, or where the answer's PKIX structure is one the walk
+     * of scep_message.h refuses (a certs-only with CRLs, say)
+     */
+    const unsigned char  *spki;
+    size_t                spki_len;
 } scep_cert_info_t;
 
 

@@ -328,7 +328,7 @@ int
 scep_parse_certificate(const scep_ber_t *el, scep_cert_t *cert)
 {
     unsigned int  n;
-    scep_ber_t    tbs, v, alg, params, validity, t, subject, spki, uid, ext;
+    scep_ber_t    tbs, v, alg, params, validity, t, subject, uid, ext;
     scep_cur_t    cur, in;
 
     scep_cur_init(&cur, el);
@@ -384,17 +384,8 @@ scep_parse_certificate(const scep_ber_t *el, scep_cert_t *cert)
 
     if (!scep_cur_next(&cur, SCEP_BER_SEQUENCE, &subject)
         || !scep_ber_name_ok(&subject)
-        || !scep_cur_next(&cur, SCEP_BER_SEQUENCE, &spki))
-    {
-        return 0;
-    }
-
-    scep_cur_init(&in, &spki);
-
-    if (!scep_cur_alg(&in, &cert->key_alg, &cert->key_params)
-        || !scep_cur_next(&in, SCEP_BER_BIT_STRING, &cert->key)
-        || cert->key.val == cert->key.vend || cert->key.val[0] > 7
-        || !scep_cur_done(&in))
+        || !scep_cur_next(&cur, SCEP_BER_SEQUENCE, &cert->spki)
+        || !scep_parse_spki(&cert->spki, cert))
     {
         return 0;
     }
@@ -430,6 +421,25 @@ scep_parse_certificate(const scep_ber_t *el, scep_cert_t *cert)
     }
 
     return scep_parse_extensions(&v, cert);
+}
+
+
+/*
+ * SubjectPublicKeyInfo ::= SEQUENCE { algorithm AlgorithmIdentifier,
+ *     subjectPublicKey BIT STRING }, its key the key of "cert"
+ */
+
+int
+scep_parse_spki(const scep_ber_t *spki, scep_cert_t *cert)
+{
+    scep_cur_t  cur;
+
+    scep_cur_init(&cur, spki);
+
+    return scep_cur_alg(&cur, &cert->key_alg, &cert->key_params)
+           && scep_cur_next(&cur, SCEP_BER_BIT_STRING, &cert->key)
+           && cert->key.val != cert->key.vend && cert->key.val[0] <= 7
+           && scep_cur_done(&cur);
 }
 
 
@@ -477,6 +487,16 @@ scep_parse_extensions(const scep_ber_t *el, scep_cert_t *cert)
 }
 
 
+/* whether the encapsulated content's type is "data", as SCEP's is */
+
+int
+scep_content_is_data(const scep_check_t *ck)
+{
+    return scep_oid_is(&ck->econtent_type, scep_oid_data,
+                       sizeof(scep_oid_data));
+}
+
+
 /* the encapsulated content: "data", present, its octets gathered */
 
 scep_reason_t
@@ -485,10 +505,7 @@ scep_check_content(scep_check_t *ck)
     int     first;
     size_t  n;
 
-    if (!scep_oid_is(&ck->econtent_type, scep_oid_data,
-                     sizeof(scep_oid_data))
-        || ck->econtent.tag == 0)
-    {
+    if (!scep_content_is_data(ck) || ck->econtent.tag == 0) {
         return SCEP_REASON_BAD_CONTENT_TYPE;
     }
 

@@ -168,14 +168,23 @@ scep_message_verify(scep_pending_t *pending)
 void
 scep_pending_free(scep_pending_t *pending)
 {
-    if (pending->ck.md_fetched) {
-        EVP_MD_free(pending->ck.md);
+    scep_check_free(&pending->ck);
+    pending->parsed = 0;
+}
+
+
+/* what a check allocated: a digest it fetched, a copy of the content */
+
+void
+scep_check_free(scep_check_t *ck)
+{
+    if (ck->md_fetched) {
+        EVP_MD_free(ck->md);
     }
 
-    OPENSSL_free(pending->ck.content_copy);
+    OPENSSL_free(ck->content_copy);
 
-    pending->ck.md = NULL;
-    pending->ck.md_fetched = 0;
-    pending->ck.content_copy = NULL;
-    pending->parsed = 0;
+    ck->md = NULL;
+    ck->md_fetched = 0;
+    ck->content_copy = NULL;
 }

@@ -70,6 +70,30 @@ typedef struct {
 } scep_oid_t;
 
 
+/* the nonces of SCEP: senderNonce and recipientNonce */
+#define SCEP_NONCE_LEN            16
+
+
+/*
+ * The SCEP attributes (2.16.840.1.113733.1.9.2 to .7) by kind, the last
+ * octet of their OID less 2
+ */
+#define SCEP_ATTR_MESSAGE_TYPE    0
+#define SCEP_ATTR_PKI_STATUS      1
+#define SCEP_ATTR_FAIL_INFO       2
+#define SCEP_ATTR_SENDER_NONCE    3
+#define SCEP_ATTR_RECIPIENT_NONCE 4
+#define SCEP_ATTR_TRANSACTION_ID  5
+#define SCEP_ATTR_N               6
+
+
+/* the SCEP attributes of a SignerInfo, as scep_find_attributes() found */
+typedef struct {
+    scep_ber_t             values[SCEP_ATTR_N];   /* tag 0 when absent */
+    unsigned int           dup;           /* bit 1 << kind: more than once */
+} scep_attrs_t;
+
+
 /* what a check needs of a certificate */
 typedef struct {
     scep_ber_t             serial;
@@ -78,6 +102,7 @@ typedef struct {
     scep_ber_t             key_params;    /* tag 0 when absent */
     scep_ber_t             key;           /* the BIT STRING */
     scep_ber_t             ski;           /* keyIdentifier, tag 0 if none */
+    scep_ber_t             spki;          /* SubjectPublicKeyInfo */
 } scep_cert_t;
 
 
@@ -146,6 +171,11 @@ typedef struct {
 extern const scep_oid_t  scep_digests[6];
 
 
+/* scep_message.c: what a check allocated, released */
+
+void scep_check_free(scep_check_t *ck);
+
+
 /* scep_ber.c: the BER reader and its validators */
 
 int scep_ber_header(const unsigned char **pos, const unsigned char *end,
@@ -181,20 +211,31 @@ int scep_der_equal(const scep_ber_t *a, const scep_ber_t *b);
 scep_reason_t scep_parse_content_info(scep_check_t *ck,
     const unsigned char *der, size_t len);
 int scep_parse_certificate(const scep_ber_t *el, scep_cert_t *cert);
+int scep_parse_spki(const scep_ber_t *spki, scep_cert_t *cert);
+int scep_content_is_data(const scep_check_t *ck);
 scep_reason_t scep_check_content(scep_check_t *ck);
 scep_reason_t scep_check_envelope(scep_check_t *ck);
 
 
 /* scep_rules.c: the SCEP attributes and the algorithm policy */
 
+scep_reason_t scep_find_attributes(const scep_check_t *ck,
+    scep_attrs_t *found);
 scep_reason_t scep_check_attributes(scep_check_t *ck);
 int scep_attribute_value(const scep_ber_t *values, scep_ber_t *value);
+int scep_attribute_once(const scep_attrs_t *found, unsigned int kind);
+int scep_attribute_number(const scep_ber_t *values, int *number);
+int scep_attribute_transaction_id(const scep_ber_t *values, char *out,
+    size_t *out_len);
+int scep_attribute_nonce(const scep_ber_t *values, unsigned char *out);
 scep_reason_t scep_check_algorithms(scep_check_t *ck);
+int scep_digest_listed(const scep_check_t *ck);
 
 
 /* scep_verify.c: the signer, the messageDigest and the signature */
 
 scep_reason_t scep_find_signer(scep_check_t *ck);
+scep_reason_t scep_signer_digest(scep_check_t *ck);
 scep_reason_t scep_check_message_digest(scep_check_t *ck);
 scep_reason_t scep_check_signature(scep_check_t *ck);
 

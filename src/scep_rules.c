@@ -13,9 +13,6 @@
 #include "scep_message_int.h"
 
 
-#define SCEP_NONCE_LEN         16
-
-
 typedef struct {
     const char            *name;
     size_t                 len;
@@ -24,12 +21,6 @@ typedef struct {
 
 
 static int scep_printable(unsigned char c);
-static scep_reason_t scep_check_message_type(const scep_ber_t *values,
-    scep_result_t *res);
-static scep_reason_t scep_check_transaction_id(const scep_ber_t *values,
-    scep_result_t *res);
-static scep_reason_t scep_check_sender_nonce(const scep_ber_t *values,
-    scep_result_t *res);
 static void scep_algorithm_used(const scep_oid_t *table,
     const char **names, size_t n, const scep_ber_t *alg, uint32_t *bits,
     const char **name, char *oid, size_t size);
@@ -37,17 +28,9 @@ static void scep_algorithm_used(const scep_oid_t *table,
 
 /* contents octets of the OIDs used */
 
-/* 2.16.840.1.113733.1.9.2, .5, .7 */
-static const unsigned char  scep_oid_message_type[] = {
-    0x60, 0x86, 0x48, 0x01, 0x86, 0xf8, 0x45, 0x01, 0x09, 0x02
-};
-
-static const unsigned char  scep_oid_sender_nonce[] = {
-    0x60, 0x86, 0x48, 0x01, 0x86, 0xf8, 0x45, 0x01, 0x09, 0x05
-};
-
-static const unsigned char  scep_oid_transaction_id[] = {
-    0x60, 0x86, 0x48, 0x01, 0x86, 0xf8, 0x45, 0x01, 0x09, 0x07
+/* 2.16.840.1.113733.1.9: the SCEP attributes, less their last octet */
+static const unsigned char  scep_oid_scep_attr[] = {
+    0x60, 0x86, 0x48, 0x01, 0x86, 0xf8, 0x45, 0x01, 0x09
 };
 
 
@@ -129,86 +112,102 @@ static const scep_alg_name_t  scep_alg_names[] = {
 };
 
 
+/*
+ * The SCEP attributes among the signed attributes, by kind: their values
+ * (tag 0 when absent), and which came more than once.  Other attributes
+ * are left alone.
+ */
+
+scep_reason_t
+scep_find_attributes(const scep_check_t *ck, scep_attrs_t *found)
+{
+    size_t      len;
+    scep_ber_t  attr, oid, values;
+    scep_cur_t  cur, in;
+
+    memset(found, 0, sizeof(scep_attrs_t));
+
+    if (ck->attrs.tag == 0) {
+        return SCEP_REASON_OK;
+    }
+
+    len = sizeof(scep_oid_scep_attr);
+
+    scep_cur_init(&cur, &ck->attrs);
+
+    while (!scep_cur_done(&cur)) {
+
+        /* the structure is known to be right by now */
+
+        if (!scep_cur_next(&cur, SCEP_BER_SEQUENCE, &attr)) {
+            return SCEP_REASON_BAD_DER;
+        }
+
+        scep_cur_init(&in, &attr);
+
+        if (!scep_cur_oid(&in, &oid)
+            || !scep_cur_next(&in, SCEP_BER_SET, &values))
+        {
+            return SCEP_REASON_BAD_DER;
+        }
+
+        /* 2.16.840.1.113733.1.9.2 to .7: all but the last octet shared */
+
+        if ((size_t) (oid.vend - oid.val) != len + 1
+            || memcmp(oid.val, scep_oid_scep_attr, len) != 0
+            || oid.val[len] < 2
+            || oid.val[len] - 2 >= SCEP_ATTR_N)
+        {
+            continue;
+        }
+
+        found->dup |= (found->values[oid.val[len] - 2].tag != 0)
+                      << (oid.val[len] - 2);
+        found->values[oid.val[len] - 2] = values;
+    }
+
+    return SCEP_REASON_OK;
+}
+
+
 /* messageType, transactionID and senderNonce, each exactly once */
 
 scep_reason_t
 scep_check_attributes(scep_check_t *ck)
 {
-    int            dup_type, dup_tid, dup_nonce;
-    scep_ber_t     attr, oid, values, type, tid, nonce;
-    scep_cur_t     cur, in;
+    scep_attrs_t   a;
     scep_reason_t  reason;
 
-    memset(&type, 0, sizeof(scep_ber_t));
-    memset(&tid, 0, sizeof(scep_ber_t));
-    memset(&nonce, 0, sizeof(scep_ber_t));
-    dup_type = 0;
-    dup_tid = 0;
-    dup_nonce = 0;
-
-    if (ck->attrs.tag != 0) {
-        scep_cur_init(&cur, &ck->attrs);
-
-        while (!scep_cur_done(&cur)) {
-
-            /* the structure is known to be right by now */
-
-            if (!scep_cur_next(&cur, SCEP_BER_SEQUENCE, &attr)) {
-                return SCEP_REASON_BAD_DER;
-            }
-
-            scep_cur_init(&in, &attr);
-
-            if (!scep_cur_oid(&in, &oid)
-                || !scep_cur_next(&in, SCEP_BER_SET, &values))
-            {
-                return SCEP_REASON_BAD_DER;
-            }
-
-            if (scep_oid_is(&oid, scep_oid_message_type,
-                            sizeof(scep_oid_message_type)))
-            {
-                dup_type |= (type.tag != 0);
-                type = values;
-
-            } else if (scep_oid_is(&oid, scep_oid_transaction_id,
-                                   sizeof(scep_oid_transaction_id)))
-            {
-                dup_tid |= (tid.tag != 0);
-                tid = values;
-
-            } else if (scep_oid_is(&oid, scep_oid_sender_nonce,
-                                   sizeof(scep_oid_sender_nonce)))
-            {
-                dup_nonce |= (nonce.tag != 0);
-                nonce = values;
-            }
-        }
+    reason = scep_find_attributes(ck, &a);
+    if (reason != SCEP_REASON_OK) {
+        return reason;
     }
 
-    if (dup_type || type.tag == 0) {
+    if (!scep_attribute_once(&a, SCEP_ATTR_MESSAGE_TYPE)
+        || !scep_attribute_number(&a.values[SCEP_ATTR_MESSAGE_TYPE],
+                                  &ck->res->message_type)
+        || scep_message_type_name(ck->res->message_type) == NULL)
+    {
+        ck->res->message_type = 0;
         return SCEP_REASON_BAD_MESSAGE_TYPE;
     }
 
-    reason = scep_check_message_type(&type, ck->res);
-    if (reason != SCEP_REASON_OK) {
-        return reason;
-    }
-
-    if (dup_tid || tid.tag == 0) {
+    if (!scep_attribute_once(&a, SCEP_ATTR_TRANSACTION_ID)
+        || !scep_attribute_transaction_id(&a.values[SCEP_ATTR_TRANSACTION_ID],
+                                          ck->res->transaction_id,
+                                          &ck->res->transaction_id_len))
+    {
         return SCEP_REASON_BAD_TRANSACTION_ID;
     }
 
-    reason = scep_check_transaction_id(&tid, ck->res);
-    if (reason != SCEP_REASON_OK) {
-        return reason;
-    }
-
-    if (dup_nonce || nonce.tag == 0) {
+    if (!scep_attribute_once(&a, SCEP_ATTR_SENDER_NONCE)
+        || !scep_attribute_nonce(&a.values[SCEP_ATTR_SENDER_NONCE],
+                                 ck->res->sender_nonce))
+    {
         return SCEP_REASON_BAD_SENDER_NONCE;
     }
 
-    return scep_check_sender_nonce(&nonce, ck->res);
+    return SCEP_REASON_OK;
 }
 
 
@@ -225,10 +224,24 @@ scep_attribute_value(const scep_ber_t *values, scep_ber_t *value)
 }
 
 
-static scep_reason_t
-scep_check_message_type(const scep_ber_t *values, scep_result_t *res)
+/* an attribute of the kind there, and there once */
+
+int
+scep_attribute_once(const scep_attrs_t *found, unsigned int kind)
 {
-    int                   type;
+    return found->values[kind].tag != 0 && !(found->dup & (1u << kind));
+}
+
+
+/*
+ * A PrintableString of decimal digits, as messageType, pkiStatus and
+ * failInfo are; leading zeros do no harm, the value is what counts
+ */
+
+int
+scep_attribute_number(const scep_ber_t *values, int *number)
+{
+    int                   n;
     size_t                len;
     scep_ber_t            value;
     const unsigned char  *p;
@@ -236,39 +249,40 @@ scep_check_message_type(const scep_ber_t *values, scep_result_t *res)
     if (!scep_attribute_value(values, &value)
         || value.tag != SCEP_BER_PRINTABLE)
     {
-        return SCEP_REASON_BAD_MESSAGE_TYPE;
+        return 0;
     }
-
-    /* decimal digits; leading zeros do no harm, the value is what counts */
 
     len = value.vend - value.val;
 
     if (len < 1 || len > 8) {
-        return SCEP_REASON_BAD_MESSAGE_TYPE;
+        return 0;
     }
 
-    type = 0;
+    n = 0;
 
     for (p = value.val; p != value.vend; p++) {
         if (*p < '0' || *p > '9') {
-            return SCEP_REASON_BAD_MESSAGE_TYPE;
+            return 0;
         }
 
-        type = type * 10 + (*p - '0');
+        n = n * 10 + (*p - '0');
     }
 
-    if (scep_message_type_name(type) == NULL) {
-        return SCEP_REASON_BAD_MESSAGE_TYPE;
-    }
+    *number = n;
 
-    res->message_type = type;
-
-    return SCEP_REASON_OK;
+    return 1;
 }
 
 
-static scep_reason_t
-scep_check_transaction_id(const scep_ber_t *values, scep_result_t *res)
+/*
+ * A transactionID: a PrintableString of 1 to SCEP_TRANSACTION_ID_MAX
+ * characters, copied NUL-terminated to "out" (room for
+ * SCEP_TRANSACTION_ID_MAX + 1)
+ */
+
+int
+scep_attribute_transaction_id(const scep_ber_t *values, char *out,
+    size_t *out_len)
 {
     size_t                len;
     scep_ber_t            value;
@@ -277,31 +291,33 @@ scep_check_transaction_id(const scep_ber_t *values, scep_result_t *res)
     if (!scep_attribute_value(values, &value)
         || value.tag != SCEP_BER_PRINTABLE)
     {
-        return SCEP_REASON_BAD_TRANSACTION_ID;
+        return 0;
     }
 
     len = value.vend - value.val;
 
     if (len < 1 || len > SCEP_TRANSACTION_ID_MAX) {
-        return SCEP_REASON_BAD_TRANSACTION_ID;
+        return 0;
     }
 
     for (p = value.val; p != value.vend; p++) {
         if (!scep_printable(*p)) {
-            return SCEP_REASON_BAD_TRANSACTION_ID;
+            return 0;
         }
     }
 
-    memcpy(res->transaction_id, value.val, len);
-    res->transaction_id[len] = '\0';
-    res->transaction_id_len = len;
+    memcpy(out, value.val, len);
+    out[len] = '\0';
+    *out_len = len;
 
-    return SCEP_REASON_OK;
+    return 1;
 }
 
 
-static scep_reason_t
-scep_check_sender_nonce(const scep_ber_t *values, scep_result_t *res)
+/* a senderNonce or recipientNonce: an OCTET STRING of SCEP_NONCE_LEN */
+
+int
+scep_attribute_nonce(const scep_ber_t *values, unsigned char *out)
 {
     scep_ber_t  value;
 
@@ -309,12 +325,12 @@ scep_check_sender_nonce(const scep_ber_t *values, scep_result_t *res)
         || value.tag != SCEP_BER_OCTET_STRING
         || value.vend - value.val != SCEP_NONCE_LEN)
     {
-        return SCEP_REASON_BAD_SENDER_NONCE;
+        return 0;
     }
 
-    memcpy(res->sender_nonce, value.val, SCEP_NONCE_LEN);
+    memcpy(out, value.val, SCEP_NONCE_LEN);
 
-    return SCEP_REASON_OK;
+    return 1;
 }
 
 
@@ -326,10 +342,6 @@ scep_check_sender_nonce(const scep_ber_t *values, scep_result_t *res)
 scep_reason_t
 scep_check_algorithms(scep_check_t *ck)
 {
-    int         listed;
-    scep_ber_t  oid, params;
-    scep_cur_t  cur;
-
     /* what was used, by name and OID, for an answer an admin can act on */
 
     scep_algorithm_used(scep_digests, scep_digest_names,
@@ -341,16 +353,7 @@ scep_check_algorithms(scep_check_t *ck)
         return SCEP_REASON_BAD_DIGEST_ALGORITHM;
     }
 
-    listed = 0;
-
-    scep_cur_init(&cur, &ck->digest_algs);
-
-    while (!listed && scep_cur_alg(&cur, &oid, &params)) {
-        listed = scep_oid_is(&oid, ck->digest_alg.val,
-                             ck->digest_alg.vend - ck->digest_alg.val);
-    }
-
-    if (!listed) {
+    if (!scep_digest_listed(ck)) {
         return SCEP_REASON_BAD_DIGEST_ALGORITHM;
     }
 
@@ -364,6 +367,28 @@ scep_check_algorithms(scep_check_t *ck)
     }
 
     return SCEP_REASON_OK;
+}
+
+
+/* whether the signer's digest is one the SignedData lists */
+
+int
+scep_digest_listed(const scep_check_t *ck)
+{
+    int         listed;
+    scep_ber_t  oid, params;
+    scep_cur_t  cur;
+
+    listed = 0;
+
+    scep_cur_init(&cur, &ck->digest_algs);
+
+    while (!listed && scep_cur_alg(&cur, &oid, &params)) {
+        listed = scep_oid_is(&oid, ck->digest_alg.val,
+                             ck->digest_alg.vend - ck->digest_alg.val);
+    }
+
+    return listed;
 }
 
 

@@ -319,9 +319,8 @@ scep_check_message_digest(scep_check_t *ck)
 
     /* one for the content, the attributes and the signature */
 
-    ck->md = scep_digest(ck);
-    if (ck->md == NULL) {
-        return scep_openssl_reason(SCEP_REASON_INTERNAL);
+    if (scep_signer_digest(ck) != SCEP_REASON_OK) {
+        return SCEP_REASON_INTERNAL;
     }
 
     if (!EVP_Digest(ck->content, ck->content_len, buf, &mdlen, ck->md,
@@ -334,6 +333,28 @@ scep_check_message_digest(scep_check_t *ck)
         || CRYPTO_memcmp(value.val, buf, mdlen) != 0)
     {
         return SCEP_REASON_BAD_SIGNATURE;
+    }
+
+    return SCEP_REASON_OK;
+}
+
+
+/*
+ * The signer's digest, fetched for the attributes and the signature,
+ * once: scep_check_message_digest() calls it, and the check of a
+ * message without content (a CertRep's FAILURE) calls it instead.
+ */
+
+scep_reason_t
+scep_signer_digest(scep_check_t *ck)
+{
+    if (ck->md != NULL) {
+        return SCEP_REASON_OK;
+    }
+
+    ck->md = scep_digest(ck);
+    if (ck->md == NULL) {
+        return scep_openssl_reason(SCEP_REASON_INTERNAL);
     }
 
     return SCEP_REASON_OK;

@@ -23,6 +23,10 @@
 #   capstype  as certs, but GetCACaps labelled with the content type
 #             TYPE: a header value a back end must not get past the
 #             probes (a CR and a header of its own after it, say)
+#   answer    GetCACaps a capability list, GetCACert the DER certificate
+#             FILE (application/x-x509-ca-cert), and every PKIOperation
+#             the bytes of the file ANSWER, read again for each request,
+#             as application/x-pki-message: a CertRep a test made
 #   slowtls=S an HTTPS server (FILE.crt, FILE.key) that waits S seconds
 #             before its TLS handshake and S more before it answers:
 #             GetCACaps a capability list, anything else a 500; prints
@@ -31,6 +35,7 @@
 #
 #   fault-daemon.pl PORT type FILE TYPE
 #   fault-daemon.pl PORT capstype FILE TYPE
+#   fault-daemon.pl PORT answer FILE ANSWER
 #
 # Loopback only; one process per connection.
 
@@ -146,6 +151,29 @@ sub serve {
         answer($c, '200 OK', 'text/html',
                "<html><body>Network Device Enrollment Service</body>"
                . "</html>\r\n");
+
+    } elsif ($mode eq 'answer') {
+        if ($req =~ /operation=GetCACaps/) {
+            answer($c, '200 OK', 'text/plain',
+                   "POSTPKIOperation\nSHA-256\nAES\nSCEPStandard\n");
+        } elsif ($req =~ /operation=GetCACert/) {
+            answer($c, '200 OK', 'application/x-x509-ca-cert', $body);
+        } else {
+            open my $fh, '<', $type or die "$type: $!";
+            binmode $fh;
+            local $/;
+            my $rep = <$fh> // '';
+            close $fh;
+            # the request's body, read on so that nginx sees no reset
+            my ($len) = $req =~ /\r\nContent-Length:\s*(\d+)/i;
+            my $have = length($req) - index($req, "\r\n\r\n") - 4;
+            while ($len && $have < $len) {
+                my $n = sysread($c, my $buf, 65536);
+                last unless $n;
+                $have += $n;
+            }
+            answer($c, '200 OK', 'application/x-pki-message', $rep);
+        }
 
     } elsif ($mode eq 'certs' || $mode eq 'type' || $mode eq 'capstype') {
         if ($req =~ /operation=GetCACaps/) {
