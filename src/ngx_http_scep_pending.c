@@ -343,6 +343,21 @@ ngx_http_scep_pending_update(ngx_http_request_t *r, ngx_http_scep_ctx_t *ctx)
         return;
     }
 
+    /*
+     * Only an answer to this request: its transactionID and nonce
+     * matched; a signature that did not verify is the server's answer
+     * still, passed on under "scep_check_response log"
+     */
+
+    switch (ctx->response_check) {
+    case SCEP_RESPONSE_OK + 1:
+    case SCEP_RESPONSE_UNKNOWN_SIGNER + 1:
+    case SCEP_RESPONSE_BAD_SIGNATURE + 1:
+        break;
+    default:
+        return;
+    }
+
     /* only enrolments are held for approval */
 
     switch (ctx->result.message_type) {

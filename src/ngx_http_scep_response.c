@@ -179,6 +179,10 @@ ngx_http_scep_response_body_filter(ngx_http_request_t *r, ngx_chain_t *in)
                                                 NGX_HTTP_BAD_GATEWAY);
     }
 
+    /* PENDING keeps the server for the CertPolls (scep_pending_zone) */
+
+    ngx_http_scep_pending_update(r, ctx);
+
     return ngx_http_scep_response_pass(r, ctx, NULL);
 }
 
