@@ -27,6 +27,12 @@
 #             FILE (application/x-x509-ca-cert), and every PKIOperation
 #             the bytes of the file ANSWER, read again for each request,
 #             as application/x-pki-message: a CertRep a test made
+#   pending   a CA that holds requests for approval: GetCACaps a
+#             capability list, GetCACert the DER certificate FILE, and a
+#             POST PKIOperation a CertRep signed with FILE and its key
+#             KEY that answers it: PENDING the first time the daemon sees
+#             its transactionID, SUCCESS after; prints "PID PKIOperation
+#             TID STATUS" for each
 #   slowtls=S an HTTPS server (FILE.crt, FILE.key) that waits S seconds
 #             before its TLS handshake and S more before it answers:
 #             GetCACaps a capability list, anything else a 500; prints
@@ -36,12 +42,14 @@
 #   fault-daemon.pl PORT type FILE TYPE
 #   fault-daemon.pl PORT capstype FILE TYPE
 #   fault-daemon.pl PORT answer FILE ANSWER
+#   fault-daemon.pl PORT pending FILE KEY
 #
 # Loopback only; one process per connection.
 
 use strict;
 use warnings;
 
+use FindBin;
 use IO::Socket::INET;
 use Socket qw(SOL_SOCKET SO_LINGER);
 
@@ -63,6 +71,9 @@ if ($file && $mode !~ /^slowtls/) {
 my $srv = IO::Socket::INET->new(LocalAddr => "127.0.0.1:$port",
                                 Listen => 128, ReuseAddr => 1)
     or die "listen on $port: $!";
+
+# the port, for the folder of what mode "pending" saw
+my $listening = $srv->sockport;
 
 if ($port_file) {
     open my $fh, '>', "$port_file.tmp" or die "$port_file.tmp: $!";
@@ -175,6 +186,16 @@ sub serve {
             answer($c, '200 OK', 'application/x-pki-message', $rep);
         }
 
+    } elsif ($mode eq 'pending') {
+        if ($req =~ /operation=GetCACaps/) {
+            answer($c, '200 OK', 'text/plain',
+                   "POSTPKIOperation\nSHA-256\nAES\nSCEPStandard\n");
+        } elsif ($req =~ /operation=GetCACert/) {
+            answer($c, '200 OK', 'application/x-x509-ca-cert', $body);
+        } else {
+            pending($c, $req);
+        }
+
     } elsif ($mode eq 'certs' || $mode eq 'type' || $mode eq 'capstype') {
         if ($req =~ /operation=GetCACaps/) {
             answer($c, '200 OK', $mode eq 'capstype' ? $type : 'text/plain',
@@ -221,3 +242,47 @@ sub slowtls {
     close $c;
     print "$$ close ", Time::HiRes::time(), "\n";
 }
+
+# A CertRep for the POST PKIOperation in $req: PENDING the first time
+# for its transactionID (a file in a folder of this daemon's own says it
+# was seen), SUCCESS after, made by the message tool
+sub pending {
+    my ($c, $req) = @_;
+
+    my ($len) = $req =~ /\r\nContent-Length:\s*(\d+)/i;
+    my $msg = substr($req, index($req, "\r\n\r\n") + 4);
+    while ($len && length($msg) < $len) {
+        my $n = sysread($c, my $buf, 65536);
+        last unless $n;
+        $msg .= $buf;
+    }
+
+    my $state = "$file.pending-$listening";
+    mkdir $state;
+    my $in = "$state/req-$$.der";
+    open my $fh, '>', $in or die "$in: $!";
+    binmode $fh;
+    print $fh $msg;
+    close $fh;
+
+    my $asn1 = `openssl asn1parse -inform DER -in $in 2>&1`;
+    my ($tid) = $asn1 =~ /:2\.16\.840\.1\.113733\.1\.9\.7\n.*\n.*:(\S+)\n/;
+    unless (defined $tid && $tid =~ /^[\w.-]+$/) {
+        answer($c, '400 Bad Request', 'text/plain', "no transactionID\n");
+        unlink $in;
+        return;
+    }
+
+    my $seen = "$state/tid-$tid";
+    my $status = -e $seen ? 0 : 3;
+    open $fh, '>', $seen and close $fh;
+
+    my $tool = "$FindBin::Bin/../../build/scep-msg";
+    my $rep = `$tool --type 3 --reply-to $in --key $type --signer-cert $file --status $status`;
+    unlink $in;
+
+    print "$$ PKIOperation $tid ", $status ? 'PENDING' : 'SUCCESS', "\n";
+
+    answer($c, '200 OK', 'application/x-pki-message', $rep);
+}
+
