@@ -552,6 +552,10 @@ void ngx_http_scep_records_remove(ngx_slab_pool_t *shpool,
     ngx_http_scep_records_t *rs, ngx_http_scep_record_t *rn);
 ngx_uint_t ngx_http_scep_records_log_full(ngx_http_scep_records_t *rs,
     ngx_uint_t evicted);
+void ngx_http_scep_records_delete(ngx_shm_zone_t *shm_zone, uint32_t hash,
+    u_char *key, size_t len);
+void ngx_http_scep_records_evicted(ngx_http_request_t *r, ngx_uint_t evicted,
+    ngx_uint_t log, size_t offset, char *name, size_t size, char *cost);
 ngx_uint_t ngx_http_scep_records_entries(ngx_shm_zone_t *shm_zone);
 #define NGX_HTTP_SCEP_VAR_PKI_STATUS      0
 #define NGX_HTTP_SCEP_VAR_FAIL_INFO       1

@@ -397,7 +397,6 @@ ngx_http_scep_pending_keep(ngx_http_request_t *r,
     ngx_str_t                  *host, tid;
     ngx_uint_t                  evicted, log;
     ngx_slab_pool_t            *shpool;
-    ngx_http_scep_sh_t         *msh;
     ngx_http_scep_peer_t       *peer;
     ngx_http_scep_record_t     *rn;
     ngx_http_scep_records_t    *rs;
@@ -459,23 +458,12 @@ ngx_http_scep_pending_keep(ngx_http_request_t *r,
 
     ngx_shmtx_unlock(&shpool->mutex);
 
-    if (evicted) {
-        msh = ngx_http_scep_shared(smcf);
-
-        if (msh) {
-            (void) ngx_atomic_fetch_add(&msh->counters.pending_evicted,
-                                        evicted);
-        }
-    }
-
-    if (log) {
-        ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
-                      "scep_pending_zone of %uzk is full: the oldest"
-                      " pending requests are forgotten, and their"
-                      " CertPolls may reach a server that does not hold"
-                      " them; make \"scep_pending_zone\" larger",
-                      (size_t) smcf->pending_size / 1024);
-    }
+    ngx_http_scep_records_evicted(r, evicted, log,
+                          offsetof(ngx_http_scep_counters_t, pending_evicted),
+                          "scep_pending_zone", smcf->pending_size,
+                          "the oldest pending requests are forgotten, and"
+                          " their CertPolls may reach a server that does not"
+                          " hold them");
 
     if (rn == NULL) {
         ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
@@ -493,27 +481,13 @@ static void
 ngx_http_scep_pending_forget(ngx_http_request_t *r,
     ngx_http_scep_main_conf_t *smcf, ngx_http_scep_ctx_t *ctx)
 {
-    u_char                    key[NGX_HTTP_SCEP_PENDING_KEY_MAX];
-    size_t                    len;
-    uint32_t                  hash;
-    ngx_slab_pool_t          *shpool;
-    ngx_http_scep_record_t   *rn;
-    ngx_http_scep_records_t  *rs;
+    u_char    key[NGX_HTTP_SCEP_PENDING_KEY_MAX];
+    size_t    len;
+    uint32_t  hash;
 
     len = ngx_http_scep_pending_key(ctx, key, &hash);
 
-    shpool = (ngx_slab_pool_t *) smcf->pending_zone->shm.addr;
-    rs = shpool->data;
-
-    ngx_shmtx_lock(&shpool->mutex);
-
-    rn = ngx_http_scep_records_find(rs, hash, key, len);
-
-    if (rn) {
-        ngx_http_scep_records_remove(shpool, rs, rn);
-    }
-
-    ngx_shmtx_unlock(&shpool->mutex);
+    ngx_http_scep_records_delete(smcf->pending_zone, hash, key, len);
 }
 
 

@@ -310,6 +310,64 @@ ngx_http_scep_records_log_full(ngx_http_scep_records_t *rs,
 }
 
 
+/* forgets the record of the key, if there is one */
+
+void
+ngx_http_scep_records_delete(ngx_shm_zone_t *shm_zone, uint32_t hash,
+    u_char *key, size_t len)
+{
+    ngx_slab_pool_t          *shpool;
+    ngx_http_scep_record_t   *rn;
+    ngx_http_scep_records_t  *rs;
+
+    shpool = (ngx_slab_pool_t *) shm_zone->shm.addr;
+    rs = shpool->data;
+
+    ngx_shmtx_lock(&shpool->mutex);
+
+    rn = ngx_http_scep_records_find(rs, hash, key, len);
+
+    if (rn) {
+        ngx_http_scep_records_remove(shpool, rs, rn);
+    }
+
+    ngx_shmtx_unlock(&shpool->mutex);
+}
+
+
+/*
+ * After the mutex: "evicted" records counted in the module's counter at
+ * "offset" of ngx_http_scep_counters_t, and, where "log" says this one
+ * logs, a warn line of the directive "name", a zone of "size", saying
+ * what a full zone costs
+ */
+
+void
+ngx_http_scep_records_evicted(ngx_http_request_t *r, ngx_uint_t evicted,
+    ngx_uint_t log, size_t offset, char *name, size_t size, char *cost)
+{
+    ngx_http_scep_sh_t         *msh;
+    ngx_http_scep_main_conf_t  *smcf;
+
+    if (evicted) {
+        smcf = ngx_http_get_module_main_conf(r, ngx_http_scep_module);
+        msh = ngx_http_scep_shared(smcf);
+
+        if (msh) {
+            (void) ngx_atomic_fetch_add(
+                       (ngx_atomic_t *) ((u_char *) &msh->counters + offset),
+                       evicted);
+        }
+    }
+
+    if (log) {
+        ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
+                      "%s of %uzk is full: %s; make \"%s\" larger",
+                      name, size / 1024, cost, name);
+    }
+}
+
+
 ngx_uint_t
 ngx_http_scep_records_entries(ngx_shm_zone_t *shm_zone)
 {

@@ -181,7 +181,6 @@ ngx_http_scep_replay_check(ngx_http_request_t *r, ngx_http_scep_ctx_t *ctx)
     ngx_msec_t                  now;
     ngx_uint_t                  evicted, log;
     ngx_slab_pool_t            *shpool;
-    ngx_http_scep_sh_t         *msh;
     ngx_http_scep_record_t     *rn;
     ngx_http_scep_records_t    *rs;
     ngx_http_scep_loc_conf_t   *slcf;
@@ -232,22 +231,11 @@ ngx_http_scep_replay_check(ngx_http_request_t *r, ngx_http_scep_ctx_t *ctx)
 
     ngx_shmtx_unlock(&shpool->mutex);
 
-    if (evicted) {
-        msh = ngx_http_scep_shared(smcf);
-
-        if (msh) {
-            (void) ngx_atomic_fetch_add(&msh->counters.replay_evicted,
-                                        evicted);
-        }
-    }
-
-    if (log) {
-        ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
-                      "scep_replay_zone of %uzk is full: the oldest pairs"
-                      " are forgotten before their window ends; make"
-                      " \"scep_replay_zone\" larger",
-                      (size_t) smcf->replay_size / 1024);
-    }
+    ngx_http_scep_records_evicted(r, evicted, log,
+                           offsetof(ngx_http_scep_counters_t, replay_evicted),
+                           "scep_replay_zone", smcf->replay_size,
+                           "the oldest pairs are forgotten before their"
+                           " window ends");
 
     return NGX_OK;
 }
@@ -267,9 +255,6 @@ ngx_http_scep_replay_log(ngx_http_request_t *r, ngx_http_scep_ctx_t *ctx)
     size_t                      len;
     uint32_t                    hash;
     ngx_uint_t                  i;
-    ngx_slab_pool_t            *shpool;
-    ngx_http_scep_record_t     *rn;
-    ngx_http_scep_records_t    *rs;
     ngx_http_upstream_state_t  *state;
     ngx_http_scep_main_conf_t  *smcf;
 
@@ -291,18 +276,7 @@ ngx_http_scep_replay_log(ngx_http_request_t *r, ngx_http_scep_ctx_t *ctx)
 
     len = ngx_http_scep_replay_key(ctx, key, &hash);
 
-    shpool = (ngx_slab_pool_t *) smcf->replay_zone->shm.addr;
-    rs = shpool->data;
-
-    ngx_shmtx_lock(&shpool->mutex);
-
-    rn = ngx_http_scep_records_find(rs, hash, key, len);
-
-    if (rn) {
-        ngx_http_scep_records_remove(shpool, rs, rn);
-    }
-
-    ngx_shmtx_unlock(&shpool->mutex);
+    ngx_http_scep_records_delete(smcf->replay_zone, hash, key, len);
 
     ctx->replay_kept = 0;
 }

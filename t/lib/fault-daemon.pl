@@ -163,12 +163,14 @@ sub serve {
                "<html><body>Network Device Enrollment Service</body>"
                . "</html>\r\n");
 
-    } elsif ($mode eq 'answer') {
+    } elsif ($mode eq 'answer' || $mode eq 'pending') {
         if ($req =~ /operation=GetCACaps/) {
             answer($c, '200 OK', 'text/plain',
                    "POSTPKIOperation\nSHA-256\nAES\nSCEPStandard\n");
         } elsif ($req =~ /operation=GetCACert/) {
             answer($c, '200 OK', 'application/x-x509-ca-cert', $body);
+        } elsif ($mode eq 'pending') {
+            pending($c, $req);
         } else {
             open my $fh, '<', $type or die "$type: $!";
             binmode $fh;
@@ -184,16 +186,6 @@ sub serve {
                 $have += $n;
             }
             answer($c, '200 OK', 'application/x-pki-message', $rep);
-        }
-
-    } elsif ($mode eq 'pending') {
-        if ($req =~ /operation=GetCACaps/) {
-            answer($c, '200 OK', 'text/plain',
-                   "POSTPKIOperation\nSHA-256\nAES\nSCEPStandard\n");
-        } elsif ($req =~ /operation=GetCACert/) {
-            answer($c, '200 OK', 'application/x-x509-ca-cert', $body);
-        } else {
-            pending($c, $req);
         }
 
     } elsif ($mode eq 'certs' || $mode eq 'type' || $mode eq 'capstype') {
