@@ -586,12 +586,13 @@ ngx_http_scep_outcome(ngx_http_request_t *r, ngx_http_scep_ctx_t *ctx)
         (void) ngx_atomic_fetch_add(&o->checks[ctx->response_check - 1], 1);
     }
 
-    /* a CertRep refused under "scep_check_response on" is no outcome */
+    /*
+     * only a CertRep that passed its check tells an outcome: one that
+     * answers another request, or that its back end did not sign, is
+     * counted above and nowhere else
+     */
 
-    if (ctx->certrep == NULL
-        || (ctx->response_check != SCEP_RESPONSE_OK + 1
-            && ctx->conf->check_response == NGX_HTTP_SCEP_RESP_ON))
-    {
+    if (ctx->certrep == NULL || ctx->response_check != SCEP_RESPONSE_OK + 1) {
         return;
     }
 
@@ -652,9 +653,7 @@ ngx_http_scep_outcome(ngx_http_request_t *r, ngx_http_scep_ctx_t *ctx)
 
     ngx_shmtx_unlock(&shpool->mutex);
 
-    if (ctx->response_check == SCEP_RESPONSE_OK + 1) {
-        ngx_http_scep_refusals(r, ctx->peer, status, info);
-    }
+    ngx_http_scep_refusals(r, ctx->peer, status, info);
 }
 
 
