@@ -100,12 +100,15 @@ my $b = $t->start_fault('pending', "$dir/pca.der", "$dir/pca.key");
 # a long upstream name makes records large, so that 32k fills up soon
 my $ups = 'ndes' . ('-x' x 100);
 
-$t->start_nginx(<<"CONF");
+# GEN names the configuration (/gen says it), TIMEOUT the zone's
+sub nginx_conf {
+    my ($gen, $timeout) = @_;
+    return <<"CONF";
 http {
     large_client_header_buffers 4 72k;
     client_body_buffer_size 128k;
 
-    scep_pending_zone 32k timeout=1h;
+    scep_pending_zone 32k timeout=$timeout;
 
     log_format pend '\$http_x_pick|\$scep_transaction_id|\$status|'
                     '\$scep_reject_reason|\$upstream_addr';
@@ -131,9 +134,16 @@ http {
         location = /status {
             scep_status;
         }
+
+        location = /gen {
+            return 200 "gen$gen";
+        }
     }
 }
 CONF
+}
+
+$t->start_nginx(nginx_conf(1, '1h'));
 
 my $gw = $t->port('GW');
 my $aport = $t->port($a->{name});
@@ -290,6 +300,35 @@ is_deeply([answered($a, $tid2)], ['PENDING'],
           'an evicted record pins nothing: A did not get the CertPoll');
 is_deeply([answered($b, $tid2)], [qw(PENDING SUCCESS)],
           'B did, as the hash has it');
+
+# a reload keeps the records, and finds A in the new configuration; the
+# same size keeps the zone, and a timeout of 1s ends what is kept after
+my $tid5 = 'reload-' . int(rand(1e9));
+is(pkiop($to{A}, 19, $tid5)->{status}, 200, 'a PKCSReq held by A');
+
+$t->write_conf(nginx_conf(2, '1s'));
+kill 'HUP', $t->nginx_pid;
+my $gen = '';
+for (1 .. 100) {
+    $gen = $t->get($gw, '/gen')->{body} // '';
+    last if $gen eq 'gen2';
+    sleep 0.05;
+}
+is($gen, 'gen2', 'nginx -s reload took effect');
+
+$r = pkiop($to{B}, 20, $tid5);
+is($r->{status}, 200, 'its CertPoll after the reload: 200');
+is_deeply([answered($a, $tid5)], [qw(PENDING SUCCESS)],
+          'A, which holds it, answered it');
+is_deeply([answered($b, $tid5)], [], 'B never saw it');
+
+my $tid6 = 'late-' . int(rand(1e9));
+is(pkiop($to{A}, 19, $tid6)->{status}, 200, 'a PKCSReq held by A');
+sleep 1.5;
+$r = pkiop($to{B}, 20, $tid6);
+is_deeply([answered($b, $tid6)], ['PENDING'],
+          'a CertPoll after timeout=1s: balanced to B');
+is_deeply([answered($a, $tid6)], ['PENDING'], 'A did not get it');
 
 # A goes down: the CertPolls it holds get 503 and never reach B
 my $tid3 = 'down-' . int(rand(1e9));
