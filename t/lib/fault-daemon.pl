@@ -270,8 +270,9 @@ sub pending {
     open $fh, '>', $seen and close $fh;
 
     my $tool = "$FindBin::Bin/../../build/scep-msg";
-    my $rep = `$tool --type 3 --reply-to $in --key $type`
-              . ` --signer-cert $file --status $status`;
+    my $cmd = "$tool --type 3 --reply-to $in --key $type"
+              . " --signer-cert $file --status $status";
+    my $rep = `$cmd`;
     unlink $in;
 
     print "$$ PKIOperation $tid ", $status ? 'PENDING' : 'SUCCESS', "\n";
