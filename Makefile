@@ -28,7 +28,8 @@ DEB_PACKAGES  := nginx nginx-dev libssl-dev libjansson-dev libpcre2-dev \
                  debhelper dpkg-dev lintian keepalived iproute2 \
                  libnginx-mod-http-headers-more-filter
 
-SRCS          := $(wildcard $(CURDIR)/src/*.c $(CURDIR)/src/*.h)
+SRCS          := $(wildcard $(CURDIR)/src/*.c $(CURDIR)/src/*.h) \
+                 $(wildcard $(CURDIR)/src/dashboard/*)
 TOOL_CFLAGS   := -O2 -g -Wall -Wextra -Werror
 
 # the plain-C core: no nginx types, unit-tested and fuzzed on its own
@@ -81,7 +82,7 @@ deps:
 
 module: $(MODULE)
 
-$(NGX_TREE)/objs/Makefile: config
+$(NGX_TREE)/objs/Makefile: config config.make
 	rm -rf $(NGX_TREE)
 	mkdir -p $(BUILD)
 	cp -r $(NGINX_SRC) $(NGX_TREE)
@@ -218,7 +219,7 @@ deps-valgrind:
 	@$(MAKE) --no-print-directory deps DEB_PACKAGES="valgrind libc6-dbg"
 
 # the same configure as the module's, with the sanitizers' flags
-$(ASAN_TREE)/objs/Makefile: config $(ASAN_IGNORE)
+$(ASAN_TREE)/objs/Makefile: config config.make $(ASAN_IGNORE)
 	rm -rf $(ASAN_TREE)
 	mkdir -p $(ASAN_BUILD)
 	cp -r $(NGINX_SRC) $(ASAN_TREE)
