@@ -4,6 +4,10 @@
     var WINDOW_S = 600;
     var OPS = ['GetCACert', 'GetCACaps', 'GetNextCACert', 'PKIOperation',
                'other'];
+    /* the back ends' answers to enrollments, and their colours: green,
+       orange, red (the classes s1, s3, s5) */
+    var OUTCOMES = ['issued', 'pending', 'refused'];
+    var OUTCOME_COLORS = [1, 3, 5];
     var SVG = 'http://www.w3.org/2000/svg';
     var samples = [];
     var last = null;
@@ -159,7 +163,7 @@
         }
     }
 
-    function peerRow(tbody, name, p, now) {
+    function peerRow(tbody, name, p, now, outcomes) {
         var tr = add(tbody, el('tr', 'peer ' + p.state)), td, r, bad;
         tr.dataset.upstream = name;
         tr.dataset.peer = p.address;
@@ -201,12 +205,63 @@
         td = add(tr, el('td', 'num', num(p.requests) + ' requests'));
         add(td, el('div', 'sub', num(r['5xx']) + ' 5xx, '
                                  + num(p.failovers) + ' failovers'));
+
+        if (outcomes) {
+            outcomeCell(add(tr, el('td', 'outcomes')), p.outcomes);
+        }
+    }
+
+    /*
+     * What the server answered to enrollments (its CertReps' pkiStatus):
+     * issued and refused in the last 10 minutes, counted by the gateway,
+     * with the totals since the zone was made under them.  Refused is
+     * highlighted when it is most of the two, as ScepBackendRefusing
+     * alerts.
+     */
+    function outcomeCell(td, o) {
+        var recent, ok, no, t;
+
+        if (!o || typeof o !== 'object') {
+            add(td, el('span', 'muted', 'not counted'));
+            return;
+        }
+        recent = o.last_10m || {};
+        ok = num(recent.issued);
+        no = num(recent.refused);
+
+        t = add(td, el('div', 'tile peer'));
+        t.dataset.outcome = 'issued';
+        add(t, el('div', 'label', 'Issued, 10 min'));
+        add(t, el('div', 'value', ok));
+        add(t, el('div', 'sub', num(o.issued) + ' in all, '
+                                + num(o.pending) + ' pending'));
+
+        t = add(td, el('div', no > ok ? 'tile peer alert' : 'tile peer'));
+        t.dataset.outcome = 'refused';
+        add(t, el('div', 'label', 'Refused, 10 min'));
+        add(t, el('div', 'value', no));
+        add(t, el('div', 'sub', num((o.refused || {}).total)
+                                + ' in all'));
+    }
+
+    /* the JSON of a gateway that reads its back ends' answers */
+    function hasOutcomes(up) {
+        var peers = up.peers || [], i;
+        if (up.outcomes) {
+            return true;
+        }
+        for (i = 0; i < peers.length; i++) {
+            if (peers[i].outcomes) {
+                return true;
+            }
+        }
+        return false;
     }
 
     function renderUpstreams(doc, now) {
         var box = document.getElementById('upstreams'),
             names = Object.keys(doc.upstreams || {}), i, j, up,
-            peers, sec, h, t, tr, head, tbody, nup, cnt;
+            peers, sec, h, t, tr, head, tbody, nup, cnt, outcomes;
 
         box.replaceChildren();
         if (names.length === 0) {
@@ -214,12 +269,15 @@
                         'No upstream has scep_health_check.'));
             return;
         }
-        head = ['Server', 'State', 'Reason', 'Since', 'Last probe',
-                'Certificates', 'Traffic'];
-
         for (i = 0; i < names.length; i++) {
             up = doc.upstreams[names[i]];
             peers = up.peers || [];
+            outcomes = hasOutcomes(up);
+            head = ['Server', 'State', 'Reason', 'Since', 'Last probe',
+                    'Certificates', 'Traffic'];
+            if (outcomes) {
+                head.push('Enrollments');
+            }
             nup = 0;
             for (j = 0; j < peers.length; j++) {
                 nup += peers[j].state === 'up' ? 1 : 0;
@@ -240,7 +298,7 @@
             }
             tbody = add(t, el('tbody'));
             for (j = 0; j < peers.length; j++) {
-                peerRow(tbody, names[i], peers[j], now);
+                peerRow(tbody, names[i], peers[j], now, outcomes);
             }
         }
     }
@@ -254,10 +312,40 @@
         for (k in q.rejected || {}) {
             s.rej[k] = num(q.rejected[k]);
         }
+        s.out = outcomeTotals(doc);
         s.rl = num(q.rate_limited);
         s.nh = num(q.no_healthy_backend);
         s.total = num(q.total);
         return s;
+    }
+
+    /*
+     * issued, pending and refused over all upstreams, from each upstream's
+     * sums or, without them, its servers'; null when the gateway counts
+     * no outcomes
+     */
+    function outcomeTotals(doc) {
+        var t = { issued: 0, pending: 0, refused: 0 }, seen = false,
+            u, up, list, i, o;
+
+        for (u in doc.upstreams || {}) {
+            up = doc.upstreams[u] || {};
+            list = up.outcomes ? [up.outcomes]
+                               : (up.peers || []).map(function (p) {
+                                     return p.outcomes;
+                                 });
+            for (i = 0; i < list.length; i++) {
+                o = list[i];
+                if (!o || typeof o !== 'object') {
+                    continue;
+                }
+                seen = true;
+                t.issued += num(o.issued);
+                t.pending += num(o.pending);
+                t.refused += num((o.refused || {}).total);
+            }
+        }
+        return seen ? t : null;
     }
 
     /* [{ name, points: [[t, per second], ...], sum }] */
@@ -339,7 +427,7 @@
     }
 
     function renderCharts(now) {
-        var ops, rej, lim, names, k, i;
+        var ops, rej, lim, out, fig, names, k, i;
 
         ops = series(OPS, function (x, n) { return x.ops[n]; });
         for (i = 0; i < ops.length; i++) {
@@ -367,6 +455,21 @@
         lim[1].label = '503 no healthy back end';
         lim[1].color = 5;
         chart('chart-limits', '429 and 503 per second', lim, now);
+
+        /* only for a gateway that reads its back ends' answers */
+        fig = document.getElementById('chart-outcomes');
+        fig.hidden = !(samples.length && samples[samples.length - 1].out);
+        if (fig.hidden) {
+            return;
+        }
+        out = series(OUTCOMES, function (x, n) {
+            return x.out ? x.out[n] : 0;
+        });
+        for (i = 0; i < out.length; i++) {
+            out[i].label = out[i].name;
+            out[i].color = OUTCOME_COLORS[i];
+        }
+        chart('chart-outcomes', 'Enrollment outcomes per second', out, now);
     }
 
     function render(doc) {
