@@ -28,6 +28,8 @@ static scep_response_t scep_certrep_attributes(scep_check_t *ck,
     scep_certrep_t *rep);
 static int scep_certrep_status(const scep_attrs_t *a, scep_certrep_t *rep);
 static int scep_certrep_nonces(const scep_attrs_t *a, scep_certrep_t *rep);
+static int scep_certrep_nonce(const scep_attrs_t *a, unsigned int kind,
+    unsigned char *nonce, int *has);
 static int scep_certrep_signer(const scep_check_t *ck, scep_certrep_t *rep);
 static void scep_certrep_signer_id(scep_certrep_t *rep);
 static scep_response_t scep_certrep_check(scep_check_t *ck,
@@ -264,29 +266,26 @@ scep_certrep_status(const scep_attrs_t *a, scep_certrep_t *rep)
 static int
 scep_certrep_nonces(const scep_attrs_t *a, scep_certrep_t *rep)
 {
-    if (a->values[SCEP_ATTR_SENDER_NONCE].tag != 0) {
-        if (!scep_attribute_once(a, SCEP_ATTR_SENDER_NONCE)
-            || !scep_attribute_nonce(&a->values[SCEP_ATTR_SENDER_NONCE],
-                                     rep->sender_nonce))
-        {
-            return 0;
-        }
+    return scep_certrep_nonce(a, SCEP_ATTR_SENDER_NONCE, rep->sender_nonce,
+                              &rep->has_sender_nonce)
+           && scep_certrep_nonce(a, SCEP_ATTR_RECIPIENT_NONCE,
+                                 rep->recipient_nonce,
+                                 &rep->has_recipient_nonce);
+}
 
-        rep->has_sender_nonce = 1;
+
+static int
+scep_certrep_nonce(const scep_attrs_t *a, unsigned int kind,
+    unsigned char *nonce, int *has)
+{
+    if (a->values[kind].tag == 0) {
+        return 1;
     }
 
-    if (a->values[SCEP_ATTR_RECIPIENT_NONCE].tag != 0) {
-        if (!scep_attribute_once(a, SCEP_ATTR_RECIPIENT_NONCE)
-            || !scep_attribute_nonce(&a->values[SCEP_ATTR_RECIPIENT_NONCE],
-                                     rep->recipient_nonce))
-        {
-            return 0;
-        }
+    *has = scep_attribute_once(a, kind)
+           && scep_attribute_nonce(&a->values[kind], nonce);
 
-        rep->has_recipient_nonce = 1;
-    }
-
-    return 1;
+    return *has;
 }
 
 
