@@ -104,9 +104,15 @@ $(BUILD)/scep-msg: t/tools/scep-msg.c
 	@mkdir -p $(BUILD)
 	$(CC) $(TOOL_CFLAGS) -o $@ $< -lcrypto
 
-$(UNIT_DIR)/test_%: t/unit/test_%.c $(CORE_SRCS) $(CORE_HDRS)
+# what the unit tests share: TAP output, CMS helpers
+UNIT_LIB      := t/unit/tap.c t/unit/cms.c
+UNIT_LIB_HDRS := t/unit/tap.h t/unit/cms.h
+
+$(UNIT_DIR)/test_%: t/unit/test_%.c $(UNIT_LIB) $(UNIT_LIB_HDRS) \
+                    $(CORE_SRCS) $(CORE_HDRS)
 	@mkdir -p $(UNIT_DIR)
-	$(UNIT_CC) $(UNIT_CFLAGS) -Isrc -o $@ $< $(CORE_SRCS) -lcrypto
+	$(UNIT_CC) $(UNIT_CFLAGS) -Isrc -It/unit -o $@ $< $(UNIT_LIB) \
+	    $(CORE_SRCS) -lcrypto
 
 $(BUILD)/fuzz/fuzz_%: t/fuzz/fuzz_%.c $(CORE_SRCS) $(CORE_HDRS)
 	@mkdir -p $(BUILD)/fuzz

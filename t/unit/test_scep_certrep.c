@@ -25,6 +25,9 @@
 
 #include "scep_certrep.h"
 
+#include "cms.h"
+#include "tap.h"
+
 
 #define OID_MESSAGE_TYPE     "2.16.840.1.113733.1.9.2"
 #define OID_PKI_STATUS       "2.16.840.1.113733.1.9.3"
@@ -34,12 +37,6 @@
 #define OID_TRANSACTION_ID   "2.16.840.1.113733.1.9.7"
 
 #define TID                  "7D3C1A9B2E5F4A60"
-
-
-typedef struct {
-    unsigned char   *p;
-    size_t           n;
-} buf_t;
 
 
 /* what a test answer is made of; spec_init() sets a SUCCESS CertRep */
@@ -60,9 +57,6 @@ typedef struct {
 } spec_t;
 
 
-static int  test_n;
-static int  test_failed;
-
 static EVP_PKEY       *ra_key, *ec_key, *device_key, *other_key;
 static X509           *ra_cert, *ec_cert, *device_cert, *ca_cert;
 static scep_crypto_t  *test_crypto;
@@ -71,21 +65,13 @@ static const unsigned char  sender_bytes[16] = "0123456789abcdef";
 static const unsigned char  recipient_bytes[16] = "fedcba9876543210";
 
 
-static void ok(int cond, const char *what);
-static void bail(const char *what);
-static X509 *make_cert(EVP_PKEY *key, EVP_PKEY *signer, const char *cn,
-    long serial, int ca);
 static void spec_init(spec_t *s);
-static buf_t der_of(CMS_ContentInfo *cms);
-static void add_attr(CMS_SignerInfo *si, const char *oid, int type,
-    const void *data, int len);
 static buf_t make_certrep(const spec_t *s);
 static buf_t make_pkcsreq(void);
 static scep_response_t parse_spec(const spec_t *s, scep_certrep_t *rep);
 static scep_response_t verify_spec(const spec_t *s, EVP_PKEY *key);
 static scep_response_t verify_buf(const buf_t *b, EVP_PKEY *key);
 static buf_t spki_of(EVP_PKEY *key);
-static unsigned char *find(const buf_t *hay, const void *needle, size_t n);
 static unsigned char *skip_header(unsigned char *p, size_t *len);
 static void test_parse(void);
 static void test_not_certrep(void);
@@ -94,84 +80,6 @@ static void test_verify(void);
 static void test_tampered(void);
 static void test_names(void);
 static void test_cacert_spki(void);
-
-
-static void
-ok(int cond, const char *what)
-{
-    test_n++;
-
-    if (!cond) {
-        test_failed++;
-    }
-
-    printf("%sok %d - %s\n", cond ? "" : "not ", test_n, what);
-}
-
-
-static void
-bail(const char *what)
-{
-    printf("Bail out! %s\n", what);
-    ERR_print_errors_fp(stdout);
-    exit(1);
-}
-
-
-static X509 *
-make_cert(EVP_PKEY *key, EVP_PKEY *signer, const char *cn, long serial,
-    int ca)
-{
-    X509             *x;
-    X509V3_CTX        ctx;
-    X509_NAME        *name;
-    X509_EXTENSION   *ext;
-
-    x = X509_new();
-    name = X509_NAME_new();
-
-    if (x == NULL || name == NULL
-        || !X509_set_version(x, 2)
-        || !ASN1_INTEGER_set(X509_get_serialNumber(x), serial)
-        || !X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC,
-                                       (const unsigned char *) cn, -1, -1, 0)
-        || !X509_set_subject_name(x, name)
-        || !X509_set_issuer_name(x, name)
-        || X509_gmtime_adj(X509_getm_notBefore(x), -3600) == NULL
-        || X509_gmtime_adj(X509_getm_notAfter(x), 86400) == NULL
-        || !X509_set_pubkey(x, key))
-    {
-        bail("making a certificate");
-    }
-
-    X509V3_set_ctx(&ctx, x, x, NULL, NULL, 0);
-
-    ext = X509V3_EXT_conf_nid(NULL, &ctx, NID_subject_key_identifier,
-                              "hash");
-    if (ext == NULL || !X509_add_ext(x, ext, -1)) {
-        bail("adding a subjectKeyIdentifier");
-    }
-
-    X509_EXTENSION_free(ext);
-
-    if (ca) {
-        ext = X509V3_EXT_conf_nid(NULL, &ctx, NID_basic_constraints,
-                                  "critical,CA:TRUE");
-        if (ext == NULL || !X509_add_ext(x, ext, -1)) {
-            bail("adding basicConstraints");
-        }
-
-        X509_EXTENSION_free(ext);
-    }
-
-    if (!X509_sign(x, signer, EVP_sha256())) {
-        bail("signing a certificate");
-    }
-
-    X509_NAME_free(name);
-
-    return x;
-}
 
 
 static void
@@ -189,43 +97,6 @@ spec_init(spec_t *s)
     s->md = EVP_sha256();
     s->key = ra_key;
     s->cert = ra_cert;
-}
-
-
-static buf_t
-der_of(CMS_ContentInfo *cms)
-{
-    int    n;
-    buf_t  b;
-
-    b.p = NULL;
-    n = i2d_CMS_ContentInfo(cms, &b.p);
-
-    if (n <= 0) {
-        bail("i2d_CMS_ContentInfo");
-    }
-
-    b.n = n;
-
-    return b;
-}
-
-
-static void
-add_attr(CMS_SignerInfo *si, const char *oid, int type, const void *data,
-    int len)
-{
-    ASN1_OBJECT  *obj;
-
-    obj = OBJ_txt2obj(oid, 1);
-
-    if (obj == NULL
-        || !CMS_signed_add1_attr_by_OBJ(si, obj, type, data, len))
-    {
-        bail("CMS_signed_add1_attr_by_OBJ");
-    }
-
-    ASN1_OBJECT_free(obj);
 }
 
 
@@ -440,21 +311,6 @@ spki_of(EVP_PKEY *key)
     b.n = n;
 
     return b;
-}
-
-
-static unsigned char *
-find(const buf_t *hay, const void *needle, size_t n)
-{
-    size_t  i;
-
-    for (i = 0; i + n <= hay->n; i++) {
-        if (memcmp(hay->p + i, needle, n) == 0) {
-            return hay->p + i;
-        }
-    }
-
-    return NULL;
 }
 
 
@@ -1022,10 +878,10 @@ main(void)
         bail("generating keys");
     }
 
-    ca_cert = make_cert(ca_key, ca_key, "test-ca", 1, 1);
-    ra_cert = make_cert(ra_key, ca_key, "test-ra", 5000, 0);
-    ec_cert = make_cert(ec_key, ca_key, "test-ec-ra", 5001, 0);
-    device_cert = make_cert(device_key, device_key, "device", 7, 0);
+    ca_cert = make_cert(ca_key, ca_key, "test-ca", 1, CERT_SKI|CERT_CA);
+    ra_cert = make_cert(ra_key, ca_key, "test-ra", 5000, CERT_SKI);
+    ec_cert = make_cert(ec_key, ca_key, "test-ec-ra", 5001, CERT_SKI);
+    device_cert = make_cert(device_key, device_key, "device", 7, CERT_SKI);
 
     test_crypto = scep_crypto_new();
     if (test_crypto == NULL) {
@@ -1052,7 +908,5 @@ main(void)
     EVP_PKEY_free(device_key);
     EVP_PKEY_free(ec_key);
 
-    printf("1..%d\n", test_n);
-
-    return test_failed ? 1 : 0;
+    return tap_done();
 }
