@@ -317,16 +317,20 @@ spki_of(EVP_PKEY *key)
 static void
 test_parse(void)
 {
-    int              i;
+    int              i, n;
     char             what[80], info[2];
+    buf_t            b;
     spec_t           s;
     scep_certrep_t   rep;
-    unsigned char    id[SCEP_CERT_ID_LEN];
+    unsigned char   *name, id[SCEP_CERT_ID_LEN];
     scep_response_t  rc;
     const ASN1_OCTET_STRING  *ski;
 
+    /* the answer is kept while "rep" points into it */
+
     spec_init(&s);
-    rc = parse_spec(&s, &rep);
+    b = make_certrep(&s);
+    rc = scep_certrep_parse(b.p, b.n, &rep);
 
     ok(rc == SCEP_RESPONSE_OK, "SUCCESS: parsed");
     ok(rep.pki_status == SCEP_PKI_SUCCESS && rep.fail_info == SCEP_FAIL_NONE,
@@ -344,14 +348,26 @@ test_parse(void)
        && rep.signer_serial[0] == 0x13 && rep.signer_serial[1] == 0x88,
        "signer by issuer and serial (5000)");
 
+    name = NULL;
+    n = i2d_X509_NAME(X509_get_issuer_name(ra_cert), &name);
+
+    ok(n > 0 && rep.signer_issuer_len == (size_t) n
+       && rep.signer_issuer > b.p
+       && rep.signer_issuer + n <= b.p + b.n
+       && memcmp(rep.signer_issuer, name, n) == 0,
+       "signer's issuer: the RA certificate's, in the answer");
+    OPENSSL_free(name);
+
     ok(scep_cert_id(rep.signer_issuer, rep.signer_issuer_len,
                     rep.signer_serial, rep.signer_serial_len, 0, id) == 0
        && rep.has_signer_id
        && memcmp(id, rep.signer_id, SCEP_CERT_ID_LEN) == 0,
        "signer_id is scep_cert_id() of them");
+    OPENSSL_free(b.p);
 
     s.keyid = 1;
-    rc = parse_spec(&s, &rep);
+    b = make_certrep(&s);
+    rc = scep_certrep_parse(b.p, b.n, &rep);
     ski = X509_get0_subject_key_id(ra_cert);
 
     ok(rc == SCEP_RESPONSE_OK && rep.signer_kind == SCEP_RECIPIENT_KEY_ID
@@ -365,6 +381,7 @@ test_parse(void)
        && rep.has_signer_id
        && memcmp(id, rep.signer_id, SCEP_CERT_ID_LEN) == 0,
        "signer_id is scep_key_id() of it");
+    OPENSSL_free(b.p);
 
     spec_init(&s);
     s.status = "3";
