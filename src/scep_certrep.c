@@ -206,8 +206,8 @@ scep_certrep_read(scep_check_t *ck, const unsigned char *der, size_t len,
 static scep_response_t
 scep_certrep_attributes(scep_check_t *ck, scep_certrep_t *rep)
 {
-    int            type;
-    scep_attrs_t   a;
+    int           type;
+    scep_attrs_t  a;
 
     if (scep_find_attributes(ck, &a) != SCEP_REASON_OK
         || !scep_attribute_once(&a, SCEP_ATTR_MESSAGE_TYPE)
