@@ -12,7 +12,6 @@
 
 #include <string.h>
 
-#include <openssl/crypto.h>
 #include <openssl/err.h>
 
 #include "scep_message_int.h"
@@ -198,9 +197,9 @@ scep_certrep_read(scep_check_t *ck, const unsigned char *der, size_t len,
 
 
 /*
- * messageType "3", pkiStatus and transactionID once each; nonces and
- * failInfo at most once.  A SUCCESS carries the certificates, so it has
- * content; a FAILURE or PENDING may have none.
+ * messageType "3", pkiStatus and transactionID once each; nonces at
+ * most once.  A SUCCESS carries the certificates, so it has content; a
+ * FAILURE or PENDING may have none.
  */
 
 static scep_response_t
@@ -231,8 +230,8 @@ scep_certrep_attributes(scep_check_t *ck, scep_certrep_t *rep)
 
 /*
  * pkiStatus 0, 2 or 3; failInfo 0 to 4 with a FAILURE, NONE when it is
- * missing, unknown or not a number: the outcome is the pkiStatus, and
- * the reason only a detail of it
+ * missing, repeated, unknown or not a number: the outcome is the
+ * pkiStatus, and the reason only a detail of it
  */
 
 static int
