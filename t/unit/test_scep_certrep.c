@@ -46,7 +46,8 @@ typedef struct {
     const char        *fail_info;     /* NULL: no failInfo */
     const char        *tid;
     int                sender_nonce;
-    int                recipient_nonce;
+    int                recipient_nonce;   /* its length, 0: none */
+    int                tid_twice;
     int                content;       /* an envelope as eContent */
     int                signers;
     int                keyid;
@@ -91,7 +92,7 @@ spec_init(spec_t *s)
     s->status = "0";
     s->tid = TID;
     s->sender_nonce = 1;
-    s->recipient_nonce = 1;
+    s->recipient_nonce = 16;
     s->content = 1;
     s->signers = 1;
     s->md = EVP_sha256();
@@ -190,6 +191,11 @@ make_certrep(const spec_t *s)
         add_attr(si, OID_TRANSACTION_ID, V_ASN1_PRINTABLESTRING, s->tid,
                  strlen(s->tid));
 
+        if (s->tid_twice) {
+            add_attr(si, OID_TRANSACTION_ID, V_ASN1_PRINTABLESTRING, s->tid,
+                     strlen(s->tid));
+        }
+
         if (s->sender_nonce) {
             add_attr(si, OID_SENDER_NONCE, V_ASN1_OCTET_STRING, sender_bytes,
                      16);
@@ -197,7 +203,7 @@ make_certrep(const spec_t *s)
 
         if (s->recipient_nonce) {
             add_attr(si, OID_RECIPIENT_NONCE, V_ASN1_OCTET_STRING,
-                     recipient_bytes, 16);
+                     recipient_bytes, s->recipient_nonce);
         }
     }
 
@@ -533,6 +539,16 @@ test_not_certrep(void)
     s.tid = "bad_id";
     ok(parse_spec(&s, &rep) == SCEP_RESPONSE_NOT_CERTREP,
        "not_certrep: transactionID not PrintableString characters");
+
+    spec_init(&s);
+    s.tid_twice = 1;
+    ok(parse_spec(&s, &rep) == SCEP_RESPONSE_NOT_CERTREP,
+       "not_certrep: two transactionID attributes");
+
+    spec_init(&s);
+    s.recipient_nonce = 8;
+    ok(parse_spec(&s, &rep) == SCEP_RESPONSE_NOT_CERTREP,
+       "not_certrep: a recipientNonce of 8 bytes");
 }
 
 
