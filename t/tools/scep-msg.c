@@ -109,6 +109,9 @@ struct cfg {
     long san_len;
     long ber_chunk;             /* 0: DER */
     int keyid;                  /* recipient by subjectKeyIdentifier */
+    const char *signer_cert;    /* certificate of --key, or NULL */
+    const char *recipient_nonce;   /* CertRep recipientNonce, or NULL */
+    const char *reply_to;       /* the request a CertRep answers */
     int verbose;
 };
 
@@ -123,6 +126,10 @@ struct ctx {
     char *tid;
     char type_str[24];
     X509 *signer[SKI_MAX + 1];  /* self-signed certificates by SKI length */
+    X509 *signer_cert;          /* --signer-cert, or NULL */
+    X509 *requester;            /* signer of --reply-to, or NULL */
+    unsigned char rnonce[NONCE_LEN];    /* from --reply-to */
+    int has_rnonce;
 };
 
 /* ------------------------------------------------------------------ */
@@ -131,12 +138,18 @@ static void usage(FILE *f)
 {
     fprintf(f,
 "usage: " PROG " --ca CA.pem [options]\n"
+"       " PROG " --type 3 --reply-to REQ.der --key RA.key\n"
+"               --signer-cert RA.pem [--status S] [--fail-info N] [options]\n"
 "\n"
 "Write a SCEP pkiMessage (CMS SignedData over an EnvelopedData encrypted to\n"
-"the CA/RA certificate) to stdout or --out.\n"
+"the CA/RA certificate) to stdout or --out.  With --type 3, a CertRep as a\n"
+"back end answers: signed with --key (the RA key) and --signer-cert, its\n"
+"envelope for --ca (or the requester of --reply-to); a FAILURE or PENDING\n"
+"has no content, as RFC 8894 has it.\n"
 "\n"
 "  --ca FILE            recipient certificate(s), PEM (or DER); the last one\n"
-"                       in the file is used unless --ca-index is given\n"
+"                       in the file is used unless --ca-index is given;\n"
+"                       optional with --reply-to\n"
 "  --ca-index K         use the K-th certificate of --ca (0 = first)\n"
 "  --type N             messageType: 19 PKCSReq (default), 17 RenewalReq,\n"
 "                       20 CertPoll, 21 GetCert, 22 GetCRL, 3 CertRep;\n"
@@ -146,7 +159,11 @@ static void usage(FILE *f)
 "  --sans N             N DNS subjectAltNames in the CSR (default 0)\n"
 "  --seed-sans-len L    length of each generated SAN name, 12..253 (default 24,\n"
 "                       e.g. host-000123.example.test)\n"
-"  --key FILE           requester private key (PEM) instead of a new one\n"
+"  --key FILE           signer private key (PEM) instead of a new one: the\n"
+"                       requester's, or the RA's for a CertRep\n"
+"  --signer-cert FILE   certificate of --key (PEM or DER) named as the signer\n"
+"                       and included, e.g. the RA certificate (default: a\n"
+"                       self-signed certificate for --key)\n"
 "  --key-bits N         RSA size of a generated key (default 2048)\n"
 "  --tid STR            transactionID (default: hex SHA-256 of the public key)\n"
 "  --nonce HEX          senderNonce, 32 hex digits (default: random)\n"
@@ -155,8 +172,17 @@ static void usage(FILE *f)
 "  --keyid              name the recipient by its subjectKeyIdentifier, not\n"
 "                       by issuer and serial number\n"
 "  --serial N           serial for GetCert/GetCRL (default 1; 0x.. for hex)\n"
-"  --status S           add pkiStatus S (CertRep gets \"0\" by default)\n"
-"  --fail-info S        add failInfo S\n"
+"  --status S           add pkiStatus S (CertRep gets \"0\" by default):\n"
+"                       0 SUCCESS, 2 FAILURE, 3 PENDING\n"
+"  --fail-info S        add failInfo S: 0 badAlg, 1 badMessageCheck,\n"
+"                       2 badRequest, 3 badTime, 4 badCertId (any string\n"
+"                       goes, to test readers)\n"
+"  --recipient-nonce HEX  CertRep recipientNonce, 32 hex digits (default:\n"
+"                       the senderNonce of --reply-to, else random)\n"
+"  --reply-to FILE      the DER pkiMessage a CertRep answers: its\n"
+"                       transactionID and senderNonce become the CertRep's\n"
+"                       transactionID and recipientNonce, its signer\n"
+"                       certificate the envelope's recipient (unless --ca)\n"
 "  --dialect D          der|std|raw|space|urlsafe|nopad|lines (default der,\n"
 "                       or std with --query/--query-size)\n"
 "                         der      raw DER bytes\n"
@@ -812,7 +838,9 @@ static struct buf make_inner(struct ctx *x, long nsans, long tune_len)
     case 22:
         return make_issuer_and_serial(x);
     case 3:
-        return make_certs_only(signer(x, SKI_DEFAULT));
+        /* the certificate "issued": the requester's if known */
+        return make_certs_only(x->requester ? x->requester
+                                            : signer(x, SKI_DEFAULT));
     default:
         return make_csr(x, nsans, tune_len);
     }
@@ -854,24 +882,50 @@ static void add_attr(CMS_SignerInfo *si, const ASN1_OBJECT *o, int type,
         die_ossl("CMS_signed_add1_attr_by_OBJ");
 }
 
-/* a random nonce, or the one of "hex" (NONCE_LEN bytes in hex) */
-static void add_nonce(CMS_SignerInfo *si, const ASN1_OBJECT *o,
-                      const char *hex)
+/* NONCE_LEN bytes from 2 * NONCE_LEN hex digits ("opt" for errors) */
+static void parse_nonce(const char *opt, const char *hex,
+                        unsigned char *nonce)
 {
-    unsigned char nonce[NONCE_LEN];
     unsigned int byte;
     size_t i;
 
-    if (hex != NULL) {
-        for (i = 0; i < NONCE_LEN; i++) {
-            if (sscanf(hex + 2 * i, "%2x", &byte) != 1)
-                die_usage("--nonce: give %d hex digits", 2 * NONCE_LEN);
-            nonce[i] = (unsigned char) byte;
-        }
-    } else if (RAND_bytes(nonce, sizeof(nonce)) != 1) {
-        die_ossl("RAND_bytes");
+    if (strlen(hex) != 2 * NONCE_LEN)
+        die_usage("%s: give %d hex digits", opt, 2 * NONCE_LEN);
+    for (i = 0; i < NONCE_LEN; i++) {
+        if (sscanf(hex + 2 * i, "%2x", &byte) != 1)
+            die_usage("%s: give %d hex digits", opt, 2 * NONCE_LEN);
+        nonce[i] = (unsigned char) byte;
     }
+}
+
+/* a random nonce, or the one of "hex" (NONCE_LEN bytes in hex) */
+static void add_nonce(CMS_SignerInfo *si, const ASN1_OBJECT *o,
+                      const char *opt, const char *hex)
+{
+    unsigned char nonce[NONCE_LEN];
+
+    if (hex != NULL)
+        parse_nonce(opt, hex, nonce);
+    else if (RAND_bytes(nonce, sizeof(nonce)) != 1)
+        die_ossl("RAND_bytes");
     add_attr(si, o, V_ASN1_OCTET_STRING, nonce, sizeof(nonce));
+}
+
+/* a CertRep's recipientNonce: given, taken from --reply-to, or random */
+static void add_recipient_nonce(struct ctx *x, CMS_SignerInfo *si)
+{
+    if (x->c->recipient_nonce == NULL && x->has_rnonce)
+        add_attr(si, x->o_rnonce, V_ASN1_OCTET_STRING, x->rnonce, NONCE_LEN);
+    else
+        add_nonce(si, x->o_rnonce, "--recipient-nonce",
+                  x->c->recipient_nonce);
+}
+
+/* a FAILURE or PENDING CertRep carries no content */
+static int certrep_without_content(const struct ctx *x)
+{
+    return x->c->type == 3 && x->c->status != NULL
+           && strcmp(x->c->status, "0") != 0;
 }
 
 /* the pkiMessage: SignedData over the envelope, fresh nonce(s) */
@@ -884,13 +938,24 @@ static struct buf make_message(struct ctx *x, const struct buf *env,
     CMS_SignerInfo *si;
     struct buf r = { NULL, 0 };
     const char *status = c->status;
+    unsigned int flags = CMS_PARTIAL | CMS_BINARY;
     int n;
 
     if (in == NULL)
         die_ossl("BIO_new_mem_buf");
-    cms = CMS_sign(NULL, NULL, NULL, NULL, CMS_PARTIAL | CMS_BINARY);
+    /* detached over nothing: no eContent, as RFC 8894 says */
+    if (certrep_without_content(x)) {
+        BIO_free(in);
+        in = BIO_new_mem_buf("", 0);
+        if (in == NULL)
+            die_ossl("BIO_new_mem_buf");
+        flags |= CMS_DETACHED;
+    }
+    cms = CMS_sign(NULL, NULL, NULL, NULL, flags);
     if (cms == NULL)
         die_ossl("CMS_sign");
+    if (x->signer_cert != NULL)
+        cert = x->signer_cert;
     si = CMS_add1_signer(cms, cert, x->key, x->md, CMS_NOSMIMECAP);
     if (si == NULL)
         die_ossl("CMS_add1_signer");
@@ -898,11 +963,11 @@ static struct buf make_message(struct ctx *x, const struct buf *env,
     add_attr(si, x->o_type, V_ASN1_PRINTABLESTRING,
              x->type_str, strlen(x->type_str));
     add_attr(si, x->o_tid, V_ASN1_PRINTABLESTRING, x->tid, strlen(x->tid));
-    add_nonce(si, x->o_snonce, c->nonce);
+    add_nonce(si, x->o_snonce, "--nonce", c->nonce);
     if (c->type == 3) {
         if (status == NULL)
             status = "0";
-        add_nonce(si, x->o_rnonce, NULL);
+        add_recipient_nonce(x, si);
     }
     if (status != NULL)
         add_attr(si, x->o_status, V_ASN1_PRINTABLESTRING,
@@ -911,7 +976,7 @@ static struct buf make_message(struct ctx *x, const struct buf *env,
         add_attr(si, x->o_fail, V_ASN1_PRINTABLESTRING,
                  c->fail_info, strlen(c->fail_info));
 
-    if (!CMS_final(cms, in, NULL, CMS_BINARY))
+    if (!CMS_final(cms, in, NULL, flags & ~CMS_PARTIAL))
         die_ossl("CMS_final");
     n = i2d_CMS_ContentInfo(cms, &r.p);
     if (n <= 0)
@@ -920,6 +985,75 @@ static struct buf make_message(struct ctx *x, const struct buf *env,
     CMS_ContentInfo_free(cms);
     BIO_free(in);
     return r;
+}
+
+/* ------------------------------------------------------------------ */
+/* the request a CertRep answers                                        */
+
+static ASN1_STRING *signed_attr(CMS_SignerInfo *si, const ASN1_OBJECT *o,
+                                int type, const char *what)
+{
+    ASN1_STRING *v = CMS_signed_get0_data_by_OBJ(si, o, -3, type);
+
+    if (v == NULL)
+        die(1, "--reply-to: the request has no %s", what);
+    return v;
+}
+
+/*
+ * Takes from the request in "file" (DER) what a CertRep repeats: its
+ * transactionID, its senderNonce as the recipientNonce, and its signer
+ * certificate, the recipient of the CertRep's envelope.
+ */
+static void read_reply_to(struct ctx *x, const char *file)
+{
+    BIO *in = BIO_new_file(file, "rb");
+    CMS_ContentInfo *cms;
+    CMS_SignerInfo *si;
+    STACK_OF(X509) *certs;
+    ASN1_STRING *v;
+    int i;
+
+    if (in == NULL) {
+        fprintf(stderr, PROG ": cannot open %s\n", file);
+        die_ossl("BIO_new_file");
+    }
+    cms = d2i_CMS_bio(in, NULL);
+    BIO_free(in);
+    if (cms == NULL) {
+        fprintf(stderr, PROG ": %s is not a DER pkiMessage\n", file);
+        die_ossl("d2i_CMS_bio");
+    }
+    if (sk_CMS_SignerInfo_num(CMS_get0_SignerInfos(cms)) != 1)
+        die(1, "--reply-to: the request has no single signer");
+    si = sk_CMS_SignerInfo_value(CMS_get0_SignerInfos(cms), 0);
+
+    v = signed_attr(si, x->o_tid, V_ASN1_PRINTABLESTRING, "transactionID");
+    if (x->c->tid == NULL) {
+        x->tid = xmalloc((size_t) ASN1_STRING_length(v) + 1);
+        memcpy(x->tid, ASN1_STRING_get0_data(v), ASN1_STRING_length(v));
+        x->tid[ASN1_STRING_length(v)] = '\0';
+    }
+
+    v = signed_attr(si, x->o_snonce, V_ASN1_OCTET_STRING, "senderNonce");
+    if (ASN1_STRING_length(v) != NONCE_LEN)
+        die(1, "--reply-to: the request's senderNonce is not %d bytes",
+            NONCE_LEN);
+    memcpy(x->rnonce, ASN1_STRING_get0_data(v), NONCE_LEN);
+    x->has_rnonce = 1;
+
+    certs = CMS_get1_certs(cms);
+    for (i = 0; certs != NULL && i < sk_X509_num(certs); i++) {
+        if (CMS_SignerInfo_cert_cmp(si, sk_X509_value(certs, i)) == 0) {
+            x->requester = sk_X509_value(certs, i);
+            if (!X509_up_ref(x->requester))
+                die_ossl("X509_up_ref");
+            break;
+        }
+    }
+    sk_X509_pop_free(certs, X509_free);
+    CMS_ContentInfo_free(cms);
+    ERR_clear_error();
 }
 
 /* ------------------------------------------------------------------ */
@@ -1337,7 +1471,7 @@ enum {
     O_CA = 256, O_CA_INDEX, O_TYPE, O_CHALLENGE, O_CN, O_SANS, O_KEY,
     O_KEY_BITS, O_TID, O_DIGEST, O_CIPHER, O_SERIAL, O_DIALECT, O_QUERY,
     O_QUERY_SIZE, O_OUT, O_SAN_LEN, O_STATUS, O_FAIL_INFO, O_BER, O_KEYID,
-    O_NONCE
+    O_NONCE, O_SIGNER_CERT, O_RECIPIENT_NONCE, O_REPLY_TO
 };
 
 static const struct option longopts[] = {
@@ -1363,6 +1497,9 @@ static const struct option longopts[] = {
     { "fail-info",     required_argument, NULL, O_FAIL_INFO },
     { "ber",           required_argument, NULL, O_BER },
     { "keyid",         no_argument,       NULL, O_KEYID },
+    { "signer-cert",   required_argument, NULL, O_SIGNER_CERT },
+    { "recipient-nonce", required_argument, NULL, O_RECIPIENT_NONCE },
+    { "reply-to",      required_argument, NULL, O_REPLY_TO },
     { "verbose",       no_argument,       NULL, 'v' },
     { "help",          no_argument,       NULL, 'h' },
     { NULL, 0, NULL, 0 }
@@ -1415,6 +1552,9 @@ int main(int argc, char **argv)
         case O_STATUS:     c.status = optarg; break;
         case O_FAIL_INFO:  c.fail_info = optarg; break;
         case O_KEYID:      c.keyid = 1; break;
+        case O_SIGNER_CERT: c.signer_cert = optarg; break;
+        case O_RECIPIENT_NONCE: c.recipient_nonce = optarg; break;
+        case O_REPLY_TO:   c.reply_to = optarg; break;
         case O_BER:        c.ber_chunk = parse_long("--ber", optarg,
                                                     1, INT_MAX); break;
         case O_DIALECT:
@@ -1439,10 +1579,20 @@ int main(int argc, char **argv)
     }
     if (optind < argc)
         die_usage("unexpected argument '%s'", argv[optind]);
-    if (c.ca_file == NULL)
+    if (c.ca_file == NULL && c.reply_to == NULL)
         die_usage("--ca is required");
     if (c.nonce != NULL && strlen(c.nonce) != 2 * NONCE_LEN)
         die_usage("--nonce: give %d hex digits", 2 * NONCE_LEN);
+    if ((c.reply_to != NULL || c.recipient_nonce != NULL) && c.type != 3)
+        die_usage("--reply-to and --recipient-nonce make a CertRep: "
+                  "give --type 3");
+    if (c.signer_cert != NULL && c.key_file == NULL)
+        die_usage("--signer-cert needs its private key: give --key");
+    if (c.recipient_nonce != NULL) {
+        unsigned char check[NONCE_LEN];
+
+        parse_nonce("--recipient-nonce", c.recipient_nonce, check);
+    }
     if (!c.dialect_set && (c.query || c.query_size))
         c.dialect = D_STD;
     if (c.dialect == D_DER && c.query)
@@ -1470,10 +1620,27 @@ int main(int argc, char **argv)
     x.o_tid = oid(OID_TRANSACTION_ID);
     snprintf(x.type_str, sizeof(x.type_str), "%ld", c.type);
 
-    x.ca = load_ca(c.ca_file, c.ca_index);
+    if (c.reply_to != NULL)
+        read_reply_to(&x, c.reply_to);
+    if (c.ca_file != NULL) {
+        x.ca = load_ca(c.ca_file, c.ca_index);
+    } else if (x.requester != NULL) {
+        x.ca = x.requester;
+        if (!X509_up_ref(x.ca))
+            die_ossl("X509_up_ref");
+    } else {
+        die(1, "--reply-to: no signer certificate in the request; give --ca");
+    }
     x.key = load_key(c.key_file, c.key_bits);
+    if (c.signer_cert != NULL) {
+        x.signer_cert = load_ca(c.signer_cert, -1);
+        if (X509_check_private_key(x.signer_cert, x.key) != 1)
+            die(1, "--signer-cert %s is not the certificate of --key",
+                c.signer_cert);
+    }
     x.subject = make_subject(c.cn);
-    x.tid = c.tid ? OPENSSL_strdup(c.tid) : default_tid(x.key);
+    if (x.tid == NULL)
+        x.tid = c.tid ? OPENSSL_strdup(c.tid) : default_tid(x.key);
     if (x.tid == NULL)
         die(1, "out of memory");
 
@@ -1505,6 +1672,8 @@ int main(int argc, char **argv)
     for (i = 0; i <= SKI_MAX; i++)
         X509_free(x.signer[i]);
     X509_free(x.ca);
+    X509_free(x.signer_cert);
+    X509_free(x.requester);
     EVP_PKEY_free(x.key);
     X509_NAME_free(x.subject);
     if (c.tid)
