@@ -26,9 +26,10 @@ DEB_PACKAGES  := nginx nginx-dev libssl-dev libjansson-dev libpcre2-dev \
                  zlib1g-dev scep wrk haproxy curl openssl gcc make \
                  perl libio-socket-ssl-perl chromium prometheus \
                  debhelper dpkg-dev lintian keepalived iproute2 \
-                 libnginx-mod-http-headers-more-filter
+                 libnginx-mod-http-headers-more-filter nodejs
 
-SRCS          := $(wildcard $(CURDIR)/src/*.c $(CURDIR)/src/*.h)
+SRCS          := $(wildcard $(CURDIR)/src/*.c $(CURDIR)/src/*.h) \
+                 $(wildcard $(CURDIR)/src/dashboard/*)
 TOOL_CFLAGS   := -O2 -g -Wall -Wextra -Werror
 
 # the plain-C core: no nginx types, unit-tested and fuzzed on its own
@@ -61,8 +62,8 @@ REGRESS       := $(patsubst t/fuzz/%.c,$(REGRESS_DIR)/%,\
 REGRESS_FLAGS := -O1 -g -Wall -Wextra -Werror -fno-omit-frame-pointer \
                  -fsanitize=address,undefined -fno-sanitize-recover=all
 
-.PHONY: all deps module tools test unit regress demo demo-stop bench \
-        bench-micro fuzz deps-fuzz deb deps-deb clean
+.PHONY: all deps module tools test unit regress check-js demo demo-stop \
+        bench bench-micro fuzz deps-fuzz deb deps-deb clean
 
 all: module tools
 
@@ -82,7 +83,7 @@ deps:
 
 module: $(MODULE)
 
-$(NGX_TREE)/objs/Makefile: config
+$(NGX_TREE)/objs/Makefile: config config.make
 	rm -rf $(NGX_TREE)
 	mkdir -p $(BUILD)
 	cp -r $(NGINX_SRC) $(NGX_TREE)
@@ -104,9 +105,15 @@ $(BUILD)/scep-msg: t/tools/scep-msg.c
 	@mkdir -p $(BUILD)
 	$(CC) $(TOOL_CFLAGS) -o $@ $< -lcrypto
 
-$(UNIT_DIR)/test_%: t/unit/test_%.c $(CORE_SRCS) $(CORE_HDRS)
+# what the unit tests share: TAP output, CMS helpers
+UNIT_LIB      := t/unit/tap.c t/unit/cms.c
+UNIT_LIB_HDRS := t/unit/tap.h t/unit/cms.h
+
+$(UNIT_DIR)/test_%: t/unit/test_%.c $(UNIT_LIB) $(UNIT_LIB_HDRS) \
+                    $(CORE_SRCS) $(CORE_HDRS)
 	@mkdir -p $(UNIT_DIR)
-	$(UNIT_CC) $(UNIT_CFLAGS) -Isrc -o $@ $< $(CORE_SRCS) -lcrypto
+	$(UNIT_CC) $(UNIT_CFLAGS) -Isrc -It/unit -o $@ $< $(UNIT_LIB) \
+	    $(CORE_SRCS) -lcrypto
 
 $(BUILD)/fuzz/fuzz_%: t/fuzz/fuzz_%.c $(CORE_SRCS) $(CORE_HDRS)
 	@mkdir -p $(BUILD)/fuzz
@@ -123,8 +130,12 @@ deps-fuzz:
 $(BUILD)/validate-bench: bench/validate.c $(CORE_SRCS) $(CORE_HDRS)
 	$(CC) -O2 -g -Isrc -o $@ $< $(CORE_SRCS) -lcrypto
 
-# CPU cost of the message checks, and callgrind instruction counts
-bench-micro: deps tools $(BUILD)/validate-bench
+$(BUILD)/certrep-bench: bench/certrep.c $(CORE_SRCS) $(CORE_HDRS)
+	$(CC) -O2 -g -Isrc -o $@ $< $(CORE_SRCS) -lcrypto
+
+# CPU cost of the message checks, and callgrind instruction counts; a
+# checked CertRep against its crypto floor
+bench-micro: deps tools $(BUILD)/validate-bench $(BUILD)/certrep-bench
 	bench/micro
 
 unit: $(UNIT_TESTS)
@@ -136,7 +147,12 @@ $(REGRESS_DIR)/fuzz_%: t/fuzz/fuzz_%.c t/fuzz/replay.c $(CORE_SRCS) $(CORE_HDRS)
 	$(REGRESS_CC) $(REGRESS_FLAGS) -Isrc -o $@ $< t/fuzz/replay.c $(CORE_SRCS) \
 	    -lcrypto
 
-test: deps all unit regress
+# the status page's script parses: a syntax error there would leave the
+# page blank in a browser, with nothing in nginx's logs
+check-js:
+	node --check src/dashboard/dashboard.js
+
+test: deps all unit regress check-js
 	prove -j$(PROVE_JOBS) t/
 
 demo: deps module
@@ -219,7 +235,7 @@ deps-valgrind:
 	@$(MAKE) --no-print-directory deps DEB_PACKAGES="valgrind libc6-dbg"
 
 # the same configure as the module's, with the sanitizers' flags
-$(ASAN_TREE)/objs/Makefile: config $(ASAN_IGNORE)
+$(ASAN_TREE)/objs/Makefile: config config.make $(ASAN_IGNORE)
 	rm -rf $(ASAN_TREE)
 	mkdir -p $(ASAN_BUILD)
 	cp -r $(NGINX_SRC) $(ASAN_TREE)

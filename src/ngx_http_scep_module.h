@@ -245,6 +245,10 @@ typedef struct {
     ngx_uint_t                 refusals;
     time_t                     refusals_since;   /* the first of them */
     ngx_int_t                  refusal_info;     /* failInfo of the last */
+    uint32_t                   refused_tids[8];  /* CRC32s of the last
+                                                    refused transactionIDs:
+                                                    a device's retries
+                                                    count once */
     time_t                     last_issued;
     time_t                     refused_until;    /* down until, or 0 */
 
@@ -452,6 +456,7 @@ typedef struct {
 #define NGX_HTTP_SCEP_ANSWER_NONE      0
 #define NGX_HTTP_SCEP_ANSWER_BUFFERING 1   /* header held, body read */
 #define NGX_HTTP_SCEP_ANSWER_DONE      2
+#define NGX_HTTP_SCEP_ANSWER_REFUSED   3   /* 502 sent, the rest dropped */
 
 
 #define NGX_HTTP_SCEP_CACHE_HIT     1
@@ -479,6 +484,8 @@ ngx_int_t ngx_http_scep_send_reject(ngx_http_request_t *r,
     ngx_http_scep_ctx_t *ctx);
 ngx_int_t ngx_http_scep_strip_headers(ngx_http_request_t *r);
 void ngx_http_scep_reject_token(ngx_http_scep_ctx_t *ctx, ngx_str_t *token);
+ngx_uint_t ngx_http_scep_reject_text(ngx_http_scep_ctx_t *ctx,
+    ngx_str_t *text);
 ngx_uint_t ngx_http_scep_reject_index(ngx_http_scep_ctx_t *ctx);
 void ngx_http_scep_reject_index_token(ngx_uint_t index, ngx_str_t *token);
 ngx_int_t ngx_http_scep_retry_after_init(ngx_conf_t *cf);

@@ -277,6 +277,13 @@ ngx_http_scep_log_handler(ngx_http_request_t *r)
         return NGX_OK;
     }
 
+    if (ctx->response == NGX_HTTP_SCEP_ANSWER_BUFFERING) {
+        /* the back end's answer never ended: no CertRep reached anyone */
+        ctx->response = NGX_HTTP_SCEP_ANSWER_DONE;
+        ctx->response_check = SCEP_RESPONSE_NOT_CERTREP + 1;
+        ngx_http_scep_outcome(r, ctx);
+    }
+
     ngx_http_scep_replay_log(r, ctx);
     ngx_http_scep_stats_log(r, ctx);
 

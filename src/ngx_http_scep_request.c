@@ -966,6 +966,17 @@ ngx_http_scep_reject(ngx_http_scep_ctx_t *ctx, ngx_uint_t reject)
 }
 
 
+/* the status and explanation of a rejection but a message check's */
+
+ngx_uint_t
+ngx_http_scep_reject_text(ngx_http_scep_ctx_t *ctx, ngx_str_t *text)
+{
+    *text = ngx_http_scep_rejects[ctx->reject].text;
+
+    return ngx_http_scep_rejects[ctx->reject].status;
+}
+
+
 /* the answer to a kept rejection, logged; returns what finalizes it */
 
 ngx_int_t

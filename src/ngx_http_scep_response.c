@@ -20,7 +20,9 @@ static ngx_int_t ngx_http_scep_response_body_filter(ngx_http_request_t *r,
 static ngx_int_t ngx_http_scep_response_keep(ngx_http_request_t *r,
     ngx_http_scep_ctx_t *ctx, ngx_buf_t *b);
 static ngx_int_t ngx_http_scep_response_pass(ngx_http_request_t *r,
-    ngx_http_scep_ctx_t *ctx, ngx_chain_t *rest);
+    ngx_http_scep_ctx_t *ctx, ngx_chain_t *rest, ngx_uint_t last);
+static ngx_int_t ngx_http_scep_response_refuse(ngx_http_request_t *r,
+    ngx_http_scep_ctx_t *ctx);
 static scep_response_t ngx_http_scep_response_check(ngx_http_request_t *r,
     ngx_http_scep_ctx_t *ctx);
 static ngx_int_t ngx_http_scep_signer_key(ngx_http_request_t *r,
@@ -31,7 +33,7 @@ static ngx_int_t ngx_http_scep_find_key(ngx_http_scep_sh_peer_t *sp,
 static ngx_http_scep_peer_t *ngx_http_scep_answering_peer(
     ngx_http_request_t *r);
 static void ngx_http_scep_refusals(ngx_http_request_t *r,
-    ngx_http_scep_peer_t *peer, ngx_int_t pki_status, ngx_int_t fail_info);
+    ngx_http_scep_ctx_t *ctx);
 
 
 static ngx_http_output_header_filter_pt  ngx_http_next_header_filter;
@@ -61,9 +63,18 @@ ngx_http_scep_response_init(ngx_conf_t *cf)
 static ngx_int_t
 ngx_http_scep_response_header_filter(ngx_http_request_t *r)
 {
+    ngx_uint_t            status;
     ngx_http_scep_ctx_t  *ctx;
 
-    if (r != r->main || r->upstream == NULL) {
+    /*
+     * a back end's answer arrives while its connection is open: not an
+     * error page, nor what an X-Accel-Redirect or proxy_intercept_errors
+     * put in its place
+     */
+
+    if (r != r->main || r->upstream == NULL
+        || r->upstream->peer.connection == NULL)
+    {
         return ngx_http_next_header_filter(r);
     }
 
@@ -71,17 +82,9 @@ ngx_http_scep_response_header_filter(ngx_http_request_t *r)
 
     if (ctx == NULL
         || ctx->op != NGX_HTTP_SCEP_OP_PKIOPERATION
+        || ctx->response != NGX_HTTP_SCEP_ANSWER_NONE
         || ctx->conf->check_response == NGX_HTTP_SCEP_RESP_OFF)
     {
-        return ngx_http_next_header_filter(r);
-    }
-
-    if (ctx->response != NGX_HTTP_SCEP_ANSWER_NONE) {
-        /*
-         * nginx's own error page in place of an answer that was held
-         * (the back end failed half way), or the 502 of a failed check
-         */
-        ctx->response = NGX_HTTP_SCEP_ANSWER_DONE;
         return ngx_http_next_header_filter(r);
     }
 
@@ -91,10 +94,14 @@ ngx_http_scep_response_header_filter(ngx_http_request_t *r)
     /*
      * An HTTP error of the back end (IIS's 500 page, say) is no CertRep
      * and goes on as it came: the device sees an error either way, and
-     * its status is what the admin looks up.
+     * its status is what the admin looks up.  Every 2xx is read.
      */
 
-    if (r->headers_out.status != NGX_HTTP_OK) {
+    status = r->headers_out.status;
+
+    if (status < NGX_HTTP_OK || status >= NGX_HTTP_SPECIAL_RESPONSE
+        || status == NGX_HTTP_NO_CONTENT)
+    {
         ctx->response_check = SCEP_RESPONSE_NOT_CERTREP + 1;
         return ngx_http_next_header_filter(r);
     }
@@ -104,7 +111,7 @@ ngx_http_scep_response_header_filter(ngx_http_request_t *r)
     }
 
     if (r->headers_out.content_length_n > NGX_HTTP_SCEP_MAX_ANSWER) {
-        return ngx_http_scep_response_pass(r, ctx, NULL);
+        return ngx_http_scep_response_pass(r, ctx, NULL, 0);
     }
 
     /* the header waits for the whole answer, which the body filter reads */
@@ -122,7 +129,7 @@ static ngx_int_t
 ngx_http_scep_response_body_filter(ngx_http_request_t *r, ngx_chain_t *in)
 {
     ngx_int_t             rc;
-    ngx_uint_t            last;
+    ngx_uint_t            last, cut;
     ngx_chain_t          *cl;
     scep_response_t       check;
     ngx_http_scep_ctx_t  *ctx;
@@ -133,11 +140,27 @@ ngx_http_scep_response_body_filter(ngx_http_request_t *r, ngx_chain_t *in)
 
     ctx = ngx_http_get_module_ctx(r, ngx_http_scep_module);
 
-    if (ctx == NULL || ctx->response != NGX_HTTP_SCEP_ANSWER_BUFFERING) {
+    if (ctx == NULL) {
+        return ngx_http_next_body_filter(r, in);
+    }
+
+    if (ctx->response == NGX_HTTP_SCEP_ANSWER_REFUSED) {
+        /* what the back end still sends after the gateway's 502 */
+
+        for (cl = in; cl; cl = cl->next) {
+            cl->buf->pos = cl->buf->last;
+            cl->buf->file_pos = cl->buf->file_last;
+        }
+
+        return NGX_OK;
+    }
+
+    if (ctx->response != NGX_HTTP_SCEP_ANSWER_BUFFERING) {
         return ngx_http_next_body_filter(r, in);
     }
 
     last = 0;
+    cut = 0;
 
     for (cl = in; cl; cl = cl->next) {
 
@@ -149,13 +172,37 @@ ngx_http_scep_response_body_filter(ngx_http_request_t *r, ngx_chain_t *in)
 
         if (rc == NGX_DECLINED) {
             /* too large or not in memory: no CertRep, pass it all on */
-            return ngx_http_scep_response_pass(r, ctx, cl);
+            return ngx_http_scep_response_pass(r, ctx, cl, 0);
         }
 
         if (cl->buf->last_buf) {
             last = 1;
             break;
         }
+
+        /*
+         * the back end broke off: nginx closed its connection and
+         * flushes what was sent, which is nothing yet
+         */
+
+        if (cl->buf->flush && r->upstream
+            && r->upstream->peer.connection == NULL)
+        {
+            cut = 1;
+        }
+    }
+
+    if (cut && !last) {
+        ctx->response_check = SCEP_RESPONSE_NOT_CERTREP + 1;
+        ngx_http_scep_outcome(r, ctx);
+
+        ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
+                      "scep: the answer of %V to a PKIOperation broke off,"
+                      " refused with 502",
+                      ctx->peer ? &ctx->peer->name
+                                : r->upstream->peer.name);
+
+        return ngx_http_scep_response_refuse(r, ctx);
     }
 
     if (!last) {
@@ -169,21 +216,15 @@ ngx_http_scep_response_body_filter(ngx_http_request_t *r, ngx_chain_t *in)
     if (check != SCEP_RESPONSE_OK
         && ctx->conf->check_response == NGX_HTTP_SCEP_RESP_ON)
     {
-        ctx->reject = NGX_HTTP_SCEP_REJECT_BAD_RESPONSE;
-        ctx->rejected = 1;
-        ctx->response = NGX_HTTP_SCEP_ANSWER_DONE;
-
         /* nothing of the answer reaches the device */
-
-        return ngx_http_filter_finalize_request(r, &ngx_http_scep_module,
-                                                NGX_HTTP_BAD_GATEWAY);
+        return ngx_http_scep_response_refuse(r, ctx);
     }
 
     /* PENDING keeps the server for the CertPolls (scep_pending_zone) */
 
     ngx_http_scep_pending_update(r, ctx);
 
-    return ngx_http_scep_response_pass(r, ctx, NULL);
+    return ngx_http_scep_response_pass(r, ctx, NULL, 1);
 }
 
 
@@ -249,6 +290,11 @@ ngx_http_scep_response_keep(ngx_http_request_t *r, ngx_http_scep_ctx_t *ctx,
             ngx_memcpy(p, ab->start, have);
         }
 
+        if (ab->start) {
+            /* a large allocation of the pool, freed at once */
+            (void) ngx_pfree(r->pool, ab->start);
+        }
+
         ab->start = p;
         ab->pos = p + have;
         ab->end = p + want;
@@ -263,12 +309,13 @@ ngx_http_scep_response_keep(ngx_http_request_t *r, ngx_http_scep_ctx_t *ctx,
 
 /*
  * Sends the header that waited, then the answer read so far and "rest",
- * the part of it not read: the answer goes on unchanged.
+ * the part of it not read, or the end of it ("last"): the answer goes on
+ * unchanged.
  */
 
 static ngx_int_t
 ngx_http_scep_response_pass(ngx_http_request_t *r, ngx_http_scep_ctx_t *ctx,
-    ngx_chain_t *rest)
+    ngx_chain_t *rest, ngx_uint_t last)
 {
     ngx_int_t                    rc;
     ngx_buf_t                   *b;
@@ -281,17 +328,11 @@ ngx_http_scep_response_pass(ngx_http_request_t *r, ngx_http_scep_ctx_t *ctx,
         /* too large or in a file: no CertRep */
         ctx->response_check = SCEP_RESPONSE_NOT_CERTREP + 1;
 
-        if (ctx->conf->check_response == NGX_HTTP_SCEP_RESP_ON) {
-            ngx_http_scep_outcome(r, ctx);
-
-            ctx->reject = NGX_HTTP_SCEP_REJECT_BAD_RESPONSE;
-            ctx->rejected = 1;
-
-            return ngx_http_filter_finalize_request(r, &ngx_http_scep_module,
-                                                    NGX_HTTP_BAD_GATEWAY);
-        }
-
         ngx_http_scep_outcome(r, ctx);
+
+        if (ctx->conf->check_response == NGX_HTTP_SCEP_RESP_ON) {
+            return ngx_http_scep_response_refuse(r, ctx);
+        }
     }
 
     rc = ngx_http_next_header_filter(r);
@@ -302,7 +343,7 @@ ngx_http_scep_response_pass(ngx_http_request_t *r, ngx_http_scep_ctx_t *ctx,
 
     ab = (ngx_http_scep_answer_buf_t *) ctx->answer;
 
-    if (ab == NULL || ab->pos == ab->start) {
+    if ((ab == NULL || ab->pos == ab->start) && (rest || !last)) {
         return rest ? ngx_http_next_body_filter(r, rest) : NGX_OK;
     }
 
@@ -311,14 +352,82 @@ ngx_http_scep_response_pass(ngx_http_request_t *r, ngx_http_scep_ctx_t *ctx,
         return NGX_ERROR;
     }
 
-    b->pos = ab->start;
-    b->last = ab->pos;
-    b->memory = 1;
-    b->last_buf = (rest == NULL);
-    b->last_in_chain = b->last_buf;
+    if (ab && ab->pos != ab->start) {
+        b->pos = ab->start;
+        b->last = ab->pos;
+        b->memory = 1;
+    }
+
+    b->last_buf = last;
+    b->last_in_chain = last;
 
     out.buf = b;
     out.next = rest;
+
+    return ngx_http_next_body_filter(r, &out);
+}
+
+
+/*
+ * The gateway's own 502 in place of the answer held, whose header was
+ * not sent: "bad_response: ..." as the module's other rejections, and
+ * nothing of the back end's, headers included
+ */
+
+static ngx_int_t
+ngx_http_scep_response_refuse(ngx_http_request_t *r, ngx_http_scep_ctx_t *ctx)
+{
+    ngx_int_t     rc;
+    ngx_str_t     token, text;
+    ngx_buf_t    *b;
+    ngx_uint_t    status;
+    ngx_chain_t   out;
+
+    ctx->response = NGX_HTTP_SCEP_ANSWER_REFUSED;
+    ctx->reject = NGX_HTTP_SCEP_REJECT_BAD_RESPONSE;
+    ctx->rejected = 1;
+
+    ngx_http_scep_reject_token(ctx, &token);
+    status = ngx_http_scep_reject_text(ctx, &text);
+
+    b = ngx_create_temp_buf(r->pool, token.len + text.len + 3);
+    if (b == NULL) {
+        return NGX_ERROR;
+    }
+
+    b->last = ngx_sprintf(b->last, "%V: %V\n", &token, &text);
+    b->last_buf = 1;
+    b->last_in_chain = 1;
+
+    /* the back end's headers go, as nginx's own error pages drop them */
+
+    ngx_memzero(&r->headers_out.status,
+                sizeof(ngx_http_headers_out_t)
+                - offsetof(ngx_http_headers_out_t, status));
+
+    r->headers_out.headers.part.nelts = 0;
+    r->headers_out.headers.part.next = NULL;
+    r->headers_out.headers.last = &r->headers_out.headers.part;
+
+    r->headers_out.trailers.part.nelts = 0;
+    r->headers_out.trailers.part.next = NULL;
+    r->headers_out.trailers.last = &r->headers_out.trailers.part;
+
+    r->headers_out.last_modified_time = -1;
+
+    r->headers_out.status = status;
+    r->headers_out.content_length_n = b->last - b->pos;
+    ngx_str_set(&r->headers_out.content_type, "text/plain");
+    r->headers_out.content_type_len = r->headers_out.content_type.len;
+
+    rc = ngx_http_next_header_filter(r);
+
+    if (rc == NGX_ERROR || rc > NGX_OK || r->header_only) {
+        return rc;
+    }
+
+    out.buf = b;
+    out.next = NULL;
 
     return ngx_http_next_body_filter(r, &out);
 }
@@ -653,7 +762,7 @@ ngx_http_scep_outcome(ngx_http_request_t *r, ngx_http_scep_ctx_t *ctx)
 
     ngx_shmtx_unlock(&shpool->mutex);
 
-    ngx_http_scep_refusals(r, ctx->peer, status, info);
+    ngx_http_scep_refusals(r, ctx);
 }
 
 
@@ -666,40 +775,67 @@ ngx_http_scep_outcome(ngx_http_request_t *r, ngx_http_scep_ctx_t *ctx)
  */
 
 static void
-ngx_http_scep_refusals(ngx_http_request_t *r, ngx_http_scep_peer_t *peer,
-    ngx_int_t pki_status, ngx_int_t fail_info)
+ngx_http_scep_refusals(ngx_http_request_t *r, ngx_http_scep_ctx_t *ctx)
 {
-    const char                *info;
+    uint32_t                   crc;
+    ngx_int_t                  status, fail_info;
     ngx_str_t                 *other;
-    ngx_uint_t                 i, count;
+    const char                *info;
+    ngx_uint_t                 i, count, type;
     ngx_slab_pool_t           *shpool;
-    ngx_http_scep_peer_t      *q;
+    ngx_http_scep_peer_t      *q, *peer;
     ngx_http_scep_sh_peer_t   *sp;
     ngx_http_scep_upstream_t  *hc;
 
+    peer = ctx->peer;
     hc = peer->upstream;
     sp = peer->sh;
 
-    if (hc->refusals == 0) {
+    type = ctx->result.message_type;
+
+    /* enrollments only: GetCert and GetCRL are refused for other causes */
+
+    if (hc->refusals == 0 || (type != 19 && type != 17 && type != 20)) {
         return;
     }
 
+    status = ctx->certrep->pki_status;
+    fail_info = ctx->certrep->fail_info;
+
+    crc = ngx_crc32_short((u_char *) ctx->result.transaction_id,
+                          ctx->result.transaction_id_len);
+
     other = NULL;
+    info = NULL;
     count = 0;
 
     shpool = (ngx_slab_pool_t *) hc->shm_zone->shm.addr;
 
     ngx_shmtx_lock(&shpool->mutex);
 
-    if (pki_status != SCEP_PKI_FAILURE) {
+    if (status != SCEP_PKI_FAILURE) {
         sp->refusals = 0;
         goto done;
     }
 
-    if (sp->refusals++ == 0) {
+    /*
+     * a device that retries its request (the same transactionID, refused
+     * for its own challenge, say) counts once: N refusals in a row are
+     * those of N transactionIDs, at least of the last 8
+     */
+
+    for (i = 0; i < ngx_min(sp->refusals, 8); i++) {
+        if (sp->refused_tids[i] == crc) {
+            goto done;
+        }
+    }
+
+    if (sp->refusals == 0) {
         sp->refusals_since = ngx_time();
     }
 
+    sp->refused_tids[sp->refusals % 8] = crc;
+    sp->refusals++;
     sp->refusal_info = fail_info;
 
     if (sp->refusals < hc->refusals

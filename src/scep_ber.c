@@ -482,6 +482,27 @@ scep_cur_optional(scep_cur_t *cur, unsigned int tag, scep_ber_t *el)
 }
 
 
+/*
+ * reads the next Attribute ::= SEQUENCE { attrType OBJECT IDENTIFIER,
+ * attrValues SET OF }: its type and its values
+ */
+
+int
+scep_cur_attribute(scep_cur_t *cur, scep_ber_t *oid, scep_ber_t *values)
+{
+    scep_ber_t  attr;
+    scep_cur_t  in;
+
+    if (!scep_cur_next(cur, SCEP_BER_SEQUENCE, &attr)) {
+        return 0;
+    }
+
+    scep_cur_init(&in, &attr);
+
+    return scep_cur_oid(&in, oid) && scep_cur_next(&in, SCEP_BER_SET, values);
+}
+
+
 /* as OpenSSL: not empty, no 0x80 leading a sub-identifier, complete */
 
 int

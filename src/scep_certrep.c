@@ -12,7 +12,6 @@
 
 #include <string.h>
 
-#include <openssl/crypto.h>
 #include <openssl/err.h>
 
 #include "scep_message_int.h"
@@ -28,6 +27,8 @@ static scep_response_t scep_certrep_attributes(scep_check_t *ck,
     scep_certrep_t *rep);
 static int scep_certrep_status(const scep_attrs_t *a, scep_certrep_t *rep);
 static int scep_certrep_nonces(const scep_attrs_t *a, scep_certrep_t *rep);
+static int scep_certrep_nonce(const scep_attrs_t *a, unsigned int kind,
+    unsigned char *nonce, int *has);
 static int scep_certrep_signer(const scep_check_t *ck, scep_certrep_t *rep);
 static void scep_certrep_signer_id(scep_certrep_t *rep);
 static scep_response_t scep_certrep_check(scep_check_t *ck,
@@ -196,16 +197,16 @@ scep_certrep_read(scep_check_t *ck, const unsigned char *der, size_t len,
 
 
 /*
- * messageType "3", pkiStatus and transactionID once each; nonces and
- * failInfo at most once.  A SUCCESS carries the certificates, so it has
- * content; a FAILURE or PENDING may have none.
+ * messageType "3", pkiStatus and transactionID once each; nonces at
+ * most once.  A SUCCESS carries the certificates, so it has content; a
+ * FAILURE or PENDING may have none.
  */
 
 static scep_response_t
 scep_certrep_attributes(scep_check_t *ck, scep_certrep_t *rep)
 {
-    int            type;
-    scep_attrs_t   a;
+    int           type;
+    scep_attrs_t  a;
 
     if (scep_find_attributes(ck, &a) != SCEP_REASON_OK
         || !scep_attribute_once(&a, SCEP_ATTR_MESSAGE_TYPE)
@@ -229,8 +230,8 @@ scep_certrep_attributes(scep_check_t *ck, scep_certrep_t *rep)
 
 /*
  * pkiStatus 0, 2 or 3; failInfo 0 to 4 with a FAILURE, NONE when it is
- * missing, unknown or not a number: the outcome is the pkiStatus, and
- * the reason only a detail of it
+ * missing, repeated, unknown or not a number: the outcome is the
+ * pkiStatus, and the reason only a detail of it
  */
 
 static int
@@ -264,29 +265,26 @@ scep_certrep_status(const scep_attrs_t *a, scep_certrep_t *rep)
 static int
 scep_certrep_nonces(const scep_attrs_t *a, scep_certrep_t *rep)
 {
-    if (a->values[SCEP_ATTR_SENDER_NONCE].tag != 0) {
-        if (!scep_attribute_once(a, SCEP_ATTR_SENDER_NONCE)
-            || !scep_attribute_nonce(&a->values[SCEP_ATTR_SENDER_NONCE],
-                                     rep->sender_nonce))
-        {
-            return 0;
-        }
+    return scep_certrep_nonce(a, SCEP_ATTR_SENDER_NONCE, rep->sender_nonce,
+                              &rep->has_sender_nonce)
+           && scep_certrep_nonce(a, SCEP_ATTR_RECIPIENT_NONCE,
+                                 rep->recipient_nonce,
+                                 &rep->has_recipient_nonce);
+}
 
-        rep->has_sender_nonce = 1;
+
+static int
+scep_certrep_nonce(const scep_attrs_t *a, unsigned int kind,
+    unsigned char *nonce, int *has)
+{
+    if (a->values[kind].tag == 0) {
+        return 1;
     }
 
-    if (a->values[SCEP_ATTR_RECIPIENT_NONCE].tag != 0) {
-        if (!scep_attribute_once(a, SCEP_ATTR_RECIPIENT_NONCE)
-            || !scep_attribute_nonce(&a->values[SCEP_ATTR_RECIPIENT_NONCE],
-                                     rep->recipient_nonce))
-        {
-            return 0;
-        }
+    *has = scep_attribute_once(a, kind)
+           && scep_attribute_nonce(&a->values[kind], nonce);
 
-        rep->has_recipient_nonce = 1;
-    }
-
-    return 1;
+    return *has;
 }
 
 

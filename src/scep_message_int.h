@@ -190,6 +190,8 @@ int scep_cur_done(const scep_cur_t *cur);
 int scep_cur_peek(const scep_cur_t *cur);
 int scep_cur_next(scep_cur_t *cur, unsigned int tag, scep_ber_t *el);
 int scep_cur_optional(scep_cur_t *cur, unsigned int tag, scep_ber_t *el);
+int scep_cur_attribute(scep_cur_t *cur, scep_ber_t *oid,
+    scep_ber_t *values);
 int scep_ber_oid_ok(const scep_ber_t *el);
 int scep_cur_oid(scep_cur_t *cur, scep_ber_t *el);
 int scep_cur_integer(scep_cur_t *cur, size_t max, scep_ber_t *el);

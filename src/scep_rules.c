@@ -122,8 +122,8 @@ scep_reason_t
 scep_find_attributes(const scep_check_t *ck, scep_attrs_t *found)
 {
     size_t      len;
-    scep_ber_t  attr, oid, values;
-    scep_cur_t  cur, in;
+    scep_ber_t  oid, values;
+    scep_cur_t  cur;
 
     memset(found, 0, sizeof(scep_attrs_t));
 
@@ -139,15 +139,7 @@ scep_find_attributes(const scep_check_t *ck, scep_attrs_t *found)
 
         /* the structure is known to be right by now */
 
-        if (!scep_cur_next(&cur, SCEP_BER_SEQUENCE, &attr)) {
-            return SCEP_REASON_BAD_DER;
-        }
-
-        scep_cur_init(&in, &attr);
-
-        if (!scep_cur_oid(&in, &oid)
-            || !scep_cur_next(&in, SCEP_BER_SET, &values))
-        {
+        if (!scep_cur_attribute(&cur, &oid, &values)) {
             return SCEP_REASON_BAD_DER;
         }
 

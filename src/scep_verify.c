@@ -274,8 +274,8 @@ scep_reason_t
 scep_check_message_digest(scep_check_t *ck)
 {
     unsigned int   mdlen;
-    scep_ber_t     attr, oid, values, value, digest;
-    scep_cur_t     cur, in;
+    scep_ber_t     oid, values, value, digest;
+    scep_cur_t     cur;
     unsigned char  buf[EVP_MAX_MD_SIZE];
 
     if (ck->attrs.tag == 0) {
@@ -287,15 +287,7 @@ scep_check_message_digest(scep_check_t *ck)
     scep_cur_init(&cur, &ck->attrs);
 
     while (!scep_cur_done(&cur)) {
-        if (!scep_cur_next(&cur, SCEP_BER_SEQUENCE, &attr)) {
-            return SCEP_REASON_BAD_DER;
-        }
-
-        scep_cur_init(&in, &attr);
-
-        if (!scep_cur_oid(&in, &oid)
-            || !scep_cur_next(&in, SCEP_BER_SET, &values))
-        {
+        if (!scep_cur_attribute(&cur, &oid, &values)) {
             return SCEP_REASON_BAD_DER;
         }
 

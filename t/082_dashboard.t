@@ -10,8 +10,12 @@
 # with nothing run.  Every tile at the top must show the number that the
 # JSON it was drawn from has, and the words under it: the test reads the
 # same JSON while the counters stand still, and finds each tile's value
-# there itself.  A screenshot is kept in the test's folder and in
-# build/screenshots/.
+# there itself.  So must each back end's tiles of enrollments issued
+# and refused in the last 10 minutes, after one enrollment issued and
+# one refused by a real back end; a hand-made JSON with outcomes, served as the page's own location's,
+# checks those tiles, the highlight of a back end that refuses most,
+# and the chart of outcomes, on any gateway.  Screenshots of both are
+# kept in the test's folder and in build/screenshots/.
 
 use strict;
 use warnings;
@@ -55,6 +59,52 @@ my $fi = $t->start_fault('type', $bundle, $img);
 my $fc = $t->start_fault('certs', $soon);
 
 my $hc = 'interval=500ms timeout=300ms uri=/scep';
+
+# A gateway's JSON with what its back ends answered (README,
+# "scep_status"), by hand: one back end issues, one refuses most, one
+# has no counts, one in an upstream named with markup.
+sub outcomes {
+    my ($issued, $refused, $pending) = @_;
+    return {
+        issued => $issued * 3, success_other => 0, pending => $pending,
+        refused => { total => $refused * 2, badAlg => 0,
+                     badMessageCheck => 0, badRequest => $refused * 2,
+                     badTime => 0, badCertId => 0, unknown => 0 },
+        checks_failed => { not_certrep => 0, bad_signature => 0,
+                           unknown_signer => 0, transaction_mismatch => 0,
+                           nonce_mismatch => 0 },
+        last_10m => { issued => $issued, refused => $refused },
+    };
+}
+my $hostile_up = q{<img src=x onerror=document.body.dataset.pwned=1>};
+my %made = (
+    gateway => { module_version => '0.1.0', nginx_version => '1.0.0',
+                 workers => 1, started => time - 100, uptime => 100,
+                 generation => 1 },
+    requests => { total => 0 },
+    upstreams => {
+        made => {
+            outcomes => outcomes(7, 9, 2),
+            peers => [
+                { address => '192.0.2.1:443', state => 'up',
+                  last_change => time - 100,
+                  outcomes => outcomes(7, 1, 2) },
+                { address => '192.0.2.2:443', state => 'up',
+                  last_change => time - 100,
+                  outcomes => outcomes(0, 8, 0) },
+                { address => '192.0.2.3:443', state => 'up',
+                  last_change => time - 100 },
+            ],
+        },
+        $hostile_up => {
+            peers => [ { address => '192.0.2.4:443', state => 'up',
+                         last_change => time - 100,
+                         outcomes => outcomes(5, 0, 0) } ],
+        },
+    },
+);
+# in the configuration, between single quotes: it has none
+my $made = JSON::PP->new->encode(\%made);
 
 $t->start_nginx(<<"CONF");
 worker_processes 2;
@@ -108,6 +158,20 @@ http {
             scep_status;
             allow 127.0.0.1;
             deny all;
+        }
+
+        # the page, reading a hand-made JSON as its location's
+        location = /made {
+            if (\$arg_format = html) {
+                rewrite ^ /made-page last;
+            }
+            default_type application/json;
+            return 200 '$made';
+        }
+
+        location = /made-page {
+            internal;
+            scep_status;
         }
     }
 }
@@ -172,6 +236,14 @@ is($r->{body}, '', 'HEAD: no body');
 is($t->get($gw, '/status?format=html', from => '127.0.0.2')->{status}, 403,
    'allow/deny hold for the page');
 
+# whether the gateway counts what its back ends answer (README,
+# "scep_status": "outcomes")
+sub has_outcomes {
+    my ($d) = @_;
+    return scalar grep { $_->{outcomes} }
+        map { @{$_->{peers} // []} } values %{$d->{upstreams} // {}};
+}
+
 # the JSON it will read, for the reasons to expect
 my $s = JSON::PP->new->decode($t->get($gw, '/status')->{body});
 my %json;
@@ -205,8 +277,10 @@ if ($load == 0) {
     POSIX::_exit(0);
 }
 
+# PATH (the status page's location, /status unless given) and options
 sub chromium {
     my (@args) = @_;
+    my $path = @args && $args[0] =~ m{^/} ? shift @args : '/status';
     my $pid = open(my $fh, '-|');
     die "fork: $!" unless defined $pid;
     if ($pid == 0) {
@@ -215,7 +289,7 @@ sub chromium {
              '--disable-gpu', '--no-first-run', '--disable-extensions',
              '--user-data-dir=' . $t->dir . '/chromium',
              '--window-size=1400,1100', '--hide-scrollbars', @args,
-             "http://127.0.0.1:$gw/status?format=html"
+             "http://127.0.0.1:$gw$path?format=html"
             or die "exec $chromium: $!";
     }
     local $/;
@@ -229,17 +303,35 @@ my $dom = chromium('--virtual-time-budget=20000', '--dump-dom');
 like($dom, qr{<body[^>]*\bdata-loaded="yes"}, 'the page read the JSON')
     or diag(substr($dom, 0, 2000), $t->read_file('logs/chromium.log'));
 
-my %row;
-while ($dom =~ m{<tr ([^>]*)>(.*?)</tr>}gs) {
-    my ($attrs, $cells) = ($1, $2);
-    my %a = $attrs =~ /([a-z-]+)="([^"]*)"/g;
-    next unless $a{'data-peer'};
-    $row{"$a{'data-upstream'} $a{'data-peer'}"} = {
-        state => $a{'data-state'},
-        cells => [ $cells =~ m{<td[^>]*>(.*?)</td>}gs ],
-        html  => $cells,
-    };
+# the back ends' rows of a DOM, by "UPSTREAM ADDRESS"
+sub rows {
+    my ($dom) = @_;
+    my %row;
+    while ($dom =~ m{<tr ([^>]*)>(.*?)</tr>}gs) {
+        my ($attrs, $cells) = ($1, $2);
+        my %a = $attrs =~ /([a-z-]+)="([^"]*)"/g;
+        next unless $a{'data-peer'};
+        my %o;
+        while ($cells =~ m{<div\ class="tile\ peer(\ alert)?"
+                           \ data-outcome="(\w+)">
+                           <div\ class="label">(.*?)</div>
+                           <div\ class="value">(.*?)</div>
+                           <div\ class="sub">(.*?)</div></div>}gsx)
+        {
+            $o{$2} = { alert => $1 ? 1 : 0, label => unhtml($3),
+                       value => unhtml($4), sub => unhtml($5) };
+        }
+        $row{unhtml("$a{'data-upstream'} $a{'data-peer'}")} = {
+            state    => $a{'data-state'},
+            cells    => [ $cells =~ m{<td[^>]*>(.*?)</td>}gs ],
+            html     => $cells,
+            outcomes => \%o,
+        };
+    }
+    return %row;
 }
+
+my %row = rows($dom);
 
 sub unhtml {
     my ($h) = @_;
@@ -310,6 +402,52 @@ for my $c ('Requests per second by operation', 'Rejects per second by reason',
 like($dom, qr{<polyline class="s\d" points="[0-9.]+,[0-9.]+ },
      'the charts have points');
 
+# ------------------------------------------------------------------
+# what the back ends answered, from the hand-made JSON
+
+{
+    my $dom = chromium('/made', '--virtual-time-budget=12000', '--dump-dom');
+    like($dom, qr{<body[^>]*\bdata-loaded="yes"}, 'made: the page read it')
+        or diag(substr($dom, 0, 2000));
+    my %r = rows($dom);
+    for my $up (sort keys %{$made{upstreams}}) {
+        for my $p (@{$made{upstreams}{$up}{peers}}) {
+            my $k = "$up $p->{address}";
+            my $o = $r{$k}{outcomes} // {};
+            if (!$p->{outcomes}) {
+                is_deeply($o, {}, "made: $k: no counts, no tiles");
+                like(unhtml($r{$k}{html} // ''), qr/not counted/,
+                     "made: $k: in words, not counted");
+                next;
+            }
+            my $m = $p->{outcomes};
+            is_deeply($o, {
+                issued => { alert => 0, label => 'Issued, 10 min',
+                            value => $m->{last_10m}{issued},
+                            sub => "$m->{issued} in all, "
+                                   . "$m->{pending} pending" },
+                refused => { alert => $m->{last_10m}{refused}
+                                      > $m->{last_10m}{issued} ? 1 : 0,
+                             label => 'Refused, 10 min',
+                             value => $m->{last_10m}{refused},
+                             sub => "$m->{refused}{total} in all" },
+            }, "made: $k: issued $m->{last_10m}{issued}, refused"
+               . " $m->{last_10m}{refused} in 10 minutes")
+                or diag($r{$k}{html});
+        }
+    }
+    like(unhtml($dom), qr/upstream \Q$hostile_up\E /,
+         'made: an upstream named with markup is shown as text');
+    unlike($dom, qr/<img\b|data-pwned/, 'made: nothing of it ran');
+    like($dom, qr{<figure id="chart-outcomes"><figcaption>Enrollment outcomes per second<span class="max">peak [0-9.]+/s</span></figcaption><svg[^>]*class="chart"},
+         'made: the chart of outcomes');
+    like($dom, qr{<span class="sw s1"></span>issued: \d+</span><span class="item"><span class="sw s3"></span>pending: \d+</span><span class="item"><span class="sw s5"></span>refused: \d+</span>},
+         'made: issued, pending and refused in its legend');
+}
+ok(has_outcomes($s), 'the gateway counts what its back ends answer');
+like($dom, qr{<figure id="chart-outcomes"><figcaption>Enrollment outcomes per second},
+     'so the chart of outcomes is shown');
+
 # the screenshot
 my $png = $t->dir . '/dashboard.png';
 chromium('--virtual-time-budget=20000', "--screenshot=$png");
@@ -318,6 +456,12 @@ ok(length($head) > 20000 && substr($head, 0, 8) eq "\x89PNG\r\n\x1a\n",
    'a screenshot of the page (' . length($head) . ' bytes)');
 make_path(SCEPTest::root() . '/build/screenshots');
 copy($png, SCEPTest::root() . '/build/screenshots/dashboard.png');
+
+# and of the hand-made JSON's, with the back ends' outcomes
+my $made_png = $t->dir . '/dashboard-outcomes.png';
+chromium('/made', '--virtual-time-budget=12000', "--screenshot=$made_png");
+ok(-s $made_png, 'a screenshot of the page with outcomes');
+copy($made_png, SCEPTest::root() . '/build/screenshots/dashboard-outcomes.png');
 
 kill 'TERM', $load;
 waitpid $load, 0;
@@ -333,7 +477,24 @@ sub status {
 sub counters {
     my ($d) = @_;
     return JSON::PP->new->canonical->encode(
-        [ $d->{requests}, @{$d->{gateway}}{qw(generation workers started)} ]);
+        [ $d->{requests}, @{$d->{gateway}}{qw(generation workers started)},
+          map { [ map { $_->{outcomes} } @{$_->{peers}} ] }
+              @{$d->{upstreams}}{sort keys %{$d->{upstreams}}} ]);
+}
+
+# enrollments for the outcome counters: one issued, one refused (a
+# wrong challenge), both by the running back end of ndes
+ok(has_outcomes(status()), 'the JSON counts outcomes');
+{
+    my $r = $t->post($gw, '/scep?operation=PKIOperation',
+                     $t->device_msg('--cn', 'dashboard-issued'));
+    is($t->pki_status($r->{body}) // 'none', '0',
+       'an enrollment through the gateway, issued');
+    $r = $t->post($gw, '/scep?operation=PKIOperation',
+                  $t->scep_msg('--challenge', 'wrong', '--cn',
+                               'dashboard-refused', '--dialect', 'der'));
+    is($t->pki_status($r->{body}) // 'none', '2',
+       'an enrollment with a wrong challenge, refused');
 }
 
 my ($j1, $prev);
@@ -410,6 +571,36 @@ ok($shown =~ /^\d+ s$|^\d+ min \d+ s$/
 is($tile{Uptime}[1],
    'since ' . strftime('%Y-%m-%d %H:%M:%S', localtime $g->{started}),
    'tile "Uptime": under it, the JSON\'s start, in local time');
+
+# each back end's tiles of issued and refused against the JSON
+{
+    ok(has_outcomes($j2), 'the JSON has each back end\'s outcomes');
+
+    my %r = rows($dom);
+    my @checked;
+    for my $up (sort keys %{$j2->{upstreams}}) {
+        for my $p (@{$j2->{upstreams}{$up}{peers}}) {
+            my $m = $p->{outcomes} or next;
+            my $o = $r{"$up $p->{address}"}{outcomes} // {};
+            push @checked, "$up $p->{address}: "
+                . join(', ', map { "$_ " . ($o->{$_}{value} // 'none') }
+                                 qw(issued refused));
+            is_deeply([ map { $o->{$_}{value} } qw(issued refused) ],
+                      [ map { $m->{last_10m}{$_} } qw(issued refused) ],
+                      "$up $p->{address}: issued and refused in 10"
+                      . ' minutes, as in the JSON');
+            is_deeply([ map { $o->{$_}{sub} } qw(issued refused) ],
+                      [ "$m->{issued} in all, $m->{pending} pending",
+                        "$m->{refused}{total} in all" ],
+                      "$up $p->{address}: the totals under them");
+        }
+    }
+    my $ndes = "ndes 127.0.0.1:$b0->{port}";
+    ok($r{$ndes}{outcomes}{issued}{value} >= 1
+       && $r{$ndes}{outcomes}{refused}{value} >= 1,
+       'the running back end of ndes: the enrollments issued and refused')
+        or diag(join("\n", @checked));
+}
 
 $t->stop;
 done_testing;

@@ -5,7 +5,9 @@
 # (t/monitoring/scep-alerts-test.yml); the scrape example passes
 # promtool check config; every query of the Grafana dashboard parses;
 # and every metric and label that the rules and the dashboard use is in
-# the Prometheus output of a real gateway, scraped here.
+# the Prometheus output of a real gateway, scraped here (the families of
+# what back ends answered only where the gateway publishes them: a
+# skipped test says when it does not).
 
 use strict;
 use warnings;
@@ -30,7 +32,7 @@ my $rules_file = "$mon/scep-alerts.yml";
 
 my ($rc, $out) = $t->run($promtool, 'check', 'rules', $rules_file);
 is($rc, 0, 'promtool check rules scep-alerts.yml') or diag($out);
-like($out, qr/SUCCESS: 8 rules found/, 'eight alerting rules');
+like($out, qr/SUCCESS: 9 rules found/, 'nine alerting rules');
 
 ($rc, $out) = $t->run($promtool, 'test', 'rules',
                       "$root/t/monitoring/scep-alerts-test.yml");
@@ -47,7 +49,8 @@ for my $a (@alerts) {
 my %want = map { $_ => 1 } qw(ScepGatewayDown ScepBackendDown
     ScepNoHealthyBackend ScepCertificateExpiring
     ScepCertificateExpiringCritical ScepRejectShareHigh
-    ScepRateLimitedRising ScepNoHealthyBackend503Rising);
+    ScepRateLimitedRising ScepNoHealthyBackend503Rising
+    ScepBackendRefusing);
 is_deeply([sort @alerts], [sort keys %want], 'the alerts the README lists');
 
 # the PromQL of the rules, for the metric check below
@@ -95,7 +98,9 @@ for my $p (@{$dash->{panels} // []}) {
     $after = 1, next if $up_row && $p == $up_row;
     $in_upstream{$p->{title}} = 1 if $after && ($p->{type} // '') ne 'row';
 }
-for my $title ('State', 'Probe latency', 'Certificates: days left') {
+for my $title ('State', 'Probe latency', 'Certificates: days left',
+               'Enrollment outcomes by server')
+{
     ok($in_upstream{$title}, "upstream row: panel \"$title\"");
 }
 my %titles = map { ($_->{title} // '') => 1 } @panels;
@@ -200,10 +205,21 @@ ok(scalar keys %labels_of > 20, 'the gateway publishes its metrics');
 # Prometheus adds these to every series it scrapes
 my %scrape_labels = map { $_ => 1 } qw(instance job);
 
+# What back ends answered to enrollments (README, "scep_status"): a
+# gateway that reads its back ends' CertReps publishes these.  Where
+# this one does not yet, the queries over them are left to promtool
+# above, and a skipped test says so.
+my %absent = map { $_ => 1 } grep { !$labels_of{$_} }
+    qw(scep_peer_outcomes_total scep_peer_response_check_failures_total);
+
 my (%seen, @missing);
 for my $e (@exprs) {
     my ($where, $q) = @$e;
     my @names = $q =~ /\b(scep_[a-z0-9_]+)/g;
+    if (grep { $absent{$_} } @names) {
+        $seen{$_} = 1 for @names;
+        next;
+    }
     for my $name (@names) {
         $seen{$name} = 1;
         push @missing, "$where: metric $name" unless $labels_of{$name};
@@ -229,6 +245,9 @@ for my $e (@exprs) {
 is(join("\n", @missing), '',
    'every metric and label of the rules and the dashboard is in the '
    . "gateway's output");
+is(join(' ', sort keys %absent), '',
+   'the metrics of what back ends answer are in the output, checked with'
+   . ' the others');
 ok(scalar keys %seen >= 15,
    scalar(keys %seen) . ' metric names used, all checked');
 

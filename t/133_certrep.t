@@ -39,6 +39,7 @@ $t->write_file('answer.der', '');
 my $known = $t->start_fault('answer', "$dir/ca.der", "$dir/answer.der");
 my $stranger = $t->start_fault('answer', "$dir/other.der",
                                "$dir/answer.der");
+my $cutoff = $t->start_fault('cutoff', "$dir/ca.der", "$dir/answer.der");
 my $html = $t->start_fault('html200');
 my $h500 = $t->start_fault('html500');
 
@@ -108,6 +109,29 @@ http {
             proxy_pass http://stranger/scep;
         }
 
+        location = /cutoff {
+            scep on;
+            proxy_pass http://127.0.0.1:%%$cutoff->{name}%%;
+        }
+
+        location = /cutoff-nb {
+            scep on;
+            proxy_buffering off;
+            proxy_pass http://127.0.0.1:%%$cutoff->{name}%%;
+        }
+
+        location = /intercept-on {
+            scep on;
+            scep_check_response on;
+            proxy_intercept_errors on;
+            error_page 500 =200 /ok.txt;
+            proxy_pass http://127.0.0.1:%%$h500->{name}%%;
+        }
+
+        location = /ok.txt {
+            return 200 "the admin's own page\n";
+        }
+
         location = /html {
             scep on;
             proxy_pass http://127.0.0.1:%%$html->{name}%%;
@@ -168,16 +192,18 @@ sub post {
     return $t->post($gw, "$path?operation=PKIOperation", $der);
 }
 
-# the last access-log line of the request with this transactionID
+# the access-log line of this request: the nth with its transactionID
+my %asked;
 sub logged {
     my ($tid) = @_;
-    my @l = grep { /^\Q$tid\E\|/ } $t->lines('logs/rep.log', 1);
-    for my $try (1 .. 50) {
-        last if @l;
-        sleep 0.1;
+    my $nth = ++$asked{$tid};
+    my @l;
+    for my $try (1 .. 100) {
         @l = grep { /^\Q$tid\E\|/ } $t->lines('logs/rep.log', 1);
+        last if @l >= $nth;
+        sleep 0.05;
     }
-    return $l[-1] // '';
+    return $l[$nth - 1] // '';
 }
 
 # issued by a real back end: SUCCESS, checked ok
@@ -296,6 +322,35 @@ $r = post('/known-on', msg('--tid', $tid));
 is($r->{status}, 502, 'under "on": 502');
 ok(length($r->{body}) < 4096, 'nothing of it reaches the device');
 
+# an empty answer, and one that breaks off
+$t->write_file('answer.der', '');
+$tid = 'empty-' . int(rand(1e9));
+$r = post('/known', msg('--tid', $tid));
+is($r->{status}, 200, 'an empty 200, "log": passed on');
+is($r->{body}, '', 'empty, and complete');
+is(logged($tid), "$tid|-|-|not_certrep|200|-", 'not_certrep');
+
+$tid = 'empty-on-' . int(rand(1e9));
+$r = post('/known-on', msg('--tid', $tid));
+is($r->{status}, 502, 'under "on": 502');
+like($r->{body}, qr/^bad_response: /, 'the gateway\'s own answer');
+
+$t->write_file('answer.der', $real);
+for my $path ('/cutoff', '/cutoff-nb') {
+    $tid = "cut$path-" . int(rand(1e9));
+    $r = post($path, msg('--tid', $tid));
+    is($r->{status}, 502, "$path: an answer that breaks off: 502");
+    like($r->{body}, qr/^bad_response: /, "$path: the gateway's own answer");
+    is(logged($tid), "$tid|-|-|not_certrep|502|bad_response",
+       "$path: not_certrep");
+}
+
+# the admin's page for an intercepted error is not the back end's answer
+$tid = 'intercept-' . int(rand(1e9));
+$r = post('/intercept-on', msg('--tid', $tid));
+is($r->{status}, 200, 'proxy_intercept_errors and error_page: 200');
+is($r->{body}, "the admin's own page\n", 'the error page, not refused');
+
 # HTML where a CertRep belongs, and an HTTP error
 $tid = 'html-' . int(rand(1e9));
 $r = post('/html', msg('--tid', $tid));
@@ -331,12 +386,12 @@ is($k->{checks_failed}{transaction_mismatch}, 2,
    'status: transaction_mismatch counted');
 is($k->{checks_failed}{nonce_mismatch}, 1, 'status: nonce_mismatch counted');
 is($k->{checks_failed}{bad_signature}, 2, 'status: bad_signature counted');
-is($k->{checks_failed}{not_certrep}, 3, 'status: not_certrep counted');
+is($k->{checks_failed}{not_certrep}, 5, 'status: not_certrep counted');
 is($k->{issued}, 1,
    'status: only the CertRep that passed its check counts as issued');
 is(peer($st, 'stranger')->{outcomes}{checks_failed}{unknown_signer}, 1,
    'status: unknown_signer counted');
-is($st->{requests}{rejected}{bad_response}, 7,
+is($st->{requests}{rejected}{bad_response}, 10,
    'status: bad_response rejections');
 
 $r = $t->get($gw, '/status?format=prometheus');

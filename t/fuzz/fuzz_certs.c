@@ -9,6 +9,7 @@
  */
 
 
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -22,7 +23,8 @@
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 static void fuzz_string(const char *s, size_t size);
-static void fuzz_answer(const scep_ca_answer_t *a, int rc);
+static void fuzz_answer(const scep_ca_answer_t *a, int rc,
+    const uint8_t *data, size_t size);
 static void fuzz_content_type(const uint8_t *data, size_t size);
 
 
@@ -36,7 +38,8 @@ fuzz_string(const char *s, size_t size)
 
 
 static void
-fuzz_answer(const scep_ca_answer_t *a, int rc)
+fuzz_answer(const scep_ca_answer_t *a, int rc, const uint8_t *data,
+    size_t size)
 {
     int   i, level;
     char  msg[128];
@@ -60,6 +63,19 @@ fuzz_answer(const scep_ca_answer_t *a, int rc)
         fuzz_string(a->certs[i].subject, sizeof(a->certs[i].subject));
         fuzz_string(a->certs[i].issuer, sizeof(a->certs[i].issuer));
         fuzz_string(a->certs[i].serial, sizeof(a->certs[i].serial));
+
+        /* the key, if pointed to, is a SEQUENCE inside the body */
+
+        if ((a->certs[i].spki == NULL) != (a->certs[i].spki_len == 0)
+            || (a->certs[i].spki != NULL
+                && (a->certs[i].spki < data
+                    || a->certs[i].spki_len > size
+                    || a->certs[i].spki - data
+                       > (ptrdiff_t) (size - a->certs[i].spki_len)
+                    || a->certs[i].spki[0] != 0x30)))
+        {
+            abort();
+        }
     }
 
     level = scep_cacert_check(a, FUZZ_NOW, FUZZ_WARN, msg, sizeof(msg));
@@ -127,11 +143,11 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
 
     rc = scep_cacert_parse(data, size, NULL, &a, err, sizeof(err));
-    fuzz_answer(&a, rc);
+    fuzz_answer(&a, rc, data, size);
 
     rc = scep_cacert_parse(data, size, "application/x-x509-ca-ra-cert", &a,
                            err, sizeof(err));
-    fuzz_answer(&a, rc);
+    fuzz_answer(&a, rc, data, size);
 
     fuzz_content_type(data, size);
 

@@ -33,6 +33,8 @@
 #             KEY that answers it: PENDING the first time the daemon sees
 #             its transactionID, SUCCESS after; prints "PID PKIOperation
 #             TID STATUS" for each
+#   cutoff    as answer, but the answer breaks off: its Content-Length
+#             promises 100 bytes more than are sent before the close
 #   slowtls=S an HTTPS server (FILE.crt, FILE.key) that waits S seconds
 #             before its TLS handshake and S more before it answers:
 #             GetCACaps a capability list, anything else a 500; prints
@@ -163,7 +165,7 @@ sub serve {
                "<html><body>Network Device Enrollment Service</body>"
                . "</html>\r\n");
 
-    } elsif ($mode eq 'answer' || $mode eq 'pending') {
+    } elsif ($mode eq 'answer' || $mode eq 'cutoff' || $mode eq 'pending') {
         if ($req =~ /operation=GetCACaps/) {
             answer($c, '200 OK', 'text/plain',
                    "POSTPKIOperation\nSHA-256\nAES\nSCEPStandard\n");
@@ -185,7 +187,14 @@ sub serve {
                 last unless $n;
                 $have += $n;
             }
-            answer($c, '200 OK', 'application/x-pki-message', $rep);
+            if ($mode eq 'cutoff') {
+                print $c "HTTP/1.1 200 OK\r\n"
+                         . "Content-Type: application/x-pki-message\r\n"
+                         . "Content-Length: " . (length($rep) + 100)
+                         . "\r\nConnection: close\r\n\r\n" . $rep;
+            } else {
+                answer($c, '200 OK', 'application/x-pki-message', $rep);
+            }
         }
 
     } elsif ($mode eq 'certs' || $mode eq 'type' || $mode eq 'capstype') {

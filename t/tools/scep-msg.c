@@ -138,8 +138,8 @@ static void usage(FILE *f)
 {
     fprintf(f,
 "usage: " PROG " --ca CA.pem [options]\n"
-"       " PROG " --type 3 --reply-to REQ.der --key RA.key --signer-cert RA.pem\n"
-"               [--status S] [--fail-info N] [options]\n"
+"       " PROG " --type 3 --reply-to REQ.der --key RA.key\n"
+"               --signer-cert RA.pem [--status S] [--fail-info N] [options]\n"
 "\n"
 "Write a SCEP pkiMessage (CMS SignedData over an EnvelopedData encrypted to\n"
 "the CA/RA certificate) to stdout or --out.  With --type 3, a CertRep as a\n"

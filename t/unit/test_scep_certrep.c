@@ -25,6 +25,9 @@
 
 #include "scep_certrep.h"
 
+#include "cms.h"
+#include "tap.h"
+
 
 #define OID_MESSAGE_TYPE     "2.16.840.1.113733.1.9.2"
 #define OID_PKI_STATUS       "2.16.840.1.113733.1.9.3"
@@ -36,12 +39,6 @@
 #define TID                  "7D3C1A9B2E5F4A60"
 
 
-typedef struct {
-    unsigned char   *p;
-    size_t           n;
-} buf_t;
-
-
 /* what a test answer is made of; spec_init() sets a SUCCESS CertRep */
 typedef struct {
     const char        *type;          /* NULL: no messageType */
@@ -49,7 +46,8 @@ typedef struct {
     const char        *fail_info;     /* NULL: no failInfo */
     const char        *tid;
     int                sender_nonce;
-    int                recipient_nonce;
+    int                recipient_nonce;   /* its length, 0: none */
+    int                tid_twice;
     int                content;       /* an envelope as eContent */
     int                signers;
     int                keyid;
@@ -60,9 +58,6 @@ typedef struct {
 } spec_t;
 
 
-static int  test_n;
-static int  test_failed;
-
 static EVP_PKEY       *ra_key, *ec_key, *device_key, *other_key;
 static X509           *ra_cert, *ec_cert, *device_cert, *ca_cert;
 static scep_crypto_t  *test_crypto;
@@ -71,21 +66,13 @@ static const unsigned char  sender_bytes[16] = "0123456789abcdef";
 static const unsigned char  recipient_bytes[16] = "fedcba9876543210";
 
 
-static void ok(int cond, const char *what);
-static void bail(const char *what);
-static X509 *make_cert(EVP_PKEY *key, EVP_PKEY *signer, const char *cn,
-    long serial, int ca);
 static void spec_init(spec_t *s);
-static buf_t der_of(CMS_ContentInfo *cms);
-static void add_attr(CMS_SignerInfo *si, const char *oid, int type,
-    const void *data, int len);
 static buf_t make_certrep(const spec_t *s);
 static buf_t make_pkcsreq(void);
 static scep_response_t parse_spec(const spec_t *s, scep_certrep_t *rep);
 static scep_response_t verify_spec(const spec_t *s, EVP_PKEY *key);
 static scep_response_t verify_buf(const buf_t *b, EVP_PKEY *key);
 static buf_t spki_of(EVP_PKEY *key);
-static unsigned char *find(const buf_t *hay, const void *needle, size_t n);
 static unsigned char *skip_header(unsigned char *p, size_t *len);
 static void test_parse(void);
 static void test_not_certrep(void);
@@ -97,84 +84,6 @@ static void test_cacert_spki(void);
 
 
 static void
-ok(int cond, const char *what)
-{
-    test_n++;
-
-    if (!cond) {
-        test_failed++;
-    }
-
-    printf("%sok %d - %s\n", cond ? "" : "not ", test_n, what);
-}
-
-
-static void
-bail(const char *what)
-{
-    printf("Bail out! %s\n", what);
-    ERR_print_errors_fp(stdout);
-    exit(1);
-}
-
-
-static X509 *
-make_cert(EVP_PKEY *key, EVP_PKEY *signer, const char *cn, long serial,
-    int ca)
-{
-    X509             *x;
-    X509V3_CTX        ctx;
-    X509_NAME        *name;
-    X509_EXTENSION   *ext;
-
-    x = X509_new();
-    name = X509_NAME_new();
-
-    if (x == NULL || name == NULL
-        || !X509_set_version(x, 2)
-        || !ASN1_INTEGER_set(X509_get_serialNumber(x), serial)
-        || !X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC,
-                                       (const unsigned char *) cn, -1, -1, 0)
-        || !X509_set_subject_name(x, name)
-        || !X509_set_issuer_name(x, name)
-        || X509_gmtime_adj(X509_getm_notBefore(x), -3600) == NULL
-        || X509_gmtime_adj(X509_getm_notAfter(x), 86400) == NULL
-        || !X509_set_pubkey(x, key))
-    {
-        bail("making a certificate");
-    }
-
-    X509V3_set_ctx(&ctx, x, x, NULL, NULL, 0);
-
-    ext = X509V3_EXT_conf_nid(NULL, &ctx, NID_subject_key_identifier,
-                              "hash");
-    if (ext == NULL || !X509_add_ext(x, ext, -1)) {
-        bail("adding a subjectKeyIdentifier");
-    }
-
-    X509_EXTENSION_free(ext);
-
-    if (ca) {
-        ext = X509V3_EXT_conf_nid(NULL, &ctx, NID_basic_constraints,
-                                  "critical,CA:TRUE");
-        if (ext == NULL || !X509_add_ext(x, ext, -1)) {
-            bail("adding basicConstraints");
-        }
-
-        X509_EXTENSION_free(ext);
-    }
-
-    if (!X509_sign(x, signer, EVP_sha256())) {
-        bail("signing a certificate");
-    }
-
-    X509_NAME_free(name);
-
-    return x;
-}
-
-
-static void
 spec_init(spec_t *s)
 {
     memset(s, 0, sizeof(spec_t));
@@ -183,49 +92,12 @@ spec_init(spec_t *s)
     s->status = "0";
     s->tid = TID;
     s->sender_nonce = 1;
-    s->recipient_nonce = 1;
+    s->recipient_nonce = 16;
     s->content = 1;
     s->signers = 1;
     s->md = EVP_sha256();
     s->key = ra_key;
     s->cert = ra_cert;
-}
-
-
-static buf_t
-der_of(CMS_ContentInfo *cms)
-{
-    int    n;
-    buf_t  b;
-
-    b.p = NULL;
-    n = i2d_CMS_ContentInfo(cms, &b.p);
-
-    if (n <= 0) {
-        bail("i2d_CMS_ContentInfo");
-    }
-
-    b.n = n;
-
-    return b;
-}
-
-
-static void
-add_attr(CMS_SignerInfo *si, const char *oid, int type, const void *data,
-    int len)
-{
-    ASN1_OBJECT  *obj;
-
-    obj = OBJ_txt2obj(oid, 1);
-
-    if (obj == NULL
-        || !CMS_signed_add1_attr_by_OBJ(si, obj, type, data, len))
-    {
-        bail("CMS_signed_add1_attr_by_OBJ");
-    }
-
-    ASN1_OBJECT_free(obj);
 }
 
 
@@ -319,6 +191,11 @@ make_certrep(const spec_t *s)
         add_attr(si, OID_TRANSACTION_ID, V_ASN1_PRINTABLESTRING, s->tid,
                  strlen(s->tid));
 
+        if (s->tid_twice) {
+            add_attr(si, OID_TRANSACTION_ID, V_ASN1_PRINTABLESTRING, s->tid,
+                     strlen(s->tid));
+        }
+
         if (s->sender_nonce) {
             add_attr(si, OID_SENDER_NONCE, V_ASN1_OCTET_STRING, sender_bytes,
                      16);
@@ -326,7 +203,7 @@ make_certrep(const spec_t *s)
 
         if (s->recipient_nonce) {
             add_attr(si, OID_RECIPIENT_NONCE, V_ASN1_OCTET_STRING,
-                     recipient_bytes, 16);
+                     recipient_bytes, s->recipient_nonce);
         }
     }
 
@@ -443,34 +320,23 @@ spki_of(EVP_PKEY *key)
 }
 
 
-static unsigned char *
-find(const buf_t *hay, const void *needle, size_t n)
-{
-    size_t  i;
-
-    for (i = 0; i + n <= hay->n; i++) {
-        if (memcmp(hay->p + i, needle, n) == 0) {
-            return hay->p + i;
-        }
-    }
-
-    return NULL;
-}
-
-
 static void
 test_parse(void)
 {
-    int              i;
+    int              i, n;
     char             what[80], info[2];
+    buf_t            b;
     spec_t           s;
     scep_certrep_t   rep;
-    unsigned char    id[SCEP_CERT_ID_LEN];
+    unsigned char   *name, id[SCEP_CERT_ID_LEN];
     scep_response_t  rc;
     const ASN1_OCTET_STRING  *ski;
 
+    /* the answer is kept while "rep" points into it */
+
     spec_init(&s);
-    rc = parse_spec(&s, &rep);
+    b = make_certrep(&s);
+    rc = scep_certrep_parse(b.p, b.n, &rep);
 
     ok(rc == SCEP_RESPONSE_OK, "SUCCESS: parsed");
     ok(rep.pki_status == SCEP_PKI_SUCCESS && rep.fail_info == SCEP_FAIL_NONE,
@@ -488,14 +354,26 @@ test_parse(void)
        && rep.signer_serial[0] == 0x13 && rep.signer_serial[1] == 0x88,
        "signer by issuer and serial (5000)");
 
+    name = NULL;
+    n = i2d_X509_NAME(X509_get_issuer_name(ra_cert), &name);
+
+    ok(n > 0 && rep.signer_issuer_len == (size_t) n
+       && rep.signer_issuer > b.p
+       && rep.signer_issuer + n <= b.p + b.n
+       && memcmp(rep.signer_issuer, name, n) == 0,
+       "signer's issuer: the RA certificate's, in the answer");
+    OPENSSL_free(name);
+
     ok(scep_cert_id(rep.signer_issuer, rep.signer_issuer_len,
                     rep.signer_serial, rep.signer_serial_len, 0, id) == 0
        && rep.has_signer_id
        && memcmp(id, rep.signer_id, SCEP_CERT_ID_LEN) == 0,
        "signer_id is scep_cert_id() of them");
+    OPENSSL_free(b.p);
 
     s.keyid = 1;
-    rc = parse_spec(&s, &rep);
+    b = make_certrep(&s);
+    rc = scep_certrep_parse(b.p, b.n, &rep);
     ski = X509_get0_subject_key_id(ra_cert);
 
     ok(rc == SCEP_RESPONSE_OK && rep.signer_kind == SCEP_RECIPIENT_KEY_ID
@@ -509,6 +387,7 @@ test_parse(void)
        && rep.has_signer_id
        && memcmp(id, rep.signer_id, SCEP_CERT_ID_LEN) == 0,
        "signer_id is scep_key_id() of it");
+    OPENSSL_free(b.p);
 
     spec_init(&s);
     s.status = "3";
@@ -660,6 +539,16 @@ test_not_certrep(void)
     s.tid = "bad_id";
     ok(parse_spec(&s, &rep) == SCEP_RESPONSE_NOT_CERTREP,
        "not_certrep: transactionID not PrintableString characters");
+
+    spec_init(&s);
+    s.tid_twice = 1;
+    ok(parse_spec(&s, &rep) == SCEP_RESPONSE_NOT_CERTREP,
+       "not_certrep: two transactionID attributes");
+
+    spec_init(&s);
+    s.recipient_nonce = 8;
+    ok(parse_spec(&s, &rep) == SCEP_RESPONSE_NOT_CERTREP,
+       "not_certrep: a recipientNonce of 8 bytes");
 }
 
 
@@ -1022,10 +911,10 @@ main(void)
         bail("generating keys");
     }
 
-    ca_cert = make_cert(ca_key, ca_key, "test-ca", 1, 1);
-    ra_cert = make_cert(ra_key, ca_key, "test-ra", 5000, 0);
-    ec_cert = make_cert(ec_key, ca_key, "test-ec-ra", 5001, 0);
-    device_cert = make_cert(device_key, device_key, "device", 7, 0);
+    ca_cert = make_cert(ca_key, ca_key, "test-ca", 1, CERT_SKI|CERT_CA);
+    ra_cert = make_cert(ra_key, ca_key, "test-ra", 5000, CERT_SKI);
+    ec_cert = make_cert(ec_key, ca_key, "test-ec-ra", 5001, CERT_SKI);
+    device_cert = make_cert(device_key, device_key, "device", 7, CERT_SKI);
 
     test_crypto = scep_crypto_new();
     if (test_crypto == NULL) {
@@ -1052,7 +941,5 @@ main(void)
     EVP_PKEY_free(device_key);
     EVP_PKEY_free(ec_key);
 
-    printf("1..%d\n", test_n);
-
-    return test_failed ? 1 : 0;
+    return tap_done();
 }

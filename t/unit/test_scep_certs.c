@@ -24,6 +24,8 @@
 
 #include "scep_certs.h"
 
+#include "tap.h"
+
 
 #define DAY  86400
 
@@ -45,8 +47,6 @@ typedef struct {
 } certs_t;
 
 
-static void ok(int cond, const char *what);
-static void bail(const char *what);
 static time_t utc(int y, int mo, int d, int h);
 static X509 *make_cert(EVP_PKEY *key, X509 *issuer, const char *cn,
     const char *serial, const char *not_before, const char *not_after,
@@ -74,29 +74,6 @@ static int trusted(blob_t b, scep_anchors_t *a, const char *expect);
 static void test_trust(void);
 
 
-static int  test_n;
-static int  test_failed;
-
-
-static void
-ok(int cond, const char *what)
-{
-    test_n++;
-
-    if (!cond) {
-        test_failed++;
-    }
-
-    printf("%sok %d - %s\n", cond ? "" : "not ", test_n, what);
-}
-
-
-static void
-bail(const char *what)
-{
-    printf("Bail out! %s\n", what);
-    exit(1);
-}
 
 
 static time_t
@@ -1543,7 +1520,5 @@ main(void)
     X509_free(c.old_ca);
     EVP_PKEY_free(c.key);
 
-    printf("1..%d\n", test_n);
-
-    return test_failed ? 1 : 0;
+    return tap_done();
 }

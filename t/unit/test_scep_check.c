@@ -26,6 +26,9 @@
 
 #include "scep_message.h"
 
+#include "cms.h"
+#include "tap.h"
+
 
 #define OID_MESSAGE_TYPE    "2.16.840.1.113733.1.9.2"
 #define OID_SENDER_NONCE    "2.16.840.1.113733.1.9.5"
@@ -36,12 +39,6 @@
 #define INNER_GARBAGE    2
 #define INNER_TRAILING   3
 #define INNER_GCM        4
-
-
-typedef struct {
-    unsigned char   *p;
-    size_t           n;
-} buf_t;
 
 
 /* what a test message is made of; spec_init() sets a valid PKCSReq */
@@ -72,9 +69,6 @@ typedef struct {
 } spec_t;
 
 
-static int  test_n;
-static int  test_failed;
-
 static EVP_PKEY  *ca_key, *rsa_key, *ec_key, *big_e_key;
 static X509      *ca_cert, *rsa_cert, *ec_cert, *twin_cert, *stranger_cert,
                  *big_e_cert;
@@ -95,19 +89,12 @@ static int             compare_paths = 1;
 static int             path_checks, path_mismatches;
 
 
-static void ok(int cond, const char *what);
-static void bail(const char *what);
 static void *test_malloc(size_t n, const char *file, int line);
 static void *test_realloc(void *p, size_t n, const char *file, int line);
 static void test_free(void *p, const char *file, int line);
-static X509 *make_cert(EVP_PKEY *key, EVP_PKEY *signer, const char *cn,
-    long serial, int ski);
 static EVP_PKEY *make_big_e_key(void);
 static void spec_init(spec_t *s);
-static buf_t der_of(CMS_ContentInfo *cms);
 static buf_t make_inner(const spec_t *s);
-static void add_attr(CMS_SignerInfo *si, const char *oid, int type,
-    const void *data, int len);
 static void add_attributes(CMS_SignerInfo *si, const spec_t *s);
 static buf_t make_message(const spec_t *s);
 static scep_reason_t check(const buf_t *m, uint32_t algorithms,
@@ -116,7 +103,6 @@ static scep_reason_t check_with(const buf_t *m, int path);
 static scep_reason_t check_failing(const buf_t *m, int path, long k);
 static int check_is(const spec_t *s, uint32_t algorithms,
     scep_reason_t expect);
-static unsigned char *find(const buf_t *hay, const void *needle, size_t n);
 static int openssl_parses(const buf_t *m);
 static int openssl_verifies(const buf_t *m);
 static void test_names(void);
@@ -130,28 +116,6 @@ static void test_signer_key(void);
 static int signer_key_is(const spec_t *s, EVP_PKEY *key);
 static void test_mutations(void);
 static void test_out_of_memory(void);
-
-
-static void
-ok(int cond, const char *what)
-{
-    test_n++;
-
-    if (!cond) {
-        test_failed++;
-    }
-
-    printf("%sok %d - %s\n", cond ? "" : "not ", test_n, what);
-}
-
-
-static void
-bail(const char *what)
-{
-    printf("Bail out! %s\n", what);
-    ERR_print_errors_fp(stdout);
-    exit(1);
-}
 
 
 static void *
@@ -193,54 +157,6 @@ test_free(void *p, const char *file, int line)
     (void) line;
 
     free(p);
-}
-
-
-static X509 *
-make_cert(EVP_PKEY *key, EVP_PKEY *signer, const char *cn, long serial,
-    int ski)
-{
-    X509             *x;
-    X509V3_CTX        ctx;
-    X509_NAME        *name;
-    X509_EXTENSION   *ext;
-
-    x = X509_new();
-    name = X509_NAME_new();
-
-    if (x == NULL || name == NULL
-        || !X509_set_version(x, 2)
-        || !ASN1_INTEGER_set(X509_get_serialNumber(x), serial)
-        || !X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC,
-                                       (const unsigned char *) cn, -1, -1, 0)
-        || !X509_set_subject_name(x, name)
-        || !X509_set_issuer_name(x, name)
-        || X509_gmtime_adj(X509_getm_notBefore(x), -3600) == NULL
-        || X509_gmtime_adj(X509_getm_notAfter(x), 86400) == NULL
-        || !X509_set_pubkey(x, key))
-    {
-        bail("making a certificate");
-    }
-
-    if (ski) {
-        X509V3_set_ctx(&ctx, x, x, NULL, NULL, 0);
-        ext = X509V3_EXT_conf_nid(NULL, &ctx, NID_subject_key_identifier,
-                                  "hash");
-
-        if (ext == NULL || !X509_add_ext(x, ext, -1)) {
-            bail("adding a subjectKeyIdentifier");
-        }
-
-        X509_EXTENSION_free(ext);
-    }
-
-    if (!X509_sign(x, signer, EVP_sha256())) {
-        bail("signing a certificate");
-    }
-
-    X509_NAME_free(name);
-
-    return x;
 }
 
 
@@ -291,25 +207,6 @@ spec_init(spec_t *s)
     s->cert = rsa_cert;
     s->signers = 1;
     s->inner = INNER_ENVELOPE;
-}
-
-
-static buf_t
-der_of(CMS_ContentInfo *cms)
-{
-    int    n;
-    buf_t  b;
-
-    b.p = NULL;
-    n = i2d_CMS_ContentInfo(cms, &b.p);
-
-    if (n <= 0) {
-        bail("i2d_CMS_ContentInfo");
-    }
-
-    b.n = n;
-
-    return b;
 }
 
 
@@ -387,24 +284,6 @@ make_inner(const spec_t *s)
     }
 
     return b;
-}
-
-
-static void
-add_attr(CMS_SignerInfo *si, const char *oid, int type, const void *data,
-    int len)
-{
-    ASN1_OBJECT  *obj;
-
-    obj = OBJ_txt2obj(oid, 1);
-
-    if (obj == NULL
-        || !CMS_signed_add1_attr_by_OBJ(si, obj, type, data, len))
-    {
-        bail("CMS_signed_add1_attr_by_OBJ");
-    }
-
-    ASN1_OBJECT_free(obj);
 }
 
 
@@ -694,21 +573,6 @@ check_is(const spec_t *s, uint32_t algorithms, scep_reason_t expect)
     }
 
     return r == expect && ERR_peek_error() == 0;
-}
-
-
-static unsigned char *
-find(const buf_t *hay, const void *needle, size_t n)
-{
-    size_t  i;
-
-    for (i = 0; i + n <= hay->n; i++) {
-        if (memcmp(hay->p + i, needle, n) == 0) {
-            return hay->p + i;
-        }
-    }
-
-    return NULL;
 }
 
 
@@ -1937,7 +1801,5 @@ main(void)
         OSSL_PROVIDER_unload(default_provider);
     }
 
-    printf("1..%d\n", test_n);
-
-    return test_failed ? 1 : 0;
+    return tap_done();
 }

@@ -12,22 +12,9 @@
 
 #include "scep_message.h"
 
-
-static int  test_n;
-static int  test_failed;
+#include "tap.h"
 
 
-static void
-ok(int cond, const char *what)
-{
-    test_n++;
-
-    if (!cond) {
-        test_failed++;
-    }
-
-    printf("%sok %d - %s\n", cond ? "" : "not ", test_n, what);
-}
 
 
 static int
@@ -407,7 +394,5 @@ main(void)
     test_ca_ident();
     test_query();
 
-    printf("1..%d\n", test_n);
-
-    return test_failed ? 1 : 0;
+    return tap_done();
 }
