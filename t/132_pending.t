@@ -121,6 +121,14 @@ http {
                           uri=/scep;
     }
 
+    # the same servers, round robin
+    upstream rr {
+        server 127.0.0.1:%%$a->{name}%%;
+        server 127.0.0.1:%%$b->{name}%%;
+        scep_health_check interval=300ms timeout=200ms fails=3 passes=1
+                          uri=/scep;
+    }
+
     server {
         listen 127.0.0.1:%%GW%%;
 
@@ -129,6 +137,11 @@ http {
         location = /scep {
             scep on;
             proxy_pass http://$ups/scep;
+        }
+
+        location = /rr {
+            scep on;
+            proxy_pass http://rr/scep;
         }
 
         location = /status {
@@ -259,6 +272,20 @@ is($r->{status}, 200, 'a CertPoll after SUCCESS: 200');
 is_deeply([answered($b, $tid)], ['PENDING'],
           'balanced to B again: the record was forgotten');
 
+# round robin would alternate: every CertPoll of a request that stays
+# pending goes to the server that holds it, each PENDING keeping it on
+my $hold = 'hold-' . int(rand(1e9));
+$r = $t->post($gw, '/rr?operation=PKIOperation', msg(19, $hold));
+is($t->pki_status($r->{body}), '3', 'round robin: a PKCSReq, PENDING');
+my ($holder, $other) = answered($a, $hold) ? ($a, $b) : ($b, $a);
+for my $i (1 .. 4) {
+    $r = $t->post($gw, '/rr?operation=PKIOperation', msg(20, $hold));
+    is($r->{status}, 200, "round robin: CertPoll $i, 200");
+}
+is(scalar(() = answered($holder, $hold)), 5,
+   'round robin: the server that holds it got all four CertPolls');
+is_deeply([answered($other, $hold)], [], 'the other none');
+
 # only the key that made the request moves its CertPolls
 my $tid2 = 'key-' . int(rand(1e9));
 is(pkiop($to{A}, 19, $tid2)->{status}, 200, 'a PKCSReq to A');
@@ -276,8 +303,8 @@ my @fill = map { "fill-$_-" . int(rand(1e9)) } 1 .. 120;
 my $failed = 0;
 for my $f (@fill) {
     $failed++ if pkiop($to{A}, 19, $f)->{status} != 200;
-    # the four records before the fill are the oldest, and go first
-    last if status()->{pending}{evicted} >= 4;
+    # the records before the fill are the oldest, and go first
+    last if status()->{pending}{evicted} >= 5;
 }
 is($failed, 0, 'PENDING answers pass while the zone fills');
 
@@ -307,6 +334,8 @@ my $tid5 = 'reload-' . int(rand(1e9));
 is(pkiop($to{A}, 19, $tid5)->{status}, 200, 'a PKCSReq held by A');
 
 $t->write_conf(nginx_conf(2, '1s'));
+my $exited = qr/\[notice\].* worker process \d+ exited/;
+my $before = $t->count_error_log($exited);
 kill 'HUP', $t->nginx_pid;
 my $gen = '';
 for (1 .. 100) {
@@ -315,6 +344,10 @@ for (1 .. 100) {
     sleep 0.05;
 }
 is($gen, 'gen2', 'nginx -s reload took effect');
+
+# the old worker accepts for a moment still, with the old timeout
+ok(defined $t->wait_error_log($exited, 10, $before),
+   'the old worker is gone');
 
 $r = pkiop($to{B}, 20, $tid5);
 is($r->{status}, 200, 'its CertPoll after the reload: 200');

@@ -31,8 +31,9 @@
 #             capability list, GetCACert the DER certificate FILE, and a
 #             POST PKIOperation a CertRep signed with FILE and its key
 #             KEY that answers it: PENDING the first time the daemon sees
-#             its transactionID, SUCCESS after; prints "PID PKIOperation
-#             TID STATUS" for each
+#             its transactionID, SUCCESS after (a transactionID that
+#             starts with "hold-" stays PENDING); prints "PID
+#             PKIOperation TID STATUS" for each
 #   cutoff    as answer, but the answer breaks off: its Content-Length
 #             promises 100 bytes more than are sent before the close
 #   slowtls=S an HTTPS server (FILE.crt, FILE.key) that waits S seconds
@@ -275,7 +276,7 @@ sub pending {
     }
 
     my $seen = "$state/tid-$tid";
-    my $status = -e $seen ? 0 : 3;
+    my $status = -e $seen && $tid !~ /^hold-/ ? 0 : 3;
     open $fh, '>', $seen and close $fh;
 
     my $tool = "$FindBin::Bin/../../build/scep-msg";
