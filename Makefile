@@ -161,7 +161,7 @@ demo: deps module
 demo-stop:
 	conf-examples/demo/stop
 
-bench: deps all
+bench: deps all $(BUILD)/validate-bench $(BUILD)/certrep-bench
 	bench/run
 
 # build/libnginx-mod-http-scep_VERSION_ARCH.deb, built by debhelper
