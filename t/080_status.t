@@ -663,6 +663,8 @@ my %doc_type = (
     scep_peer_certificate_not_after_timestamp_seconds => 'gauge',
     scep_peer_certificate_days_left => 'gauge',
     scep_peer_certificate_expiring => 'gauge',
+    scep_peer_outcomes_total => 'counter',
+    scep_peer_response_check_failures_total => 'counter',
 );
 for my $name (sort keys %doc_type) {
     is($type{$name}, $doc_type{$name}, "# TYPE $name $doc_type{$name}");
