@@ -594,6 +594,18 @@ ngx_http_scep_get_peer(ngx_peer_connection_t *pc, void *data)
             if (pinned) {
                 /* one try: no other server can answer this CertPoll */
                 pc->tries = 1;
+
+                /*
+                 * and a fresh connection: a cached one that the server
+                 * closed meanwhile would cost that one try
+                 */
+
+                if (pc->connection) {
+                    ngx_http_scep_close_cached(pc->connection);
+                    pc->connection = NULL;
+                    pc->cached = 0;
+                    rc = NGX_OK;    /* not NGX_DONE: nothing cached now */
+                }
             }
 
             return rc;
@@ -672,7 +684,10 @@ ngx_http_scep_free_peer(ngx_peer_connection_t *pc, void *data,
 
         if (state & NGX_PEER_FAILED) {
             ctx = ngx_http_scep_get_ctx(bp->request);
-            ctx->no_healthy = 1;
+
+            if (ctx) {
+                ctx->no_healthy = 1;
+            }
 
             ngx_log_error(NGX_LOG_ERR, pc->log, 0,
                           "scep: %V, the server that holds a pending"

@@ -363,6 +363,20 @@ is_deeply([answered($b, $tid6)], ['PENDING'],
           'a CertPoll after timeout=1s: balanced to B');
 is_deeply([answered($a, $tid6)], ['PENDING'], 'A did not get it');
 
+# back to a timeout longer than the rest of the test: on a busy machine
+# the probes take more than 1s to see A down
+$t->write_conf(nginx_conf(3, '1h'));
+$before = $t->count_error_log($exited);
+kill 'HUP', $t->nginx_pid;
+for (1 .. 100) {
+    $gen = $t->get($gw, '/gen')->{body} // '';
+    last if $gen eq 'gen3';
+    sleep 0.05;
+}
+is($gen, 'gen3', 'reloaded with timeout=1h');
+ok(defined $t->wait_error_log($exited, 10, $before),
+   'the worker of timeout=1s is gone');
+
 # A goes down: the CertPolls it holds get 503 and never reach B
 my $tid3 = 'down-' . int(rand(1e9));
 my $tid4 = 'race-' . int(rand(1e9));
