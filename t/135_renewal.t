@@ -10,7 +10,8 @@
 # revoked_renewal_signer, and the back end never sees it.  A self-signed
 # PKCSReq is no renewal; "scep_check_renewal off", and an upstream
 # without health checks or scep_trusted_ca, let renewals through as
-# before.  scepclient renews with -certificate, as a device does.
+# before.  scepclient renews with -certificate, as a device does.  A new
+# CRL counts after a reload.
 
 use strict;
 use warnings;
@@ -329,6 +330,21 @@ my $status = $t->get($gw, '/status')->{body};
 like($status, qr/"$_"/, "status page lists $_")
     for qw(untrusted_renewal_signer expired_renewal_signer
            revoked_renewal_signer);
+
+# the CRL is read with the configuration: a new one counts after a
+# reload, not before
+ca_cmd('-revoke', $valid[1]);
+ca_cmd('-gencrl', '-out', "$dir/crl.pem");
+passed(renewal('/scep', 17, @valid), 'revoked since, CRL not reloaded');
+
+kill 'HUP', $t->nginx_pid;
+my $after;
+for (1 .. 50 * (int($ENV{TEST_TIMEOUT_FACTOR} || 1) || 1)) {
+    $after = renewal('/scep', 17, @valid);
+    last if $after->{status} == 400;
+    select undef, undef, undef, 0.1;
+}
+refused($after, 'revoked_renewal_signer', 'the new CRL after a reload');
 
 # nginx -t: a CRL file that is not there, or not a CRL; a bad grace
 my $conf = <<'CONF';
