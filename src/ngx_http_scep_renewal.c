@@ -23,6 +23,8 @@
 typedef struct {
     ngx_uint_t                 n;
     ngx_uint_t                 known;    /* a healthy back end's answer */
+    ngx_uint_t                 keyless;  /* a CA of the name, its key not
+                                            kept */
     ngx_str_t                  keys[NGX_HTTP_SCEP_RENEWAL_KEYS];
 } ngx_http_scep_renewal_keys_t;
 
@@ -52,6 +54,7 @@ ngx_http_scep_renewal_check(ngx_http_request_t *r, ngx_http_scep_ctx_t *ctx)
     scep_result_t             *res;
     scep_signer_t             *signer;
     ngx_http_scep_reject_e     reject;
+    ngx_http_scep_srv_conf_t  *sscf;
     ngx_http_scep_loc_conf_t  *slcf;
 
     slcf = ctx->conf;
@@ -68,12 +71,24 @@ ngx_http_scep_renewal_check(ngx_http_request_t *r, ngx_http_scep_ctx_t *ctx)
     signer = scep_signer_new(res->signer_cert, res->signer_cert_len);
 
     if (signer == NULL) {
-        /* the core read it, OpenSSL did not: not DER, or no memory */
-        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
-                      "scep: %s signer certificate not read by OpenSSL,"
-                      " passed unchecked",
+        /*
+         * the core read it, OpenSSL did not: a certificate that cannot
+         * be shown to be the CA's is not one, where the CA is checked
+         */
+
+        sscf = ngx_http_scep_location_upstream(r);
+
+        if (sscf == NULL || (sscf->trusted_ca == NULL && sscf->health == NULL))
+        {
+            return NGX_HTTP_SCEP_REJECT_NONE;
+        }
+
+        ngx_log_error(slcf->log_level, r->connection->log, 0,
+                      "scep: %s refused: its signer certificate does not"
+                      " parse (d2i_X509() failed)",
                       scep_message_type_name(res->message_type));
-        return NGX_HTTP_SCEP_REJECT_NONE;
+
+        return NGX_HTTP_SCEP_REJECT_UNTRUSTED_RENEWAL;
     }
 
     reject = NGX_HTTP_SCEP_REJECT_NONE;
@@ -171,7 +186,15 @@ ngx_http_scep_renewal_trusted(ngx_http_request_t *r, scep_result_t *res,
         return NGX_ERROR;
     }
 
-    if (found.known) {
+    /*
+     * a CA certificate of the issuer's name whose key was not kept (no
+     * room in the zone, an answer not in DER) cannot be ruled out
+     */
+
+    if (found.keyless) {
+        *known = 0;
+
+    } else if (found.known) {
         *known = 1;
     }
 
@@ -211,6 +234,7 @@ ngx_http_scep_renewal_keys(ngx_http_request_t *r,
 
     found->n = 0;
     found->known = 0;
+    found->keyless = 0;
 
     rc = NGX_OK;
 
@@ -230,14 +254,15 @@ ngx_http_scep_renewal_keys(ngx_http_request_t *r,
 
         found->known = 1;
 
-        if (sp->keys == NULL) {
-            continue;
-        }
-
         for (j = 0; j < sp->nrids; j++) {
             rid = &sp->rids[j];
 
-            if (rid->subject_hash != hash || rid->key_len == 0) {
+            if (rid->subject_hash != hash) {
+                continue;
+            }
+
+            if (sp->keys == NULL || rid->key_len == 0) {
+                found->keyless = 1;
                 continue;
             }
 
