@@ -97,6 +97,11 @@ ngx_http_scep_renewal_check(ngx_http_request_t *r, ngx_http_scep_ctx_t *ctx)
     rc = ngx_http_scep_renewal_trusted(r, res, signer, &known);
 
     if (rc == NGX_ERROR) {
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "scep: %s not checked: X509_NAME_hash_ex() failed"
+                      " or out of memory",
+                      scep_message_type_name(res->message_type));
+
         scep_signer_free(signer);
         return NGX_HTTP_SCEP_REJECT_NONE;
     }
