@@ -138,7 +138,13 @@ scep_signer_valid(const scep_signer_t *s, time_t now, time_t grace)
         return 0;
     }
 
-    t = (grace > 0 && now > grace) ? now - grace : now;
+    if (grace >= now) {
+        /* a grace longer than the epoch: any notAfter will do */
+        ERR_clear_error();
+        return 1;
+    }
+
+    t = (grace > 0) ? now - grace : now;
 
     /*
      * notAfter itself is still valid: X509_cmp_time() says -1 for a

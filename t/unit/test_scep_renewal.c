@@ -177,6 +177,9 @@ test_validity(void)
     ok(!scep_signer_valid(s, now, DAY), "with a day of grace: not valid");
     ok(scep_signer_valid(s, now, 3 * DAY), "with three days of grace: valid");
     ok(scep_signer_valid(s, now - 2 * DAY, 0), "at notAfter itself: valid");
+    ok(scep_signer_valid(s, now, now), "a grace as long as the epoch: valid");
+    ok(scep_signer_valid(s, now, (time_t) 100 * 365 * DAY),
+       "a grace of a hundred years: valid");
 
     scep_signer_free(s);
     X509_free(x);
