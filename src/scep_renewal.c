@@ -10,6 +10,7 @@
  */
 
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -214,19 +215,27 @@ scep_signer_text(const scep_signer_t *s, char *issuer, size_t issuer_size,
 scep_crl_t *
 scep_crl_read(const char *path, char *err, size_t errlen)
 {
-    BIO         *bio;
-    X509_CRL    *c;
-    scep_crl_t  *crl;
+    int            n;
+    BIO           *bio;
+    X509_CRL      *c;
+    scep_crl_t    *crl;
+    unsigned long  e;
+    char           reason[64];
 
     scep_renewal_reason(err, errlen, "");
 
     ERR_clear_error();
 
+    errno = 0;
     bio = BIO_new_file(path, "rb");
 
     if (bio == NULL) {
+        n = errno;
         ERR_clear_error();
-        scep_renewal_reason(err, errlen, "cannot open the file");
+
+        snprintf(reason, sizeof(reason), "cannot open the file (%s)",
+                 n ? strerror(n) : "BIO_new_file() failed");
+        scep_renewal_reason(err, errlen, reason);
         return NULL;
     }
 
@@ -237,11 +246,30 @@ scep_crl_read(const char *path, char *err, size_t errlen)
         goto failed;
     }
 
-    for ( ;; ) {
+    for (n = 1; /* void */; n++) {
         c = PEM_read_bio_X509_CRL(bio, NULL, NULL, NULL);
 
         if (c == NULL) {
-            break;
+            /*
+             * only "no start line" is the end of the file: a CRL that
+             * does not parse would drop it and all after it
+             */
+
+            e = ERR_peek_last_error();
+
+            if (e == 0
+                || (ERR_GET_LIB(e) == ERR_LIB_PEM
+                    && ERR_GET_REASON(e) == PEM_R_NO_START_LINE))
+            {
+                break;
+            }
+
+            snprintf(reason, sizeof(reason),
+                     (ERR_GET_REASON(e) == ERR_R_MALLOC_FAILURE)
+                     ? "out of memory at CRL %d" : "CRL %d does not parse",
+                     n);
+            scep_renewal_reason(err, errlen, reason);
+            goto failed;
         }
 
         if (!sk_X509_CRL_push(crl->crls, c)) {

@@ -69,8 +69,9 @@ void scep_signer_text(const scep_signer_t *s, char *issuer,
 /*
  * Reads every CRL of the file "path": PEM ("X509 CRL" blocks, others
  * skipped) or one DER CRL.  Returns them, or NULL with a reason in err:
- * "cannot open the file", "no CRL in the file (PEM or DER)", "out of
- * memory".
+ * "cannot open the file (strerror)", "CRL N does not parse" (N from 1,
+ * in the order of the PEM blocks), "no CRL in the file (PEM or DER)",
+ * "out of memory".
  */
 scep_crl_t *scep_crl_read(const char *path, char *err, size_t errlen);
 

@@ -336,7 +336,27 @@ test_crl(void)
 
     snprintf(path, sizeof(path), "%s/missing.pem", dir);
     ok(scep_crl_read(path, err, sizeof(err)) == NULL
-       && strcmp(err, "cannot open the file") == 0, "a missing file");
+       && strcmp(err, "cannot open the file (No such file or directory)")
+          == 0, "a missing file, with the system's reason");
+
+    /* a CRL that does not parse fails the file, not only what follows */
+
+    snprintf(path, sizeof(path), "%s/broken.pem", dir);
+    f = fopen(path, "w");
+
+    if (f == NULL || !PEM_write_X509_CRL(f, other_crl)
+        || fputs("-----BEGIN X509 CRL-----\nMIIBAAAA\n"
+                 "-----END X509 CRL-----\n", f) < 0
+        || !PEM_write_X509_CRL(f, crl))
+    {
+        bail("writing broken.pem");
+    }
+
+    fclose(f);
+
+    ok(scep_crl_read(path, err, sizeof(err)) == NULL
+       && strcmp(err, "CRL 2 does not parse") == 0,
+       "a broken second CRL: \"CRL 2 does not parse\"");
 
     snprintf(path, sizeof(path), "%s/cert.pem", dir);
     write_pem(path, ca, NULL);
