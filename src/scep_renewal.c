@@ -37,11 +37,14 @@ static void scep_renewal_reason(char *buf, size_t size, const char *reason);
 
 
 scep_signer_t *
-scep_signer_new(const unsigned char *der, size_t len)
+scep_signer_new(const unsigned char *der, size_t len, int *nomem)
 {
     X509                 *x;
+    unsigned long         e;
     scep_signer_t        *s;
     const unsigned char  *p;
+
+    *nomem = 0;
 
     if (der == NULL || len == 0 || len > (size_t) 0x7fffffff) {
         return NULL;
@@ -51,6 +54,12 @@ scep_signer_new(const unsigned char *der, size_t len)
     x = d2i_X509(NULL, &p, (long) len);
 
     if (x == NULL || p != der + len) {
+        e = ERR_peek_last_error();
+
+        if (x == NULL && ERR_GET_REASON(e) == ERR_R_MALLOC_FAILURE) {
+            *nomem = 1;
+        }
+
         X509_free(x);
         ERR_clear_error();
         return NULL;
@@ -60,6 +69,7 @@ scep_signer_new(const unsigned char *der, size_t len)
 
     if (s == NULL) {
         X509_free(x);
+        *nomem = 1;
         return NULL;
     }
 
@@ -78,6 +88,21 @@ scep_signer_free(scep_signer_t *s)
 
     X509_free(s->x509);
     free(s);
+}
+
+
+int
+scep_signer_self_signed(const scep_signer_t *s)
+{
+    int  rc;
+
+    /* the name and, unlike a name compared alone, the signature */
+
+    rc = X509_self_signed(s->x509, 1);
+
+    ERR_clear_error();
+
+    return rc;
 }
 
 

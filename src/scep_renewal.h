@@ -28,11 +28,19 @@ typedef struct scep_crl_s  scep_crl_t;
 /*
  * Parses the signer certificate (DER, "len" bytes, nothing after it),
  * as scep_result_t's signer_cert gives it.  NULL when it does not
- * parse or memory is short.
+ * parse or memory is short; *nomem says which (1: memory).
  */
-scep_signer_t *scep_signer_new(const unsigned char *der, size_t len);
+scep_signer_t *scep_signer_new(const unsigned char *der, size_t len,
+    int *nomem);
 
 void scep_signer_free(scep_signer_t *s);
+
+/*
+ * Whether the certificate names itself as its issuer and its own key
+ * verifies its signature: 1 or 0.  A certificate a CA issued to the
+ * CA's own name is not.
+ */
+int scep_signer_self_signed(const scep_signer_t *s);
 
 /*
  * OpenSSL's hash of the issuer Name in canonical form: the

@@ -138,7 +138,7 @@ static void
 scep_fuzz_signer(const unsigned char *der, size_t len,
     const scep_result_t *res)
 {
-    int             ok;
+    int             ok, nomem;
     char            issuer[256], serial[80];
     scep_signer_t  *s;
 
@@ -159,12 +159,13 @@ scep_fuzz_signer(const unsigned char *der, size_t len,
         __builtin_trap();
     }
 
-    s = scep_signer_new(res->signer_cert, res->signer_cert_len);
+    s = scep_signer_new(res->signer_cert, res->signer_cert_len, &nomem);
 
     if (s == NULL) {
         return;
     }
 
+    (void) scep_signer_self_signed(s);
     (void) scep_signer_issuer_hash(s, &ok);
     (void) scep_signer_valid(s, 1700000000, 86400);
     (void) scep_signer_revoked(s, NULL);

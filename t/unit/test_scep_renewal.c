@@ -70,13 +70,14 @@ issue(EVP_PKEY *key, X509 *issuer, EVP_PKEY *issuer_key, const char *cn,
 static scep_signer_t *
 signer_of(X509 *x)
 {
+    int             nomem;
     buf_t           b;
     scep_signer_t  *s;
 
     b.p = NULL;
     b.n = (size_t) i2d_X509(x, &b.p);
 
-    s = scep_signer_new(b.p, b.n);
+    s = scep_signer_new(b.p, b.n, &nomem);
 
     if (s == NULL) {
         bail("scep_signer_new()");
@@ -91,8 +92,8 @@ signer_of(X509 *x)
 static void
 test_issuer(void)
 {
-    int                 ok1;
-    X509               *dev, *stranger;
+    int                 ok1, nomem;
+    X509               *dev, *stranger, *ca_named;
     buf_t               spki, b;
     time_t              now;
     scep_signer_t      *s;
@@ -147,14 +148,34 @@ test_issuer(void)
 
     scep_signer_free(s);
 
-    ok(scep_signer_new((unsigned char *) "\x30\x03\x02\x01\x01", 5) == NULL,
-       "not a certificate: NULL");
+    ok(scep_signer_new((unsigned char *) "\x30\x03\x02\x01\x01", 5,
+                       &nomem)
+       == NULL && !nomem, "not a certificate: NULL, not for memory");
 
     b.p = NULL;
     b.n = (size_t) i2d_X509(dev, &b.p);
-    ok(scep_signer_new(b.p, b.n - 1) == NULL, "a certificate cut short");
+    ok(scep_signer_new(b.p, b.n - 1, &nomem) == NULL && !nomem,
+       "a certificate cut short");
     OPENSSL_free(b.p);
 
+    /* self-signed is the key's word, not the names' */
+
+    s = signer_of(ca);
+    ok(scep_signer_self_signed(s) == 1, "the CA's certificate: self-signed");
+    scep_signer_free(s);
+
+    s = signer_of(dev);
+    ok(scep_signer_self_signed(s) == 0, "a device's: not self-signed");
+    scep_signer_free(s);
+
+    ca_named = issue(dev_key, ca, ca_key, "Renewal CA", 0x4f, now - DAY,
+                     now + 30 * DAY);
+    s = signer_of(ca_named);
+    ok(scep_signer_self_signed(s) == 0,
+       "issued by the CA to the CA's own name: not self-signed");
+    scep_signer_free(s);
+
+    X509_free(ca_named);
     X509_free(dev);
     X509_free(stranger);
 }
