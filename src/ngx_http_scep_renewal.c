@@ -9,7 +9,8 @@
  * GetCACert answers (the probes keep them in the shared zone) or of
  * scep_trusted_ca, be within its validity (scep_renewal_grace after
  * notAfter allowed) and not be on the CRL of scep_crl.  Where nothing of
- * the CA is known, the renewal goes on as before, for NDES to judge.
+ * the CA is known, its issuer is left for NDES to judge; its validity
+ * and the CRL need no CA certificate and are checked all the same.
  */
 
 
@@ -31,6 +32,7 @@ typedef struct {
 
 static ngx_int_t ngx_http_scep_renewal_trusted(ngx_http_request_t *r,
     scep_result_t *res, scep_signer_t *signer, ngx_uint_t *known);
+static ngx_uint_t ngx_http_scep_renewal_known(ngx_http_request_t *r);
 static ngx_int_t ngx_http_scep_renewal_keys(ngx_http_request_t *r,
     ngx_http_scep_upstream_t *hc, uint32_t hash,
     ngx_http_scep_renewal_keys_t *found);
@@ -40,12 +42,15 @@ static void ngx_http_scep_crl_cleanup(void *data);
 /*
  * Which rejection a renewal's signer earns, or NGX_HTTP_SCEP_REJECT_NONE.
  * Called once the message's signature verified, while its DER is held
- * (the signer certificate points into it).
+ * (the signer certificate points into it).  Its validity and the CRL are
+ * checked whenever scep_check_renewal is on; who issued it only where a
+ * CA certificate is known to judge by.
  */
 
 ngx_http_scep_reject_e
 ngx_http_scep_renewal_check(ngx_http_request_t *r, ngx_http_scep_ctx_t *ctx)
 {
+    int                        nomem;
     char                       issuer[SCEP_CERT_NAME_MAX];
     char                       serial[SCEP_CERT_SERIAL_MAX];
     const char                *what;
@@ -54,7 +59,6 @@ ngx_http_scep_renewal_check(ngx_http_request_t *r, ngx_http_scep_ctx_t *ctx)
     scep_result_t             *res;
     scep_signer_t             *signer;
     ngx_http_scep_reject_e     reject;
-    ngx_http_scep_srv_conf_t  *sscf;
     ngx_http_scep_loc_conf_t  *slcf;
 
     slcf = ctx->conf;
@@ -62,24 +66,31 @@ ngx_http_scep_renewal_check(ngx_http_request_t *r, ngx_http_scep_ctx_t *ctx)
 
     if (!slcf->check_renewal
         || res->signer_cert == NULL
-        || (res->message_type != 17
-            && (res->message_type != 19 || res->signer_self_issued)))
+        || (res->message_type != 17 && res->message_type != 19))
     {
         return NGX_HTTP_SCEP_REJECT_NONE;
     }
 
-    signer = scep_signer_new(res->signer_cert, res->signer_cert_len);
+    signer = scep_signer_new(res->signer_cert, res->signer_cert_len, &nomem);
 
     if (signer == NULL) {
+
+        if (nomem) {
+            ngx_log_error(NGX_LOG_ALERT, r->connection->log, 0,
+                          "scep: %s not checked: out of memory reading its"
+                          " signer certificate (d2i_X509() failed)",
+                          scep_message_type_name(res->message_type));
+
+            ctx->reason = SCEP_REASON_INTERNAL;
+            return NGX_HTTP_SCEP_REJECT_MESSAGE;
+        }
+
         /*
          * the core read it, OpenSSL did not: a certificate that cannot
-         * be shown to be the CA's is not one, where the CA is checked
+         * be shown to be the CA's is not one, where the CA is known
          */
 
-        sscf = ngx_http_scep_location_upstream(r);
-
-        if (sscf == NULL || (sscf->trusted_ca == NULL && sscf->health == NULL))
-        {
+        if (!ngx_http_scep_renewal_known(r)) {
             return NGX_HTTP_SCEP_REJECT_NONE;
         }
 
@@ -91,6 +102,20 @@ ngx_http_scep_renewal_check(ngx_http_request_t *r, ngx_http_scep_ctx_t *ctx)
         return NGX_HTTP_SCEP_REJECT_UNTRUSTED_RENEWAL;
     }
 
+    /*
+     * a PKCSReq signed with a self-signed certificate is a first
+     * enrollment; the names alone do not say so, a CA may issue a
+     * certificate to its own name
+     */
+
+    if (res->message_type == 19
+        && res->signer_self_issued
+        && scep_signer_self_signed(signer) == 1)
+    {
+        scep_signer_free(signer);
+        return NGX_HTTP_SCEP_REJECT_NONE;
+    }
+
     reject = NGX_HTTP_SCEP_REJECT_NONE;
     what = NULL;
 
@@ -98,18 +123,13 @@ ngx_http_scep_renewal_check(ngx_http_request_t *r, ngx_http_scep_ctx_t *ctx)
 
     if (rc == NGX_ERROR) {
         ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
-                      "scep: %s not checked: X509_NAME_hash_ex() failed"
-                      " or out of memory",
+                      "scep: %s issuer not checked: X509_NAME_hash_ex()"
+                      " failed or out of memory",
                       scep_message_type_name(res->message_type));
-
-        scep_signer_free(signer);
-        return NGX_HTTP_SCEP_REJECT_NONE;
+        known = 0;
     }
 
-    if (!known) {
-        /* no GetCACert answer and no scep_trusted_ca: NDES judges */
-
-    } else if (rc != NGX_OK) {
+    if (known && rc != NGX_OK) {
         reject = NGX_HTTP_SCEP_REJECT_UNTRUSTED_RENEWAL;
         what = "is not issued by a CA certificate of the back ends'"
                " GetCACert answers or of scep_trusted_ca";
@@ -191,15 +211,7 @@ ngx_http_scep_renewal_trusted(ngx_http_request_t *r, scep_result_t *res,
         return NGX_ERROR;
     }
 
-    /*
-     * a CA certificate of the issuer's name whose key was not kept (no
-     * room in the zone, an answer not in DER) cannot be ruled out
-     */
-
-    if (found.keyless) {
-        *known = 0;
-
-    } else if (found.known) {
+    if (found.known) {
         *known = 1;
     }
 
@@ -214,7 +226,77 @@ ngx_http_scep_renewal_trusted(ngx_http_request_t *r, scep_result_t *res,
         }
     }
 
+    /*
+     * a CA certificate of the issuer's name whose key was not kept (no
+     * room in the zone, an answer not in DER) cannot be ruled out; where
+     * scep_trusted_ca is set, its anchors have decided
+     */
+
+    if (found.keyless && sscf->trusted_ca == NULL) {
+        *known = 0;
+
+        ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
+                      "scep: %s issuer not checked: the key of a CA"
+                      " certificate of its name was not kept (the zone"
+                      " of scep_health_check is full or the GetCACert"
+                      " answer is not DER); scep_trusted_ca would decide",
+                      scep_message_type_name(res->message_type));
+    }
+
     return NGX_DECLINED;
+}
+
+
+/*
+ * Whether a CA certificate is known to judge a signer's issuer by:
+ * scep_trusted_ca, or a healthy back end's GetCACert answer
+ */
+
+static ngx_uint_t
+ngx_http_scep_renewal_known(ngx_http_request_t *r)
+{
+    ngx_uint_t                 i, known;
+    ngx_slab_pool_t           *shpool;
+    ngx_http_scep_peer_t      *peer;
+    ngx_http_scep_sh_peer_t   *sp;
+    ngx_http_scep_upstream_t  *hc;
+    ngx_http_scep_srv_conf_t  *sscf;
+
+    sscf = ngx_http_scep_location_upstream(r);
+
+    if (sscf == NULL) {
+        return 0;
+    }
+
+    if (sscf->trusted_ca) {
+        return 1;
+    }
+
+    hc = sscf->health;
+
+    if (hc == NULL || hc->shm_zone == NULL) {
+        return 0;
+    }
+
+    known = 0;
+
+    shpool = (ngx_slab_pool_t *) hc->shm_zone->shm.addr;
+    peer = hc->peers.elts;
+
+    ngx_shmtx_lock(&shpool->mutex);
+
+    for (i = 0; i < hc->peers.nelts; i++) {
+        sp = peer[i].sh;
+
+        if (sp && sp->state == NGX_HTTP_SCEP_PEER_UP && sp->nrids) {
+            known = 1;
+            break;
+        }
+    }
+
+    ngx_shmtx_unlock(&shpool->mutex);
+
+    return known;
 }
 
 

@@ -91,9 +91,26 @@ my @expired = ca_issue('expired',
     '-startdate', strftime($fmt, gmtime(time - 10 * $day)),
     '-enddate', strftime($fmt, gmtime(time - 2 * $day)));
 
-# revoked, and the CRL that lists it
+# the subject of the back ends' CA
+my $ca_subject = openssl('x509', '-in', "$ca/ca.pem", '-noout', '-subject',
+                         '-nameopt', 'compat');
+$ca_subject =~ s/^subject=\s*//;
+chomp $ca_subject;
+
+# issued by the CA to the CA's own name: its issuer and subject are the
+# same name, yet it is no self-signed certificate
+openssl('req', '-new', '-newkey', 'rsa:2048', '-nodes',
+        '-keyout', "$dir/ca-named.key", '-out', "$dir/ca-named.csr",
+        '-subj', $ca_subject);
+openssl('x509', '-req', '-in', "$dir/ca-named.csr", '-CA', "$ca/ca.pem",
+        '-CAkey', "$ca/ca.key", '-passin', 'pass:', '-set_serial', '0x5a5a',
+        '-days', '30', '-out', "$dir/ca-named.pem");
+my @ca_named = (traditional("$dir/ca-named.key"), "$dir/ca-named.pem");
+
+# revoked, and the CRL that lists it (and the CA-named one)
 my @revoked = ca_issue('revoked', '-days', '30');
 ca_cmd('-revoke', $revoked[1]);
+ca_cmd('-revoke', $ca_named[1]);
 ca_cmd('-gencrl', '-out', "$dir/crl.pem");
 
 # valid, issued by the CA, not revoked
@@ -113,10 +130,6 @@ my @other = (traditional("$dir/other.key"), "$dir/other.pem");
 
 # a CA with the name of the back ends' CA and a key of its own: only
 # the signature tells its certificates from theirs
-my $ca_subject = openssl('x509', '-in', "$ca/ca.pem", '-noout', '-subject',
-                         '-nameopt', 'compat');
-$ca_subject =~ s/^subject=\s*//;
-chomp $ca_subject;
 openssl('req', '-x509', '-newkey', 'rsa:2048', '-nodes',
         '-keyout', "$dir/fake-ca.key", '-out', "$dir/fake-ca.pem",
         '-subj', $ca_subject, '-days', '30');
@@ -185,6 +198,12 @@ http {
 
         location = /plain {
             scep on;
+            proxy_pass http://plain/scep;
+        }
+
+        location = /plain-crl {
+            scep on;
+            scep_crl $dir/crl.pem;
             proxy_pass http://plain/scep;
         }
 
@@ -303,6 +322,14 @@ refused(renewal('/scep', 17, @revoked), 'revoked_renewal_signer',
         'RenewalReq signed by a revoked certificate');
 passed(renewal('/grace', 17, @revoked), 'no scep_crl there: passed');
 
+# a PKCSReq signed by a certificate the CA issued to its own name is a
+# renewal: the names alone do not make it self-signed
+refused(renewal('/scep', 19, @ca_named), 'revoked_renewal_signer',
+        "PKCSReq signed by a revoked certificate of the CA's name");
+ok(defined $t->wait_error_log(
+       qr/PKCSReq refused: .*, serial 5A5A\) is on the CRL/),
+   "the error log names the CA-named signer");
+
 # a self-signed PKCSReq is no renewal; a self-signed RenewalReq is
 passed($t->post($gw, '/scep?operation=PKIOperation', $t->device_msg),
        'self-signed PKCSReq');
@@ -322,8 +349,15 @@ for my $c (['other CA', @other], ['expired', @expired],
 passed(renewal('/anchored', 17, @other),
        'scep_trusted_ca: signed by an anchor');
 
-# nothing known of the CA: as before
+# nothing known of the CA: its issuer is not judged, but its validity
+# and the CRL need no CA certificate
 reached('/plain', \@other, 'no health check, no scep_trusted_ca');
+refused(renewal('/plain-crl', 17, @revoked), 'revoked_renewal_signer',
+        'no health check, scep_crl: a revoked signer');
+refused(renewal('/plain-crl', 17, @expired), 'expired_renewal_signer',
+        'no health check: an expired signer');
+passed(renewal('/plain-crl', 17, @valid),
+       'no health check, scep_crl: a valid signer');
 
 # the status page lists the reasons
 my $status = $t->get($gw, '/status')->{body};
@@ -346,7 +380,13 @@ for (1 .. 50 * (int($ENV{TEST_TIMEOUT_FACTOR} || 1) || 1)) {
 }
 refused($after, 'revoked_renewal_signer', 'the new CRL after a reload');
 
-# nginx -t: a CRL file that is not there, or not a CRL; a bad grace
+# nginx -t: a CRL file that is not there, or not a CRL, or with a CRL
+# that does not parse; a bad grace
+$t->write_file("$dir/broken-crl.pem",
+               $t->read_file("$dir/crl.pem")
+               . "-----BEGIN X509 CRL-----\nMIIBAAAA\n-----END X509 CRL-----\n"
+               . $t->read_file("$dir/crl.pem"));
+
 my $conf = <<'CONF';
 http {
     server {
@@ -360,7 +400,9 @@ http {
 CONF
 
 for my $c (["scep_crl $dir/missing.pem;",
-            qr/"scep_crl" "\Q$dir\E\/missing\.pem": cannot open the file/],
+            qr/"\Q$dir\E\/missing\.pem": cannot open the file \(No such/],
+           ["scep_crl $dir/broken-crl.pem;",
+            qr/"scep_crl" "\Q$dir\E\/broken-crl\.pem": CRL 2 does not parse/],
            ["scep_crl $ca/ca.pem;",
             qr/"scep_crl" "\Q$ca\E\/ca\.pem": no CRL in the file/],
            ['scep_renewal_grace soon;',
