@@ -825,6 +825,11 @@ ngx_http_scep_verify(ngx_http_request_t *r, ngx_http_scep_ctx_t *ctx)
     scep_pending_free(ctx->pending);
     ctx->pending = NULL;
 
+    /* the signer certificate pointed into what was freed */
+
+    ctx->result.signer_cert = NULL;
+    ctx->result.signer_cert_len = 0;
+
     if (ctx->der_allocated) {
         (void) ngx_pfree(r->pool, ctx->der);
         ctx->der = NULL;
