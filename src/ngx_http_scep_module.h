@@ -120,6 +120,12 @@ typedef struct {
     u_char                     key_id[SCEP_CERT_ID_LEN];
     unsigned                   has_key_id:1;
 
+    /*
+     * basicConstraints CA:TRUE: when an answer has more certificates
+     * than one, only these may have issued a renewal's signer
+     */
+    unsigned                   is_ca:1;
+
     /* the subject's hash: a renewal's issuer is compared with it */
     uint32_t                   subject_hash;
 

@@ -363,6 +363,7 @@ ngx_http_scep_recipient_save(ngx_slab_pool_t *shpool,
         ngx_memcpy(rid->id_canonical, ci->id_canonical, SCEP_CERT_ID_LEN);
         ngx_memcpy(rid->key_id, ci->key_id, SCEP_CERT_ID_LEN);
         rid->has_key_id = ci->has_key_id ? 1 : 0;
+        rid->is_ca = ci->is_ca ? 1 : 0;
         rid->subject_hash = ci->subject_hash;
 
         rid->key_len = 0;

@@ -344,7 +344,11 @@ ngx_http_scep_renewal_keys(ngx_http_request_t *r,
         for (j = 0; j < sp->nrids; j++) {
             rid = &sp->rids[j];
 
-            if (rid->subject_hash != hash) {
+            /* a single certificate is the CA; of more, RAs issue none */
+
+            if (rid->subject_hash != hash
+                || (sp->nrids > 1 && !rid->is_ca))
+            {
                 continue;
             }
 
