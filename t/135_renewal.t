@@ -141,6 +141,25 @@ openssl('x509', '-req', '-in', "$dir/forged.csr", '-CA', "$dir/fake-ca.pem",
         '-days', '30', '-out', "$dir/forged.pem");
 my @forged = ("$dir/forged.key", "$dir/forged.pem");
 
+# a back end whose GetCACert answer is a CA and an RA certificate, as
+# NDES sends it: a certificate the RA's key signed is no CA's
+my $bundle = $t->ca_ra_bundle('ndesra',
+                              strftime($fmt, gmtime(time - $day)),
+                              strftime($fmt, gmtime(time + 30 * $day)));
+(my $ra_dir = $bundle) =~ s{/bundle\.der$}{};
+my %by;
+for my $c (['ra', 'by-ra', 91], ['ca', 'by-ndes-ca', 92]) {
+    my ($issuer, $name, $serial) = @$c;
+    openssl('req', '-new', '-newkey', 'rsa:2048', '-nodes',
+            '-keyout', "$dir/$name.key", '-out', "$dir/$name.csr",
+            '-subj', "/CN=$name");
+    openssl('x509', '-req', '-in', "$dir/$name.csr",
+            '-CA', "$ra_dir/$issuer.pem", '-CAkey', "$ra_dir/$issuer.key",
+            '-set_serial', $serial, '-days', '30', '-out', "$dir/$name.pem");
+    $by{$issuer} = ["$dir/$name.key", "$dir/$name.pem"];
+}
+$t->start_fault('certs', $bundle);
+
 # scep_trusted_ca: the back ends' CA (so the probes pass) and the other
 $t->write_file("$dir/anchors.pem",
                $t->read_file("$ca/ca.pem")
@@ -167,6 +186,11 @@ http {
 
     upstream plain {
         server 127.0.0.1:%%BACKEND0%%;
+    }
+
+    upstream ndesra {
+        server 127.0.0.1:%%FAULT_CERTS1%%;
+        scep_health_check interval=300ms timeout=200ms uri=/scep;
     }
 
     server {
@@ -205,6 +229,12 @@ http {
             scep on;
             scep_crl $dir/crl.pem;
             proxy_pass http://plain/scep;
+        }
+
+        location = /ndesra {
+            scep on;
+            scep_check_recipient off;
+            proxy_pass http://ndesra/scep;
         }
 
         location = /status {
@@ -358,6 +388,20 @@ refused(renewal('/plain-crl', 17, @expired), 'expired_renewal_signer',
         'no health check: an expired signer');
 passed(renewal('/plain-crl', 17, @valid),
        'no health check, scep_crl: a valid signer');
+
+# a GetCACert answer of a CA and an RA: the RA's key issues nothing;
+# the first answers may come before the probe passed
+my $ra_r;
+for (1 .. 50 * (int($ENV{TEST_TIMEOUT_FACTOR} || 1) || 1)) {
+    $ra_r = renewal('/ndesra', 17, @{$by{ra}});
+    last if $ra_r->{status} == 400;
+    select undef, undef, undef, 0.1;
+}
+refused($ra_r, 'untrusted_renewal_signer',
+        "RenewalReq signed by a certificate of the RA's key");
+unlike(renewal('/ndesra', 17, @{$by{ca}})->{body},
+       qr/^untrusted_renewal_signer/,
+       'RenewalReq signed by a certificate of the CA of that answer');
 
 # the status page lists the reasons
 my $status = $t->get($gw, '/status')->{body};
