@@ -8,9 +8,11 @@
 # allowed) and that the CRL of scep_crl does not list.  Otherwise 400
 # untrusted_renewal_signer, expired_renewal_signer or
 # revoked_renewal_signer, and the back end never sees it.  A self-signed
-# PKCSReq is no renewal; "scep_check_renewal off", and an upstream
-# without health checks or scep_trusted_ca, let renewals through as
-# before.  scepclient renews with -certificate, as a device does.  A new
+# PKCSReq is no renewal, one signed by a certificate the CA issued to
+# its own name is; of a GetCACert answer with an RA certificate, only the
+# CA issues.  "scep_check_renewal off" lets renewals through as before;
+# an upstream without health checks or scep_trusted_ca leaves the issuer
+# unchecked, but not the validity or scep_crl.  scepclient renews with -certificate, as a device does.  A new
 # CRL counts after a reload.
 
 use strict;
