@@ -36,9 +36,9 @@ TOOL_CFLAGS   := -O2 -g -Wall -Wextra -Werror
 CORE_SRCS     := src/scep_base64.c src/scep_query.c src/scep_message.c \
                  src/scep_ber.c src/scep_cms.c src/scep_rules.c \
                  src/scep_verify.c src/scep_certs.c src/scep_der.c \
-                 src/scep_certrep.c
+                 src/scep_certrep.c src/scep_renewal.c
 CORE_HDRS     := src/scep_message.h src/scep_message_int.h src/scep_certs.h \
-                 src/scep_der.h src/scep_certrep.h
+                 src/scep_der.h src/scep_certrep.h src/scep_renewal.h
 
 # make test-asan builds them a second time with the sanitizers
 UNIT_CC       ?= $(CC)

@@ -139,6 +139,27 @@ static ngx_command_t  ngx_http_scep_commands[] = {
       offsetof(ngx_http_scep_loc_conf_t, check_recipient),
       NULL },
 
+    { ngx_string("scep_check_renewal"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_FLAG,
+      ngx_conf_set_flag_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_scep_loc_conf_t, check_renewal),
+      NULL },
+
+    { ngx_string("scep_renewal_grace"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_sec_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_scep_loc_conf_t, renewal_grace),
+      NULL },
+
+    { ngx_string("scep_crl"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_scep_crl,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
     { ngx_string("scep_check_response"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
       ngx_conf_set_enum_slot,
@@ -640,6 +661,9 @@ ngx_http_scep_create_loc_conf(ngx_conf_t *cf)
     slcf->ca_cache_ident = NGX_CONF_UNSET_UINT;
     slcf->replay_window = NGX_CONF_UNSET_MSEC;
     slcf->check_response = NGX_CONF_UNSET_UINT;
+    slcf->check_renewal = NGX_CONF_UNSET;
+    slcf->renewal_grace = NGX_CONF_UNSET;
+    slcf->crl = NGX_CONF_UNSET_PTR;
 
     return slcf;
 }
@@ -677,6 +701,9 @@ ngx_http_scep_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_conf_merge_msec_value(conf->replay_window, prev->replay_window, 0);
     ngx_conf_merge_uint_value(conf->check_response, prev->check_response,
                               NGX_HTTP_SCEP_RESP_LOG);
+    ngx_conf_merge_value(conf->check_renewal, prev->check_renewal, 1);
+    ngx_conf_merge_sec_value(conf->renewal_grace, prev->renewal_grace, 0);
+    ngx_conf_merge_ptr_value(conf->crl, prev->crl, NULL);
 
     if (conf->enable) {
         return ngx_http_scep_check_body_buffer(cf, conf);

@@ -15,6 +15,7 @@
 #include "scep_message.h"
 #include "scep_certs.h"
 #include "scep_certrep.h"
+#include "scep_renewal.h"
 
 
 #define NGX_HTTP_SCEP_MODULE_VERSION  "0.1.0"
@@ -56,6 +57,9 @@ typedef enum {
     NGX_HTTP_SCEP_REJECT_REPLAYED,
     NGX_HTTP_SCEP_REJECT_BAD_RESPONSE,   /* scep_check_response on */
     NGX_HTTP_SCEP_REJECT_PENDING_DOWN,   /* a CertPoll's server is down */
+    NGX_HTTP_SCEP_REJECT_UNTRUSTED_RENEWAL,  /* scep_check_renewal */
+    NGX_HTTP_SCEP_REJECT_EXPIRED_RENEWAL,
+    NGX_HTTP_SCEP_REJECT_REVOKED_RENEWAL,
     NGX_HTTP_SCEP_REJECT_MESSAGE       /* scep_message_check(): ctx->reason */
 } ngx_http_scep_reject_e;
 
@@ -80,6 +84,9 @@ typedef struct {
     ngx_uint_t                 ca_cache_ident;  /* NGX_HTTP_SCEP_IDENT_* */
     ngx_msec_t                 replay_window;   /* 0: off */
     ngx_uint_t                 check_response;  /* NGX_HTTP_SCEP_RESP_* */
+    ngx_flag_t                 check_renewal;
+    time_t                     renewal_grace;
+    scep_crl_t                *crl;             /* scep_crl, or NULL */
 } ngx_http_scep_loc_conf_t;
 
 
@@ -112,6 +119,15 @@ typedef struct {
     u_char                     id_canonical[SCEP_CERT_ID_LEN];
     u_char                     key_id[SCEP_CERT_ID_LEN];
     unsigned                   has_key_id:1;
+
+    /*
+     * basicConstraints CA:TRUE: when an answer has more certificates
+     * than one, only these may have issued a renewal's signer
+     */
+    unsigned                   is_ca:1;
+
+    /* the subject's hash: a renewal's issuer is compared with it */
+    uint32_t                   subject_hash;
 
     /* its public key, SubjectPublicKeyInfo in DER, in the peer's "keys" */
     size_t                     key_off;
@@ -508,6 +524,8 @@ ngx_http_scep_sh_t *ngx_http_scep_shared(ngx_http_scep_main_conf_t *smcf);
 void ngx_http_scep_shm_running(ngx_http_scep_main_conf_t *smcf);
 
 void ngx_http_scep_recipient_init(ngx_conf_t *cf);
+ngx_http_scep_srv_conf_t *ngx_http_scep_location_upstream(
+    ngx_http_request_t *r);
 ngx_int_t ngx_http_scep_recipient_check(ngx_http_request_t *r,
     ngx_http_scep_ctx_t *ctx);
 void ngx_http_scep_recipient_save(ngx_slab_pool_t *shpool,
@@ -516,6 +534,10 @@ void ngx_http_scep_recipient_free_locked(ngx_slab_pool_t *shpool,
     ngx_http_scep_sh_peer_t *sp);
 ngx_int_t ngx_http_scep_forward_der(ngx_http_request_t *r,
     ngx_http_scep_ctx_t *ctx);
+
+ngx_http_scep_reject_e ngx_http_scep_renewal_check(ngx_http_request_t *r,
+    ngx_http_scep_ctx_t *ctx);
+char *ngx_http_scep_crl(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 
 ngx_int_t ngx_http_scep_stats_init(ngx_conf_t *cf);
 void ngx_http_scep_stats_log(ngx_http_request_t *r, ngx_http_scep_ctx_t *ctx);

@@ -65,11 +65,15 @@ ngx_http_scep_recipient_init(ngx_conf_t *cf)
 }
 
 
-static ngx_http_scep_upstream_t *
-ngx_http_scep_location_health(ngx_http_request_t *r)
+/*
+ * This module's configuration of the upstream block that the location
+ * proxies to, or NULL (no proxy_pass, one with variables, an address)
+ */
+
+ngx_http_scep_srv_conf_t *
+ngx_http_scep_location_upstream(ngx_http_request_t *r)
 {
     ngx_http_upstream_conf_t      *ucf;
-    ngx_http_scep_srv_conf_t      *sscf;
     ngx_http_scep_main_conf_t     *smcf;
     ngx_http_upstream_srv_conf_t  *uscf;
 
@@ -93,7 +97,16 @@ ngx_http_scep_location_health(ngx_http_request_t *r)
         return NULL;
     }
 
-    sscf = ngx_http_conf_upstream_srv_conf(uscf, ngx_http_scep_module);
+    return ngx_http_conf_upstream_srv_conf(uscf, ngx_http_scep_module);
+}
+
+
+static ngx_http_scep_upstream_t *
+ngx_http_scep_location_health(ngx_http_request_t *r)
+{
+    ngx_http_scep_srv_conf_t  *sscf;
+
+    sscf = ngx_http_scep_location_upstream(r);
 
     if (sscf == NULL || sscf->health == NULL
         || sscf->health->shm_zone == NULL)
@@ -357,6 +370,8 @@ ngx_http_scep_recipient_save(ngx_slab_pool_t *shpool,
         ngx_memcpy(rid->id_canonical, ci->id_canonical, SCEP_CERT_ID_LEN);
         ngx_memcpy(rid->key_id, ci->key_id, SCEP_CERT_ID_LEN);
         rid->has_key_id = ci->has_key_id ? 1 : 0;
+        rid->is_ca = ci->is_ca ? 1 : 0;
+        rid->subject_hash = ci->subject_hash;
 
         rid->key_len = 0;
 

@@ -132,6 +132,23 @@ static ngx_http_scep_reject_t  ngx_http_scep_rejects[] = {
       ngx_string("the SCEP server that holds this pending request is"
                  " down; poll again later") },
 
+    { ngx_string("untrusted_renewal_signer"), NGX_HTTP_BAD_REQUEST,
+      ngx_string("renewal signed with a certificate that this CA did not"
+                 " issue: renew with the certificate the CA issued, or"
+                 " enroll anew with a self-signed certificate and a"
+                 " challenge password") },
+
+    { ngx_string("expired_renewal_signer"), NGX_HTTP_BAD_REQUEST,
+      ngx_string("renewal signed with a certificate that has expired or"
+                 " is not yet valid: check the device's clock, or enroll"
+                 " anew with a self-signed certificate and a challenge"
+                 " password") },
+
+    { ngx_string("revoked_renewal_signer"), NGX_HTTP_BAD_REQUEST,
+      ngx_string("renewal signed with a certificate that the CA revoked:"
+                 " ask the CA's administrator why, and enroll anew with a"
+                 " self-signed certificate and a challenge password") },
+
     /* token and text by ctx->reason */
     { ngx_null_string, NGX_HTTP_BAD_REQUEST, ngx_null_string }
 };
@@ -775,6 +792,8 @@ ngx_http_scep_check_message(ngx_http_request_t *r, ngx_http_scep_ctx_t *ctx)
 void
 ngx_http_scep_verify(ngx_http_request_t *r, ngx_http_scep_ctx_t *ctx)
 {
+    ngx_http_scep_reject_e  renewal;
+
     if (ctx->pending == NULL) {
         return;
     }
@@ -788,6 +807,14 @@ ngx_http_scep_verify(ngx_http_request_t *r, ngx_http_scep_ctx_t *ctx)
 
     ctx->reason = scep_message_verify(ctx->pending);
 
+    /* a renewal's signer certificate is in the message, held till here */
+
+    renewal = NGX_HTTP_SCEP_REJECT_NONE;
+
+    if (ctx->reason == SCEP_REASON_OK) {
+        renewal = ngx_http_scep_renewal_check(r, ctx);
+    }
+
     /*
      * The decoded message is not needed any more: what the check holds
      * and a GET's decoded message go back to the allocator now, not with
@@ -798,6 +825,11 @@ ngx_http_scep_verify(ngx_http_request_t *r, ngx_http_scep_ctx_t *ctx)
     scep_pending_free(ctx->pending);
     ctx->pending = NULL;
 
+    /* the signer certificate pointed into what was freed */
+
+    ctx->result.signer_cert = NULL;
+    ctx->result.signer_cert_len = 0;
+
     if (ctx->der_allocated) {
         (void) ngx_pfree(r->pool, ctx->der);
         ctx->der = NULL;
@@ -806,6 +838,11 @@ ngx_http_scep_verify(ngx_http_request_t *r, ngx_http_scep_ctx_t *ctx)
 
     if (ctx->reason != SCEP_REASON_OK) {
         (void) ngx_http_scep_reject(ctx, NGX_HTTP_SCEP_REJECT_MESSAGE);
+        return;
+    }
+
+    if (renewal != NGX_HTTP_SCEP_REJECT_NONE) {
+        (void) ngx_http_scep_reject(ctx, renewal);
         return;
     }
 

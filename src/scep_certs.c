@@ -628,6 +628,45 @@ scep_anchors_count(const scep_anchors_t *a)
 }
 
 
+/* a renewal's signer certificate against the anchors of scep_trusted_ca */
+
+int
+scep_anchors_issued(const scep_anchors_t *anchors, const unsigned char *der,
+    size_t len)
+{
+    int                   i, rc;
+    X509                 *x;
+    const unsigned char  *p;
+
+    if (anchors == NULL) {
+        return 0;
+    }
+
+    p = der;
+    x = d2i_X509(NULL, &p, (long) len);
+
+    if (x == NULL || p != der + len) {
+        X509_free(x);
+        ERR_clear_error();
+        return -1;
+    }
+
+    rc = 0;
+
+    for (i = 0; i < sk_X509_num(anchors->certs); i++) {
+        if (scep_issued_by(x, sk_X509_value(anchors->certs, i))) {
+            rc = 1;
+            break;
+        }
+    }
+
+    X509_free(x);
+    ERR_clear_error();
+
+    return rc;
+}
+
+
 void
 scep_anchors_digest(const scep_anchors_t *a, unsigned char *digest)
 {
@@ -1274,6 +1313,15 @@ scep_cert_ids(const X509 *x, scep_cert_info_t *ci)
     {
         goto done;
     }
+
+    ok = 0;
+    hash = X509_NAME_hash_ex(X509_get_subject_name(x), NULL, NULL, &ok);
+
+    if (!ok) {
+        goto done;
+    }
+
+    ci->subject_hash = (uint32_t) hash;
 
     ski = X509_get0_subject_key_id((X509 *) x);
 

@@ -44,6 +44,13 @@ typedef struct {
     int            has_key_id;        /* subjectKeyIdentifier present */
 
     /*
+     * OpenSSL's hash of the subject in canonical form
+     * (X509_NAME_hash_ex()), as scep_signer_issuer_hash() makes of a
+     * renewal's issuer: which CA certificate may have issued it
+     */
+    uint32_t       subject_hash;
+
+    /*
      * the certificate's SubjectPublicKeyInfo, DER, as in the body given
      * to scep_cacert_parse(): a pointer into that body, valid while the
      * body is; NULL (and spki_len 0) where the body encodes it otherwise
@@ -243,6 +250,15 @@ void scep_anchors_digest(const scep_anchors_t *a, unsigned char *digest);
  */
 int scep_cacert_trusted(const unsigned char *body, size_t len,
     const scep_anchors_t *anchors, char *err, size_t errlen);
+
+/*
+ * Whether the certificate "der" (DER, "len" bytes) is issued by one of
+ * the anchors: its issuer is the anchor's subject and its signature
+ * verifies with the anchor's key.  1 when it is, 0 when not, -1 when
+ * it does not parse or OpenSSL fails.
+ */
+int scep_anchors_issued(const scep_anchors_t *anchors,
+    const unsigned char *der, size_t len);
 
 
 #endif /* _SCEP_CERTS_H_INCLUDED_ */

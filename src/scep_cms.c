@@ -328,7 +328,7 @@ int
 scep_parse_certificate(const scep_ber_t *el, scep_cert_t *cert)
 {
     unsigned int  n;
-    scep_ber_t    tbs, v, alg, params, validity, t, subject, uid, ext;
+    scep_ber_t    tbs, v, alg, params, validity, t, uid, ext;
     scep_cur_t    cur, in;
 
     scep_cur_init(&cur, el);
@@ -382,8 +382,8 @@ scep_parse_certificate(const scep_ber_t *el, scep_cert_t *cert)
         return 0;
     }
 
-    if (!scep_cur_next(&cur, SCEP_BER_SEQUENCE, &subject)
-        || !scep_ber_name_ok(&subject)
+    if (!scep_cur_next(&cur, SCEP_BER_SEQUENCE, &cert->subject)
+        || !scep_ber_name_ok(&cert->subject)
         || !scep_cur_next(&cur, SCEP_BER_SEQUENCE, &cert->spki)
         || !scep_parse_spki(&cert->spki, cert))
     {

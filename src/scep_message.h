@@ -209,6 +209,16 @@ typedef struct {
     char            digest_oid[SCEP_OID_TEXT_MAX];
     char            cipher_oid[SCEP_OID_TEXT_MAX];
 
+    /*
+     * the signer's certificate, once found: its DER as sent, a pointer
+     * into the message (valid while the message is), and whether its
+     * issuer is its subject (a self-signed certificate, as a PKCSReq
+     * has; one the CA issued makes a PKCSReq a renewal)
+     */
+    const unsigned char  *signer_cert;
+    size_t                signer_cert_len;
+    int                   signer_self_issued;
+
     /* all the envelope's recipients, the first SCEP_RECIPIENTS_MAX kept */
     unsigned int      recipients;
     scep_recipient_t  recipient[SCEP_RECIPIENTS_MAX];

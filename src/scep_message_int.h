@@ -98,6 +98,7 @@ typedef struct {
 typedef struct {
     scep_ber_t             serial;
     scep_ber_t             issuer;
+    scep_ber_t             subject;
     scep_ber_t             key_alg;       /* its OID */
     scep_ber_t             key_params;    /* tag 0 when absent */
     scep_ber_t             key;           /* the BIT STRING */

@@ -38,6 +38,8 @@
 #define SCEP_EC_POINT_MAX      (1 + 2 * 66)
 
 
+static scep_reason_t scep_signer_found(scep_check_t *ck,
+    const scep_ber_t *el);
 static int scep_names_equal(scep_check_t *ck, const scep_ber_t *a,
     const scep_ber_t *b);
 static EVP_MD *scep_digest(scep_check_t *ck);
@@ -206,8 +208,12 @@ scep_find_signer(scep_check_t *ck)
 
             eq = scep_names_equal(ck, &ck->cert.issuer, &name);
 
-            if (eq != 0) {
-                return (eq > 0) ? SCEP_REASON_OK : SCEP_REASON_INTERNAL;
+            if (eq < 0) {
+                return SCEP_REASON_INTERNAL;
+            }
+
+            if (eq > 0) {
+                return scep_signer_found(ck, &el);
             }
 
         } else if (ck->cert.ski.tag != 0
@@ -216,11 +222,35 @@ scep_find_signer(scep_check_t *ck)
                    && memcmp(ck->cert.ski.val, keyid.val,
                              keyid.vend - keyid.val) == 0)
         {
-            return SCEP_REASON_OK;
+            return scep_signer_found(ck, &el);
         }
     }
 
     return SCEP_REASON_NO_SIGNER_CERT;
+}
+
+
+/*
+ * What a caller needs of the signer's certificate to tell a renewal:
+ * where it is, and whether it names itself as its issuer
+ */
+
+static scep_reason_t
+scep_signer_found(scep_check_t *ck, const scep_ber_t *el)
+{
+    int  eq;
+
+    eq = scep_names_equal(ck, &ck->cert.issuer, &ck->cert.subject);
+
+    if (eq < 0) {
+        return SCEP_REASON_INTERNAL;
+    }
+
+    ck->res->signer_cert = el->hdr;
+    ck->res->signer_cert_len = el->next - el->hdr;
+    ck->res->signer_self_issued = eq;
+
+    return SCEP_REASON_OK;
 }
 
 

@@ -3,8 +3,9 @@
  * Copyright (C) ngx_http_scep_module authors
  *
  * Fuzzes scep_message_check() on the input as DER, and on the input
- * decoded as the "message" value of a query string.  Traps when a
- * result breaks the contract of scep_message.h.
+ * decoded as the "message" value of a query string, and the renewal
+ * checks of scep_renewal.h on the signer certificate it finds.  Traps
+ * when a result breaks the contract of scep_message.h.
  */
 
 
@@ -15,12 +16,15 @@
 #include <openssl/err.h>
 
 #include "scep_message.h"
+#include "scep_renewal.h"
 
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 static void scep_fuzz_check(const unsigned char *der, size_t len,
     uint32_t algorithms);
+static void scep_fuzz_signer(const unsigned char *der, size_t len,
+    const scep_result_t *res);
 
 
 int
@@ -123,4 +127,57 @@ scep_fuzz_check(const unsigned char *der, size_t len, uint32_t algorithms)
     {
         __builtin_trap();
     }
+
+    scep_fuzz_signer(der, len, &res);
+}
+
+
+/* the signer certificate lies in the message; OpenSSL may read it */
+
+static void
+scep_fuzz_signer(const unsigned char *der, size_t len,
+    const scep_result_t *res)
+{
+    int             ok, nomem;
+    char            issuer[256], serial[80];
+    scep_signer_t  *s;
+
+    if (res->signer_cert == NULL) {
+        if (res->signer_cert_len != 0 || res->signer_self_issued != 0) {
+            __builtin_trap();
+        }
+
+        return;
+    }
+
+    if (res->signer_cert < der
+        || res->signer_cert_len == 0
+        || res->signer_cert_len > len
+        || res->signer_cert + res->signer_cert_len > der + len
+        || (res->signer_self_issued != 0 && res->signer_self_issued != 1))
+    {
+        __builtin_trap();
+    }
+
+    s = scep_signer_new(res->signer_cert, res->signer_cert_len, &nomem);
+
+    if (s == NULL) {
+        return;
+    }
+
+    (void) scep_signer_self_signed(s);
+    (void) scep_signer_issuer_hash(s, &ok);
+    (void) scep_signer_valid(s, 1700000000, 86400);
+    (void) scep_signer_revoked(s, NULL);
+    (void) scep_signer_issued_by(s, res->signer_cert, res->signer_cert_len);
+
+    scep_signer_text(s, issuer, sizeof(issuer), serial, sizeof(serial));
+
+    if (strlen(issuer) >= sizeof(issuer) || strlen(serial) >= sizeof(serial)
+        || ERR_peek_error() != 0)
+    {
+        __builtin_trap();
+    }
+
+    scep_signer_free(s);
 }

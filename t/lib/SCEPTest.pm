@@ -827,10 +827,16 @@ sub tls_cert {
 
 # A real device: micromdm's scepclient enrolling in a fresh folder (it
 # keeps its key and CSR in the working directory); with netns, in that
-# network namespace.
+# network namespace.  A renewal: key, the key of certificate, the
+# certificate it holds and signs with.
 sub scepclient {
     my ($self, $url, %o) = @_;
     my $dir = tempdir('client-XXXXXX', DIR => $self->{dir});
+    if (defined $o{key}) {
+        copy($o{key}, "$dir/key.pem") or die "copy $o{key}: $!";
+    }
+    my @renew = defined $o{certificate}
+        ? ('-certificate', $o{certificate}) : ();
     local $ENV{SSL_CERT_FILE} = $self->tls_cert if $url =~ /^https/;
     my $pid = open(my $fh, '-|');
     die "fork: $!" unless defined $pid;
@@ -840,7 +846,7 @@ sub scepclient {
         exec(($o{netns} ? ('ip', 'netns', 'exec', $o{netns}) : ()),
              'timeout', '60', 'scepclient', '-server-url', $url,
              '-private-key', 'key.pem', '-cn', $o{cn} // 'device',
-             '-challenge', $o{challenge} // 'secret')
+             '-challenge', $o{challenge} // 'secret', @renew)
             or die "exec scepclient: $!";
     }
     local $/;

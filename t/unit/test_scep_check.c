@@ -113,6 +113,7 @@ static void test_algorithms(void);
 static void test_signature(void);
 static void test_two_steps(void);
 static void test_signer_key(void);
+static void test_signer_cert(void);
 static int signer_key_is(const spec_t *s, EVP_PKEY *key);
 static void test_mutations(void);
 static void test_out_of_memory(void);
@@ -1231,6 +1232,71 @@ test_signature(void)
  * none for a message whose signature does not verify.
  */
 
+/*
+ * Where the signer's certificate is, and whether it names itself as its
+ * issuer: what tells a PKCSReq from a renewal signed with a certificate
+ * the CA issued
+ */
+
+static void
+test_signer_cert(void)
+{
+    X509                 *issued, *x;
+    buf_t                 m;
+    spec_t                s;
+    scep_result_t         res;
+    const unsigned char  *p;
+
+    spec_init(&s);
+    m = make_message(&s);
+
+    ok(check(&m, SCEP_ALG_DEFAULT, &res) == SCEP_REASON_OK
+       && res.signer_cert != NULL
+       && res.signer_cert > m.p
+       && res.signer_cert + res.signer_cert_len <= m.p + m.n
+       && res.signer_self_issued == 1,
+       "a self-signed signer: in the message, self-issued");
+
+    p = res.signer_cert;
+    x = d2i_X509(NULL, &p, (long) res.signer_cert_len);
+    ok(x != NULL && p == res.signer_cert + res.signer_cert_len
+       && X509_cmp(x, rsa_cert) == 0, "its DER is the signer certificate");
+    X509_free(x);
+    OPENSSL_free(m.p);
+
+    /* the same key, its certificate issued by the CA */
+
+    issued = make_cert(rsa_key, ca_key, "requester", 1001, CERT_SKI);
+
+    if (!X509_set_issuer_name(issued, X509_get_subject_name(ca_cert))
+        || !X509_sign(issued, ca_key, EVP_sha256()))
+    {
+        bail("issuing a certificate");
+    }
+
+    spec_init(&s);
+    s.cert = issued;
+    m = make_message(&s);
+
+    ok(check(&m, SCEP_ALG_DEFAULT, &res) == SCEP_REASON_OK
+       && res.signer_cert != NULL && res.signer_self_issued == 0,
+       "a signer the CA issued: not self-issued");
+    OPENSSL_free(m.p);
+
+    spec_init(&s);
+    s.cert = issued;
+    s.keyid = 1;
+    m = make_message(&s);
+
+    ok(check(&m, SCEP_ALG_DEFAULT, &res) == SCEP_REASON_OK
+       && res.signer_cert != NULL && res.signer_self_issued == 0,
+       "the same, named by subjectKeyIdentifier");
+    OPENSSL_free(m.p);
+
+    X509_free(issued);
+}
+
+
 static void
 test_signer_key(void)
 {
@@ -1773,6 +1839,7 @@ main(void)
     test_signature();
     test_two_steps();
     test_signer_key();
+    test_signer_cert();
     test_mutations();
     test_out_of_memory();
 
