@@ -6,6 +6,10 @@
  * passed its checks in BER is re-encoded by scep_der.c, and the back end
  * gets the DER form, in the canonical query of a GET or as the body of
  * a POST.  A message in DER already goes on as it came, uncopied.
+ *
+ * A GET PKIOperation forwarded as a POST (scep_forward_method): the
+ * back end gets "POST uri?operation=PKIOperation" with the message in
+ * DER as the body, and no URL of up to 64 KB for IIS to hold.
  */
 
 
@@ -14,7 +18,16 @@
 
 
 static ngx_int_t ngx_http_scep_replace_body(ngx_http_request_t *r,
-    ngx_http_scep_ctx_t *ctx);
+    u_char *body, size_t len);
+static ngx_uint_t ngx_http_scep_upstream_takes_post(ngx_http_request_t *r);
+static ngx_int_t ngx_http_scep_set_content_type(ngx_http_request_t *r);
+
+
+static ngx_str_t  ngx_http_scep_post_method = ngx_string("POST");
+static ngx_str_t  ngx_http_scep_post_args =
+    ngx_string("operation=PKIOperation");
+static ngx_str_t  ngx_http_scep_pki_type =
+    ngx_string("application/x-pki-message");
 
 
 ngx_int_t
@@ -67,10 +80,201 @@ ngx_http_scep_forward_der(ngx_http_request_t *r, ngx_http_scep_ctx_t *ctx)
     ctx->fwd_len = len;
 
     if (r->method == NGX_HTTP_POST) {
-        return ngx_http_scep_replace_body(r, ctx);
+        return ngx_http_scep_replace_body(r, ctx->fwd, ctx->fwd_len);
     }
 
     /* a GET: the canonical query is made of ctx->fwd */
+
+    return NGX_OK;
+}
+
+
+/*
+ * Whether a GET PKIOperation that passed its checks goes on as a POST:
+ * always with "post"; with "auto" while every healthy back end of the
+ * upstream said POSTPKIOperation in its last GetCACaps.  A GET that
+ * carries a body of its own stays a GET: nginx reads or discards that
+ * body by its Content-Length, which the message's would replace.
+ */
+
+ngx_uint_t
+ngx_http_scep_forward_as_post(ngx_http_request_t *r, ngx_http_scep_ctx_t *ctx)
+{
+    ngx_http_scep_loc_conf_t  *slcf;
+
+    if (r->method != NGX_HTTP_GET
+        || ctx->op != NGX_HTTP_SCEP_OP_PKIOPERATION
+        || !ctx->has_message
+        || ctx->reject != NGX_HTTP_SCEP_REJECT_NONE
+        || r->headers_in.content_length_n > 0
+        || r->headers_in.chunked)
+    {
+        return 0;
+    }
+
+    /* the location that passes it on, after a redirect too */
+
+    slcf = ngx_http_get_module_loc_conf(r, ngx_http_scep_module);
+
+    switch (slcf->forward_method) {
+
+    case NGX_HTTP_SCEP_FWD_POST:
+        return 1;
+
+    case NGX_HTTP_SCEP_FWD_AUTO:
+        return ngx_http_scep_upstream_takes_post(r);
+
+    default:
+        return 0;
+    }
+}
+
+
+/*
+ * Nothing known is a GET: no health checks, no healthy back end, or one
+ * without a record in the zone, whose GetCACaps nobody has kept.
+ */
+
+static ngx_uint_t
+ngx_http_scep_upstream_takes_post(ngx_http_request_t *r)
+{
+    ngx_uint_t                 i, healthy;
+    ngx_slab_pool_t           *shpool;
+    ngx_http_scep_peer_t      *peer;
+    ngx_http_scep_sh_peer_t   *sp;
+    ngx_http_scep_upstream_t  *hc;
+
+    hc = ngx_http_scep_location_health(r);
+
+    if (hc == NULL) {
+        return 0;
+    }
+
+    healthy = 0;
+
+    shpool = (ngx_slab_pool_t *) hc->shm_zone->shm.addr;
+    peer = hc->peers.elts;
+
+    ngx_shmtx_lock(&shpool->mutex);
+
+    for (i = 0; i < hc->peers.nelts; i++) {
+        sp = peer[i].sh;
+
+        if (sp == NULL) {
+            healthy = 0;
+            break;
+        }
+
+        if (sp->state != NGX_HTTP_SCEP_PEER_UP) {
+            continue;
+        }
+
+        if (!(sp->caps & SCEP_CAP_POSTPKIOPERATION)) {
+            healthy = 0;
+            break;
+        }
+
+        healthy++;
+    }
+
+    ngx_shmtx_unlock(&shpool->mutex);
+
+    return healthy > 0;
+}
+
+
+/*
+ * The GET goes on as "POST uri?operation=PKIOperation" with the message
+ * in DER as its body, a Content-Length and the Content-Type of RFC 8894.
+ * r->method stays GET, for this module and for proxy_next_upstream (a
+ * GET is retried on the next server, as it was before); what proxy_pass
+ * sends is r->method_name, which $request_method shows from here on.
+ * The device's request line stays in $request.
+ */
+
+ngx_int_t
+ngx_http_scep_forward_post(ngx_http_request_t *r, ngx_http_scep_ctx_t *ctx)
+{
+    u_char  *der;
+    size_t   len;
+
+    der = ctx->fwd ? ctx->fwd : ctx->der;
+    len = ctx->fwd ? ctx->fwd_len : ctx->der_len;
+
+    if (der == NULL) {
+        return NGX_ERROR;
+    }
+
+    if (r->request_body == NULL) {
+        r->request_body = ngx_pcalloc(r->pool,
+                                      sizeof(ngx_http_request_body_t));
+        if (r->request_body == NULL) {
+            return NGX_ERROR;
+        }
+    }
+
+    if (ngx_http_scep_replace_body(r, der, len) != NGX_OK
+        || ngx_http_scep_set_content_type(r) != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    r->args = ngx_http_scep_post_args;
+
+    /* make proxy_pass build the request line from r->uri and r->args */
+    r->valid_unparsed_uri = 0;
+
+    r->method_name = ngx_http_scep_post_method;
+
+    ngx_log_debug1(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                   "scep: GET PKIOperation forwarded as a POST of %uz bytes",
+                   len);
+
+    return NGX_OK;
+}
+
+
+/* every Content-Type the device sent with its GET says the body's */
+
+static ngx_int_t
+ngx_http_scep_set_content_type(ngx_http_request_t *r)
+{
+    ngx_uint_t        i;
+    ngx_list_part_t  *part;
+    ngx_table_elt_t  *h;
+
+    for (part = &r->headers_in.headers.part; part; part = part->next) {
+        h = part->elts;
+
+        for (i = 0; i < part->nelts; i++) {
+            if (h[i].key.len == sizeof("Content-Type") - 1
+                && ngx_strncasecmp(h[i].key.data, (u_char *) "Content-Type",
+                                   sizeof("Content-Type") - 1)
+                   == 0)
+            {
+                h[i].value = ngx_http_scep_pki_type;
+            }
+        }
+    }
+
+    if (r->headers_in.content_type) {
+        return NGX_OK;
+    }
+
+    h = ngx_list_push(&r->headers_in.headers);
+    if (h == NULL) {
+        return NGX_ERROR;
+    }
+
+    h->hash = 1;
+    ngx_str_set(&h->key, "Content-Type");
+    h->value = ngx_http_scep_pki_type;
+    h->lowcase_key = (u_char *) "content-type";
+#if (nginx_version >= 1023000)
+    h->next = NULL;
+#endif
+
+    r->headers_in.content_type = h;
 
     return NGX_OK;
 }
@@ -83,7 +287,7 @@ ngx_http_scep_forward_der(ngx_http_request_t *r, ngx_http_scep_ctx_t *ctx)
  */
 
 static ngx_int_t
-ngx_http_scep_replace_body(ngx_http_request_t *r, ngx_http_scep_ctx_t *ctx)
+ngx_http_scep_replace_body(ngx_http_request_t *r, u_char *body, size_t len)
 {
     u_char       *p;
     ngx_buf_t    *b;
@@ -94,9 +298,9 @@ ngx_http_scep_replace_body(ngx_http_request_t *r, ngx_http_scep_ctx_t *ctx)
         return NGX_ERROR;
     }
 
-    b->start = ctx->fwd;
-    b->pos = ctx->fwd;
-    b->last = ctx->fwd + ctx->fwd_len;
+    b->start = body;
+    b->pos = body;
+    b->last = body + len;
     b->end = b->last;
     b->memory = 1;
     b->last_buf = 1;
@@ -112,7 +316,7 @@ ngx_http_scep_replace_body(ngx_http_request_t *r, ngx_http_scep_ctx_t *ctx)
 
     r->request_body->bufs = cl;
 
-    r->headers_in.content_length_n = ctx->fwd_len;
+    r->headers_in.content_length_n = len;
 
     if (r->headers_in.content_length) {
         p = ngx_pnalloc(r->pool, NGX_OFF_T_LEN);
@@ -122,7 +326,7 @@ ngx_http_scep_replace_body(ngx_http_request_t *r, ngx_http_scep_ctx_t *ctx)
 
         r->headers_in.content_length->value.data = p;
         r->headers_in.content_length->value.len =
-                                  ngx_sprintf(p, "%uz", ctx->fwd_len) - p;
+                                  ngx_sprintf(p, "%uz", len) - p;
     }
 
     return NGX_OK;

@@ -75,6 +75,7 @@ typedef struct {
 
     ngx_flag_t                 check_recipient;
     ngx_flag_t                 forward_der;
+    ngx_uint_t                 forward_method;  /* NGX_HTTP_SCEP_FWD_* */
     ngx_flag_t                 ca_cache;
     time_t                     ca_cache_valid;
     ngx_uint_t                 ca_cache_ident;  /* NGX_HTTP_SCEP_IDENT_* */
@@ -87,6 +88,12 @@ typedef struct {
 #define NGX_HTTP_SCEP_RESP_OFF       0
 #define NGX_HTTP_SCEP_RESP_LOG       1
 #define NGX_HTTP_SCEP_RESP_ON        2
+
+
+/* scep_forward_method */
+#define NGX_HTTP_SCEP_FWD_GET        0
+#define NGX_HTTP_SCEP_FWD_POST       1
+#define NGX_HTTP_SCEP_FWD_AUTO       2
 
 
 /* scep_ca_cache_ident */
@@ -415,6 +422,8 @@ typedef struct {
     unsigned                   cache:2;       /* NGX_HTTP_SCEP_CACHE_* */
     unsigned                   replay_kept:1; /* pair in the replay zone */
     unsigned                   der_allocated:1;  /* ctx->der is ours */
+    unsigned                   forward_post:1;   /* a GET that goes on as
+                                                    a POST: ctx->der kept */
 
     /* the back end's answer to a PKIOperation (ngx_http_scep_response.c) */
     unsigned                   response:2;    /* NGX_HTTP_SCEP_ANSWER_* */
@@ -485,6 +494,8 @@ ngx_http_scep_sh_t *ngx_http_scep_shared(ngx_http_scep_main_conf_t *smcf);
 void ngx_http_scep_shm_running(ngx_http_scep_main_conf_t *smcf);
 
 void ngx_http_scep_recipient_init(ngx_conf_t *cf);
+ngx_http_scep_upstream_t *ngx_http_scep_location_health(
+    ngx_http_request_t *r);
 ngx_int_t ngx_http_scep_recipient_check(ngx_http_request_t *r,
     ngx_http_scep_ctx_t *ctx);
 void ngx_http_scep_recipient_save(ngx_slab_pool_t *shpool,
@@ -492,6 +503,10 @@ void ngx_http_scep_recipient_save(ngx_slab_pool_t *shpool,
 void ngx_http_scep_recipient_free_locked(ngx_slab_pool_t *shpool,
     ngx_http_scep_sh_peer_t *sp);
 ngx_int_t ngx_http_scep_forward_der(ngx_http_request_t *r,
+    ngx_http_scep_ctx_t *ctx);
+ngx_uint_t ngx_http_scep_forward_as_post(ngx_http_request_t *r,
+    ngx_http_scep_ctx_t *ctx);
+ngx_int_t ngx_http_scep_forward_post(ngx_http_request_t *r,
     ngx_http_scep_ctx_t *ctx);
 
 ngx_int_t ngx_http_scep_stats_init(ngx_conf_t *cf);

@@ -221,6 +221,8 @@ ngx_http_scep_precontent_handler(ngx_http_request_t *r)
         return ctx->status;
     }
 
+    ctx->forward_post = ngx_http_scep_forward_as_post(r, ctx);
+
     ngx_http_scep_verify(r, ctx);
 
     if (ctx->reject != NGX_HTTP_SCEP_REJECT_NONE) {
@@ -244,6 +246,10 @@ ngx_http_scep_precontent_handler(ngx_http_request_t *r)
     if (!ctx->conf->pass_credentials
         && ngx_http_scep_strip_headers(r) != NGX_OK)
     {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (ctx->forward_post && ngx_http_scep_forward_post(r, ctx) != NGX_OK) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 

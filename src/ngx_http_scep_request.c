@@ -798,7 +798,9 @@ ngx_http_scep_verify(ngx_http_request_t *r, ngx_http_scep_ctx_t *ctx)
     scep_pending_free(ctx->pending);
     ctx->pending = NULL;
 
-    if (ctx->der_allocated) {
+    /* but a GET's that goes on as a POST, whose body it becomes */
+
+    if (ctx->der_allocated && !ctx->forward_post) {
         (void) ngx_pfree(r->pool, ctx->der);
         ctx->der = NULL;
         ctx->der_allocated = 0;

@@ -1,0 +1,383 @@
+#!/usr/bin/perl
+
+# PKIOperation by POST toward the back ends (scep_forward_method): with
+# "post", a GET from a device, in any base64 dialect and at 60 KB,
+# reaches the back end as "POST ...?operation=PKIOperation" with the
+# message in DER as its body, and the real scepserver enrolls it; a POST
+# stays a POST.  With "auto", only while every healthy server of the
+# upstream says POSTPKIOperation in its GetCACaps: toward scepserver a
+# POST, toward a back end that does not say it (the fault daemon's
+# getonly mode, as an older NDES) and toward an upstream of both a GET,
+# as without health checks.  The default stays GET.  CertPoll and
+# GetCert go the same way, micromdm's scepclient enrolls by GET through
+# "post", and the gateway's access log still shows the device's request
+# line in $request.
+#
+# A recording server in front of each back end logs the method, the
+# Content-Type, the Content-Length and the query it got.
+
+use strict;
+use warnings;
+
+use FindBin;
+use lib "$FindBin::Bin/lib";
+use Test::More;
+use JSON::PP;
+use MIME::Base64 ();
+use SCEPTest;
+
+my $t = SCEPTest->new;
+$t->start_backend;
+
+# the getonly back end sends the test CA in GetCACert, so that messages
+# encrypted to it pass the recipient check there too
+my $p7 = $t->dir . '/ca.p7';
+my ($rc, $out) = $t->run('openssl', 'crl2pkcs7', '-nocrl', '-certfile',
+                         $t->ca_pem, '-outform', 'DER', '-out', $p7);
+die "openssl crl2pkcs7: $out" if $rc;
+$t->start_fault('getonly', $p7);
+
+$t->start_nginx(<<'CONF');
+http {
+    large_client_header_buffers 4 72k;
+    client_body_buffer_size 128k;
+
+    # micromdm's scepclient encrypts with single DES
+    scep_algorithms sha1 sha256 sha512 des3 aes des;
+
+    log_format seen '$server_port $request_method'
+                    ' $content_type|$content_length $args';
+    log_format device '$request_method|$request';
+
+    upstream ndes {
+        server 127.0.0.1:%%HOPA%%;
+        scep_health_check interval=300ms timeout=200ms uri=/scep;
+    }
+
+    upstream getonly {
+        server 127.0.0.1:%%HOPB%%;
+        scep_health_check interval=300ms timeout=200ms uri=/scep;
+    }
+
+    upstream mixed {
+        server 127.0.0.1:%%HOPA%%;
+        server 127.0.0.1:%%HOPB%%;
+        scep_health_check interval=300ms timeout=200ms uri=/scep;
+    }
+
+    upstream plain {
+        server 127.0.0.1:%%HOPA%%;
+    }
+
+    server {
+        listen 127.0.0.1:%%GW%%;
+        access_log %%DIR%%/logs/device.log device;
+
+        location = /post {
+            scep on;
+            scep_forward_method post;
+            proxy_pass http://plain/scep;
+        }
+
+        location = /auto {
+            scep on;
+            scep_forward_method auto;
+            proxy_pass http://ndes/scep;
+        }
+
+        location = /getonly {
+            scep on;
+            scep_forward_method auto;
+            proxy_pass http://getonly/scep;
+        }
+
+        location = /mixed {
+            scep on;
+            scep_forward_method auto;
+            proxy_pass http://mixed/scep;
+        }
+
+        location = /nochecks {
+            scep on;
+            scep_forward_method auto;
+            proxy_pass http://plain/scep;
+        }
+
+        location = /get {
+            scep on;
+            proxy_pass http://ndes/scep;
+        }
+
+        # scepclient sends GET where the caps it sees say neither
+        # POSTPKIOperation nor SCEPStandard
+        location = /client {
+            scep on;
+            scep_forward_method post;
+            proxy_pass http://plain/scep;
+            proxy_set_header Accept-Encoding "";
+            sub_filter_types text/plain;
+            sub_filter_once off;
+            sub_filter POSTPKIOperation GETOnly;
+            sub_filter SCEPStandard GETOnly;
+        }
+
+        location = /status {
+            scep_status;
+        }
+    }
+
+    # what each back end gets
+    server {
+        listen 127.0.0.1:%%HOPA%%;
+        access_log %%DIR%%/logs/backend.log seen;
+
+        location / {
+            proxy_pass http://127.0.0.1:%%BACKEND0%%;
+        }
+    }
+
+    server {
+        listen 127.0.0.1:%%HOPB%%;
+        access_log %%DIR%%/logs/backend.log seen;
+
+        location / {
+            proxy_pass http://127.0.0.1:%%FAULT_GETONLY1%%;
+        }
+    }
+}
+CONF
+
+my $gw = $t->port('GW');
+my $hopa = $t->port('HOPA');
+my $hopb = $t->port('HOPB');
+my $json = JSON::PP->new;
+
+# every probe passed once: the caps of each back end are known
+my $ready = 0;
+for (1 .. 100 * (int($ENV{TEST_TIMEOUT_FACTOR} || 1) || 1)) {
+    my $r = $t->get($gw, '/status');
+    my $s = eval { $json->decode($r->{body}) } // {};
+    $ready = 1;
+    for my $u (qw(ndes getonly mixed)) {
+        my $peers = $s->{upstreams}{$u}{peers} // [];
+        $ready &&= @$peers
+                   && @$peers == grep { $_->{state} eq 'up'
+                                        && @{$_->{capabilities} // []} }
+                                      @$peers;
+    }
+    last if $ready;
+    select undef, undef, undef, 0.1;
+}
+ok($ready, 'the probes have the GetCACaps of every back end');
+
+# the next PKIOperation that a back end got: port, method, Content-Type,
+# Content-Length and query (probes in between are passed over)
+my $seen = 0;
+
+sub forwarded {
+    my $end = time + 5 * (int($ENV{TEST_TIMEOUT_FACTOR} || 1) || 1);
+    while (time < $end) {
+        my @l = split /\n/, $t->read_file('logs/backend.log');
+        for my $i ($seen .. $#l) {
+            next unless $l[$i] =~ /operation=PKIOperation/;
+            $seen = $i + 1;
+            my ($port, $method, $ct, $cl, $args) =
+                $l[$i] =~ /^(\d+) (\S+) (.*?)\|(.*?) (.*)$/ or return {};
+            return { port => $port, method => $method, type => $ct,
+                     length => $cl, args => $args };
+        }
+        select undef, undef, undef, 0.05;
+    }
+    return {};
+}
+
+# the last line of the gateway's own access log
+sub device_line {
+    my ($min) = @_;
+    my @l = $t->lines('logs/device.log', $min);
+    return $l[-1] // '';
+}
+
+sub as_post {
+    my ($f, $der, $port, $what) = @_;
+    is($f->{method}, 'POST', "$what reaches the back end as a POST");
+    is($f->{args}, 'operation=PKIOperation',
+       "$what: the query is operation=PKIOperation only");
+    is($f->{type}, 'application/x-pki-message',
+       "$what: Content-Type application/x-pki-message");
+    is($f->{length}, length $der, "$what: the DER message is the body");
+    is($f->{port}, $port, "$what: at the back end of its upstream");
+}
+
+sub as_get {
+    my ($f, $port, $what) = @_;
+    is($f->{method}, 'GET', "$what reaches the back end as a GET");
+    like($f->{args} // '', qr/^operation=PKIOperation&message=\S+$/,
+         "$what: the message in the query");
+    is($f->{length}, '-', "$what: no body");
+    is($f->{port}, $port, "$what: at the back end of its upstream")
+        if defined $port;
+}
+
+# ------------------------------------------------------------------
+# post: a GET in every dialect arrives as a POST and enrolls
+
+for my $dialect (qw(std raw space urlsafe nopad lines)) {
+    my $der = $t->device_msg;
+    my $q = 'operation=PKIOperation&message='
+            . SCEPTest::dialect($der, $dialect);
+    my $r = $t->get($gw, "/post?$q");
+    is($r->{status}, 200, "post: a GET ($dialect) is served");
+    is($t->pki_status($r->{body}), '0', "post: a GET ($dialect) enrolls");
+    as_post(forwarded(), $der, $hopa, "post: a GET ($dialect)");
+}
+
+# the device's request line stays in $request; $request_method is what
+# the back end was sent
+like(device_line(6), qr{^POST\|GET /post\?operation=PKIOperation&message=},
+     'post: $request keeps the GET the device sent');
+
+# a 60 KB GET: no URL of that length reaches the back end
+{
+    my $q = $t->scep_msg('--challenge', 'secret', '--cn', 'device-60k',
+                         '--query-size', 60001);
+    my ($b64) = $q =~ /message=(.*)$/;
+    $b64 =~ s/%([0-9A-Fa-f]{2})/chr hex $1/ge;
+    my $der = MIME::Base64::decode_base64($b64);
+    my $r = $t->get($gw, "/post?$q");
+    is($r->{status}, 200, 'post: a 60 KB GET is served');
+    is($t->pki_status($r->{body}), '0', 'post: a 60 KB GET enrolls');
+    as_post(forwarded(), $der, $hopa, 'post: a 60 KB GET');
+}
+
+# streaming BER by GET: the body is its DER form, which scepserver takes
+{
+    my $ber = $t->device_msg('--ber', 1000);
+    my $r = $t->get($gw, '/post?operation=PKIOperation&message='
+                         . SCEPTest::dialect($ber, 'std'));
+    is($t->pki_status($r->{body}), '0', 'post: a GET in BER enrolls');
+    my $f = forwarded();
+    is($f->{method}, 'POST',
+       'post: a GET in BER reaches the back end as a POST');
+    ok($f->{length} =~ /^\d+$/ && $f->{length} < length $ber,
+       'post: a GET in BER: its DER form is the body');
+}
+
+# a POST stays a POST, its body as it came
+{
+    my $der = $t->device_msg;
+    my $r = $t->post($gw, '/post?operation=PKIOperation', $der);
+    is($r->{status}, 200, 'post: a POST is served');
+    is($t->pki_status($r->{body}), '0', 'post: a POST enrolls');
+    as_post(forwarded(), $der, $hopa, 'post: a POST');
+}
+
+# CertPoll and GetCert go the same way (scepserver answers them with a
+# 500 of its own: it keeps no pending requests)
+for my $type (20, 21) {
+    my $der = $t->device_msg('--type', $type);
+    my $r = $t->get($gw, '/post?operation=PKIOperation&message='
+                         . SCEPTest::dialect($der, 'std'));
+    unlike($r->{body}, qr/^\w+: /, "post: a GET of type $type is passed on");
+    as_post(forwarded(), $der, $hopa, "post: a GET of type $type");
+}
+
+# ------------------------------------------------------------------
+# auto
+
+{
+    my $der = $t->device_msg;
+    my $r = $t->get($gw, '/auto?operation=PKIOperation&message='
+                         . SCEPTest::dialect($der, 'raw'));
+    is($r->{status}, 200, 'auto: a GET toward scepserver is served');
+    is($t->pki_status($r->{body}), '0',
+       'auto: a GET toward scepserver enrolls');
+    as_post(forwarded(), $der, $hopa, 'auto: a GET toward scepserver');
+
+    $der = $t->device_msg('--type', 20);
+    $r = $t->get($gw, '/auto?operation=PKIOperation&message='
+                      . SCEPTest::dialect($der, 'std'));
+    as_post(forwarded(), $der, $hopa, 'auto: a CertPoll toward scepserver');
+}
+
+{
+    my $der = $t->device_msg;
+    my $r = $t->get($gw, '/getonly?operation=PKIOperation&message='
+                         . SCEPTest::dialect($der, 'std'));
+    is($r->{status}, 200, 'auto: a GET toward the getonly back end is served');
+    as_get(forwarded(), $hopb, 'auto: a GET toward a back end without'
+                               . ' POSTPKIOperation');
+    like(device_line(), qr{^GET\|GET /getonly\?},
+         'auto: $request_method of a GET passed on as a GET');
+}
+
+for my $i (1 .. 4) {
+    my $der = $t->device_msg;
+    my $r = $t->get($gw, '/mixed?operation=PKIOperation&message='
+                         . SCEPTest::dialect($der, 'std'));
+    is($r->{status}, 200, "auto: GET $i toward a mixed upstream is served");
+    as_get(forwarded(), undef, "auto: GET $i toward a mixed upstream");
+}
+
+{
+    my $der = $t->device_msg;
+    my $r = $t->get($gw, '/nochecks?operation=PKIOperation&message='
+                         . SCEPTest::dialect($der, 'std'));
+    is($r->{status}, 200, 'auto without health checks: a GET is served');
+    is($t->pki_status($r->{body}), '0',
+       'auto without health checks: a GET enrolls');
+    as_get(forwarded(), $hopa, 'auto without health checks: a GET');
+}
+
+# ------------------------------------------------------------------
+# get, the default: as before, though the back end takes POST
+
+{
+    my $der = $t->device_msg;
+    my $r = $t->get($gw, '/get?operation=PKIOperation&message='
+                         . SCEPTest::dialect($der, 'std'));
+    is($r->{status}, 200, 'get: a GET is served');
+    is($t->pki_status($r->{body}), '0', 'get: a GET enrolls');
+    as_get(forwarded(), $hopa, 'get: a GET');
+
+    $r = $t->post($gw, '/get?operation=PKIOperation', $der = $t->device_msg);
+    is($t->pki_status($r->{body}), '0', 'get: a POST enrolls');
+    as_post(forwarded(), $der, $hopa, 'get: a POST');
+}
+
+# ------------------------------------------------------------------
+# a real client that sends GET enrolls through "post"
+
+{
+    my ($rc, $out, $cert) = $t->scepclient("http://127.0.0.1:$gw/client",
+                                           cn => 'scepclient-post');
+    is($rc, 0, 'scepclient enrolls by GET through post') or diag($out);
+    ok($cert, 'scepclient has its certificate');
+    my $f = forwarded();
+    is($f->{method}, 'POST',
+       'scepclient\'s GET reached the back end as a POST');
+    is($f->{args}, 'operation=PKIOperation', 'scepclient: the POST query');
+    like(device_line(), qr{^POST\|GET /client\?}, 'scepclient sent GET');
+}
+
+# ------------------------------------------------------------------
+# nginx -t
+
+($rc, $out) = $t->test_conf(<<'CONF');
+http {
+    client_body_buffer_size 128k;
+    server {
+        listen 127.0.0.1:%%T%%;
+        location /scep {
+            scep on;
+            scep_forward_method put;
+            proxy_pass http://127.0.0.1:%%T%%;
+        }
+    }
+}
+CONF
+isnt($rc, 0, 'nginx -t refuses scep_forward_method put');
+like($out, qr/invalid value "put" in .*test\.conf:\d+/,
+     'nginx -t names the bad value');
+
+done_testing;
