@@ -231,6 +231,13 @@ static ngx_command_t  ngx_http_scep_commands[] = {
       0,
       NULL },
 
+    { ngx_string("scep_pending_zone"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE12,
+      ngx_http_scep_pending_zone,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
       ngx_null_command
 };
 
@@ -386,7 +393,8 @@ ngx_http_scep_init(ngx_conf_t *cf)
     }
 
     if (ngx_http_scep_cache_init(cf) != NGX_OK
-        || ngx_http_scep_replay_init(cf) != NGX_OK)
+        || ngx_http_scep_replay_init(cf) != NGX_OK
+        || ngx_http_scep_pending_init(cf) != NGX_OK)
     {
         return NGX_ERROR;
     }

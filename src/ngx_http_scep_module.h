@@ -387,6 +387,29 @@ typedef struct {
 
 
 /*
+ * A record in a zone of keyed records (ngx_http_scep_records.c): the key
+ * at data, then value_len bytes of value
+ */
+typedef struct {
+    ngx_rbtree_node_t          node;         /* node.key: hash of key */
+    ngx_queue_t                queue;
+    ngx_msec_t                 expires;
+    u_short                    len;
+    u_short                    value_len;
+    u_char                     data[1];
+} ngx_http_scep_record_t;
+
+
+typedef struct {
+    ngx_rbtree_t               rbtree;
+    ngx_rbtree_node_t          sentinel;
+    ngx_queue_t                queue;        /* newest first */
+    ngx_uint_t                 entries;
+    time_t                     full_logged;  /* the last "full" line */
+} ngx_http_scep_records_t;
+
+
+/*
  * A request's state, from the rewrite phase to the log phase.  It
  * survives internal redirects: ngx_http_scep_get_ctx() finds it again.
  */
@@ -538,6 +561,24 @@ ngx_int_t ngx_http_scep_replay_check(ngx_http_request_t *r,
 void ngx_http_scep_replay_log(ngx_http_request_t *r,
     ngx_http_scep_ctx_t *ctx);
 ngx_uint_t ngx_http_scep_replay_entries(ngx_http_scep_main_conf_t *smcf);
+ngx_shm_zone_t *ngx_http_scep_records_zone(ngx_conf_t *cf,
+    ngx_command_t *cmd, ngx_str_t *value, ngx_str_t *name, void *data);
+ngx_http_scep_record_t *ngx_http_scep_records_find(
+    ngx_http_scep_records_t *rs, uint32_t hash, u_char *key, size_t len);
+ngx_http_scep_record_t *ngx_http_scep_records_add(ngx_slab_pool_t *shpool,
+    ngx_http_scep_records_t *rs, uint32_t hash, u_char *key, size_t len,
+    size_t value_len, ngx_uint_t *evicted);
+void ngx_http_scep_records_touch(ngx_http_scep_records_t *rs,
+    ngx_http_scep_record_t *rn);
+void ngx_http_scep_records_remove(ngx_slab_pool_t *shpool,
+    ngx_http_scep_records_t *rs, ngx_http_scep_record_t *rn);
+ngx_uint_t ngx_http_scep_records_log_full(ngx_http_scep_records_t *rs,
+    ngx_uint_t evicted);
+void ngx_http_scep_records_delete(ngx_shm_zone_t *shm_zone, uint32_t hash,
+    u_char *key, size_t len);
+void ngx_http_scep_records_evicted(ngx_http_request_t *r, ngx_uint_t evicted,
+    ngx_uint_t log, size_t offset, char *name, size_t size, char *cost);
+ngx_uint_t ngx_http_scep_records_entries(ngx_shm_zone_t *shm_zone);
 #define NGX_HTTP_SCEP_VAR_PKI_STATUS      0
 #define NGX_HTTP_SCEP_VAR_FAIL_INFO       1
 #define NGX_HTTP_SCEP_VAR_RESPONSE_CHECK  2

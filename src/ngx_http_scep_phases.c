@@ -11,7 +11,8 @@
  *   preaccess   nginx's limit_req and limit_conn
  *   access      nginx's allow/deny, auth_basic, auth_request
  *   precontent  a POST's body is read and checked, signatures verified,
- *               the replay window consulted; then the module answers
+ *               the replay window consulted, a CertPoll pinned to the
+ *               server that holds its request; then the module answers
  *               what it refuses and what the CA cache holds, or strips
  *               the client's credentials and lets proxy_pass go on
  *   log         the replay window and the counters
@@ -224,6 +225,15 @@ ngx_http_scep_precontent_handler(ngx_http_request_t *r)
     ctx->forward_post = ngx_http_scep_forward_as_post(r, ctx);
 
     ngx_http_scep_verify(r, ctx);
+
+    /*
+     * A CertPoll goes to the server that holds its pending request, or
+     * is refused while that one is down (scep_pending_zone)
+     */
+
+    if (ctx->reject == NGX_HTTP_SCEP_REJECT_NONE) {
+        (void) ngx_http_scep_pending_route(r, ctx);
+    }
 
     if (ctx->reject != NGX_HTTP_SCEP_REJECT_NONE) {
         rc = ngx_http_scep_send_reject(r, ctx);

@@ -344,6 +344,13 @@ ngx_http_scep_recipient_save(ngx_slab_pool_t *shpool,
 
     p = (len > 0) ? ngx_slab_alloc_locked(shpool, len) : NULL;
 
+    if (p == NULL && len > 0) {
+        ngx_log_error(NGX_LOG_WARN, ngx_cycle->log, 0,
+                      "scep: \"scep_zone\" has no room for the GetCACert"
+                      " keys of %V: the signatures of its CertReps are not"
+                      " checked; make \"scep_zone\" larger", &sp->key);
+    }
+
     sp->keys = p;
 
     for (i = 0; i < ca->ncerts; i++) {

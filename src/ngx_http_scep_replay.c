@@ -5,9 +5,8 @@
  * The replay window (scep_replay_window, scep_replay_zone): a
  * PKIOperation whose (transactionID, senderNonce) pair was passed on
  * within the window, signed by the same key, is answered 400
- * replayed_message.  The pairs live in a shared zone, an rbtree keyed by
- * a hash of the pair and a queue from newest to oldest, as limit_req
- * keeps its states; when the zone is full, the oldest pairs are
+ * replayed_message.  The pairs live in a shared zone of records
+ * (ngx_http_scep_records.c); when the zone is full, the oldest pairs are
  * forgotten first, counted and logged at most once a minute, and the
  * request passes.
  *
@@ -27,49 +26,13 @@
 #include "ngx_http_scep_module.h"
 
 
-/* what one pair takes at least, for the "too small" check */
-#define NGX_HTTP_SCEP_REPLAY_MIN_ZONE  (8 * ngx_pagesize)
-
-/* expired pairs removed per request, and oldest evicted for room */
-#define NGX_HTTP_SCEP_REPLAY_EXPIRE    4
-#define NGX_HTTP_SCEP_REPLAY_EVICT     64
-
-/* a full zone is logged at most this often, in seconds */
-#define NGX_HTTP_SCEP_REPLAY_LOG_EVERY 60
-
 /* transactionID, senderNonce and the signer's key hash */
 #define NGX_HTTP_SCEP_REPLAY_KEY_MAX                                          \
     (SCEP_TRANSACTION_ID_MAX + 16 + SCEP_KEY_HASH_LEN)
 
 
-typedef struct {
-    ngx_rbtree_node_t          node;         /* node.key: crc32 of pair */
-    ngx_queue_t                queue;
-    ngx_msec_t                 expires;
-    u_short                    len;
-    u_char                     data[1];      /* ngx_http_scep_replay_key() */
-} ngx_http_scep_replay_node_t;
-
-
-typedef struct {
-    ngx_rbtree_t               rbtree;
-    ngx_rbtree_node_t          sentinel;
-    ngx_queue_t                queue;        /* newest first */
-    ngx_uint_t                 entries;
-    time_t                     full_logged;  /* the last "full" line */
-} ngx_http_scep_replay_sh_t;
-
-
-static ngx_int_t ngx_http_scep_replay_init_zone(ngx_shm_zone_t *shm_zone,
-    void *data);
-static void ngx_http_scep_replay_insert(ngx_rbtree_node_t *temp,
-    ngx_rbtree_node_t *node, ngx_rbtree_node_t *sentinel);
-static ngx_http_scep_replay_node_t *ngx_http_scep_replay_find(
-    ngx_http_scep_replay_sh_t *sh, uint32_t hash, u_char *key, size_t len);
 static size_t ngx_http_scep_replay_key(ngx_http_scep_ctx_t *ctx,
     u_char *key, uint32_t *hash);
-static void ngx_http_scep_replay_remove(ngx_slab_pool_t *shpool,
-    ngx_http_scep_replay_sh_t *sh, ngx_http_scep_replay_node_t *rn);
 
 
 static ngx_str_t  ngx_http_scep_replay_zone_name =
@@ -81,7 +44,6 @@ ngx_http_scep_replay_zone(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
     ngx_http_scep_main_conf_t *smcf = conf;
 
-    ssize_t          size;
     ngx_str_t       *value;
     ngx_shm_zone_t  *shm_zone;
 
@@ -91,34 +53,14 @@ ngx_http_scep_replay_zone(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     value = cf->args->elts;
 
-    size = ngx_parse_size(&value[1]);
-
-    if (size == NGX_ERROR) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "invalid size \"%V\" in \"scep_replay_zone\"",
-                           &value[1]);
-        return NGX_CONF_ERROR;
-    }
-
-    if (size < (ssize_t) NGX_HTTP_SCEP_REPLAY_MIN_ZONE) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "\"scep_replay_zone\" of \"%V\" is too small:"
-                           " make it at least %uzk",
-                           &value[1],
-                           (size_t) NGX_HTTP_SCEP_REPLAY_MIN_ZONE / 1024);
-        return NGX_CONF_ERROR;
-    }
-
-    shm_zone = ngx_shared_memory_add(cf, &ngx_http_scep_replay_zone_name,
-                                     size, &ngx_http_scep_module);
+    shm_zone = ngx_http_scep_records_zone(cf, cmd, &value[1],
+                                          &ngx_http_scep_replay_zone_name,
+                                          smcf);
     if (shm_zone == NULL) {
         return NGX_CONF_ERROR;
     }
 
-    shm_zone->init = ngx_http_scep_replay_init_zone;
-    shm_zone->data = smcf;
-
-    smcf->replay_size = size;
+    smcf->replay_size = shm_zone->shm.size;
     smcf->replay_zone = shm_zone;
 
     return NGX_CONF_OK;
@@ -195,124 +137,6 @@ ngx_http_scep_replay_init(ngx_conf_t *cf)
 }
 
 
-static ngx_int_t
-ngx_http_scep_replay_init_zone(ngx_shm_zone_t *shm_zone, void *data)
-{
-    ngx_slab_pool_t            *shpool;
-    ngx_http_scep_replay_sh_t  *sh;
-
-    shpool = (ngx_slab_pool_t *) shm_zone->shm.addr;
-
-    if (data || shm_zone->shm.exists) {
-        /* a reload with the same size: the pairs are kept */
-        return NGX_OK;
-    }
-
-    sh = ngx_slab_alloc(shpool, sizeof(ngx_http_scep_replay_sh_t));
-    if (sh == NULL) {
-        return NGX_ERROR;
-    }
-
-    ngx_memzero(sh, sizeof(ngx_http_scep_replay_sh_t));
-
-    ngx_rbtree_init(&sh->rbtree, &sh->sentinel, ngx_http_scep_replay_insert);
-    ngx_queue_init(&sh->queue);
-
-    shpool->data = sh;
-
-    /* a full zone is the normal case: nginx need not log it */
-    shpool->log_nomem = 0;
-
-    return NGX_OK;
-}
-
-
-static void
-ngx_http_scep_replay_insert(ngx_rbtree_node_t *temp, ngx_rbtree_node_t *node,
-    ngx_rbtree_node_t *sentinel)
-{
-    ngx_int_t                     rc;
-    ngx_rbtree_node_t           **p;
-    ngx_http_scep_replay_node_t  *rn, *rt;
-
-    for ( ;; ) {
-
-        if (node->key < temp->key) {
-            p = &temp->left;
-
-        } else if (node->key > temp->key) {
-            p = &temp->right;
-
-        } else {
-            rn = (ngx_http_scep_replay_node_t *) node;
-            rt = (ngx_http_scep_replay_node_t *) temp;
-
-            rc = (ngx_int_t) rn->len - (ngx_int_t) rt->len;
-
-            if (rc == 0) {
-                rc = ngx_memcmp(rn->data, rt->data, rn->len);
-            }
-
-            p = (rc < 0) ? &temp->left : &temp->right;
-        }
-
-        if (*p == sentinel) {
-            break;
-        }
-
-        temp = *p;
-    }
-
-    *p = node;
-    node->parent = temp;
-    node->left = sentinel;
-    node->right = sentinel;
-    ngx_rbt_red(node);
-}
-
-
-static ngx_http_scep_replay_node_t *
-ngx_http_scep_replay_find(ngx_http_scep_replay_sh_t *sh, uint32_t hash,
-    u_char *key, size_t len)
-{
-    ngx_int_t                     rc;
-    ngx_rbtree_node_t            *node, *sentinel;
-    ngx_http_scep_replay_node_t  *rn;
-
-    node = sh->rbtree.root;
-    sentinel = sh->rbtree.sentinel;
-
-    while (node != sentinel) {
-
-        if (hash < node->key) {
-            node = node->left;
-            continue;
-        }
-
-        if (hash > node->key) {
-            node = node->right;
-            continue;
-        }
-
-        rn = (ngx_http_scep_replay_node_t *) node;
-
-        rc = (ngx_int_t) len - (ngx_int_t) rn->len;
-
-        if (rc == 0) {
-            rc = ngx_memcmp(key, rn->data, len);
-        }
-
-        if (rc == 0) {
-            return rn;
-        }
-
-        node = (rc < 0) ? node->left : node->right;
-    }
-
-    return NULL;
-}
-
-
 /*
  * The pair as bytes: transactionID, the 16-byte senderNonce, and the
  * SHA-256 of the signer's public key, there once the signature verified.
@@ -342,17 +166,6 @@ ngx_http_scep_replay_key(ngx_http_scep_ctx_t *ctx, u_char *key,
 }
 
 
-static void
-ngx_http_scep_replay_remove(ngx_slab_pool_t *shpool,
-    ngx_http_scep_replay_sh_t *sh, ngx_http_scep_replay_node_t *rn)
-{
-    ngx_queue_remove(&rn->queue);
-    ngx_rbtree_delete(&sh->rbtree, &rn->node);
-    ngx_slab_free_locked(shpool, rn);
-    sh->entries--;
-}
-
-
 /*
  * The precontent phase, once the signature has verified: NGX_BUSY for a
  * pair passed on within the window with the same signer's key, else
@@ -362,18 +175,16 @@ ngx_http_scep_replay_remove(ngx_slab_pool_t *shpool,
 ngx_int_t
 ngx_http_scep_replay_check(ngx_http_request_t *r, ngx_http_scep_ctx_t *ctx)
 {
-    u_char                        key[NGX_HTTP_SCEP_REPLAY_KEY_MAX];
-    size_t                        len, size;
-    uint32_t                      hash;
-    ngx_msec_t                    now;
-    ngx_uint_t                    i, evicted, logged;
-    ngx_queue_t                  *q;
-    ngx_slab_pool_t              *shpool;
-    ngx_http_scep_sh_t           *msh;
-    ngx_http_scep_replay_sh_t    *sh;
-    ngx_http_scep_loc_conf_t     *slcf;
-    ngx_http_scep_main_conf_t    *smcf;
-    ngx_http_scep_replay_node_t  *rn;
+    u_char                      key[NGX_HTTP_SCEP_REPLAY_KEY_MAX];
+    size_t                      len;
+    uint32_t                    hash;
+    ngx_msec_t                  now;
+    ngx_uint_t                  evicted, log;
+    ngx_slab_pool_t            *shpool;
+    ngx_http_scep_record_t     *rn;
+    ngx_http_scep_records_t    *rs;
+    ngx_http_scep_loc_conf_t   *slcf;
+    ngx_http_scep_main_conf_t  *smcf;
 
     slcf = ngx_http_get_module_loc_conf(r, ngx_http_scep_module);
     smcf = ngx_http_get_module_main_conf(r, ngx_http_scep_module);
@@ -388,14 +199,13 @@ ngx_http_scep_replay_check(ngx_http_request_t *r, ngx_http_scep_ctx_t *ctx)
     len = ngx_http_scep_replay_key(ctx, key, &hash);
 
     shpool = (ngx_slab_pool_t *) smcf->replay_zone->shm.addr;
-    sh = shpool->data;
+    rs = shpool->data;
     now = ngx_current_msec;
     evicted = 0;
-    logged = 1;
 
     ngx_shmtx_lock(&shpool->mutex);
 
-    rn = ngx_http_scep_replay_find(sh, hash, key, len);
+    rn = ngx_http_scep_records_find(rs, hash, key, len);
 
     if (rn && (ngx_msec_int_t) (rn->expires - now) > 0) {
         ngx_shmtx_unlock(&shpool->mutex);
@@ -404,91 +214,28 @@ ngx_http_scep_replay_check(ngx_http_request_t *r, ngx_http_scep_ctx_t *ctx)
 
     if (rn) {
         /* seen before the window: a new window from now */
-        rn->expires = now + slcf->replay_window;
-        ngx_queue_remove(&rn->queue);
-        ngx_queue_insert_head(&sh->queue, &rn->queue);
+        ngx_http_scep_records_touch(rs, rn);
 
-        ngx_shmtx_unlock(&shpool->mutex);
-
-        ctx->replay_kept = 1;
-        return NGX_OK;
-    }
-
-    /* a few expired pairs go with every new one */
-
-    for (i = 0; i < NGX_HTTP_SCEP_REPLAY_EXPIRE; i++) {
-        if (ngx_queue_empty(&sh->queue)) {
-            break;
-        }
-
-        q = ngx_queue_last(&sh->queue);
-        rn = ngx_queue_data(q, ngx_http_scep_replay_node_t, queue);
-
-        if ((ngx_msec_int_t) (rn->expires - now) > 0) {
-            break;
-        }
-
-        ngx_http_scep_replay_remove(shpool, sh, rn);
-    }
-
-    size = offsetof(ngx_http_scep_replay_node_t, data) + len;
-
-    rn = ngx_slab_alloc_locked(shpool, size);
-
-    /* full: the oldest pairs make room, the request is never refused */
-
-    while (rn == NULL && evicted < NGX_HTTP_SCEP_REPLAY_EVICT
-           && !ngx_queue_empty(&sh->queue))
-    {
-        q = ngx_queue_last(&sh->queue);
-
-        ngx_http_scep_replay_remove(shpool, sh,
-                      ngx_queue_data(q, ngx_http_scep_replay_node_t, queue));
-        evicted++;
-
-        rn = ngx_slab_alloc_locked(shpool, size);
-    }
-
-    /* while pairs are evicted, a line a minute at most, for all workers */
-
-    if (evicted
-        && ngx_time() - sh->full_logged >= NGX_HTTP_SCEP_REPLAY_LOG_EVERY)
-    {
-        sh->full_logged = ngx_time();
-        logged = 0;
+    } else {
+        /* full: the oldest pairs make room, the request is never refused */
+        rn = ngx_http_scep_records_add(shpool, rs, hash, key, len, 0,
+                                       &evicted);
     }
 
     if (rn) {
-        rn->node.key = hash;
         rn->expires = now + slcf->replay_window;
-        rn->len = (u_short) len;
-        ngx_memcpy(rn->data, key, len);
-
-        ngx_rbtree_insert(&sh->rbtree, &rn->node);
-        ngx_queue_insert_head(&sh->queue, &rn->queue);
-        sh->entries++;
-
         ctx->replay_kept = 1;
     }
 
+    log = ngx_http_scep_records_log_full(rs, evicted);
+
     ngx_shmtx_unlock(&shpool->mutex);
 
-    if (evicted) {
-        msh = ngx_http_scep_shared(smcf);
-
-        if (msh) {
-            (void) ngx_atomic_fetch_add(&msh->counters.replay_evicted,
-                                        evicted);
-        }
-    }
-
-    if (!logged) {
-        ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
-                      "scep_replay_zone of %uzk is full: the oldest pairs"
-                      " are forgotten before their window ends; make"
-                      " \"scep_replay_zone\" larger",
-                      (size_t) smcf->replay_size / 1024);
-    }
+    ngx_http_scep_records_evicted(r, evicted, log,
+                           offsetof(ngx_http_scep_counters_t, replay_evicted),
+                           "scep_replay_zone", smcf->replay_size,
+                           "the oldest pairs are forgotten before their"
+                           " window ends");
 
     return NGX_OK;
 }
@@ -504,15 +251,12 @@ ngx_http_scep_replay_check(ngx_http_request_t *r, ngx_http_scep_ctx_t *ctx)
 void
 ngx_http_scep_replay_log(ngx_http_request_t *r, ngx_http_scep_ctx_t *ctx)
 {
-    u_char                        key[NGX_HTTP_SCEP_REPLAY_KEY_MAX];
-    size_t                        len;
-    uint32_t                      hash;
-    ngx_uint_t                    i;
-    ngx_slab_pool_t              *shpool;
-    ngx_http_scep_replay_sh_t    *sh;
-    ngx_http_upstream_state_t    *state;
-    ngx_http_scep_main_conf_t    *smcf;
-    ngx_http_scep_replay_node_t  *rn;
+    u_char                      key[NGX_HTTP_SCEP_REPLAY_KEY_MAX];
+    size_t                      len;
+    uint32_t                    hash;
+    ngx_uint_t                  i;
+    ngx_http_upstream_state_t  *state;
+    ngx_http_scep_main_conf_t  *smcf;
 
     if (!ctx->replay_kept) {
         return;
@@ -532,18 +276,7 @@ ngx_http_scep_replay_log(ngx_http_request_t *r, ngx_http_scep_ctx_t *ctx)
 
     len = ngx_http_scep_replay_key(ctx, key, &hash);
 
-    shpool = (ngx_slab_pool_t *) smcf->replay_zone->shm.addr;
-    sh = shpool->data;
-
-    ngx_shmtx_lock(&shpool->mutex);
-
-    rn = ngx_http_scep_replay_find(sh, hash, key, len);
-
-    if (rn) {
-        ngx_http_scep_replay_remove(shpool, sh, rn);
-    }
-
-    ngx_shmtx_unlock(&shpool->mutex);
+    ngx_http_scep_records_delete(smcf->replay_zone, hash, key, len);
 
     ctx->replay_kept = 0;
 }
@@ -552,20 +285,5 @@ ngx_http_scep_replay_log(ngx_http_request_t *r, ngx_http_scep_ctx_t *ctx)
 ngx_uint_t
 ngx_http_scep_replay_entries(ngx_http_scep_main_conf_t *smcf)
 {
-    ngx_uint_t                  n;
-    ngx_slab_pool_t            *shpool;
-    ngx_http_scep_replay_sh_t  *sh;
-
-    if (smcf->replay_zone == NULL) {
-        return 0;
-    }
-
-    shpool = (ngx_slab_pool_t *) smcf->replay_zone->shm.addr;
-    sh = shpool->data;
-
-    ngx_shmtx_lock(&shpool->mutex);
-    n = sh->entries;
-    ngx_shmtx_unlock(&shpool->mutex);
-
-    return n;
+    return ngx_http_scep_records_entries(smcf->replay_zone);
 }

@@ -34,6 +34,8 @@ static ngx_http_scep_peer_t *ngx_http_scep_answering_peer(
     ngx_http_request_t *r);
 static void ngx_http_scep_refusals(ngx_http_request_t *r,
     ngx_http_scep_ctx_t *ctx);
+static ngx_uint_t ngx_http_scep_recent(ngx_http_scep_outcomes_t *o,
+    time_t now, ngx_uint_t issued);
 
 
 static ngx_http_output_header_filter_pt  ngx_http_next_header_filter;
@@ -219,6 +221,10 @@ ngx_http_scep_response_body_filter(ngx_http_request_t *r, ngx_chain_t *in)
         /* nothing of the answer reaches the device */
         return ngx_http_scep_response_refuse(r, ctx);
     }
+
+    /* PENDING keeps the server for the CertPolls (scep_pending_zone) */
+
+    ngx_http_scep_pending_update(r, ctx);
 
     return ngx_http_scep_response_pass(r, ctx, NULL, 1);
 }
@@ -773,6 +779,7 @@ ngx_http_scep_outcome(ngx_http_request_t *r, ngx_http_scep_ctx_t *ctx)
 static void
 ngx_http_scep_refusals(ngx_http_request_t *r, ngx_http_scep_ctx_t *ctx)
 {
+    time_t                     now;
     uint32_t                   crc;
     ngx_int_t                  status, fail_info;
     ngx_str_t                 *other;
@@ -840,15 +847,33 @@ ngx_http_scep_refusals(ngx_http_request_t *r, ngx_http_scep_ctx_t *ctx)
         goto done;
     }
 
+    /*
+     * Requests that every server refuses can be sent so that one server
+     * gets them all (hash on a transactionID of the sender's choice): the
+     * other server must refuse less than it issues, and one server of an
+     * upstream at a time is out for its refusals.
+     */
+
+    now = ngx_time();
     q = hc->peers.elts;
 
     for (i = 0; i < hc->peers.nelts; i++) {
-        if (&q[i] != peer && q[i].sh
+        if (&q[i] == peer || q[i].sh == NULL) {
+            continue;
+        }
+
+        if (q[i].sh->refused_until > now) {
+            other = NULL;
+            break;
+        }
+
+        if (other == NULL
             && q[i].sh->state == NGX_HTTP_SCEP_PEER_UP
-            && q[i].sh->last_issued >= sp->refusals_since)
+            && q[i].sh->last_issued >= sp->refusals_since
+            && ngx_http_scep_recent(&q[i].sh->outcomes, now, 1)
+               > ngx_http_scep_recent(&q[i].sh->outcomes, now, 0))
         {
             other = &q[i].name;
-            break;
         }
     }
 
@@ -864,8 +889,8 @@ ngx_http_scep_refusals(ngx_http_request_t *r, ngx_http_scep_ctx_t *ctx)
                         count, info ? info : "no failInfo", other);
 
     sp->state = NGX_HTTP_SCEP_PEER_DOWN;
-    sp->last_change = ngx_time();
-    sp->refused_until = ngx_time() + hc->refusal_hold;
+    sp->last_change = now;
+    sp->refused_until = now + hc->refusal_hold;
     sp->refusals = 0;
     sp->passes = 0;
 
@@ -880,6 +905,28 @@ done:
                       &peer->name, &hc->uscf->host, hc->refusal_hold, count,
                       info ? info : "no failInfo", other);
     }
+}
+
+
+/* issued (or refused) in the last NGX_HTTP_SCEP_RECENT minutes */
+
+static ngx_uint_t
+ngx_http_scep_recent(ngx_http_scep_outcomes_t *o, time_t now,
+    ngx_uint_t issued)
+{
+    time_t      since;
+    ngx_uint_t  i, n;
+
+    since = now / 60 - NGX_HTTP_SCEP_RECENT;
+    n = 0;
+
+    for (i = 0; i < NGX_HTTP_SCEP_RECENT; i++) {
+        if (o->minute[i] > since) {
+            n += issued ? o->recent_issued[i] : o->recent_refused[i];
+        }
+    }
+
+    return n;
 }
 
 

@@ -33,6 +33,7 @@ typedef struct {
     ngx_uint_t                  workers;
     time_t                      now;
     ngx_uint_t                  replay_entries;
+    ngx_uint_t                  pending_entries;
 } ngx_http_scep_snapshot_t;
 
 
@@ -217,6 +218,7 @@ ngx_http_scep_snapshot(ngx_http_request_t *r, ngx_http_scep_snapshot_t *ss)
 
     ss->counters = ss->sh->counters;
     ss->replay_entries = ngx_http_scep_replay_entries(smcf);
+    ss->pending_entries = ngx_http_scep_pending_entries(smcf);
 
     shpool = (ngx_slab_pool_t *) smcf->shm_zone->shm.addr;
     hcp = smcf->upstreams.elts;
@@ -358,6 +360,11 @@ ngx_http_scep_status_json(ngx_http_request_t *r, ngx_http_scep_snapshot_t *ss,
                                   "entries", (json_int_t) ss->replay_entries,
                                   "evicted",
                                   (json_int_t) cn->replay_evicted));
+    json_object_set_new(doc, "pending",
+                        json_pack("{s:I, s:I}",
+                                  "entries", (json_int_t) ss->pending_entries,
+                                  "evicted",
+                                  (json_int_t) cn->pending_evicted));
 
     sp = ss->peers.elts;
 
@@ -710,6 +717,17 @@ ngx_http_scep_status_prometheus(ngx_http_request_t *r,
             cn->cache_hits[0], cn->cache_hits[1], cn->cache_stale,
             cn->cache_misses, cn->cache_bypassed, ss->replay_entries,
             cn->replay_evicted);
+
+    p = ngx_slprintf(p, last,
+            "# HELP scep_pending_entries Pending requests whose server "
+            "the gateway keeps for their CertPolls.\n"
+            "# TYPE scep_pending_entries gauge\n"
+            "scep_pending_entries %ui\n"
+            "# HELP scep_pending_evicted_total Pending requests forgotten "
+            "before their timeout, the zone being full.\n"
+            "# TYPE scep_pending_evicted_total counter\n"
+            "scep_pending_evicted_total %uA\n",
+            ss->pending_entries, cn->pending_evicted);
 
     p = ngx_http_scep_prom_disagree(p, last, ss);
 

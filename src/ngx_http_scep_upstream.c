@@ -43,6 +43,8 @@ static ngx_int_t ngx_http_scep_get_peer(ngx_peer_connection_t *pc,
     void *data);
 static void ngx_http_scep_free_peer(ngx_peer_connection_t *pc, void *data,
     ngx_uint_t state);
+static ngx_http_scep_peer_t *ngx_http_scep_pinned(
+    ngx_http_scep_balancer_t *bp);
 static void ngx_http_scep_skip_peer(ngx_http_scep_balancer_t *bp,
     ngx_peer_connection_t *pc);
 static void ngx_http_scep_close_cached(ngx_connection_t *c);
@@ -549,7 +551,9 @@ ngx_http_scep_init_peer(ngx_http_request_t *r,
 /*
  * Asks the original balancer for a peer; an unhealthy one is handed
  * back as not failed (so nginx's passive fail counters are untouched)
- * and the balancer, which has marked it tried, is asked again.
+ * and the balancer, which has marked it tried, is asked again.  A
+ * CertPoll pinned to the server that holds its request
+ * (scep_pending_zone) skips every other peer the same way.
  */
 
 static ngx_int_t
@@ -560,9 +564,10 @@ ngx_http_scep_get_peer(ngx_peer_connection_t *pc, void *data)
     ngx_int_t              rc;
     ngx_uint_t             skipped, tries;
     ngx_http_scep_ctx_t   *ctx;
-    ngx_http_scep_peer_t  *peer;
+    ngx_http_scep_peer_t  *peer, *pinned;
 
     skipped = 0;
+    pinned = ngx_http_scep_pinned(bp);
 
     for ( ;; ) {
 
@@ -575,20 +580,39 @@ ngx_http_scep_get_peer(ngx_peer_connection_t *pc, void *data)
         peer = ngx_http_scep_find_peer(bp->health, pc->name, pc->sockaddr,
                                        pc->socklen);
 
-        if (peer == NULL) {
+        if (peer == NULL && pinned == NULL) {
             return rc;
         }
 
-        if (ngx_http_scep_peer_healthy(peer)) {
+        if (peer && (pinned == NULL || peer == pinned)
+            && ngx_http_scep_peer_healthy(peer))
+        {
             if (peer->sh) {
                 (void) ngx_atomic_fetch_add(&peer->sh->requests, 1);
+            }
+
+            if (pinned) {
+                /* one try: no other server can answer this CertPoll */
+                pc->tries = 1;
+
+                /*
+                 * and a fresh connection: a cached one that the server
+                 * closed meanwhile would cost that one try
+                 */
+
+                if (pc->connection) {
+                    ngx_http_scep_close_cached(pc->connection);
+                    pc->connection = NULL;
+                    pc->cached = 0;
+                    rc = NGX_OK;    /* not NGX_DONE: nothing cached now */
+                }
             }
 
             return rc;
         }
 
         ngx_log_debug1(NGX_LOG_DEBUG_HTTP, pc->log, 0,
-                       "scep balancer: skipping unhealthy %V", &peer->name);
+                       "scep balancer: skipping %V", pc->name);
 
         /* give the peer back without counting a failure against it */
 
@@ -644,9 +668,35 @@ ngx_http_scep_free_peer(ngx_peer_connection_t *pc, void *data,
 {
     ngx_http_scep_balancer_t *bp = data;
 
+    ngx_http_scep_ctx_t   *ctx;
     ngx_http_scep_peer_t  *peer;
 
     bp->original_free_peer(pc, bp->data, state);
+
+    /*
+     * The server that holds a CertPoll's request failed: no other one
+     * can answer it, so nginx must not try them; the 502 becomes a 503
+     * with Retry-After, as when no server is healthy
+     */
+
+    if (pc->sockaddr && ngx_http_scep_pinned(bp)) {
+        pc->tries = 0;
+
+        if (state & NGX_PEER_FAILED) {
+            ctx = ngx_http_scep_get_ctx(bp->request);
+
+            if (ctx) {
+                ctx->no_healthy = 1;
+            }
+
+            ngx_log_error(NGX_LOG_ERR, pc->log, 0,
+                          "scep: %V, the server that holds a pending"
+                          " request, failed: its CertPoll is not passed on"
+                          " to another", pc->name);
+        }
+
+        return;
+    }
 
     /* a failure with tries left: the request goes on to another server */
 
@@ -658,6 +708,25 @@ ngx_http_scep_free_peer(ngx_peer_connection_t *pc, void *data,
             (void) ngx_atomic_fetch_add(&peer->sh->failovers, 1);
         }
     }
+}
+
+
+/* the server of this upstream that a CertPoll is pinned to, or NULL */
+
+static ngx_http_scep_peer_t *
+ngx_http_scep_pinned(ngx_http_scep_balancer_t *bp)
+{
+    ngx_http_scep_ctx_t  *ctx;
+
+    ctx = ngx_http_scep_get_ctx(bp->request);
+
+    if (ctx == NULL || ctx->pinned == NULL
+        || ctx->pinned->upstream != bp->health)
+    {
+        return NULL;
+    }
+
+    return ctx->pinned;
 }
 
 

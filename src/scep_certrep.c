@@ -64,6 +64,7 @@ scep_certrep_parse(const unsigned char *der, size_t len,
     scep_response_t  rc;
 
     memset(&ck, 0, sizeof(scep_check_t));
+    memset(&res, 0, sizeof(scep_result_t));
     ck.res = &res;
 
     rc = scep_certrep_read(&ck, der, len, rep);

@@ -261,6 +261,7 @@ my $schema = {
             qw(ndes lonely expiring)
     },
     replay => { entries => 'int', evicted => 'int' },
+    pending => { entries => 'int', evicted => 'int' },
 };
 
 # the counters of a document as "requests.operations.GetCACaps" => 7
@@ -648,6 +649,7 @@ my %doc_type = (
     scep_ca_cache_misses_total => 'counter',
     scep_ca_cache_bypassed_total => 'counter',
     scep_replay_entries => 'gauge', scep_replay_evicted_total => 'counter',
+    scep_pending_entries => 'gauge', scep_pending_evicted_total => 'counter',
     scep_upstream_answers_disagree => 'gauge',
     scep_peer_up => 'gauge', scep_peer_state => 'gauge',
     scep_peer_consecutive_passes => 'gauge',
@@ -661,6 +663,8 @@ my %doc_type = (
     scep_peer_certificate_not_after_timestamp_seconds => 'gauge',
     scep_peer_certificate_days_left => 'gauge',
     scep_peer_certificate_expiring => 'gauge',
+    scep_peer_outcomes_total => 'counter',
+    scep_peer_response_check_failures_total => 'counter',
 );
 for my $name (sort keys %doc_type) {
     is($type{$name}, $doc_type{$name}, "# TYPE $name $doc_type{$name}");

@@ -79,7 +79,8 @@ my @req = (
         status => 200, client => '127.0.0.3', operation => 'PKIOperation',
         message_type => 'PKCSReq', transaction_id => 'tid-085-get',
         message_length => length($get_der), reject_reason => '',
-        upstream => 1,
+        upstream => 1, pki_status => 'SUCCESS', fail_info => '',
+        response_check => 'ok',
     },
     {
         name => 'POST PKIOperation',
@@ -90,7 +91,8 @@ my @req = (
         status => 200, client => '127.0.0.1', operation => 'PKIOperation',
         message_type => 'PKCSReq', transaction_id => 'tid-085-post',
         message_length => length($post_der), reject_reason => '',
-        upstream => 1,
+        upstream => 1, pki_status => 'SUCCESS', fail_info => '',
+        response_check => 'ok',
     },
     {
         name => 'GetCACaps',
@@ -98,6 +100,7 @@ my @req = (
         status => 200, client => '127.0.0.1', operation => 'GetCACaps',
         message_type => '', transaction_id => '', sender_nonce => '',
         message_length => '', reject_reason => '', upstream => 1,
+        pki_status => '', response_check => '',
     },
     {
         name => 'rejected: bad base64',
@@ -107,7 +110,8 @@ my @req = (
         },
         status => 400, client => '127.0.0.1', operation => 'PKIOperation',
         message_type => '', transaction_id => '', sender_nonce => '',
-        reject_reason => 'bad_base64', upstream => 0,
+        reject_reason => 'bad_base64', upstream => 0, pki_status => '',
+        response_check => '',
     },
     {
         name => 'rejected: no operation',
@@ -137,8 +141,9 @@ my @lines = $t->lines('logs/scep.json', scalar @req);
 is(scalar @lines, scalar @req, 'one line per request');
 
 my @fields = qw(time client operation message_type transaction_id
-                sender_nonce message_length reject_reason upstream status
-                request_time upstream_response_time);
+                sender_nonce message_length reject_reason pki_status
+                fail_info response_check upstream status request_time
+                upstream_response_time);
 
 # a JSON number as JSON::PP decoded it: numeric flags, no string flag
 sub is_number {
@@ -167,7 +172,8 @@ for my $i (0 .. $#req) {
     is($l->{status}, $q->{status}, "$w: status $q->{status}");
 
     for my $k (qw(client operation message_type transaction_id
-                  message_length reject_reason sender_nonce))
+                  message_length reject_reason sender_nonce pki_status
+                  fail_info response_check))
     {
         next unless exists $q->{$k};
         is($l->{$k}, $q->{$k}, "$w: $k \"$q->{$k}\"");

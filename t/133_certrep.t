@@ -43,7 +43,7 @@ my $cutoff = $t->start_fault('cutoff', "$dir/ca.der", "$dir/answer.der");
 my $html = $t->start_fault('html200');
 my $h500 = $t->start_fault('html500');
 
-my $hc = 'scep_health_check interval=500ms timeout=400ms uri=/scep';
+my $hc = 'scep_health_check interval=1s timeout=900ms uri=/scep';
 
 $t->start_nginx(<<"CONF");
 http {

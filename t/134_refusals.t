@@ -24,10 +24,12 @@ my $good = $t->start_backend(name => 'GOOD');
 my $broken = $t->start_backend(name => 'BROKEN', challenge => 'changed');
 $t->start_backend(name => 'SAME0');
 $t->start_backend(name => 'SAME1');
+$t->start_backend(name => 'TRIO0');
+$t->start_backend(name => "TRIO$_", challenge => 'changed') for 1 .. 2;
 
 my $slow = $ENV{TEST_TIMEOUT_FACTOR} || 1;
 my $hold = 8 * $slow;
-my $hc = 'scep_health_check interval=300ms timeout=250ms uri=/scep'
+my $hc = 'scep_health_check interval=1s timeout=900ms uri=/scep'
          . " refusals=4 refusal_hold=${hold}s";
 
 $t->start_nginx(<<"CONF");
@@ -38,6 +40,13 @@ http {
     upstream ndes {
         server 127.0.0.1:%%GOOD%%;
         server 127.0.0.1:%%BROKEN%%;
+        $hc;
+    }
+
+    upstream trio {
+        server 127.0.0.1:%%TRIO0%%;
+        server 127.0.0.1:%%TRIO1%%;
+        server 127.0.0.1:%%TRIO2%%;
         $hc;
     }
 
@@ -53,6 +62,11 @@ http {
         location = /scep {
             scep on;
             proxy_pass http://ndes/scep;
+        }
+
+        location = /trio {
+            scep on;
+            proxy_pass http://trio/scep;
         }
 
         location = /same {
@@ -95,6 +109,7 @@ sub wait_state {
 
 ok(wait_state('ndes', $_, 'up', 10), "$_ is up") for qw(GOOD BROKEN);
 ok(wait_state('same', $_, 'up', 10), "$_ is up") for qw(SAME0 SAME1);
+ok(wait_state('trio', $_, 'up', 10), "$_ is up") for qw(TRIO0 TRIO1 TRIO2);
 
 sub enroll {
     my ($path, $challenge) = @_;
@@ -148,6 +163,23 @@ $got{enroll('/same', 'wrong')}++ for 1 .. 12;
 is($got{2}, 12, 'a wrong challenge: refused by both back ends');
 is(peer('same', $_)->{state}, 'up', "$_ stays up: nobody issued")
     for qw(SAME0 SAME1);
+
+# two broken servers of three: one at a time is out for its refusals,
+# so that requests that every server refuses, steered to one server at a
+# time, never take out more than one
+%got = ();
+$got{enroll('/trio')}++ for 1 .. 18;
+my @down = grep { (peer('trio', $_)->{state} // '') eq 'down' }
+           qw(TRIO0 TRIO1 TRIO2);
+is(scalar @down, 1, 'one of the two broken servers is out')
+    or diag("down: @down");
+isnt($down[0] // '', 'TRIO0', 'not the one that issues');
+%got = ();
+$got{enroll('/trio')}++ for 1 .. 12;
+@down = grep { (peer('trio', $_)->{state} // '') eq 'down' }
+        qw(TRIO0 TRIO1 TRIO2);
+is(scalar @down, 1, 'the other stays in while the first is held')
+    or diag("down: @down");
 
 # configuration errors
 for my $bad ('refusals=x', 'refusals=-1', 'refusal_hold=0', 'refusal_hold=x')

@@ -30,6 +30,13 @@
 #             FILE (application/x-x509-ca-cert), and every PKIOperation
 #             the bytes of the file ANSWER, read again for each request,
 #             as application/x-pki-message: a CertRep a test made
+#   pending   a CA that holds requests for approval: GetCACaps a
+#             capability list, GetCACert the DER certificate FILE, and a
+#             POST PKIOperation a CertRep signed with FILE and its key
+#             KEY that answers it: PENDING the first time the daemon sees
+#             its transactionID, SUCCESS after (a transactionID that
+#             starts with "hold-" stays PENDING); prints "PID
+#             PKIOperation TID STATUS" for each
 #   cutoff    as answer, but the answer breaks off: its Content-Length
 #             promises 100 bytes more than are sent before the close
 #   slowtls=S an HTTPS server (FILE.crt, FILE.key) that waits S seconds
@@ -41,12 +48,14 @@
 #   fault-daemon.pl PORT type FILE TYPE
 #   fault-daemon.pl PORT capstype FILE TYPE
 #   fault-daemon.pl PORT answer FILE ANSWER
+#   fault-daemon.pl PORT pending FILE KEY
 #
 # Loopback only; one process per connection.
 
 use strict;
 use warnings;
 
+use FindBin;
 use IO::Socket::INET;
 use Socket qw(SOL_SOCKET SO_LINGER);
 
@@ -68,6 +77,9 @@ if ($file && $mode !~ /^slowtls/) {
 my $srv = IO::Socket::INET->new(LocalAddr => "127.0.0.1:$port",
                                 Listen => 128, ReuseAddr => 1)
     or die "listen on $port: $!";
+
+# the port, for the folder of what mode "pending" saw
+my $listening = $srv->sockport;
 
 if ($port_file) {
     open my $fh, '>', "$port_file.tmp" or die "$port_file.tmp: $!";
@@ -157,12 +169,14 @@ sub serve {
                "<html><body>Network Device Enrollment Service</body>"
                . "</html>\r\n");
 
-    } elsif ($mode eq 'answer' || $mode eq 'cutoff') {
+    } elsif ($mode eq 'answer' || $mode eq 'cutoff' || $mode eq 'pending') {
         if ($req =~ /operation=GetCACaps/) {
             answer($c, '200 OK', 'text/plain',
                    "POSTPKIOperation\nSHA-256\nAES\nSCEPStandard\n");
         } elsif ($req =~ /operation=GetCACert/) {
             answer($c, '200 OK', 'application/x-x509-ca-cert', $body);
+        } elsif ($mode eq 'pending') {
+            pending($c, $req);
         } else {
             open my $fh, '<', $type or die "$type: $!";
             binmode $fh;
@@ -237,3 +251,49 @@ sub slowtls {
     close $c;
     print "$$ close ", Time::HiRes::time(), "\n";
 }
+
+# A CertRep for the POST PKIOperation in $req: PENDING the first time
+# for its transactionID (a file in a folder of this daemon's own says it
+# was seen), SUCCESS after, made by the message tool
+sub pending {
+    my ($c, $req) = @_;
+
+    my ($len) = $req =~ /\r\nContent-Length:\s*(\d+)/i;
+    my $msg = substr($req, index($req, "\r\n\r\n") + 4);
+    while ($len && length($msg) < $len) {
+        my $n = sysread($c, my $buf, 65536);
+        last unless $n;
+        $msg .= $buf;
+    }
+
+    my $state = "$file.pending-$listening";
+    mkdir $state;
+    my $in = "$state/req-$$.der";
+    open my $fh, '>', $in or die "$in: $!";
+    binmode $fh;
+    print $fh $msg;
+    close $fh;
+
+    my $asn1 = `openssl asn1parse -inform DER -in $in 2>&1`;
+    my ($tid) = $asn1 =~ /:2\.16\.840\.1\.113733\.1\.9\.7\n.*\n.*:(\S+)\n/;
+    unless (defined $tid && $tid =~ /^[\w.-]+$/) {
+        answer($c, '400 Bad Request', 'text/plain', "no transactionID\n");
+        unlink $in;
+        return;
+    }
+
+    my $seen = "$state/tid-$tid";
+    my $status = -e $seen && $tid !~ /^hold-/ ? 0 : 3;
+    open $fh, '>', $seen and close $fh;
+
+    my $tool = "$FindBin::Bin/../../build/scep-msg";
+    my $cmd = "$tool --type 3 --reply-to $in --key $type"
+              . " --signer-cert $file --status $status";
+    my $rep = `$cmd`;
+    unlink $in;
+
+    print "$$ PKIOperation $tid ", $status ? 'PENDING' : 'SUCCESS', "\n";
+
+    answer($c, '200 OK', 'application/x-pki-message', $rep);
+}
+
