@@ -20,7 +20,10 @@
 static ngx_int_t ngx_http_scep_replace_body(ngx_http_request_t *r,
     u_char *body, size_t len);
 static ngx_uint_t ngx_http_scep_upstream_takes_post(ngx_http_request_t *r);
-static ngx_int_t ngx_http_scep_set_content_type(ngx_http_request_t *r);
+static ngx_int_t ngx_http_scep_set_content_type(ngx_http_request_t *r,
+    ngx_http_scep_ctx_t *ctx);
+static ngx_int_t ngx_http_scep_save_header(ngx_http_request_t *r,
+    ngx_http_scep_ctx_t *ctx, ngx_table_elt_t *h);
 
 
 static ngx_str_t  ngx_http_scep_post_method = ngx_string("POST");
@@ -106,8 +109,7 @@ ngx_http_scep_forward_as_post(ngx_http_request_t *r, ngx_http_scep_ctx_t *ctx)
         || ctx->op != NGX_HTTP_SCEP_OP_PKIOPERATION
         || !ctx->has_message
         || ctx->reject != NGX_HTTP_SCEP_REJECT_NONE
-        || r->headers_in.content_length_n > 0
-        || r->headers_in.chunked)
+        || r->headers_in.content_length_n > 0)
     {
         return 0;
     }
@@ -115,6 +117,24 @@ ngx_http_scep_forward_as_post(ngx_http_request_t *r, ngx_http_scep_ctx_t *ctx)
     /* the location that passes it on, after a redirect too */
 
     slcf = ngx_http_get_module_loc_conf(r, ngx_http_scep_module);
+
+    if (r->headers_in.chunked) {
+        /*
+         * HTTP/2 and HTTP/3 mark so a GET whose HEADERS frame did not
+         * end the stream: a body may still come, nginx reads it
+         */
+
+        if (slcf->forward_method != NGX_HTTP_SCEP_FWD_GET
+            && !ctx->stream_logged)
+        {
+            ctx->stream_logged = 1;
+            ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                          "scep: GET with a request body stream:"
+                          " forwarded as GET");
+        }
+
+        return 0;
+    }
 
     switch (slcf->forward_method) {
 
@@ -205,6 +225,22 @@ ngx_http_scep_forward_post(ngx_http_request_t *r, ngx_http_scep_ctx_t *ctx)
         return NGX_ERROR;
     }
 
+    ctx->fwd_saved = ngx_array_create(r->pool, 2,
+                                      sizeof(ngx_http_scep_saved_t));
+    if (ctx->fwd_saved == NULL) {
+        return NGX_ERROR;
+    }
+
+    ctx->fwd_pushed = NULL;
+    ctx->fwd_length_n = r->headers_in.content_length_n;
+
+    if (r->headers_in.content_length
+        && ngx_http_scep_save_header(r, ctx, r->headers_in.content_length)
+           != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
     if (r->request_body == NULL) {
         r->request_body = ngx_pcalloc(r->pool,
                                       sizeof(ngx_http_request_body_t));
@@ -214,10 +250,23 @@ ngx_http_scep_forward_post(ngx_http_request_t *r, ngx_http_scep_ctx_t *ctx)
     }
 
     if (ngx_http_scep_replace_body(r, der, len) != NGX_OK
-        || ngx_http_scep_set_content_type(r) != NGX_OK)
+        || ngx_http_scep_set_content_type(r, ctx) != NGX_OK)
     {
         return NGX_ERROR;
     }
+
+    /*
+     * The canonical query goes back to the allocator now (a large
+     * allocation): the back end gets the DER, which an internal
+     * redirect makes a query of again
+     */
+
+    if (ctx->query_allocated) {
+        (void) ngx_pfree(r->pool, r->args.data);
+        ctx->query_allocated = 0;
+    }
+
+    ngx_str_null(&ctx->message);
 
     r->args = ngx_http_scep_post_args;
 
@@ -225,6 +274,8 @@ ngx_http_scep_forward_post(ngx_http_request_t *r, ngx_http_scep_ctx_t *ctx)
     r->valid_unparsed_uri = 0;
 
     r->method_name = ngx_http_scep_post_method;
+
+    ctx->converted = 1;
 
     ngx_log_debug1(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
                    "scep: GET PKIOperation forwarded as a POST of %uz bytes",
@@ -234,10 +285,120 @@ ngx_http_scep_forward_post(ngx_http_request_t *r, ngx_http_scep_ctx_t *ctx)
 }
 
 
+/*
+ * An internal redirect (error_page, X-Accel-Redirect, a named location)
+ * after the GET was made a POST: nginx takes it on as a GET, so it is
+ * one again, with no body, the device's Content-Length and Content-Type
+ * and the message in the canonical query, unless the redirect gave the
+ * request a query of its own.  A location that passes it on converts it
+ * anew (scep_forward_method there).
+ */
+
+ngx_int_t
+ngx_http_scep_forward_undo(ngx_http_request_t *r, ngx_http_scep_ctx_t *ctx)
+{
+    ngx_uint_t              i;
+    ngx_list_part_t        *part, *prev;
+    ngx_http_scep_saved_t  *saved;
+
+    ctx->converted = 0;
+
+    r->request_body = NULL;
+    r->headers_in.content_length_n = ctx->fwd_length_n;
+
+    saved = ctx->fwd_saved->elts;
+
+    for (i = 0; i < ctx->fwd_saved->nelts; i++) {
+        saved[i].header->value = saved[i].value;
+    }
+
+    if (ctx->fwd_pushed) {
+        part = r->headers_in.headers.last;
+
+        if (part->nelts
+            && ctx->fwd_pushed == (ngx_table_elt_t *) part->elts
+                                  + part->nelts - 1)
+        {
+            part->nelts--;
+
+            if (part->nelts == 0 && part != &r->headers_in.headers.part) {
+                /*
+                 * nginx's loops over a list (proxy_pass's among them)
+                 * read the first element of a part they step to
+                 * unchecked: an empty part goes from the list
+                 */
+
+                for (prev = &r->headers_in.headers.part;
+                     prev->next != part;
+                     prev = prev->next)
+                {
+                    /* void */
+                }
+
+                prev->next = NULL;
+                r->headers_in.headers.last = prev;
+            }
+
+        } else {
+            /* not the last one: it stays, as the body's type */
+            ctx->fwd_pushed->hash = 0;
+        }
+
+        if (r->headers_in.content_type == ctx->fwd_pushed) {
+            r->headers_in.content_type = NULL;
+        }
+
+        ctx->fwd_pushed = NULL;
+    }
+
+    if (r->method != NGX_HTTP_HEAD) {
+        r->method_name = ngx_http_core_get_method;
+    }
+
+    if (r->args.len == 0
+        || (r->args.len == ngx_http_scep_post_args.len
+            && ngx_strncmp(r->args.data, ngx_http_scep_post_args.data,
+                           r->args.len)
+               == 0))
+    {
+        /* the query the conversion made, or none */
+
+        if (ngx_http_scep_canonical_query(r, ctx) != NGX_OK) {
+            return NGX_ERROR;
+        }
+    }
+
+    ngx_log_debug0(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                   "scep: a GET forwarded as a POST is a GET again"
+                   " after an internal redirect");
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_scep_save_header(ngx_http_request_t *r, ngx_http_scep_ctx_t *ctx,
+    ngx_table_elt_t *h)
+{
+    ngx_http_scep_saved_t  *saved;
+
+    saved = ngx_array_push(ctx->fwd_saved);
+    if (saved == NULL) {
+        return NGX_ERROR;
+    }
+
+    saved->header = h;
+    saved->value = h->value;
+
+    return NGX_OK;
+}
+
+
 /* every Content-Type the device sent with its GET says the body's */
 
 static ngx_int_t
-ngx_http_scep_set_content_type(ngx_http_request_t *r)
+ngx_http_scep_set_content_type(ngx_http_request_t *r,
+    ngx_http_scep_ctx_t *ctx)
 {
     ngx_uint_t        i;
     ngx_list_part_t  *part;
@@ -252,6 +413,10 @@ ngx_http_scep_set_content_type(ngx_http_request_t *r)
                                    sizeof("Content-Type") - 1)
                    == 0)
             {
+                if (ngx_http_scep_save_header(r, ctx, &h[i]) != NGX_OK) {
+                    return NGX_ERROR;
+                }
+
                 h[i].value = ngx_http_scep_pki_type;
             }
         }
@@ -266,15 +431,21 @@ ngx_http_scep_set_content_type(ngx_http_request_t *r)
         return NGX_ERROR;
     }
 
-    h->hash = 1;
+    /*
+     * the hash of its lowercase name, as nginx gives the headers it
+     * parsed: proxy_set_header Content-Type replaces it then
+     */
+
     ngx_str_set(&h->key, "Content-Type");
     h->value = ngx_http_scep_pki_type;
     h->lowcase_key = (u_char *) "content-type";
+    h->hash = ngx_hash_key(h->lowcase_key, h->key.len);
 #if (nginx_version >= 1023000)
     h->next = NULL;
 #endif
 
     r->headers_in.content_type = h;
+    ctx->fwd_pushed = h;
 
     return NGX_OK;
 }

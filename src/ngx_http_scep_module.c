@@ -364,6 +364,19 @@ ngx_http_scep_init(ngx_conf_t *cf)
     *h = ngx_http_scep_rewrite_handler;
 
     /*
+     * Server rewrite: after an internal redirect to a URI, a GET that
+     * was forwarded as a POST is a GET again, before the new location's
+     * client_max_body_size sees the Content-Length of its message.
+     */
+
+    h = ngx_array_push(&cmcf->phases[NGX_HTTP_SERVER_REWRITE_PHASE].handlers);
+    if (h == NULL) {
+        return NGX_ERROR;
+    }
+
+    *h = ngx_http_scep_server_rewrite_handler;
+
+    /*
      * Preaccess and access are nginx's: limit_req, limit_conn,
      * allow/deny, auth_basic, auth_request.  A request they refuse gets
      * their answer, and costs no POST body and no signature.

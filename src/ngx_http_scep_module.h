@@ -447,6 +447,15 @@ typedef struct {
     unsigned                   der_allocated:1;  /* ctx->der is ours */
     unsigned                   forward_post:1;   /* a GET that goes on as
                                                     a POST: ctx->der kept */
+    unsigned                   converted:1;   /* ... and was made one */
+    unsigned                   query_allocated:1;  /* r->args is ours */
+    unsigned                   stream_logged:1;    /* said once why a GET
+                                                      stayed a GET */
+
+    /* what the conversion to a POST replaced, for an internal redirect */
+    ngx_array_t               *fwd_saved;     /* of ngx_http_scep_saved_t */
+    ngx_table_elt_t           *fwd_pushed;    /* our Content-Type */
+    off_t                      fwd_length_n;  /* the device's */
 
     /* the back end's answer to a PKIOperation (ngx_http_scep_response.c) */
     unsigned                   response:2;    /* NGX_HTTP_SCEP_ANSWER_* */
@@ -460,6 +469,13 @@ typedef struct {
     /* scep_pending_zone: the server that holds a CertPoll's request */
     ngx_http_scep_peer_t      *pinned;
 } ngx_http_scep_ctx_t;
+
+
+/* a request header's value that a GET forwarded as a POST replaced */
+typedef struct {
+    ngx_table_elt_t           *header;
+    ngx_str_t                  value;
+} ngx_http_scep_saved_t;
 
 
 #define NGX_HTTP_SCEP_ANSWER_NONE      0
@@ -477,6 +493,7 @@ typedef struct {
 #define NGX_HTTP_SCEP_BODY_READ     2   /* or nothing to read */
 
 
+ngx_int_t ngx_http_scep_server_rewrite_handler(ngx_http_request_t *r);
 ngx_int_t ngx_http_scep_rewrite_handler(ngx_http_request_t *r);
 ngx_int_t ngx_http_scep_precontent_handler(ngx_http_request_t *r);
 ngx_int_t ngx_http_scep_log_handler(ngx_http_request_t *r);
@@ -530,6 +547,10 @@ ngx_int_t ngx_http_scep_forward_der(ngx_http_request_t *r,
 ngx_uint_t ngx_http_scep_forward_as_post(ngx_http_request_t *r,
     ngx_http_scep_ctx_t *ctx);
 ngx_int_t ngx_http_scep_forward_post(ngx_http_request_t *r,
+    ngx_http_scep_ctx_t *ctx);
+ngx_int_t ngx_http_scep_forward_undo(ngx_http_request_t *r,
+    ngx_http_scep_ctx_t *ctx);
+ngx_int_t ngx_http_scep_canonical_query(ngx_http_request_t *r,
     ngx_http_scep_ctx_t *ctx);
 
 ngx_int_t ngx_http_scep_stats_init(ngx_conf_t *cf);

@@ -36,6 +36,14 @@ my ($rc, $out) = $t->run('openssl', 'crl2pkcs7', '-nocrl', '-certfile',
                          $t->ca_pem, '-outform', 'DER', '-out', $p7);
 die "openssl crl2pkcs7: $out" if $rc;
 $t->start_fault('getonly', $p7);
+$t->start_fault('reset');
+
+# a back end that writes out every raw request it gets
+my $dump = $t->dir . '/dump.txt';
+$t->spawn($t->dir . '/logs/record.log', $^X,
+          "$FindBin::Bin/lib/record-daemon.pl", $t->port('DUMP'), $dump);
+$t->wait_port($t->port('DUMP')) or die 'record-daemon did not start';
+$t->port('CLOSED');
 
 $t->start_nginx(<<'CONF');
 http {
@@ -69,8 +77,24 @@ http {
         server 127.0.0.1:%%HOPA%%;
     }
 
+    upstream dump {
+        server 127.0.0.1:%%DUMP%%;
+    }
+
+    upstream dumpka {
+        server 127.0.0.1:%%DUMP%%;
+        keepalive 4;
+    }
+
+    # the first server resets the connection, the second enrolls
+    upstream retry {
+        server 127.0.0.1:%%FAULT_RESET2%%;
+        server 127.0.0.1:%%HOPA%%;
+    }
+
     server {
         listen 127.0.0.1:%%GW%%;
+        listen 127.0.0.1:%%GW2%% http2;
         access_log %%DIR%%/logs/device.log device;
 
         location = /post {
@@ -119,6 +143,73 @@ http {
             sub_filter_once off;
             sub_filter POSTPKIOperation GETOnly;
             sub_filter SCEPStandard GETOnly;
+        }
+
+        # toward the recording back end
+        location = /dump {
+            scep on;
+            scep_forward_method post;
+            proxy_pass http://dump/dump;
+        }
+
+        location = /ct {
+            scep on;
+            scep_forward_method post;
+            proxy_set_header Content-Type application/x-pki-message;
+            proxy_pass http://dump/ct;
+        }
+
+        location = /ka {
+            scep on;
+            scep_forward_method post;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_pass http://dumpka/ka;
+        }
+
+        location = /retry {
+            scep on;
+            scep_forward_method post;
+            proxy_next_upstream error timeout;
+            proxy_pass http://retry/scep;
+        }
+
+        # the first back end is down: error_page takes the request on
+        location = /epuri {
+            scep on;
+            scep_forward_method post;
+            proxy_pass http://127.0.0.1:%%CLOSED%%/scep;
+            error_page 502 = /fb;
+        }
+
+        location = /epnew {
+            scep on;
+            scep_forward_method post;
+            proxy_pass http://127.0.0.1:%%CLOSED%%/scep;
+            error_page 502 = /fbpost;
+        }
+
+        location = /epnamed {
+            scep on;
+            scep_forward_method post;
+            proxy_pass http://127.0.0.1:%%CLOSED%%/scep;
+            error_page 502 = @fb;
+        }
+
+        location = /fb {
+            client_max_body_size 1k;
+            proxy_pass http://dump/fb;
+        }
+
+        location = /fbpost {
+            client_max_body_size 1k;
+            scep_forward_method post;
+            proxy_pass http://dump/fbpost;
+        }
+
+        location @fb {
+            client_max_body_size 1k;
+            proxy_pass http://dump;
         }
 
         location = /status {
@@ -358,6 +449,177 @@ for my $i (1 .. 4) {
        'scepclient\'s GET reached the back end as a POST');
     is($f->{args}, 'operation=PKIOperation', 'scepclient: the POST query');
     like(device_line(), qr{^POST\|GET /client\?}, 'scepclient sent GET');
+}
+
+# ------------------------------------------------------------------
+# what the recording back end got, a request at a time: the request
+# line, the headers (name and value pairs) and the body's length
+
+my $dumped = 0;
+
+sub recorded {
+    my ($n) = @_;
+    my @r;
+    my $end = time + 5 * (int($ENV{TEST_TIMEOUT_FACTOR} || 1) || 1);
+    while (time < $end) {
+        my $text = -e $dump ? $t->read_file('dump.txt') : '';
+        @r = ();
+        for my $rec (grep { length } split /^=== /m, $text) {
+            my ($conn, $head, $len) =
+                $rec =~ /^conn (\d+) req \d+\n(.*)\nbodylen=(\d+)\n/s
+                or next;
+            my ($line, @h) = split /\r\n/, $head;
+            push @r, { conn => $conn, line => $line, bodylen => $len,
+                       headers => [ map { [ split /:\s*/, $_, 2 ] } @h ] };
+        }
+        last if @r >= $dumped + $n;
+        select undef, undef, undef, 0.05;
+    }
+    my @new = @r[$dumped .. $#r];
+    $dumped = @r;
+    return @new;
+}
+
+sub header_values {
+    my ($rec, $name) = @_;
+    return map { $_->[1] } grep { lc $_->[0] eq lc $name }
+                                @{$rec->{headers} // []};
+}
+
+sub mq {
+    my ($der) = @_;
+    return 'operation=PKIOperation&message='
+           . SCEPTest::dialect($der, 'std');
+}
+
+# proxy_set_header Content-Type replaces the module's, not adds to it
+{
+    my $der = $t->device_msg;
+    my $r = $t->get($gw, '/ct?' . mq($der));
+    is($r->{status}, 200, 'proxy_set_header Content-Type: served');
+    my ($rec) = recorded(1);
+    like($rec->{line} // '', qr{^POST /ct\?operation=PKIOperation HTTP},
+         'proxy_set_header Content-Type: a POST');
+    is(scalar(() = header_values($rec, 'Content-Type')), 1,
+       'proxy_set_header Content-Type: one Content-Type');
+
+    $r = SCEPTest::http($gw, 'GET /ct?' . mq($t->device_msg)
+                              . " HTTP/1.1\r\nHost: localhost\r\n"
+                              . "Content-Type: text/plain\r\n"
+                              . "Connection: close\r\n\r\n");
+    ($rec) = recorded(1);
+    is_deeply([ header_values($rec, 'Content-Type') ],
+              [ 'application/x-pki-message' ],
+              'the device\'s Content-Type: one, the message\'s');
+}
+
+# a GET with "Content-Length: 0" is made a POST with the message's
+{
+    my $der = $t->device_msg;
+    my $r = SCEPTest::http($gw, 'GET /dump?' . mq($der)
+                                . " HTTP/1.1\r\nHost: localhost\r\n"
+                                . "Content-Length: 0\r\n"
+                                . "Connection: close\r\n\r\n");
+    is($r->{status}, 200, 'a GET with Content-Length: 0 is served');
+    my ($rec) = recorded(1);
+    like($rec->{line} // '', qr{^POST /dump\?operation=PKIOperation HTTP},
+         'a GET with Content-Length: 0 goes on as a POST');
+    is_deeply([ header_values($rec, 'Content-Length') ], [ length $der ],
+              'a GET with Content-Length: 0: one Content-Length,'
+              . ' the message\'s');
+    is($rec->{bodylen}, length $der,
+       'a GET with Content-Length: 0: the message is the body');
+}
+
+# a GET with a body stream of its own stays a GET, and says why
+{
+    my $der = $t->device_msg;
+    my $r = SCEPTest::http($gw, 'GET /dump?' . mq($der)
+                                . " HTTP/1.1\r\nHost: localhost\r\n"
+                                . "Transfer-Encoding: chunked\r\n"
+                                . "Connection: close\r\n\r\n0\r\n\r\n");
+    is($r->{status}, 200, 'a chunked GET is served');
+    my ($rec) = recorded(1);
+    like($rec->{line} // '', qr{^GET /dump\?operation=PKIOperation&message=},
+         'a chunked GET goes on as a GET, its message in the query');
+    is($t->count_error_log(qr/GET with a request body stream: forwarded as GET/),
+       1, 'a chunked GET: the reason, at info, once');
+
+    my $gw2 = $t->port('GW2');
+    my $f = $t->dir . '/h2body';
+    $t->write_file('h2body', 'x');
+    my ($rc, $out) = $t->run('curl', '-s', '-o', '/dev/null', '-w',
+                             '%{http_code}', '--http2-prior-knowledge',
+                             '-X', 'GET', '-H', 'Content-Length:',
+                             '--data-binary', "\@$f",
+                             "http://127.0.0.1:$gw2/dump?" . mq($der));
+    is($out, '200', 'an HTTP/2 GET with DATA frames is served');
+    ($rec) = recorded(1);
+    like($rec->{line} // '', qr{^GET /dump\?operation=PKIOperation&message=},
+         'an HTTP/2 GET with DATA frames goes on as a GET');
+    is($t->count_error_log(qr/GET with a request body stream: forwarded as GET/),
+       2, 'an HTTP/2 GET with DATA frames: the reason, at info');
+}
+
+# several converted GETs on one keepalive connection to the back end
+{
+    my @der = map { $t->device_msg } 1 .. 3;
+    my @st = map { $t->get($gw, '/ka?' . mq($_))->{status} } @der;
+    is_deeply(\@st, [ 200, 200, 200 ], 'keepalive: three GETs served');
+    my @rec = recorded(3);
+    is(scalar(grep { $_->{line} =~ m{^POST /ka\?operation=PKIOperation } }
+                   @rec),
+       3, 'keepalive: three POSTs');
+    is_deeply([ map { $_->{bodylen} } @rec ], [ map { length } @der ],
+              'keepalive: each with its own message as the body');
+    is(scalar(keys %{{ map { $_->{conn} => 1 } @rec }}), 1,
+       'keepalive: on one connection');
+}
+
+# the first server resets the connection: the next one gets the body
+# again, and enrolls
+{
+    my $der = $t->device_msg;
+    my $r = $t->get($gw, '/retry?' . mq($der));
+    is($r->{status}, 200, 'retry: served by the second server');
+    is($t->pki_status($r->{body}), '0', 'retry: enrolls');
+    as_post(forwarded(), $der, $hopa, 'retry: the body resent');
+}
+
+# error_page to a URI after the conversion: nginx takes the request on
+# as a GET, and the module's body and Content-Length go with the POST
+{
+    my $der = $t->device_msg;
+    my $r = $t->get($gw, '/epuri?' . mq($der));
+    is($r->{status}, 200,
+       'error_page to a URI: served, no 413 of client_max_body_size');
+    my ($rec) = recorded(1);
+    like($rec->{line} // '', qr{^GET /fb\?operation=PKIOperation&message=\S+ },
+         'error_page to a URI: a GET with the message in the query');
+    is($rec->{bodylen}, 0, 'error_page to a URI: no body');
+    is(scalar(() = header_values($rec, 'Content-Length')), 0,
+       'error_page to a URI: no Content-Length');
+    is(scalar(() = header_values($rec, 'Content-Type')), 0,
+       'error_page to a URI: no Content-Type');
+
+    $r = $t->get($gw, '/epnew?' . mq($der = $t->device_msg));
+    is($r->{status}, 200, 'error_page to a URI that converts: served');
+    ($rec) = recorded(1);
+    like($rec->{line} // '', qr{^POST /fbpost\?operation=PKIOperation HTTP},
+         'error_page to a URI that converts: a POST again');
+    is($rec->{bodylen}, length $der,
+       'error_page to a URI that converts: the message is the body');
+    is_deeply([ header_values($rec, 'Content-Type') ],
+              [ 'application/x-pki-message' ],
+              'error_page to a URI that converts: one Content-Type');
+
+    $r = $t->get($gw, '/epnamed?' . mq($der = $t->device_msg));
+    is($r->{status}, 200, 'error_page to a named location: served');
+    ($rec) = recorded(1);
+    like($rec->{line} // '',
+         qr{^GET /epnamed\?operation=PKIOperation&message=\S+ },
+         'error_page to a named location: a GET with the message');
+    is($rec->{bodylen}, 0, 'error_page to a named location: no body');
 }
 
 # ------------------------------------------------------------------
