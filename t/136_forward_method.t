@@ -15,6 +15,18 @@
 #
 # A recording server in front of each back end logs the method, the
 # Content-Type, the Content-Length and the query it got.
+#
+# A back end that writes out each raw request (t/lib/record-daemon.pl)
+# shows what the conversion sends: one Content-Type under
+# proxy_set_header Content-Type, the message's Content-Length for a GET
+# with "Content-Length: 0", several POSTs on one keepalive connection,
+# a GET with a body stream (chunked, HTTP/2 DATA frames) kept a GET
+# with a line at info, and after error_page to a URI or a named
+# location the GET it was, with its message and no body (no 413 of the
+# new location's client_max_body_size), or a POST again where that
+# location says "post".  A server that resets the connection makes
+# proxy_next_upstream send the body again to the next one, which
+# enrolls.
 
 use strict;
 use warnings;
@@ -542,8 +554,9 @@ sub mq {
     my ($rec) = recorded(1);
     like($rec->{line} // '', qr{^GET /dump\?operation=PKIOperation&message=},
          'a chunked GET goes on as a GET, its message in the query');
-    is($t->count_error_log(qr/GET with a request body stream: forwarded as GET/),
-       1, 'a chunked GET: the reason, at info, once');
+    my $why = qr/GET with a request body stream: forwarded as GET/;
+    is($t->count_error_log($why), 1,
+       'a chunked GET: the reason, at info, once');
 
     my $gw2 = $t->port('GW2');
     my $f = $t->dir . '/h2body';
@@ -557,8 +570,8 @@ sub mq {
     ($rec) = recorded(1);
     like($rec->{line} // '', qr{^GET /dump\?operation=PKIOperation&message=},
          'an HTTP/2 GET with DATA frames goes on as a GET');
-    is($t->count_error_log(qr/GET with a request body stream: forwarded as GET/),
-       2, 'an HTTP/2 GET with DATA frames: the reason, at info');
+    is($t->count_error_log($why), 2,
+       'an HTTP/2 GET with DATA frames: the reason, at info');
 }
 
 # several converted GETs on one keepalive connection to the back end
