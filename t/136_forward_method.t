@@ -22,7 +22,7 @@
 # with "Content-Length: 0", several POSTs on one keepalive connection,
 # a GET with a body stream (chunked, HTTP/2 DATA frames) kept a GET
 # with a line at info, and after error_page to a URI or a named
-# location the GET it was, with its message and no body (no 413 of the
+# location, or X-Accel-Redirect, the GET it was, with its message and no body (no 413 of the
 # new location's client_max_body_size), or a POST again where that
 # location says "post".  A server that resets the connection makes
 # proxy_next_upstream send the body again to the next one, which
@@ -201,6 +201,13 @@ http {
             error_page 502 = /fbpost;
         }
 
+        # the back end hands the request on by X-Accel-Redirect
+        location = /xar {
+            scep on;
+            scep_forward_method post;
+            proxy_pass http://127.0.0.1:%%XAR%%/xar;
+        }
+
         location = /epnamed {
             scep on;
             scep_forward_method post;
@@ -226,6 +233,15 @@ http {
 
         location = /status {
             scep_status;
+        }
+    }
+
+    server {
+        listen 127.0.0.1:%%XAR%%;
+
+        location / {
+            add_header X-Accel-Redirect /fb;
+            return 204;
         }
     }
 
@@ -625,6 +641,14 @@ sub mq {
     is_deeply([ header_values($rec, 'Content-Type') ],
               [ 'application/x-pki-message' ],
               'error_page to a URI that converts: one Content-Type');
+
+    $r = $t->get($gw, '/xar?' . mq($der = $t->device_msg));
+    is($r->{status}, 200, 'X-Accel-Redirect: served, no 413');
+    ($rec) = recorded(1);
+    like($rec->{line} // '',
+         qr{^GET /fb\?operation=PKIOperation&message=\S+ },
+         'X-Accel-Redirect: a GET with the message in the query');
+    is($rec->{bodylen}, 0, 'X-Accel-Redirect: no body');
 
     $r = $t->get($gw, '/epnamed?' . mq($der = $t->device_msg));
     is($r->{status}, 200, 'error_page to a named location: served');
