@@ -24,6 +24,7 @@ static ngx_int_t ngx_http_scep_set_content_type(ngx_http_request_t *r,
     ngx_http_scep_ctx_t *ctx);
 static ngx_int_t ngx_http_scep_save_header(ngx_http_request_t *r,
     ngx_http_scep_ctx_t *ctx, ngx_table_elt_t *h);
+static ngx_uint_t ngx_http_scep_query_in_use(ngx_http_request_t *r);
 
 
 static ngx_str_t  ngx_http_scep_post_method = ngx_string("POST");
@@ -258,11 +259,16 @@ ngx_http_scep_forward_post(ngx_http_request_t *r, ngx_http_scep_ctx_t *ctx)
     /*
      * The canonical query goes back to the allocator now (a large
      * allocation): the back end gets the DER, which an internal
-     * redirect makes a query of again
+     * redirect makes a query of again.  Not while a variable evaluated
+     * before ($args, $arg_message in a map or limit_req key) still
+     * points into it for the access log.
      */
 
     if (ctx->query_allocated) {
-        (void) ngx_pfree(r->pool, r->args.data);
+        if (!ngx_http_scep_query_in_use(r)) {
+            (void) ngx_pfree(r->pool, r->args.data);
+        }
+
         ctx->query_allocated = 0;
     }
 
@@ -373,6 +379,34 @@ ngx_http_scep_forward_undo(ngx_http_request_t *r, ngx_http_scep_ctx_t *ctx)
                    " after an internal redirect");
 
     return NGX_OK;
+}
+
+
+/* whether a variable's kept value points into the query */
+
+static ngx_uint_t
+ngx_http_scep_query_in_use(ngx_http_request_t *r)
+{
+    u_char                     *start, *end;
+    ngx_uint_t                  i;
+    ngx_http_variable_value_t  *v;
+    ngx_http_core_main_conf_t  *cmcf;
+
+    cmcf = ngx_http_get_module_main_conf(r, ngx_http_core_module);
+
+    start = r->args.data;
+    end = start + r->args.len;
+    v = r->variables;
+
+    for (i = 0; i < cmcf->variables.nelts; i++) {
+        if (v[i].valid && v[i].len
+            && v[i].data < end && v[i].data + v[i].len > start)
+        {
+            return 1;
+        }
+    }
+
+    return 0;
 }
 
 
