@@ -74,6 +74,14 @@ static ngx_conf_enum_t  ngx_http_scep_check_responses[] = {
 };
 
 
+static ngx_conf_enum_t  ngx_http_scep_forward_methods[] = {
+    { ngx_string("get"), NGX_HTTP_SCEP_FWD_GET },
+    { ngx_string("post"), NGX_HTTP_SCEP_FWD_POST },
+    { ngx_string("auto"), NGX_HTTP_SCEP_FWD_AUTO },
+    { ngx_null_string, 0 }
+};
+
+
 static ngx_conf_enum_t  ngx_http_scep_ca_cache_idents[] = {
     { ngx_string("any"), NGX_HTTP_SCEP_IDENT_ANY },
     { ngx_string("probe"), NGX_HTTP_SCEP_IDENT_PROBE },
@@ -173,6 +181,13 @@ static ngx_command_t  ngx_http_scep_commands[] = {
       NGX_HTTP_LOC_CONF_OFFSET,
       offsetof(ngx_http_scep_loc_conf_t, forward_der),
       NULL },
+
+    { ngx_string("scep_forward_method"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_enum_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_scep_loc_conf_t, forward_method),
+      &ngx_http_scep_forward_methods },
 
     { ngx_string("scep_health_check"),
       NGX_HTTP_UPS_CONF|NGX_CONF_ANY,
@@ -368,6 +383,19 @@ ngx_http_scep_init(ngx_conf_t *cf)
     }
 
     *h = ngx_http_scep_rewrite_handler;
+
+    /*
+     * Server rewrite: after an internal redirect to a URI, a GET that
+     * was forwarded as a POST is a GET again, before the new location's
+     * client_max_body_size sees the Content-Length of its message.
+     */
+
+    h = ngx_array_push(&cmcf->phases[NGX_HTTP_SERVER_REWRITE_PHASE].handlers);
+    if (h == NULL) {
+        return NGX_ERROR;
+    }
+
+    *h = ngx_http_scep_server_rewrite_handler;
 
     /*
      * Preaccess and access are nginx's: limit_req, limit_conn,
@@ -656,6 +684,7 @@ ngx_http_scep_create_loc_conf(ngx_conf_t *cf)
     slcf->body_before_limits = NGX_CONF_UNSET;
     slcf->check_recipient = NGX_CONF_UNSET;
     slcf->forward_der = NGX_CONF_UNSET;
+    slcf->forward_method = NGX_CONF_UNSET_UINT;
     slcf->ca_cache = NGX_CONF_UNSET;
     slcf->ca_cache_valid = NGX_CONF_UNSET;
     slcf->ca_cache_ident = NGX_CONF_UNSET_UINT;
@@ -693,6 +722,8 @@ ngx_http_scep_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
                          0);
     ngx_conf_merge_value(conf->check_recipient, prev->check_recipient, 1);
     ngx_conf_merge_value(conf->forward_der, prev->forward_der, 1);
+    ngx_conf_merge_uint_value(conf->forward_method, prev->forward_method,
+                              NGX_HTTP_SCEP_FWD_GET);
     ngx_conf_merge_value(conf->ca_cache, prev->ca_cache, 0);
     ngx_conf_merge_sec_value(conf->ca_cache_valid, prev->ca_cache_valid,
                              3600);

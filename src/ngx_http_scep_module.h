@@ -79,6 +79,7 @@ typedef struct {
 
     ngx_flag_t                 check_recipient;
     ngx_flag_t                 forward_der;
+    ngx_uint_t                 forward_method;  /* NGX_HTTP_SCEP_FWD_* */
     ngx_flag_t                 ca_cache;
     time_t                     ca_cache_valid;
     ngx_uint_t                 ca_cache_ident;  /* NGX_HTTP_SCEP_IDENT_* */
@@ -94,6 +95,12 @@ typedef struct {
 #define NGX_HTTP_SCEP_RESP_OFF       0
 #define NGX_HTTP_SCEP_RESP_LOG       1
 #define NGX_HTTP_SCEP_RESP_ON        2
+
+
+/* scep_forward_method */
+#define NGX_HTTP_SCEP_FWD_GET        0
+#define NGX_HTTP_SCEP_FWD_POST       1
+#define NGX_HTTP_SCEP_FWD_AUTO       2
 
 
 /* scep_ca_cache_ident */
@@ -454,6 +461,17 @@ typedef struct {
     unsigned                   cache:2;       /* NGX_HTTP_SCEP_CACHE_* */
     unsigned                   replay_kept:1; /* pair in the replay zone */
     unsigned                   der_allocated:1;  /* ctx->der is ours */
+    unsigned                   forward_post:1;   /* a GET that goes on as
+                                                    a POST: ctx->der kept */
+    unsigned                   converted:1;   /* ... and was made one */
+    unsigned                   query_allocated:1;  /* r->args is ours */
+    unsigned                   stream_logged:1;    /* said once why a GET
+                                                      stayed a GET */
+
+    /* what the conversion to a POST replaced, for an internal redirect */
+    ngx_array_t               *fwd_saved;     /* of ngx_http_scep_saved_t */
+    ngx_table_elt_t           *fwd_pushed;    /* our Content-Type */
+    off_t                      fwd_length_n;  /* the device's */
 
     /* the back end's answer to a PKIOperation (ngx_http_scep_response.c) */
     unsigned                   response:2;    /* NGX_HTTP_SCEP_ANSWER_* */
@@ -467,6 +485,13 @@ typedef struct {
     /* scep_pending_zone: the server that holds a CertPoll's request */
     ngx_http_scep_peer_t      *pinned;
 } ngx_http_scep_ctx_t;
+
+
+/* a request header's value that a GET forwarded as a POST replaced */
+typedef struct {
+    ngx_table_elt_t           *header;
+    ngx_str_t                  value;
+} ngx_http_scep_saved_t;
 
 
 #define NGX_HTTP_SCEP_ANSWER_NONE      0
@@ -484,6 +509,7 @@ typedef struct {
 #define NGX_HTTP_SCEP_BODY_READ     2   /* or nothing to read */
 
 
+ngx_int_t ngx_http_scep_server_rewrite_handler(ngx_http_request_t *r);
 ngx_int_t ngx_http_scep_rewrite_handler(ngx_http_request_t *r);
 ngx_int_t ngx_http_scep_precontent_handler(ngx_http_request_t *r);
 ngx_int_t ngx_http_scep_log_handler(ngx_http_request_t *r);
@@ -525,6 +551,7 @@ void ngx_http_scep_shm_running(ngx_http_scep_main_conf_t *smcf);
 
 void ngx_http_scep_recipient_init(ngx_conf_t *cf);
 ngx_http_scep_srv_conf_t *ngx_http_scep_location_upstream(
+ngx_http_scep_upstream_t *ngx_http_scep_location_health(
     ngx_http_request_t *r);
 ngx_int_t ngx_http_scep_recipient_check(ngx_http_request_t *r,
     ngx_http_scep_ctx_t *ctx);
@@ -533,6 +560,14 @@ void ngx_http_scep_recipient_save(ngx_slab_pool_t *shpool,
 void ngx_http_scep_recipient_free_locked(ngx_slab_pool_t *shpool,
     ngx_http_scep_sh_peer_t *sp);
 ngx_int_t ngx_http_scep_forward_der(ngx_http_request_t *r,
+    ngx_http_scep_ctx_t *ctx);
+ngx_uint_t ngx_http_scep_forward_as_post(ngx_http_request_t *r,
+    ngx_http_scep_ctx_t *ctx);
+ngx_int_t ngx_http_scep_forward_post(ngx_http_request_t *r,
+    ngx_http_scep_ctx_t *ctx);
+ngx_int_t ngx_http_scep_forward_undo(ngx_http_request_t *r,
+    ngx_http_scep_ctx_t *ctx);
+ngx_int_t ngx_http_scep_canonical_query(ngx_http_request_t *r,
     ngx_http_scep_ctx_t *ctx);
 
 ngx_http_scep_reject_e ngx_http_scep_renewal_check(ngx_http_request_t *r,

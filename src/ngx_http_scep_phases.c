@@ -104,6 +104,34 @@ ngx_http_scep_ctx_cleanup(void *data)
 }
 
 
+/*
+ * An internal redirect to a URI re-enters the server rewrite phase, and
+ * nginx's find-config phase applies client_max_body_size of the new
+ * location to the request's Content-Length: a GET that was made a POST
+ * is a GET again before that.
+ */
+
+ngx_int_t
+ngx_http_scep_server_rewrite_handler(ngx_http_request_t *r)
+{
+    ngx_http_scep_ctx_t  *ctx;
+
+    if (r != r->main || !r->internal) {
+        return NGX_DECLINED;
+    }
+
+    ctx = ngx_http_scep_get_ctx(r);
+
+    if (ctx && ctx->converted
+        && ngx_http_scep_forward_undo(r, ctx) != NGX_OK)
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    return NGX_DECLINED;
+}
+
+
 ngx_int_t
 ngx_http_scep_rewrite_handler(ngx_http_request_t *r)
 {
@@ -128,6 +156,12 @@ ngx_http_scep_rewrite_handler(ngx_http_request_t *r)
         if (ctx == NULL) {
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
+    }
+
+    /* a named location: no server rewrite phase on the way here */
+
+    if (ctx->converted && ngx_http_scep_forward_undo(r, ctx) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
     if (!ctx->parsed) {
@@ -175,7 +209,28 @@ ngx_http_scep_precontent_handler(ngx_http_request_t *r)
 
     ctx = ngx_http_scep_get_ctx(r);
 
-    if (ctx == NULL || ctx->done) {
+    if (ctx == NULL) {
+        return NGX_DECLINED;
+    }
+
+    if (ctx->converted && ngx_http_scep_forward_undo(r, ctx) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (ctx->done) {
+        /*
+         * a GET made a POST, and a GET again by an internal redirect:
+         * a location that passes it on converts it anew
+         */
+
+        if (ctx->forward_post && ctx->redirected
+            && ngx_http_scep_passes_on(r)
+            && ngx_http_scep_forward_as_post(r, ctx)
+            && ngx_http_scep_forward_post(r, ctx) != NGX_OK)
+        {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
         return NGX_DECLINED;
     }
 
@@ -222,6 +277,8 @@ ngx_http_scep_precontent_handler(ngx_http_request_t *r)
         return ctx->status;
     }
 
+    ctx->forward_post = ngx_http_scep_forward_as_post(r, ctx);
+
     ngx_http_scep_verify(r, ctx);
 
     /*
@@ -254,6 +311,10 @@ ngx_http_scep_precontent_handler(ngx_http_request_t *r)
     if (!ctx->conf->pass_credentials
         && ngx_http_scep_strip_headers(r) != NGX_OK)
     {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (ctx->forward_post && ngx_http_scep_forward_post(r, ctx) != NGX_OK) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 

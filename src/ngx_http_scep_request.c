@@ -37,8 +37,6 @@ static ngx_int_t ngx_http_scep_body_message(ngx_http_request_t *r,
     ngx_http_scep_ctx_t *ctx);
 static ngx_int_t ngx_http_scep_check_message(ngx_http_request_t *r,
     ngx_http_scep_ctx_t *ctx);
-static ngx_int_t ngx_http_scep_canonical_query(ngx_http_request_t *r,
-    ngx_http_scep_ctx_t *ctx);
 static ngx_int_t ngx_http_scep_canonical_ca_query(ngx_http_request_t *r,
     ngx_http_scep_ctx_t *ctx, ngx_uint_t nmsg);
 static ngx_int_t ngx_http_scep_canonical_post_query(ngx_http_request_t *r,
@@ -598,7 +596,7 @@ ngx_http_scep_decode_message(ngx_http_request_t *r, ngx_http_scep_ctx_t *ctx)
  * is passed on as it came.
  */
 
-static ngx_int_t
+ngx_int_t
 ngx_http_scep_canonical_query(ngx_http_request_t *r, ngx_http_scep_ctx_t *ctx)
 {
     u_char  *p, *q, *der;
@@ -625,6 +623,7 @@ ngx_http_scep_canonical_query(ngx_http_request_t *r, ngx_http_scep_ctx_t *ctx)
 
     r->args.data = p;
     r->args.len = len;
+    ctx->query_allocated = 1;
 
     /* make proxy_pass build the request line from r->uri and r->args */
     r->valid_unparsed_uri = 0;
@@ -830,7 +829,12 @@ ngx_http_scep_verify(ngx_http_request_t *r, ngx_http_scep_ctx_t *ctx)
     ctx->result.signer_cert = NULL;
     ctx->result.signer_cert_len = 0;
 
-    if (ctx->der_allocated) {
+    /*
+     * but a GET's that goes on as a POST, whose body it becomes, unless
+     * its DER form (ctx->fwd) does
+     */
+
+    if (ctx->der_allocated && (!ctx->forward_post || ctx->fwd)) {
         (void) ngx_pfree(r->pool, ctx->der);
         ctx->der = NULL;
         ctx->der_allocated = 0;

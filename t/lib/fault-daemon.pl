@@ -20,6 +20,9 @@
 #   type      as certs, but GetCACert labelled with the content type
 #             TYPE, which the probe quotes in its failure reason: markup
 #             there tests that the status page shows it as text
+#   getonly   as certs, but GetCACaps without POSTPKIOperation and
+#             SCEPStandard, as an older NDES answers: a back end that
+#             takes PKIOperation by GET only
 #   capstype  as certs, but GetCACaps labelled with the content type
 #             TYPE: a header value a back end must not get past the
 #             probes (a CR and a header of its own after it, say)
@@ -198,8 +201,12 @@ sub serve {
             }
         }
 
-    } elsif ($mode eq 'certs' || $mode eq 'type' || $mode eq 'capstype') {
-        if ($req =~ /operation=GetCACaps/) {
+    } elsif ($mode eq 'certs' || $mode eq 'type' || $mode eq 'capstype'
+             || $mode eq 'getonly')
+    {
+        if ($req =~ /operation=GetCACaps/ && $mode eq 'getonly') {
+            answer($c, '200 OK', 'text/plain', "SHA-256\nAES\nDES3\n");
+        } elsif ($req =~ /operation=GetCACaps/) {
             answer($c, '200 OK', $mode eq 'capstype' ? $type : 'text/plain',
                    "POSTPKIOperation\nSHA-256\nAES\nSCEPStandard\n");
         } else {
