@@ -551,6 +551,7 @@ void ngx_http_scep_shm_running(ngx_http_scep_main_conf_t *smcf);
 
 void ngx_http_scep_recipient_init(ngx_conf_t *cf);
 ngx_http_scep_srv_conf_t *ngx_http_scep_location_upstream(
+    ngx_http_request_t *r);
 ngx_http_scep_upstream_t *ngx_http_scep_location_health(
     ngx_http_request_t *r);
 ngx_int_t ngx_http_scep_recipient_check(ngx_http_request_t *r,
