@@ -14,7 +14,9 @@
  *               the replay window consulted, a CertPoll pinned to the
  *               server that holds its request; then the module answers
  *               what it refuses and what the CA cache holds, or strips
- *               the client's credentials and lets proxy_pass go on
+ *               the client's credentials, has a PKIOperation wait while
+ *               every server is at its scep_backend_limit, and lets
+ *               proxy_pass go on
  *   log         the replay window and the counters
  *
  * The request's context survives internal redirects (error_page, named
@@ -257,7 +259,19 @@ ngx_http_scep_precontent_handler(ngx_http_request_t *r)
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    return NGX_DECLINED;
+    /*
+     * scep_backend_limit: a PKIOperation that finds every server full
+     * waits here, before proxy_pass takes an upstream connection
+     */
+
+    rc = ctx->redirected ? NGX_DECLINED : ngx_http_scep_limit_handler(r, ctx);
+
+    if (rc == NGX_DECLINED || rc == NGX_AGAIN) {
+        return rc;
+    }
+
+    ngx_http_finalize_request(r, rc);
+    return NGX_DONE;
 }
 
 

@@ -27,8 +27,6 @@ typedef struct {
 } ngx_http_scep_rcp_id_t;
 
 
-static ngx_http_scep_upstream_t *ngx_http_scep_location_health(
-    ngx_http_request_t *r);
 static ngx_uint_t ngx_http_scep_recipient_match(ngx_http_scep_upstream_t *hc,
     ngx_http_scep_rcp_id_t *ids, ngx_uint_t n, ngx_uint_t canonical);
 static void ngx_http_scep_recipient_log(ngx_http_request_t *r,
@@ -65,7 +63,7 @@ ngx_http_scep_recipient_init(ngx_conf_t *cf)
 }
 
 
-static ngx_http_scep_upstream_t *
+ngx_http_scep_upstream_t *
 ngx_http_scep_location_health(ngx_http_request_t *r)
 {
     ngx_http_upstream_conf_t      *ucf;
