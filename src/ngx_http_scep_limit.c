@@ -41,6 +41,8 @@ static ngx_http_scep_sh_peer_t *ngx_http_scep_queue(
     ngx_http_scep_upstream_t *hc);
 static ngx_uint_t ngx_http_scep_free_slots(ngx_http_scep_upstream_t *hc,
     ngx_http_scep_ctx_t *ctx, ngx_http_scep_peer_t **least);
+static ngx_uint_t ngx_http_scep_queue_ahead(ngx_http_scep_sh_peer_t *q,
+    ngx_uint_t ticket, ngx_uint_t enough);
 static void ngx_http_scep_queue_advance(ngx_http_scep_sh_peer_t *q);
 static void ngx_http_scep_queue_leave(ngx_http_scep_sh_peer_t *q,
     ngx_http_scep_ctx_t *ctx);
@@ -353,7 +355,7 @@ static void
 ngx_http_scep_limit_wait(ngx_http_request_t *r)
 {
     ngx_int_t                  rc;
-    ngx_uint_t                 free, first;
+    ngx_uint_t                 free;
     ngx_msec_t                 now;
     ngx_event_t               *wev;
     ngx_slab_pool_t           *shpool;
@@ -396,14 +398,17 @@ ngx_http_scep_limit_wait(ngx_http_request_t *r)
         ngx_http_scep_queue_advance(q);
     }
 
-    /* passed over itself, it is as good as first */
-
-    first = (q->q_head == ctx->ticket
-             || (ngx_int_t) (ctx->ticket - q->q_head) < 0);
+    /*
+     * It goes on when fewer wait before it than there are free slots:
+     * several slots freed at once let as many go, in their order
+     */
 
     free = ngx_http_scep_free_slots(hc, ctx, &least);
+    free = (free > q->q_reserved) ? free - q->q_reserved : 0;
 
-    if (first && (free > q->q_reserved || least == NULL)) {
+    if (least == NULL
+        || (free && ngx_http_scep_queue_ahead(q, ctx->ticket, free) < free))
+    {
         ngx_http_scep_queue_leave(q, ctx);
 
         if (least) {
@@ -696,6 +701,33 @@ ngx_http_scep_free_slots(ngx_http_scep_upstream_t *hc,
     }
 
     return free;
+}
+
+
+/*
+ * Under the mutex: the tickets that wait before this one, counted up to
+ * "enough"; none for one passed over already
+ */
+
+static ngx_uint_t
+ngx_http_scep_queue_ahead(ngx_http_scep_sh_peer_t *q, ngx_uint_t ticket,
+    ngx_uint_t enough)
+{
+    ngx_uint_t  t, n;
+
+    if ((ngx_int_t) (ticket - q->q_head) < 0) {
+        return 0;
+    }
+
+    n = 0;
+
+    for (t = q->q_head; t != ticket && n < enough; t++) {
+        if (!ngx_http_scep_gone(q, t)) {
+            n++;
+        }
+    }
+
+    return n;
 }
 
 
