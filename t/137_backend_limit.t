@@ -7,8 +7,9 @@
 # Retry-After; the single worker answers GetCACaps and the status page
 # at once while requests wait; a full queue and a wait too long get 503
 # backend_busy; a client that leaves while it waits or while its server
-# works frees what it held; CA operations are not counted; nginx -t
-# refuses bad values.
+# works frees what it held, and so does a worker killed with a request
+# in flight, once the master starts another; CA operations are not
+# counted; nginx -t refuses bad values.
 
 use strict;
 use warnings;
@@ -314,7 +315,7 @@ like($prom, qr/^scep_peer_busy_total\{upstream="slow",peer="127\.0\.0\.1:\d+"\} 
 # A full queue, and CA operations while it is full
 
 # the devices' messages first: making one takes a while
-my @m = map { $t->device_msg } 1 .. 9;
+my @m = map { $t->device_msg } 1 .. 11;
 
 my $first = send_post('/tiny', shift @m);
 sleep 0.2;
@@ -387,11 +388,51 @@ ok(time - $t0 < 3, '  without waiting for what was left');
 $l = limit_of('tiny');
 ok($l->{in_flight} == 0 && $l->{waiting} == 0, 'nothing held at the end');
 
+###########################################################################
+# A worker killed with a request in flight: the worker that the master
+# starts in its place gives its slot back
+
+sub workers {
+    my $master = $t->nginx_pid;
+    my @w;
+    for my $stat (glob '/proc/[0-9]*/stat') {
+        open my $fh, '<', $stat or next;
+        my $l = <$fh> // '';
+        push @w, $1 if $l =~ /^(\d+) \(nginx\) \S (\d+) / && $2 == $master;
+    }
+    return @w;
+}
+
+my ($worker) = workers();
+$first = send_post('/tiny', shift @m);
+sleep 0.3;
+is(limit_of('tiny')->{in_flight}, 1, 'a request in flight');
+kill 'KILL', $worker;
+close $first;
+
+$end = time + 10;
+my $in_flight;
+while (time < $end) {
+    my @w = workers();
+    if (@w && $w[0] != $worker) {
+        $in_flight = limit_of('tiny')->{in_flight};
+        last if defined $in_flight;
+    }
+    sleep 0.1;
+}
+is($in_flight, 0, 'the worker killed with it: its slot is given back');
+ok($t->wait_error_log(qr/1 PKIOperations of a worker that exited were still in flight to 127\.0\.0\.1:\d+: their slots of scep_backend_limit are given back/, 2),
+   '  and the error log says so');
+
+$r = read_resp(send_post('/tiny', shift @m));
+is($r->{status}, 200, 'the next one enrolls at once');
+
 $t->stop_nginx;
 
 like($t->read_file('logs/access.log'), qr/^503 backend_busy /m,
      '$scep_reject_reason is backend_busy');
-unlike($t->read_file('logs/error.log'), qr/\[(alert|emerg|crit)\]/,
-       'no alert in the error log');
+is(join("\n", grep { /\[(alert|emerg|crit)\]/ && !/exited on signal 9/ }
+                split /\n/, $t->read_file('logs/error.log')),
+   '', 'no alert in the error log but the killed worker');
 
 done_testing;
