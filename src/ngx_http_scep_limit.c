@@ -37,6 +37,8 @@
      & (1 << ((t) % 8)))
 
 
+static ngx_http_scep_sh_hold_t *ngx_http_scep_holder(
+    ngx_http_scep_sh_peer_t *sp, ngx_uint_t add);
 static ngx_http_scep_sh_peer_t *ngx_http_scep_queue(
     ngx_http_scep_upstream_t *hc);
 static ngx_uint_t ngx_http_scep_free_slots(ngx_http_scep_upstream_t *hc,
@@ -204,6 +206,7 @@ ngx_http_scep_limit_init_process(ngx_cycle_t *cycle)
     ngx_slab_pool_t            *shpool;
     ngx_http_scep_peer_t       *peer;
     ngx_http_scep_sh_peer_t    *sp;
+    ngx_http_scep_sh_hold_t    *h;
     ngx_http_scep_upstream_t  **hcp;
     ngx_http_scep_main_conf_t  *smcf;
 
@@ -228,9 +231,14 @@ ngx_http_scep_limit_init_process(ngx_cycle_t *cycle)
         peer = hcp[i]->peers.elts;
 
         for (j = 0; j < hcp[i]->peers.nelts; j++) {
-            sp = peer[j].sh;
+            if (peer[j].sh == NULL) {
+                continue;
+            }
 
-            if (sp == NULL || sp->held[ngx_process_slot] == 0) {
+            sp = peer[j].sh;
+            h = ngx_http_scep_holder(sp, 0);
+
+            if (h == NULL) {
                 continue;
             }
 
@@ -238,12 +246,10 @@ ngx_http_scep_limit_init_process(ngx_cycle_t *cycle)
                           "scep: %ui PKIOperations of a worker that"
                           " exited were still in flight to %V: their"
                           " slots of scep_backend_limit are given back",
-                          (ngx_uint_t) sp->held[ngx_process_slot],
-                          &peer[j].name);
+                          (ngx_uint_t) h->n, &peer[j].name);
 
-            sp->in_flight -= ngx_min(sp->in_flight,
-                                     sp->held[ngx_process_slot]);
-            sp->held[ngx_process_slot] = 0;
+            sp->in_flight -= ngx_min(sp->in_flight, h->n);
+            h->n = 0;
         }
     }
 
@@ -489,6 +495,7 @@ ngx_http_scep_limit_take(ngx_http_request_t *r, ngx_http_scep_ctx_t *ctx,
     ngx_uint_t                 taken;
     ngx_slab_pool_t           *shpool;
     ngx_http_scep_sh_peer_t   *sp, *q;
+    ngx_http_scep_sh_hold_t   *h;
     ngx_http_scep_upstream_t  *hc;
 
     hc = peer->upstream;
@@ -521,7 +528,12 @@ ngx_http_scep_limit_take(ngx_http_request_t *r, ngx_http_scep_ctx_t *ctx,
 
     if (taken) {
         sp->in_flight++;
-        sp->held[ngx_process_slot]++;
+
+        h = ngx_http_scep_holder(sp, 1);
+
+        if (h) {
+            h->n++;
+        }
 
         ctx->slot = peer;
 
@@ -549,6 +561,7 @@ ngx_http_scep_limit_give(ngx_http_scep_ctx_t *ctx)
 {
     ngx_slab_pool_t          *shpool;
     ngx_http_scep_sh_peer_t  *sp;
+    ngx_http_scep_sh_hold_t  *h;
 
     if (ctx == NULL || ctx->slot == NULL) {
         return;
@@ -565,8 +578,10 @@ ngx_http_scep_limit_give(ngx_http_scep_ctx_t *ctx)
         sp->in_flight--;
     }
 
-    if (sp->held[ngx_process_slot]) {
-        sp->held[ngx_process_slot]--;
+    h = ngx_http_scep_holder(sp, 0);
+
+    if (h) {
+        h->n--;
     }
 
     ngx_shmtx_unlock(&shpool->mutex);
@@ -646,6 +661,46 @@ ngx_http_scep_limit_cleanup(void *data)
     }
 
     ngx_shmtx_unlock(&shpool->mutex);
+}
+
+
+/*
+ * Under the mutex: this worker's entry of what it holds on a server, or
+ * with "add" a free one for it; NULL when it has none, or when 64 other
+ * workers hold requests there (they are not told apart then)
+ */
+
+static ngx_http_scep_sh_hold_t *
+ngx_http_scep_holder(ngx_http_scep_sh_peer_t *sp, ngx_uint_t add)
+{
+    ngx_uint_t                i;
+    ngx_http_scep_sh_hold_t  *h, *free;
+
+    free = NULL;
+
+    for (i = 0; i < NGX_HTTP_SCEP_HOLDERS; i++) {
+        h = &sp->held[i];
+
+        if (h->n == 0) {
+            if (free == NULL) {
+                free = h;
+            }
+
+            continue;
+        }
+
+        if (h->slot == (uint16_t) ngx_process_slot) {
+            return h;
+        }
+    }
+
+    if (!add || free == NULL) {
+        return NULL;
+    }
+
+    free->slot = (uint16_t) ngx_process_slot;
+
+    return free;
 }
 
 

@@ -105,6 +105,7 @@ typedef struct {
 /* scep_backend_limit: the most of queue=, and the tickets a queue spans */
 #define NGX_HTTP_SCEP_QUEUE_MAX      1000
 #define NGX_HTTP_SCEP_TICKETS        1024
+#define NGX_HTTP_SCEP_HOLDERS        64    /* workers counted apart */
 #define NGX_HTTP_SCEP_SH_CERTS       4
 
 
@@ -206,6 +207,13 @@ typedef struct {
 } ngx_http_scep_answers_t;
 
 
+/* the PKIOperations a worker, by its process slot, has in flight */
+typedef struct {
+    uint16_t                   slot;
+    uint16_t                   n;            /* 0: a free entry */
+} ngx_http_scep_sh_hold_t;
+
+
 /* one back end's health, in the shared zone, found again after reload */
 typedef struct {
     ngx_queue_t                queue;
@@ -262,12 +270,13 @@ typedef struct {
     /*
      * scep_backend_limit, under the mutex: PKIOperations in flight to the
      * server, those of each worker by its process slot (a worker that
-     * starts in the slot of one that died gives its back), and those
+     * starts in the slot of one that died gives its back; beyond 64
+     * workers at once, the others' are not told apart), and those
      * refused because every server was full
      */
     ngx_uint_t                 in_flight;
     ngx_atomic_t               busy;
-    uint16_t                   held[NGX_MAX_PROCESSES];
+    ngx_http_scep_sh_hold_t    held[NGX_HTTP_SCEP_HOLDERS];
 
     /*
      * The upstream's queue, kept in the record of its first server:
