@@ -318,7 +318,9 @@ ngx_http_scep_limit_handler(ngx_http_request_t *r, ngx_http_scep_ctx_t *ctx)
     {
         ngx_shmtx_unlock(&shpool->mutex);
 
-        ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
+        /* at scep_log_level, as the refusal: a storm is not a fault */
+
+        ngx_log_error(ctx->conf->log_level, r->connection->log, 0,
                       "scep: every server of upstream \"%V\" has %ui"
                       " PKIOperations in flight and its queue is full",
                       &hc->uscf->host, hc->limit);
@@ -444,7 +446,7 @@ ngx_http_scep_limit_wait(ngx_http_request_t *r)
 
         ngx_shmtx_unlock(&shpool->mutex);
 
-        ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
+        ngx_log_error(ctx->conf->log_level, r->connection->log, 0,
                       "scep: a PKIOperation waited %M ms for a server of"
                       " upstream \"%V\" and is refused",
                       hc->limit_timeout, &hc->uscf->host);
