@@ -435,4 +435,59 @@ is(join("\n", grep { /\[(alert|emerg|crit)\]/ && !/exited on signal 9/ }
                 split /\n/, $t->read_file('logs/error.log')),
    '', 'no alert in the error log but the killed worker');
 
+###########################################################################
+# Two workers: the slots and the queue are counted over both
+
+{
+    my $t2 = SCEPTest->new;
+    my $be = $t2->start_backend;
+    my $slow2 = $t2->start_delay($be, 1);
+    $t2->start_nginx(<<"CONF");
+worker_processes 2;
+
+http {
+    client_body_buffer_size 128k;
+    large_client_header_buffers 4 72k;
+
+    upstream slow {
+        server 127.0.0.1:%%$slow2->{name}%%;
+        scep_health_check interval=1s timeout=500ms uri=/scep;
+        scep_backend_limit 2 queue=20 timeout=10s;
+    }
+
+    server {
+        listen 127.0.0.1:%%GW2%%;
+
+        location = /scep {
+            scep on;
+            proxy_pass http://slow;
+        }
+    }
+}
+CONF
+    my $gw2 = $t2->port('GW2');
+    sleep 1.5;
+
+    my @m2 = map { $t2->device_msg } 1 .. 12;
+    my @s;
+    for my $m (@m2) {
+        my $s = IO::Socket::INET->new(PeerAddr => "127.0.0.1:$gw2",
+                                      Timeout => 5) or die "connect: $!";
+        print $s "POST /scep?operation=PKIOperation HTTP/1.1\r\n"
+                 . "Host: localhost\r\n"
+                 . "Content-Type: application/x-pki-message\r\n"
+                 . "Content-Length: " . length($m)
+                 . "\r\nConnection: close\r\n\r\n$m";
+        push @s, $s;
+    }
+    my @st = map { read_resp($_)->{status} } @s;
+    is(scalar(grep { $_ == 200 } @st), 12,
+       'two workers: 12 devices at once all enroll, waiting their turn');
+    my $l2 = $t2->read_file($slow2->{state}) // '';
+    my ($n2, $max2) = $l2 =~ /^(\d+) (\d+)/;
+    is($max2, 2, '  and the back end held at most 2 at once over both'
+                 . ' workers (' . ($max2 // '?') . ')');
+    $t2->stop_nginx;
+}
+
 done_testing;
