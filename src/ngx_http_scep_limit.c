@@ -39,6 +39,8 @@
 
 static ngx_http_scep_sh_hold_t *ngx_http_scep_holder(
     ngx_http_scep_sh_peer_t *sp, ngx_uint_t add);
+static void ngx_http_scep_reserve(ngx_http_scep_sh_peer_t *q,
+    ngx_int_t add);
 static ngx_http_scep_sh_peer_t *ngx_http_scep_queue(
     ngx_http_scep_upstream_t *hc);
 static ngx_uint_t ngx_http_scep_free_slots(ngx_http_scep_upstream_t *hc,
@@ -242,14 +244,24 @@ ngx_http_scep_limit_init_process(ngx_cycle_t *cycle)
                 continue;
             }
 
-            ngx_log_error(NGX_LOG_WARN, cycle->log, 0,
-                          "scep: %ui PKIOperations of a worker that"
-                          " exited were still in flight to %V: their"
-                          " slots of scep_backend_limit are given back",
-                          (ngx_uint_t) h->n, &peer[j].name);
+            if (h->n) {
+                ngx_log_error(NGX_LOG_WARN, cycle->log, 0,
+                              "scep: %ui PKIOperations of a worker that"
+                              " exited were still in flight to %V: their"
+                              " slots of scep_backend_limit are given back",
+                              (ngx_uint_t) h->n, &peer[j].name);
+            }
 
             sp->in_flight -= ngx_min(sp->in_flight, h->n);
             h->n = 0;
+
+            /* the first server's record holds the queue */
+
+            if (j == 0) {
+                sp->q_reserved -= ngx_min(sp->q_reserved, h->reserved);
+            }
+
+            h->reserved = 0;
         }
     }
 
@@ -306,7 +318,7 @@ ngx_http_scep_limit_handler(ngx_http_request_t *r, ngx_http_scep_ctx_t *ctx)
 
     if (q->q_head == q->q_next && free > q->q_reserved) {
         /* nobody waits, and a slot is free */
-        q->q_reserved++;
+        ngx_http_scep_reserve(q, 1);
         ctx->reserved = 1;
 
         ngx_shmtx_unlock(&shpool->mutex);
@@ -420,7 +432,7 @@ ngx_http_scep_limit_wait(ngx_http_request_t *r)
         ngx_http_scep_queue_leave(q, ctx);
 
         if (least) {
-            q->q_reserved++;
+            ngx_http_scep_reserve(q, 1);
             ctx->reserved = 1;
         }
 
@@ -540,7 +552,7 @@ ngx_http_scep_limit_take(ngx_http_request_t *r, ngx_http_scep_ctx_t *ctx,
         ctx->slot = peer;
 
         if (ctx->reserved && q) {
-            q->q_reserved--;
+            ngx_http_scep_reserve(q, -1);
             ctx->reserved = 0;
         }
     }
@@ -582,7 +594,7 @@ ngx_http_scep_limit_give(ngx_http_scep_ctx_t *ctx)
 
     h = ngx_http_scep_holder(sp, 0);
 
-    if (h) {
+    if (h && h->n) {
         h->n--;
     }
 
@@ -658,7 +670,7 @@ ngx_http_scep_limit_cleanup(void *data)
     }
 
     if (ctx->reserved) {
-        q->q_reserved -= ngx_min(q->q_reserved, 1);
+        ngx_http_scep_reserve(q, -1);
         ctx->reserved = 0;
     }
 
@@ -683,7 +695,7 @@ ngx_http_scep_holder(ngx_http_scep_sh_peer_t *sp, ngx_uint_t add)
     for (i = 0; i < NGX_HTTP_SCEP_HOLDERS; i++) {
         h = &sp->held[i];
 
-        if (h->n == 0) {
+        if (h->n == 0 && h->reserved == 0) {
             if (free == NULL) {
                 free = h;
             }
@@ -703,6 +715,39 @@ ngx_http_scep_holder(ngx_http_scep_sh_peer_t *sp, ngx_uint_t add)
     free->slot = (uint16_t) ngx_process_slot;
 
     return free;
+}
+
+
+/*
+ * Under the mutex: a request let through, or placed by its balancer.
+ * Both happen in one go of the worker, but a worker that dies between
+ * them leaves its count to the worker that starts in its place.
+ */
+
+static void
+ngx_http_scep_reserve(ngx_http_scep_sh_peer_t *q, ngx_int_t add)
+{
+    ngx_http_scep_sh_hold_t  *h;
+
+    h = ngx_http_scep_holder(q, add > 0);
+
+    if (add > 0) {
+        q->q_reserved++;
+
+        if (h) {
+            h->reserved++;
+        }
+
+        return;
+    }
+
+    if (q->q_reserved) {
+        q->q_reserved--;
+    }
+
+    if (h && h->reserved) {
+        h->reserved--;
+    }
 }
 
 

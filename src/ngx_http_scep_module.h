@@ -207,10 +207,15 @@ typedef struct {
 } ngx_http_scep_answers_t;
 
 
-/* the PKIOperations a worker, by its process slot, has in flight */
+/*
+ * What a worker, by its process slot, holds on a server: PKIOperations
+ * in flight, and in the queue's record requests let through that its
+ * balancer has not placed yet; both 0: a free entry
+ */
 typedef struct {
     uint16_t                   slot;
-    uint16_t                   n;            /* 0: a free entry */
+    uint16_t                   n;
+    uint16_t                   reserved;
 } ngx_http_scep_sh_hold_t;
 
 
