@@ -196,6 +196,13 @@ static ngx_command_t  ngx_http_scep_commands[] = {
       0,
       NULL },
 
+    { ngx_string("scep_backend_limit"),
+      NGX_HTTP_UPS_CONF|NGX_CONF_TAKE123,
+      ngx_http_scep_backend_limit,
+      NGX_HTTP_SRV_CONF_OFFSET,
+      0,
+      NULL },
+
     { ngx_string("scep_trusted_ca"),
       NGX_HTTP_UPS_CONF|NGX_CONF_TAKE1,
       ngx_http_scep_trusted_ca,
@@ -421,6 +428,10 @@ ngx_http_scep_init(ngx_conf_t *cf)
     }
 
     *h = ngx_http_scep_log_handler;
+
+    if (ngx_http_scep_limit_postconf(cf) != NGX_OK) {
+        return NGX_ERROR;
+    }
 
     if (ngx_http_scep_health_postconf(cf) != NGX_OK) {
         return NGX_ERROR;
@@ -883,6 +894,8 @@ ngx_http_scep_ca_cache(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 static ngx_int_t
 ngx_http_scep_init_process(ngx_cycle_t *cycle)
 {
+    ngx_http_scep_limit_init_process(cycle);
+
     return ngx_http_scep_check_init_process(cycle);
 }
 

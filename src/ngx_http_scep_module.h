@@ -60,6 +60,7 @@ typedef enum {
     NGX_HTTP_SCEP_REJECT_UNTRUSTED_RENEWAL,  /* scep_check_renewal */
     NGX_HTTP_SCEP_REJECT_EXPIRED_RENEWAL,
     NGX_HTTP_SCEP_REJECT_REVOKED_RENEWAL,
+    NGX_HTTP_SCEP_REJECT_BACKEND_BUSY,   /* scep_backend_limit */
     NGX_HTTP_SCEP_REJECT_MESSAGE       /* scep_message_check(): ctx->reason */
 } ngx_http_scep_reject_e;
 
@@ -114,6 +115,11 @@ typedef struct {
 #define NGX_HTTP_SCEP_PEER_CHECKING  2    /* "mandatory": no pass yet */
 
 #define NGX_HTTP_SCEP_REASON_LEN     128
+
+/* scep_backend_limit: the most of queue=, and the tickets a queue spans */
+#define NGX_HTTP_SCEP_QUEUE_MAX      1000
+#define NGX_HTTP_SCEP_TICKETS        1024
+#define NGX_HTTP_SCEP_HOLDERS        64    /* workers counted apart */
 #define NGX_HTTP_SCEP_SH_CERTS       4
 
 
@@ -224,6 +230,18 @@ typedef struct {
 } ngx_http_scep_answers_t;
 
 
+/*
+ * What a worker, by its process slot, holds on a server: PKIOperations
+ * in flight, and in the queue's record requests let through that its
+ * balancer has not placed yet; both 0: a free entry
+ */
+typedef struct {
+    uint16_t                   slot;
+    uint16_t                   n;
+    uint16_t                   reserved;
+} ngx_http_scep_sh_hold_t;
+
+
 /* one back end's health, in the shared zone, found again after reload */
 typedef struct {
     ngx_queue_t                queue;
@@ -276,6 +294,30 @@ typedef struct {
     time_t                     refused_until;    /* down until, or 0 */
 
     ngx_http_scep_sh_answer_t *answer;       /* for scep_ca_cache */
+
+    /*
+     * scep_backend_limit, under the mutex: PKIOperations in flight to the
+     * server, those of each worker by its process slot (a worker that
+     * starts in the slot of one that died gives its back; beyond 64
+     * workers at once, the others' are not told apart), and those
+     * refused because every server was full
+     */
+    ngx_uint_t                 in_flight;
+    ngx_atomic_t               busy;
+    ngx_http_scep_sh_hold_t    held[NGX_HTTP_SCEP_HOLDERS];
+
+    /*
+     * The upstream's queue, kept in the record of its first server:
+     * tickets from q_head to q_next wait, first come first served, but
+     * those marked gone (timed out, or their client left)
+     */
+    ngx_uint_t                 q_head;
+    ngx_uint_t                 q_next;
+    ngx_uint_t                 q_gone;
+    ngx_uint_t                 q_reserved;   /* let through, not yet at
+                                                the balancer */
+    ngx_msec_t                 q_head_since;
+    u_char                     q_gone_map[NGX_HTTP_SCEP_TICKETS / 8];
 } ngx_http_scep_sh_peer_t;
 
 
@@ -338,6 +380,11 @@ struct ngx_http_scep_upstream_s {
 
     scep_anchors_t                    *trusted_ca;   /* scep_trusted_ca */
 
+    ngx_uint_t                         limit;         /* scep_backend_limit,
+                                                         0: none */
+    ngx_uint_t                         limit_queue;
+    ngx_msec_t                         limit_timeout;
+
 #if (NGX_HTTP_SSL)
     ngx_ssl_t                         *ssl;          /* probes over TLS */
     ngx_str_t                          ssl_name;     /* SNI and check */
@@ -368,6 +415,13 @@ typedef struct {
     scep_anchors_t            *trusted_ca;
     u_char                    *trusted_file;
     ngx_uint_t                 trusted_line;
+
+    /* in an upstream block: scep_backend_limit */
+    ngx_uint_t                 limit;
+    ngx_uint_t                 limit_queue;
+    ngx_msec_t                 limit_timeout;
+    u_char                    *limit_file;
+    ngx_uint_t                 limit_line;
 } ngx_http_scep_srv_conf_t;
 
 
@@ -484,6 +538,15 @@ typedef struct {
 
     /* scep_pending_zone: the server that holds a CertPoll's request */
     ngx_http_scep_peer_t      *pinned;
+
+    /* scep_backend_limit (ngx_http_scep_limit.c) */
+    ngx_http_scep_upstream_t  *limited;       /* its upstream, once met */
+    ngx_http_scep_peer_t      *slot;          /* the server it holds */
+    ngx_uint_t                 ticket;
+    ngx_msec_t                 deadline;
+    ngx_msec_t                 poll;
+    unsigned                   waiting:1;     /* holds ticket */
+    unsigned                   reserved:1;    /* let through, no slot yet */
 } ngx_http_scep_ctx_t;
 
 
@@ -642,6 +705,19 @@ ngx_int_t ngx_http_scep_pending_route(ngx_http_request_t *r,
 void ngx_http_scep_pending_update(ngx_http_request_t *r,
     ngx_http_scep_ctx_t *ctx);
 ngx_uint_t ngx_http_scep_pending_entries(ngx_http_scep_main_conf_t *smcf);
+
+char *ngx_http_scep_backend_limit(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+ngx_int_t ngx_http_scep_limit_postconf(ngx_conf_t *cf);
+void ngx_http_scep_limit_init_process(ngx_cycle_t *cycle);
+ngx_int_t ngx_http_scep_limit_handler(ngx_http_request_t *r,
+    ngx_http_scep_ctx_t *ctx);
+ngx_uint_t ngx_http_scep_limit_take(ngx_http_request_t *r,
+    ngx_http_scep_ctx_t *ctx, ngx_http_scep_peer_t *peer);
+void ngx_http_scep_limit_give(ngx_http_scep_ctx_t *ctx);
+ngx_uint_t ngx_http_scep_limit_waiting(ngx_http_scep_upstream_t *hc);
+ngx_http_scep_upstream_t *ngx_http_scep_location_health(
+    ngx_http_request_t *r);
 
 char *ngx_http_scep_status(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 ngx_int_t ngx_http_scep_dashboard_init(ngx_conf_t *cf,

@@ -14,7 +14,9 @@
  *               the replay window consulted, a CertPoll pinned to the
  *               server that holds its request; then the module answers
  *               what it refuses and what the CA cache holds, or strips
- *               the client's credentials and lets proxy_pass go on
+ *               the client's credentials, has a PKIOperation wait while
+ *               every server is at its scep_backend_limit, and lets
+ *               proxy_pass go on
  *   log         the replay window and the counters
  *
  * The request's context survives internal redirects (error_page, named
@@ -231,6 +233,14 @@ ngx_http_scep_precontent_handler(ngx_http_request_t *r)
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
 
+        /* back from waiting for a server (scep_backend_limit) */
+
+        if (ctx->forward_post && !ctx->redirected && !ctx->converted
+            && ngx_http_scep_forward_post(r, ctx) != NGX_OK)
+        {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
         return NGX_DECLINED;
     }
 
@@ -312,6 +322,23 @@ ngx_http_scep_precontent_handler(ngx_http_request_t *r)
         && ngx_http_scep_strip_headers(r) != NGX_OK)
     {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    /*
+     * scep_backend_limit: a PKIOperation that finds every server full
+     * waits here, before proxy_pass takes an upstream connection; it
+     * comes back to this handler (ctx->done) when it may go on
+     */
+
+    rc = ctx->redirected ? NGX_DECLINED : ngx_http_scep_limit_handler(r, ctx);
+
+    if (rc == NGX_AGAIN) {
+        return rc;
+    }
+
+    if (rc != NGX_DECLINED) {
+        ngx_http_finalize_request(r, rc);
+        return NGX_DONE;
     }
 
     if (ctx->forward_post && ngx_http_scep_forward_post(r, ctx) != NGX_OK) {

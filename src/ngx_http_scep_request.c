@@ -147,6 +147,11 @@ static ngx_http_scep_reject_t  ngx_http_scep_rejects[] = {
                  " ask the CA's administrator why, and enroll anew with a"
                  " self-signed certificate and a challenge password") },
 
+    { ngx_string("backend_busy"), NGX_HTTP_SERVICE_UNAVAILABLE,
+      ngx_string("every SCEP server is at its limit of requests and the"
+                 " queue is full or the wait too long; retry after the"
+                 " time in Retry-After") },
+
     /* token and text by ctx->reason */
     { ngx_null_string, NGX_HTTP_BAD_REQUEST, ngx_null_string }
 };

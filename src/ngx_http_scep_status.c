@@ -23,6 +23,8 @@ typedef struct {
     ngx_http_scep_sh_answer_t   answer;     /* without its data */
     ngx_uint_t                  has_answer;
     ngx_uint_t                  trusted_ca;  /* the upstream has one */
+    ngx_uint_t                  limit;       /* scep_backend_limit */
+    ngx_uint_t                  waiting;     /* its upstream's queue */
 } ngx_http_scep_status_peer_t;
 
 
@@ -53,6 +55,8 @@ static u_char *ngx_http_scep_prom_label(u_char *p, u_char *last,
 static u_char *ngx_http_scep_prom_peers(u_char *p, u_char *last,
     ngx_http_scep_snapshot_t *ss);
 static u_char *ngx_http_scep_prom_disagree(u_char *p, u_char *last,
+    ngx_http_scep_snapshot_t *ss);
+static u_char *ngx_http_scep_prom_limits(u_char *p, u_char *last,
     ngx_http_scep_snapshot_t *ss);
 static json_t *ngx_http_scep_json_outcomes(ngx_http_scep_outcomes_t *o,
     time_t now);
@@ -244,6 +248,9 @@ ngx_http_scep_snapshot(ngx_http_request_t *r, ngx_http_scep_snapshot_t *ss)
             sp->sh = *peer[j].sh;
             sp->warn = hcp[i]->ra_expiry_warn;
             sp->trusted_ca = (hcp[i]->trusted_ca != NULL);
+            sp->limit = hcp[i]->limit;
+            sp->waiting = hcp[i]->limit
+                          ? ngx_http_scep_limit_waiting(hcp[i]) : 0;
 
             sp->has_answer = (peer[j].sh->answer != NULL);
 
@@ -561,6 +568,16 @@ ngx_http_scep_json_peer(ngx_http_scep_snapshot_t *ss,
     json_object_set_new(o, "responses",
                         ngx_http_scep_json_classes(p->responses));
     json_object_set_new(o, "failovers", json_integer(p->failovers));
+
+    /* scep_backend_limit: "waiting" is the upstream's one queue */
+
+    json_object_set_new(o, "limit", sp->limit
+                        ? json_pack("{s:I, s:I, s:I, s:I}",
+                                    "max", (json_int_t) sp->limit,
+                                    "in_flight", (json_int_t) p->in_flight,
+                                    "waiting", (json_int_t) sp->waiting,
+                                    "busy", (json_int_t) p->busy)
+                        : json_null());
     json_object_set_new(o, "outcomes",
                         ngx_http_scep_json_outcomes(&p->outcomes, ss->now));
 
@@ -732,6 +749,8 @@ ngx_http_scep_status_prometheus(ngx_http_request_t *r,
     p = ngx_http_scep_prom_disagree(p, last, ss);
 
     p = ngx_http_scep_prom_peers(p, last, ss);
+
+    p = ngx_http_scep_prom_limits(p, last, ss);
 
     p = ngx_http_scep_prom_outcomes(p, last, ss);
 
@@ -936,6 +955,75 @@ ngx_http_scep_prom_peers(u_char *p, u_char *last,
                     }
                 }
             }
+        }
+    }
+
+    return p;
+}
+
+
+/*
+ * scep_backend_limit, for the servers of upstreams that have it:
+ * scep_peer_in_flight, scep_peer_waiting (the upstream's queue, the
+ * same for each of its servers) and scep_peer_busy_total
+ */
+
+static u_char *
+ngx_http_scep_prom_limits(u_char *p, u_char *last,
+    ngx_http_scep_snapshot_t *ss)
+{
+    u_char                       *l, labels[512];
+    ngx_uint_t                    f, i, any;
+    ngx_atomic_uint_t             v;
+    ngx_http_scep_status_peer_t  *sp;
+
+    static const char  *families[3][3] = {
+        { "scep_peer_in_flight", "gauge",
+          "PKIOperations in flight to the server (scep_backend_limit)." },
+        { "scep_peer_waiting", "gauge",
+          "PKIOperations waiting for a server of the upstream, one queue"
+          " an upstream." },
+        { "scep_peer_busy_total", "counter",
+          "PKIOperations refused with 503 backend_busy, counted on the"
+          " least busy server they could have gone to." }
+    };
+
+    sp = ss->peers.elts;
+    any = 0;
+
+    for (i = 0; i < ss->peers.nelts; i++) {
+        any |= (sp[i].limit != 0);
+    }
+
+    if (!any) {
+        return p;
+    }
+
+    for (f = 0; f < 3; f++) {
+        p = ngx_slprintf(p, last, "# HELP %s %s\n# TYPE %s %s\n",
+                         families[f][0], families[f][2],
+                         families[f][0], families[f][1]);
+
+        for (i = 0; i < ss->peers.nelts; i++) {
+            if (sp[i].limit == 0) {
+                continue;
+            }
+
+            l = ngx_slprintf(labels, labels + sizeof(labels), "upstream=\"");
+            l = ngx_http_scep_prom_label(l, labels + sizeof(labels) - 16,
+                                         sp[i].upstream.data,
+                                         sp[i].upstream.len);
+            l = ngx_slprintf(l, labels + sizeof(labels), "\",peer=\"");
+            l = ngx_http_scep_prom_label(l, labels + sizeof(labels) - 2,
+                                         sp[i].address.data,
+                                         sp[i].address.len);
+            *l++ = '"';
+
+            v = (f == 0) ? sp[i].sh.in_flight
+                         : (f == 1 ? sp[i].waiting : sp[i].sh.busy);
+
+            p = ngx_slprintf(p, last, "%s{%*s} %uA\n", families[f][0],
+                             l - labels, labels, v);
         }
     }
 

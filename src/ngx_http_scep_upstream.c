@@ -568,6 +568,7 @@ ngx_http_scep_get_peer(ngx_peer_connection_t *pc, void *data)
 
     skipped = 0;
     pinned = ngx_http_scep_pinned(bp);
+    ctx = ngx_http_scep_get_ctx(bp->request);
 
     for ( ;; ) {
 
@@ -584,8 +585,11 @@ ngx_http_scep_get_peer(ngx_peer_connection_t *pc, void *data)
             return rc;
         }
 
+        /* a full server (scep_backend_limit) is skipped as a sick one */
+
         if (peer && (pinned == NULL || peer == pinned)
-            && ngx_http_scep_peer_healthy(peer))
+            && ngx_http_scep_peer_healthy(peer)
+            && ngx_http_scep_limit_take(bp->request, ctx, peer))
         {
             if (peer->sh) {
                 (void) ngx_atomic_fetch_add(&peer->sh->requests, 1);
@@ -647,8 +651,6 @@ ngx_http_scep_get_peer(ngx_peer_connection_t *pc, void *data)
         pc->socklen = 0;
         pc->name = &bp->health->uscf->host;
 
-        ctx = ngx_http_scep_get_ctx(bp->request);
-
         if (ctx) {
             ctx->no_healthy = 1;
         }
@@ -672,6 +674,11 @@ ngx_http_scep_free_peer(ngx_peer_connection_t *pc, void *data,
     ngx_http_scep_peer_t  *peer;
 
     bp->original_free_peer(pc, bp->data, state);
+
+    /* a PKIOperation's slot of scep_backend_limit, on any way out */
+
+    ctx = ngx_http_scep_get_ctx(bp->request);
+    ngx_http_scep_limit_give(ctx);
 
     /*
      * The server that holds a CertPoll's request failed: no other one

@@ -93,7 +93,9 @@ my %made = (
                   last_change => time - 100,
                   outcomes => outcomes(0, 8, 0) },
                 { address => '192.0.2.3:443', state => 'up',
-                  last_change => time - 100 },
+                  last_change => time - 100,
+                  limit => { max => 8, in_flight => 3, waiting => 31,
+                             busy => 4 } },
             ],
         },
         $hostile_up => {
@@ -436,6 +438,8 @@ like($dom, qr{<polyline class="s\d" points="[0-9.]+,[0-9.]+ },
                 or diag($r{$k}{html});
         }
     }
+    like(unhtml($dom), qr/3 of 8 in flight, 31 waiting, 4 busy/,
+         'made: scep_backend_limit under the requests of its server');
     like(unhtml($dom), qr/upstream \Q$hostile_up\E /,
          'made: an upstream named with markup is shown as text');
     unlike($dom, qr/<img\b|data-pwned/, 'made: nothing of it ran');

@@ -32,7 +32,7 @@ my $rules_file = "$mon/scep-alerts.yml";
 
 my ($rc, $out) = $t->run($promtool, 'check', 'rules', $rules_file);
 is($rc, 0, 'promtool check rules scep-alerts.yml') or diag($out);
-like($out, qr/SUCCESS: 9 rules found/, 'nine alerting rules');
+like($out, qr/SUCCESS: 10 rules found/, 'ten alerting rules');
 
 ($rc, $out) = $t->run($promtool, 'test', 'rules',
                       "$root/t/monitoring/scep-alerts-test.yml");
@@ -50,7 +50,7 @@ my %want = map { $_ => 1 } qw(ScepGatewayDown ScepBackendDown
     ScepNoHealthyBackend ScepCertificateExpiring
     ScepCertificateExpiringCritical ScepRejectShareHigh
     ScepRateLimitedRising ScepNoHealthyBackend503Rising
-    ScepBackendRefusing);
+    ScepBackendRefusing ScepBackendBusy);
 is_deeply([sort @alerts], [sort keys %want], 'the alerts the README lists');
 
 # the PromQL of the rules, for the metric check below
@@ -151,6 +151,7 @@ http {
         server 127.0.0.1:%%BACKEND0%%;
         server 127.0.0.1:%%BACKEND1%%;
         scep_health_check interval=500ms timeout=300ms uri=/scep;
+        scep_backend_limit 8 queue=10;
     }
 
     server {

@@ -206,6 +206,14 @@
         add(td, el('div', 'sub', num(r['5xx']) + ' 5xx, '
                                  + num(p.failovers) + ' failovers'));
 
+        /* scep_backend_limit: "waiting" is the upstream's one queue */
+        if (p.limit && typeof p.limit === 'object') {
+            add(td, el('div', 'sub', num(p.limit.in_flight) + ' of '
+                                     + num(p.limit.max) + ' in flight, '
+                                     + num(p.limit.waiting) + ' waiting, '
+                                     + num(p.limit.busy) + ' busy'));
+        }
+
         if (outcomes) {
             outcomeCell(add(tr, el('td', 'outcomes')), p.outcomes);
         }

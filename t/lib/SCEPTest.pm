@@ -729,6 +729,30 @@ sub start_fault {
     return { name => $name, port => $port, pid => $pid };
 }
 
+# A slow back end in front of back end $b (t/lib/delay-proxy.pl): each
+# PKIOperation is held $delay seconds; state() reads "now max total" of
+# the PKIOperations it held, counted on its side.
+sub start_delay {
+    my ($self, $b, $delay) = @_;
+    my $name = 'DELAY' . (++$self->{ndelay});
+    my $log = "$self->{dir}/logs/$name.log";
+    my $pf = "$self->{dir}/$name.port";
+    my $state = "$self->{dir}/$name.state";
+    my $pid = $self->spawn($log, $^X, "$ROOT/t/lib/delay-proxy.pl",
+                           '--port-file', $pf, 0, $b->{port}, $delay,
+                           $state);
+    my $end = time + 10 * $SLOW;
+    until (-s $pf) {
+        my $exited = waitpid($pid, WNOHANG) == $pid;
+        die scalar $self->not_started($pid, $log, 0, 'delay proxy')
+            if $exited || time > $end;
+        sleep 0.02;
+    }
+    my $port = $self->read_file($pf) =~ /^(\d+)$/m ? $1 : 0;
+    $self->set_port($name, $port);
+    return { name => $name, port => $port, pid => $pid, state => $state };
+}
+
 # Waits for an error-log line matching $re that was not there before;
 # returns the seconds it took, or undef after $secs.
 sub wait_error_log {

@@ -1,0 +1,493 @@
+#!/usr/bin/perl
+
+# scep_backend_limit: a slow back end (a real scepserver behind a proxy
+# that holds each PKIOperation a second, and counts on its side how many
+# it holds at once) never sees more than the limit; 50 devices at once
+# all enroll, some after a 503 backend_busy and a retry after
+# Retry-After; the single worker answers GetCACaps and the status page
+# at once while requests wait; a full queue and a wait too long get 503
+# backend_busy; a client that leaves while it waits or while its server
+# works frees what it held, and so does a worker killed with a request
+# in flight, once the master starts another; CA operations are not
+# counted; nginx -t refuses bad values.
+
+use strict;
+use warnings;
+
+use FindBin;
+use lib "$FindBin::Bin/lib";
+use IO::Socket::INET;
+use JSON::PP;
+use POSIX qw(WNOHANG);
+use Test::More;
+use Time::HiRes qw(sleep time);
+use SCEPTest;
+
+my $t = SCEPTest->new;
+my $d = $t->dir;
+my $json = JSON::PP->new;
+
+###########################################################################
+# nginx -t
+
+sub limit_conf {
+    my ($upstream) = @_;
+    return <<"CONF";
+http {
+    client_body_buffer_size 128k;
+    large_client_header_buffers 4 72k;
+
+    upstream u {
+        server 127.0.0.1:%%DEAD%%;
+$upstream
+    }
+
+    server {
+        listen 127.0.0.1:%%TCONF%%;
+        location / { scep on; proxy_pass http://u; }
+    }
+}
+CONF
+}
+
+my ($rc, $out) = $t->test_conf(limit_conf(<<'UP'));
+        scep_health_check interval=1s timeout=300ms uri=/scep;
+        scep_backend_limit 4 queue=100 timeout=5s;
+UP
+is($rc, 0, 'nginx -t: scep_backend_limit 4 queue=100 timeout=5s')
+    or diag($out);
+
+($rc, $out) = $t->test_conf(limit_conf(<<'UP'));
+        scep_backend_limit 4;
+UP
+isnt($rc, 0, 'nginx -t: scep_backend_limit without scep_health_check is'
+             . ' refused');
+like($out, qr/"scep_backend_limit" in \Q$d\E\/test\.conf:\d+ needs "scep_health_check" in upstream "u" too/,
+     '  naming the file, the upstream and what to add');
+
+for my $bad (['0', qr/invalid number "0" in "scep_backend_limit": the PKIOperations in flight to each server, from 1 to 65535/],
+             ['x', qr/invalid number "x"/],
+             ['4 queue=-1', qr/invalid value "queue=-1" in "scep_backend_limit": "queue=" takes from 0 to 1000/],
+             ['4 queue=5000', qr/"queue=" takes from 0 to 1000/],
+             ['4 timeout=0', qr/invalid value "timeout=0" in "scep_backend_limit": "timeout=" takes a time/],
+             ['4 timeout=abc', qr/"timeout=" takes a time/],
+             ['4 wait=1', qr/invalid parameter "wait=1"/])
+{
+    ($rc, $out) = $t->test_conf(limit_conf(<<"UP"));
+        scep_health_check interval=1s timeout=300ms uri=/scep;
+        scep_backend_limit $bad->[0];
+UP
+    isnt($rc, 0, "nginx -t: scep_backend_limit $bad->[0] is refused");
+    like($out, $bad->[1], "  saying $bad->[1]");
+}
+
+($rc, $out) = $t->test_conf(<<'CONF');
+http {
+    server {
+        listen 127.0.0.1:%%TCONF%%;
+        location / { scep_backend_limit 4; }
+    }
+}
+CONF
+isnt($rc, 0, 'nginx -t: scep_backend_limit outside an upstream is refused');
+like($out, qr/"scep_backend_limit" directive is not allowed here/,
+     '  by nginx');
+
+###########################################################################
+# The gateway: one worker; "slow" and "tiny" are slow back ends (one
+# second a PKIOperation) in front of real scepservers
+
+my $b0 = $t->start_backend;
+my $b1 = $t->start_backend;
+my $slow = $t->start_delay($b0, 1);
+my $tiny = $t->start_delay($b1, 1);
+
+my $LIMIT = 3;
+
+$t->start_nginx(<<"CONF");
+worker_processes 1;
+
+http {
+    client_body_buffer_size 128k;
+    large_client_header_buffers 4 72k;
+    log_format limit '\$status \$scep_reject_reason \$request_time';
+
+    upstream slow {
+        server 127.0.0.1:%%$slow->{name}%%;
+        scep_health_check interval=1s timeout=500ms uri=/scep;
+        scep_backend_limit $LIMIT queue=20 timeout=3s;
+    }
+
+    upstream tiny {
+        server 127.0.0.1:%%$tiny->{name}%%;
+        scep_health_check interval=1s timeout=500ms uri=/scep;
+        scep_backend_limit 1 queue=1 timeout=10s;
+    }
+
+    upstream brief {
+        server 127.0.0.1:%%$tiny->{name}%%;
+        scep_health_check interval=1s timeout=500ms uri=/scep;
+        scep_backend_limit 1 queue=5 timeout=300ms;
+    }
+
+    server {
+        listen 127.0.0.1:%%GW%%;
+        access_log %%DIR%%/logs/access.log limit;
+        scep_retry_after 1s;
+
+        location = /scep {
+            scep on;
+            proxy_pass http://slow;
+            proxy_read_timeout 30s;
+        }
+
+        location = /tiny {
+            scep on;
+            proxy_pass http://tiny/scep;
+        }
+
+        location = /brief {
+            scep on;
+            proxy_pass http://brief/scep;
+        }
+
+        location = /status {
+            scep_status;
+        }
+    }
+}
+CONF
+
+my $gw = $t->port('GW');
+
+sub status {
+    my $r = $t->get($gw, '/status');
+    return eval { $json->decode($r->{body}) } // {};
+}
+
+sub limit_of {
+    my ($up) = @_;
+    my $s = status();
+    return $s->{upstreams}{$up}{peers}[0]{limit} // {};
+}
+
+sub held {
+    my ($proxy) = @_;
+    my $l = $t->read_file($proxy->{state}) // '';
+    return $l =~ /^(\d+) (\d+) (\d+)/ ? ($1, $2, $3) : (0, 0, 0);
+}
+
+# a request sent now and read later
+sub send_post {
+    my ($path, $der) = @_;
+    my $s = IO::Socket::INET->new(PeerAddr => "127.0.0.1:$gw", Timeout => 5)
+        or die "connect: $!";
+    print $s "POST $path?operation=PKIOperation HTTP/1.1\r\nHost: localhost\r\n"
+             . "Content-Type: application/x-pki-message\r\n"
+             . "Content-Length: " . length($der)
+             . "\r\nConnection: close\r\n\r\n$der";
+    return $s;
+}
+
+sub read_resp {
+    my ($s) = @_;
+    local $/;
+    my $raw = <$s> // '';
+    close $s;
+    my ($status) = $raw =~ m{^HTTP/1\.\d (\d+)};
+    my ($head, $body) = split /\r\n\r\n/, $raw, 2;
+    my ($ra) = ($head // '') =~ /^Retry-After:\s*(\d+)/mi;
+    return { status => $status // 0, body => $body // '',
+             retry_after => $ra };
+}
+
+# the probes pass first
+my $end = time + 10;
+sleep 0.2 until time > $end
+    || (grep { ($_->{state} // '') eq 'up' }
+        map { @{$_->{peers} // []} } values %{status()->{upstreams} // {}})
+       == 3;
+
+my $l = limit_of('slow');
+is_deeply($l, { max => $LIMIT, in_flight => 0, waiting => 0, busy => 0 },
+          'the status page shows the limit of each server, nothing held');
+
+###########################################################################
+# 50 devices at once, retrying after Retry-After as a real client does
+
+my $DEVICES = 50;
+my @msgs = map { $t->device_msg } 1 .. $DEVICES;
+my $results = "$d/devices";
+mkdir $results;
+
+my $started = time;
+my @kids;
+for my $i (0 .. $DEVICES - 1) {
+    my $pid = fork;
+    die "fork: $!" unless defined $pid;
+    if ($pid == 0) {
+        my ($tries, $busy, $r) = (0, 0);
+        while ($tries++ < 30) {
+            $r = read_resp(send_post('/scep', $msgs[$i]));
+            last unless $r->{status} == 503;
+            $busy++ if $r->{body} =~ /^backend_busy: /;
+            sleep($r->{retry_after} // 1);
+        }
+        open my $fh, '>', "$results/$i" or die;
+        print $fh "$r->{status} $tries $busy\n";
+        close $fh;
+        POSIX::_exit(0);
+    }
+    push @kids, $pid;
+}
+
+# meanwhile: the single worker answers at once, the slots stay bounded
+
+my ($most_waiting, $slowest_caps, $slowest_status, $over) = (0, 0, 0, 0);
+while (grep { waitpid($_, WNOHANG) == 0 } @kids) {
+    my $t0 = time;
+    my $s = status();
+    my $dt = time - $t0;
+    $slowest_status = $dt if $dt > $slowest_status;
+
+    my $lim = $s->{upstreams}{slow}{peers}[0]{limit} // {};
+    $most_waiting = $lim->{waiting}
+        if ($lim->{waiting} // 0) > $most_waiting;
+    $over++ if ($lim->{in_flight} // 0) > $LIMIT;
+
+    if (($lim->{waiting} // 0) >= 10) {
+        $t0 = time;
+        my $r = $t->get($gw, '/scep?operation=GetCACaps');
+        $dt = time - $t0;
+        $slowest_caps = $dt if $dt > $slowest_caps;
+        is($r->{status}, 200, 'GetCACaps while requests wait: 200')
+            if $dt == $slowest_caps;
+    }
+    sleep 0.1;
+    last if time - $started > 120;
+}
+waitpid($_, 0) for @kids;
+my $took = time - $started;
+
+my (%status, $retried, $busy_seen);
+for my $i (0 .. $DEVICES - 1) {
+    my ($st, $tries, $busy) = split ' ', ($t->read_file("devices/$i") // '');
+    $status{$st // 'none'}++;
+    $retried++ if ($tries // 0) > 1;
+    $busy_seen += $busy // 0;
+}
+
+is($status{200} // 0, $DEVICES, "all $DEVICES devices enrolled")
+    or diag(explain(\%status));
+ok($retried, "some after a 503 and a retry ($retried devices,"
+             . " $busy_seen backend_busy answers)");
+my ($now, $max, $total) = held($slow);
+ok($max <= $LIMIT, "the back end held at most $LIMIT at once, measured on"
+                   . " its side ($max)");
+is($max, $LIMIT, '  and used every slot');
+is($now, 0, '  and holds none now');
+is($over, 0, 'the status page never showed more than the limit in flight');
+ok($most_waiting >= 10, "requests waited in the queue (at most"
+                        . " $most_waiting at once)");
+ok($slowest_caps > 0 && $slowest_caps < 0.5,
+   sprintf('GetCACaps through the same worker answered in %.3f s while'
+           . ' requests waited', $slowest_caps));
+ok($slowest_status < 0.5,
+   sprintf('and the status page in %.3f s at the slowest', $slowest_status));
+diag(sprintf('%d devices, limit %d, 1 s a PKIOperation: %.1f s; %d'
+             . ' PKIOperations reached the back end', $DEVICES, $LIMIT,
+             $took, $total));
+
+$l = limit_of('slow');
+is($l->{in_flight}, 0, 'afterwards nothing is in flight');
+is($l->{waiting}, 0, 'and nothing waits');
+is($l->{busy}, $busy_seen, 'busy counts the 503 backend_busy answers');
+
+my $prom = $t->get($gw, '/status?format=prometheus')->{body} // '';
+like($prom, qr/^# HELP scep_peer_in_flight .+\n# TYPE scep_peer_in_flight gauge\n/m,
+     'Prometheus: scep_peer_in_flight');
+like($prom, qr/^scep_peer_waiting\{upstream="slow",peer="127\.0\.0\.1:\d+"\} 0$/m,
+     'Prometheus: scep_peer_waiting');
+like($prom, qr/^scep_peer_busy_total\{upstream="slow",peer="127\.0\.0\.1:\d+"\} $busy_seen$/m,
+     'Prometheus: scep_peer_busy_total');
+
+###########################################################################
+# A full queue, and CA operations while it is full
+
+# the devices' messages first: making one takes a while
+my @m = map { $t->device_msg } 1 .. 11;
+
+my $first = send_post('/tiny', shift @m);
+sleep 0.2;
+my $second = send_post('/tiny', shift @m);
+sleep 0.2;
+
+$l = limit_of('tiny');
+is($l->{in_flight}, 1, 'tiny: one in flight');
+is($l->{waiting}, 1, 'tiny: one waits');
+
+my $t0 = time;
+my $r = read_resp(send_post('/tiny', shift @m));
+is($r->{status}, 503, 'the queue full: 503');
+like($r->{body}, qr/^backend_busy: /, '  reason backend_busy');
+is($r->{retry_after}, 1, '  with Retry-After');
+ok(time - $t0 < 0.5, '  at once');
+
+$r = $t->get($gw, '/tiny?operation=GetCACaps');
+is($r->{status}, 200, 'GetCACaps while the queue is full: 200');
+$r = $t->get($gw, '/tiny?operation=GetCACert');
+is($r->{status}, 200, 'GetCACert too');
+is(limit_of('tiny')->{in_flight}, 1, 'and neither is counted in flight');
+
+is(read_resp($first)->{status}, 200, 'the first enrolls');
+is(read_resp($second)->{status}, 200, 'the one that waited too');
+
+ok($t->wait_error_log(qr/every server of upstream "tiny" has 1 PKIOperations in flight and its queue is full/, 2),
+   'the error log says why');
+
+###########################################################################
+# A wait too long
+
+$first = send_post('/brief', shift @m);
+sleep 0.2;
+$t0 = time;
+$r = read_resp(send_post('/brief', shift @m));
+my $waited = time - $t0;
+is($r->{status}, 503, 'timeout=300ms: 503');
+like($r->{body}, qr/^backend_busy: /, '  reason backend_busy');
+ok($waited >= 0.28 && $waited < 1,
+   sprintf('  after the timeout (%.3f s)', $waited));
+is(read_resp($first)->{status}, 200, 'the one in flight enrolls');
+ok($t->wait_error_log(qr/a PKIOperation waited 300 ms for a server of upstream "brief" and is refused/, 2),
+   'the error log says so');
+
+###########################################################################
+# Clients that leave, while in flight and while waiting
+
+my ($h0) = held($tiny);
+$first = send_post('/tiny', shift @m);
+sleep 0.2;
+$second = send_post('/tiny', shift @m);
+sleep 0.2;
+$l = limit_of('tiny');
+ok($l->{in_flight} == 1 && $l->{waiting} == 1, 'one in flight, one waits');
+
+close $second;
+sleep 0.3;
+is(limit_of('tiny')->{waiting}, 0, 'the waiting client left: its place is'
+                                   . ' given back');
+close $first;
+sleep 0.3;
+is(limit_of('tiny')->{in_flight}, 0, 'the client in flight left: its slot'
+                                     . ' is given back');
+
+$t0 = time;
+$r = read_resp(send_post('/tiny', shift @m));
+is($r->{status}, 200, 'the next one enrolls');
+ok(time - $t0 < 3, '  without waiting for what was left');
+$l = limit_of('tiny');
+ok($l->{in_flight} == 0 && $l->{waiting} == 0, 'nothing held at the end');
+
+###########################################################################
+# A worker killed with a request in flight: the worker that the master
+# starts in its place gives its slot back
+
+sub workers {
+    my $master = $t->nginx_pid;
+    my @w;
+    for my $stat (glob '/proc/[0-9]*/stat') {
+        open my $fh, '<', $stat or next;
+        my $l = <$fh> // '';
+        push @w, $1 if $l =~ /^(\d+) \(nginx\) \S (\d+) / && $2 == $master;
+    }
+    return @w;
+}
+
+my ($worker) = workers();
+$first = send_post('/tiny', shift @m);
+sleep 0.3;
+is(limit_of('tiny')->{in_flight}, 1, 'a request in flight');
+kill 'KILL', $worker;
+close $first;
+
+$end = time + 10;
+my $in_flight;
+while (time < $end) {
+    my @w = workers();
+    if (@w && $w[0] != $worker) {
+        $in_flight = limit_of('tiny')->{in_flight};
+        last if defined $in_flight;
+    }
+    sleep 0.1;
+}
+is($in_flight, 0, 'the worker killed with it: its slot is given back');
+ok($t->wait_error_log(qr/1 PKIOperations of a worker that exited were still in flight to 127\.0\.0\.1:\d+: their slots of scep_backend_limit are given back/, 2),
+   '  and the error log says so');
+
+$r = read_resp(send_post('/tiny', shift @m));
+is($r->{status}, 200, 'the next one enrolls at once');
+
+$t->stop_nginx;
+
+like($t->read_file('logs/access.log'), qr/^503 backend_busy /m,
+     '$scep_reject_reason is backend_busy');
+is(join("\n", grep { /\[(alert|emerg|crit)\]/ && !/exited on signal 9/ }
+                split /\n/, $t->read_file('logs/error.log')),
+   '', 'no alert in the error log but the killed worker');
+
+###########################################################################
+# Two workers: the slots and the queue are counted over both
+
+{
+    my $t2 = SCEPTest->new;
+    my $be = $t2->start_backend;
+    my $slow2 = $t2->start_delay($be, 1);
+    $t2->start_nginx(<<"CONF");
+worker_processes 2;
+
+http {
+    client_body_buffer_size 128k;
+    large_client_header_buffers 4 72k;
+
+    upstream slow {
+        server 127.0.0.1:%%$slow2->{name}%%;
+        scep_health_check interval=1s timeout=500ms uri=/scep;
+        scep_backend_limit 2 queue=20 timeout=10s;
+    }
+
+    server {
+        listen 127.0.0.1:%%GW2%%;
+
+        location = /scep {
+            scep on;
+            proxy_pass http://slow;
+        }
+    }
+}
+CONF
+    my $gw2 = $t2->port('GW2');
+    sleep 1.5;
+
+    my @m2 = map { $t2->device_msg } 1 .. 12;
+    my @s;
+    for my $m (@m2) {
+        my $s = IO::Socket::INET->new(PeerAddr => "127.0.0.1:$gw2",
+                                      Timeout => 5) or die "connect: $!";
+        print $s "POST /scep?operation=PKIOperation HTTP/1.1\r\n"
+                 . "Host: localhost\r\n"
+                 . "Content-Type: application/x-pki-message\r\n"
+                 . "Content-Length: " . length($m)
+                 . "\r\nConnection: close\r\n\r\n$m";
+        push @s, $s;
+    }
+    my @st = map { read_resp($_)->{status} } @s;
+    is(scalar(grep { $_ == 200 } @st), 12,
+       'two workers: 12 devices at once all enroll, waiting their turn');
+    my $l2 = $t2->read_file($slow2->{state}) // '';
+    my ($n2, $max2) = $l2 =~ /^(\d+) (\d+)/;
+    is($max2, 2, '  and the back end held at most 2 at once over both'
+                 . ' workers (' . ($max2 // '?') . ')');
+    $t2->stop_nginx;
+}
+
+done_testing;
