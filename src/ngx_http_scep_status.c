@@ -52,6 +52,8 @@ static ngx_int_t ngx_http_scep_status_prometheus(ngx_http_request_t *r,
     ngx_http_scep_snapshot_t *ss, ngx_buf_t **out);
 static u_char *ngx_http_scep_prom_label(u_char *p, u_char *last,
     u_char *s, size_t len);
+static u_char *ngx_http_scep_prom_peer_labels(u_char *labels, size_t size,
+    ngx_http_scep_status_peer_t *sp);
 static u_char *ngx_http_scep_prom_peers(u_char *p, u_char *last,
     ngx_http_scep_snapshot_t *ss);
 static u_char *ngx_http_scep_prom_disagree(u_char *p, u_char *last,
@@ -795,6 +797,26 @@ ngx_http_scep_prom_label(u_char *p, u_char *last, u_char *s, size_t len)
 }
 
 
+/* upstream="...",peer="..." of a back end's samples; returns the end */
+
+static u_char *
+ngx_http_scep_prom_peer_labels(u_char *labels, size_t size,
+    ngx_http_scep_status_peer_t *sp)
+{
+    u_char  *l;
+
+    l = ngx_slprintf(labels, labels + size, "upstream=\"");
+    l = ngx_http_scep_prom_label(l, labels + size - 16, sp->upstream.data,
+                                 sp->upstream.len);
+    l = ngx_slprintf(l, labels + size, "\",peer=\"");
+    l = ngx_http_scep_prom_label(l, labels + size - 2, sp->address.data,
+                                 sp->address.len);
+    *l++ = '"';
+
+    return l;
+}
+
+
 /*
  * The samples of a metric family must be one group: each family is
  * written for every peer in turn.
@@ -855,15 +877,7 @@ ngx_http_scep_prom_peers(u_char *p, u_char *last,
         for (i = 0; i < ss->peers.nelts; i++) {
             sh = &sp[i].sh;
 
-            l = ngx_slprintf(labels, labels + sizeof(labels), "upstream=\"");
-            l = ngx_http_scep_prom_label(l, labels + sizeof(labels) - 16,
-                                         sp[i].upstream.data,
-                                         sp[i].upstream.len);
-            l = ngx_slprintf(l, labels + sizeof(labels), "\",peer=\"");
-            l = ngx_http_scep_prom_label(l, labels + sizeof(labels) - 2,
-                                         sp[i].address.data,
-                                         sp[i].address.len);
-            *l++ = '"';
+            l = ngx_http_scep_prom_peer_labels(labels, sizeof(labels), &sp[i]);
 
             n = l - labels;
 
@@ -1009,15 +1023,7 @@ ngx_http_scep_prom_limits(u_char *p, u_char *last,
                 continue;
             }
 
-            l = ngx_slprintf(labels, labels + sizeof(labels), "upstream=\"");
-            l = ngx_http_scep_prom_label(l, labels + sizeof(labels) - 16,
-                                         sp[i].upstream.data,
-                                         sp[i].upstream.len);
-            l = ngx_slprintf(l, labels + sizeof(labels), "\",peer=\"");
-            l = ngx_http_scep_prom_label(l, labels + sizeof(labels) - 2,
-                                         sp[i].address.data,
-                                         sp[i].address.len);
-            *l++ = '"';
+            l = ngx_http_scep_prom_peer_labels(labels, sizeof(labels), &sp[i]);
 
             v = (f == 0) ? sp[i].sh.in_flight
                          : (f == 1 ? sp[i].waiting : sp[i].sh.busy);
@@ -1221,15 +1227,7 @@ ngx_http_scep_prom_outcomes(u_char *p, u_char *last,
         for (i = 0; i < ss->peers.nelts; i++) {
             o = &sp[i].sh.outcomes;
 
-            l = ngx_slprintf(labels, labels + sizeof(labels), "upstream=\"");
-            l = ngx_http_scep_prom_label(l, labels + sizeof(labels) - 16,
-                                         sp[i].upstream.data,
-                                         sp[i].upstream.len);
-            l = ngx_slprintf(l, labels + sizeof(labels), "\",peer=\"");
-            l = ngx_http_scep_prom_label(l, labels + sizeof(labels) - 2,
-                                         sp[i].address.data,
-                                         sp[i].address.len);
-            *l++ = '"';
+            l = ngx_http_scep_prom_peer_labels(labels, sizeof(labels), &sp[i]);
 
             n = l - labels;
 
