@@ -33,6 +33,8 @@ typedef struct {
 static ngx_int_t ngx_http_scep_renewal_trusted(ngx_http_request_t *r,
     scep_result_t *res, scep_signer_t *signer, ngx_uint_t *known);
 static ngx_uint_t ngx_http_scep_renewal_known(ngx_http_request_t *r);
+static ngx_uint_t ngx_http_scep_renewal_ca_named(ngx_http_request_t *r,
+    scep_result_t *res);
 static ngx_int_t ngx_http_scep_renewal_keys(ngx_http_request_t *r,
     ngx_http_scep_upstream_t *hc, uint32_t hash,
     ngx_http_scep_renewal_keys_t *found);
@@ -67,6 +69,21 @@ ngx_http_scep_renewal_check(ngx_http_request_t *r, ngx_http_scep_ctx_t *ctx)
     if (!slcf->check_renewal
         || res->signer_cert == NULL
         || (res->message_type != 17 && res->message_type != 19))
+    {
+        return NGX_HTTP_SCEP_REJECT_NONE;
+    }
+
+    /*
+     * A PKCSReq signed with a certificate of its own name is a first
+     * enrollment, unless that name is a CA's: only then can a CA have
+     * issued it (to its own name), and only then is it read whole and
+     * its signature checked with its own key, which costs several times
+     * the message's own check
+     */
+
+    if (res->message_type == 19
+        && res->signer_self_issued
+        && !ngx_http_scep_renewal_ca_named(r, res))
     {
         return NGX_HTTP_SCEP_REJECT_NONE;
     }
@@ -244,6 +261,49 @@ ngx_http_scep_renewal_trusted(ngx_http_request_t *r, scep_result_t *res,
     }
 
     return NGX_DECLINED;
+}
+
+
+/*
+ * Whether the issuer of a self-issued signer is the subject of a CA
+ * certificate known here: of a healthy back end's GetCACert answer, or
+ * (not looked into) any where scep_trusted_ca is set.  Where its name
+ * cannot be read, it may be one.
+ */
+
+static ngx_uint_t
+ngx_http_scep_renewal_ca_named(ngx_http_request_t *r, scep_result_t *res)
+{
+    uint32_t                       hash;
+    ngx_http_scep_srv_conf_t      *sscf;
+    ngx_http_scep_renewal_keys_t   found;
+
+    sscf = ngx_http_scep_location_upstream(r);
+
+    if (sscf == NULL) {
+        return 0;
+    }
+
+    if (sscf->trusted_ca) {
+        return 1;
+    }
+
+    if (sscf->health == NULL || sscf->health->shm_zone == NULL) {
+        return 0;
+    }
+
+    if (res->signer_issuer == NULL
+        || scep_name_hash(res->signer_issuer, res->signer_issuer_len, &hash)
+           != 0)
+    {
+        return 1;
+    }
+
+    if (ngx_http_scep_renewal_keys(r, sscf->health, hash, &found) != NGX_OK) {
+        return 1;
+    }
+
+    return found.n > 0 || found.keyless;
 }
 
 

@@ -1964,3 +1964,36 @@ scep_issued_by(X509 *x, X509 *issuer)
 
     return key != NULL && X509_verify(x, key) == 1;
 }
+
+
+int
+scep_name_hash(const unsigned char *der, size_t len, uint32_t *hash)
+{
+    int                   ok;
+    unsigned long         h;
+    X509_NAME            *name;
+    const unsigned char  *p;
+
+    p = der;
+    name = d2i_X509_NAME(NULL, &p, (long) len);
+
+    if (name == NULL || p != der + len) {
+        X509_NAME_free(name);
+        ERR_clear_error();
+        return -1;
+    }
+
+    ok = 0;
+    h = X509_NAME_hash_ex(name, NULL, NULL, &ok);
+
+    X509_NAME_free(name);
+    ERR_clear_error();
+
+    if (!ok) {
+        return -1;
+    }
+
+    *hash = (uint32_t) h;
+
+    return 0;
+}

@@ -194,6 +194,13 @@ int scep_cert_id(const unsigned char *issuer, size_t issuer_len,
     const unsigned char *serial, size_t serial_len, int canonical,
     unsigned char *id);
 
+/*
+ * The hash of a Name (DER) that X509_NAME_hash_ex() makes, as
+ * scep_cert_info_t's subject_hash: 0, or -1 when it does not parse or
+ * OpenSSL fails.
+ */
+int scep_name_hash(const unsigned char *der, size_t len, uint32_t *hash);
+
 /* the identifier of a subjectKeyIdentifier: the same over its octets */
 int scep_key_id(const unsigned char *key_id, size_t len, unsigned char *id);
 

@@ -219,6 +219,10 @@ typedef struct {
     size_t                signer_cert_len;
     int                   signer_self_issued;
 
+    /* its issuer Name, DER as sent, a pointer into the message too */
+    const unsigned char  *signer_issuer;
+    size_t                signer_issuer_len;
+
     /* all the envelope's recipients, the first SCEP_RECIPIENTS_MAX kept */
     unsigned int      recipients;
     scep_recipient_t  recipient[SCEP_RECIPIENTS_MAX];

@@ -249,6 +249,8 @@ scep_signer_found(scep_check_t *ck, const scep_ber_t *el)
     ck->res->signer_cert = el->hdr;
     ck->res->signer_cert_len = el->next - el->hdr;
     ck->res->signer_self_issued = eq;
+    ck->res->signer_issuer = ck->cert.issuer.hdr;
+    ck->res->signer_issuer_len = ck->cert.issuer.next - ck->cert.issuer.hdr;
 
     return SCEP_REASON_OK;
 }
