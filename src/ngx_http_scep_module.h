@@ -111,6 +111,20 @@ typedef struct {
 
 
 /*
+ * A signer certificate found self-signed, kept by its exact octets: a
+ * first enrollment's PKCSReq is sent again while it is pending, with
+ * the same certificate, whose signature need not be checked again.
+ */
+#define NGX_HTTP_SCEP_SELF_SIGNED    8
+#define NGX_HTTP_SCEP_SELF_SIGNED_MAX  4096    /* larger: not kept */
+
+typedef struct {
+    size_t                     len;
+    u_char                    *der;       /* NGX_HTTP_SCEP_SELF_SIGNED_MAX */
+} ngx_http_scep_self_signed_t;
+
+
+/*
  * what a pkiMessage's recipient is compared with, of a certificate from
  * GetCACert (scep_cert_id(), scep_key_id())
  */
@@ -392,6 +406,13 @@ typedef struct {
     ngx_shm_zone_t            *pending_zone;
 
     scep_crypto_t             *crypto;     /* this cycle's, or NULL */
+
+    /*
+     * the worker's own: the last signer certificates found self-signed
+     * (ngx_http_scep_renewal.c), allocated at their first use
+     */
+    ngx_http_scep_self_signed_t  *self_signed;
+    ngx_uint_t                 self_signed_next;
 } ngx_http_scep_main_conf_t;
 
 

@@ -36,6 +36,10 @@ static ngx_uint_t ngx_http_scep_renewal_known(ngx_http_request_t *r);
 static ngx_int_t ngx_http_scep_renewal_keys(ngx_http_request_t *r,
     ngx_http_scep_upstream_t *hc, uint32_t hash,
     ngx_http_scep_renewal_keys_t *found);
+static ngx_uint_t ngx_http_scep_self_signed_known(ngx_http_request_t *r,
+    scep_result_t *res);
+static void ngx_http_scep_self_signed_keep(ngx_http_request_t *r,
+    scep_result_t *res);
 static void ngx_http_scep_crl_cleanup(void *data);
 
 
@@ -67,6 +71,20 @@ ngx_http_scep_renewal_check(ngx_http_request_t *r, ngx_http_scep_ctx_t *ctx)
     if (!slcf->check_renewal
         || res->signer_cert == NULL
         || (res->message_type != 17 && res->message_type != 19))
+    {
+        return NGX_HTTP_SCEP_REJECT_NONE;
+    }
+
+    /*
+     * A first enrollment, the common case, signed with a certificate
+     * this worker found self-signed before: decoding it (OpenSSL 3
+     * decodes its key through the provider decoders) and verifying its
+     * signature cost more than the message's own checks.
+     */
+
+    if (res->message_type == 19
+        && res->signer_self_issued
+        && ngx_http_scep_self_signed_known(r, res))
     {
         return NGX_HTTP_SCEP_REJECT_NONE;
     }
@@ -113,6 +131,7 @@ ngx_http_scep_renewal_check(ngx_http_request_t *r, ngx_http_scep_ctx_t *ctx)
         && scep_signer_self_signed(signer) == 1)
     {
         scep_signer_free(signer);
+        ngx_http_scep_self_signed_keep(r, res);
         return NGX_HTTP_SCEP_REJECT_NONE;
     }
 
@@ -157,6 +176,88 @@ ngx_http_scep_renewal_check(ngx_http_request_t *r, ngx_http_scep_ctx_t *ctx)
     scep_signer_free(signer);
 
     return reject;
+}
+
+
+/*
+ * Whether the signer certificate is, octet for octet, one this worker
+ * found self-signed: being self-signed is a property of those octets
+ * alone, so the answer is the one that decoding and verifying it gives.
+ */
+
+static ngx_uint_t
+ngx_http_scep_self_signed_known(ngx_http_request_t *r, scep_result_t *res)
+{
+    ngx_uint_t                    i;
+    ngx_http_scep_main_conf_t    *smcf;
+    ngx_http_scep_self_signed_t  *ss;
+
+    smcf = ngx_http_get_module_main_conf(r, ngx_http_scep_module);
+    ss = smcf->self_signed;
+
+    if (ss == NULL) {
+        return 0;
+    }
+
+    for (i = 0; i < NGX_HTTP_SCEP_SELF_SIGNED; i++) {
+        if (ss[i].len == res->signer_cert_len
+            && ngx_memcmp(ss[i].der, res->signer_cert, ss[i].len) == 0)
+        {
+            return 1;
+        }
+    }
+
+    return 0;
+}
+
+
+/*
+ * Keeps a certificate found self-signed, in place of the oldest kept.
+ * The slots are allocated from the cycle's pool at the first one, once
+ * in a worker's life, and go with the cycle; a certificate larger than
+ * a slot is not kept.
+ */
+
+static void
+ngx_http_scep_self_signed_keep(ngx_http_request_t *r, scep_result_t *res)
+{
+    u_char                       *p;
+    ngx_uint_t                    i;
+    ngx_http_scep_main_conf_t    *smcf;
+    ngx_http_scep_self_signed_t  *ss;
+
+    if (res->signer_cert_len == 0
+        || res->signer_cert_len > NGX_HTTP_SCEP_SELF_SIGNED_MAX)
+    {
+        return;
+    }
+
+    smcf = ngx_http_get_module_main_conf(r, ngx_http_scep_module);
+
+    if (smcf->self_signed == NULL) {
+        ss = ngx_pcalloc(ngx_cycle->pool, NGX_HTTP_SCEP_SELF_SIGNED
+                                 * sizeof(ngx_http_scep_self_signed_t));
+        p = ngx_palloc(ngx_cycle->pool, NGX_HTTP_SCEP_SELF_SIGNED
+                                        * NGX_HTTP_SCEP_SELF_SIGNED_MAX);
+
+        if (ss == NULL || p == NULL) {
+            /* not kept: checked again next time */
+            return;
+        }
+
+        for (i = 0; i < NGX_HTTP_SCEP_SELF_SIGNED; i++) {
+            ss[i].der = p + i * NGX_HTTP_SCEP_SELF_SIGNED_MAX;
+        }
+
+        smcf->self_signed = ss;
+    }
+
+    ss = &smcf->self_signed[smcf->self_signed_next];
+    smcf->self_signed_next = (smcf->self_signed_next + 1)
+                             % NGX_HTTP_SCEP_SELF_SIGNED;
+
+    ngx_memcpy(ss->der, res->signer_cert, res->signer_cert_len);
+    ss->len = res->signer_cert_len;
 }
 
 
