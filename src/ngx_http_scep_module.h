@@ -123,6 +123,26 @@ typedef struct {
 #define NGX_HTTP_SCEP_SH_CERTS       4
 
 
+
+
+/*
+ * The identifier of a pkiMessage's recipient (scep_cert_id(), not
+ * canonical, or scep_key_id()), kept with the octets it was made of:
+ * devices encrypt to the few certificates of GetCACert, so a worker
+ * sees the same few recipients in every request.
+ */
+#define NGX_HTTP_SCEP_RCP_MEMO       4
+#define NGX_HTTP_SCEP_RCP_MEMO_MAX   512     /* larger: not kept */
+
+typedef struct {
+    ngx_uint_t                 kind;     /* SCEP_RECIPIENT_*, 0: empty */
+    size_t                     a_len;    /* issuer, or subjectKeyId */
+    size_t                     b_len;    /* serial, or 0 */
+    u_char                     octets[NGX_HTTP_SCEP_RCP_MEMO_MAX];
+    u_char                     id[SCEP_CERT_ID_LEN];
+} ngx_http_scep_rcp_memo_t;
+
+
 /*
  * what a pkiMessage's recipient is compared with, of a certificate from
  * GetCACert (scep_cert_id(), scep_key_id())
@@ -453,6 +473,18 @@ typedef struct {
     ngx_shm_zone_t            *pending_zone;
 
     scep_crypto_t             *crypto;     /* this cycle's, or NULL */
+
+    /*
+     * the worker's own: the last signer certificates found self-signed
+     * (ngx_http_scep_renewal.c), allocated at their first use
+     */
+
+    /*
+     * the worker's own: the last recipients' identifiers, by their
+     * octets (ngx_http_scep_recipient.c), allocated at their first use
+     */
+    ngx_http_scep_rcp_memo_t  *rcp_memo;
+    ngx_uint_t                 rcp_memo_next;
 } ngx_http_scep_main_conf_t;
 
 

@@ -27,6 +27,8 @@ typedef struct {
 } ngx_http_scep_rcp_id_t;
 
 
+static ngx_int_t ngx_http_scep_recipient_id(ngx_http_request_t *r,
+    scep_recipient_t *rcp, u_char *id);
 static ngx_uint_t ngx_http_scep_recipient_match(ngx_http_scep_upstream_t *hc,
     ngx_http_scep_rcp_id_t *ids, ngx_uint_t n, ngx_uint_t canonical);
 static void ngx_http_scep_recipient_log(ngx_http_request_t *r,
@@ -151,27 +153,14 @@ ngx_http_scep_recipient_check(ngx_http_request_t *r, ngx_http_scep_ctx_t *ctx)
         rcp = &res->recipient[i];
         ids[i].kind = rcp->kind;
 
-        switch (rcp->kind) {
-
-        case SCEP_RECIPIENT_ISSUER_SERIAL:
-            if (scep_cert_id(rcp->issuer, rcp->issuer_len, rcp->serial,
-                             rcp->serial_len, 0, ids[i].id)
-                != 0)
-            {
-                return NGX_OK;
-            }
-
-            break;
-
-        case SCEP_RECIPIENT_KEY_ID:
-            if (scep_key_id(rcp->key_id, rcp->key_id_len, ids[i].id) != 0) {
-                return NGX_OK;
-            }
-
-            break;
-
-        default:
+        if (rcp->kind != SCEP_RECIPIENT_ISSUER_SERIAL
+            && rcp->kind != SCEP_RECIPIENT_KEY_ID)
+        {
             /* a key not named by a certificate: NDES will judge */
+            return NGX_OK;
+        }
+
+        if (ngx_http_scep_recipient_id(r, rcp, ids[i].id) != NGX_OK) {
             return NGX_OK;
         }
     }
@@ -205,6 +194,99 @@ ngx_http_scep_recipient_check(ngx_http_request_t *r, ngx_http_scep_ctx_t *ctx)
     ngx_http_scep_recipient_log(r, ctx, hc);
 
     return NGX_DECLINED;
+}
+
+
+/*
+ * The identifier of a recipient as encoded: the one kept with the same
+ * octets, or made (a SHA-256 through OpenSSL's EVP) and kept in place of
+ * the oldest.  The identifier is a function of those octets alone.
+ */
+
+static ngx_int_t
+ngx_http_scep_recipient_id(ngx_http_request_t *r, scep_recipient_t *rcp,
+    u_char *id)
+{
+    int                         rc;
+    size_t                      a_len, b_len;
+    ngx_uint_t                  i;
+    const u_char               *a, *b;
+    ngx_http_scep_rcp_memo_t   *m;
+    ngx_http_scep_main_conf_t  *smcf;
+
+    if (rcp->kind == SCEP_RECIPIENT_ISSUER_SERIAL) {
+        a = rcp->issuer;
+        a_len = rcp->issuer_len;
+        b = rcp->serial;
+        b_len = rcp->serial_len;
+
+    } else {
+        a = rcp->key_id;
+        a_len = rcp->key_id_len;
+        b = NULL;
+        b_len = 0;
+    }
+
+    smcf = ngx_http_get_module_main_conf(r, ngx_http_scep_module);
+    m = smcf->rcp_memo;
+
+    if (m) {
+        for (i = 0; i < NGX_HTTP_SCEP_RCP_MEMO; i++) {
+            if (m[i].kind == (ngx_uint_t) rcp->kind
+                && m[i].a_len == a_len
+                && m[i].b_len == b_len
+                && ngx_memcmp(m[i].octets, a, a_len) == 0
+                && (b_len == 0
+                    || ngx_memcmp(m[i].octets + a_len, b, b_len) == 0))
+            {
+                ngx_memcpy(id, m[i].id, SCEP_CERT_ID_LEN);
+                return NGX_OK;
+            }
+        }
+    }
+
+    if (rcp->kind == SCEP_RECIPIENT_ISSUER_SERIAL) {
+        rc = scep_cert_id(a, a_len, b, b_len, 0, id);
+
+    } else {
+        rc = scep_key_id(a, a_len, id);
+    }
+
+    if (rc != 0) {
+        return NGX_ERROR;
+    }
+
+    if (a_len + b_len > NGX_HTTP_SCEP_RCP_MEMO_MAX) {
+        return NGX_OK;
+    }
+
+    if (m == NULL) {
+        /* once in a worker's life; it goes with the cycle */
+
+        m = ngx_pcalloc(ngx_cycle->pool, NGX_HTTP_SCEP_RCP_MEMO
+                                         * sizeof(ngx_http_scep_rcp_memo_t));
+        if (m == NULL) {
+            return NGX_OK;
+        }
+
+        smcf->rcp_memo = m;
+    }
+
+    m = &m[smcf->rcp_memo_next];
+    smcf->rcp_memo_next = (smcf->rcp_memo_next + 1) % NGX_HTTP_SCEP_RCP_MEMO;
+
+    m->kind = rcp->kind;
+    m->a_len = a_len;
+    m->b_len = b_len;
+    ngx_memcpy(m->octets, a, a_len);
+
+    if (b_len) {
+        ngx_memcpy(m->octets + a_len, b, b_len);
+    }
+
+    ngx_memcpy(m->id, id, SCEP_CERT_ID_LEN);
+
+    return NGX_OK;
 }
 
 
