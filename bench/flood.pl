@@ -5,13 +5,14 @@
 #   flood.pl flood PORT PATH DER SECONDS CONNS ADDRS KIND [PER_CONN]
 #
 # CONNS connections at once, half sending GET PKIOperations (the DER as
-# base64, %2B %2F %3D escaped, in the query), half POSTs of the DER, one
-# request after another on a keep-alive connection.  Each connection is
-# bound to its own source address: the i-th connection a process opens to
-# 127.100.0.0 + ((i + R) mod ADDRS) + 1, R random, so ADDRS addresses
-# take turns; a
-# connection is closed after PER_CONN requests (default 10) or when the
-# server closes it, and the next one comes from the next address.
+# base64, %2B %2F %3D escaped, in the query), half POSTs of the DER,
+# PER_CONN requests (default 10) pipelined on a keep-alive connection
+# (written at once, as HTTP/1.1 allows, so that the client spends little
+# on each).  Each connection is bound to its own source address: the
+# i-th connection a process opens to 127.100.0.0 + ((i + R) mod ADDRS)
+# + 1, R random, so ADDRS addresses take turns.  A connection is closed
+# once its answers came, or when the server closes it (the answers still
+# due count as "lost"), and the next one comes from the next address.
 # KIND is "forged" or "invalid":
 #   forged   the message with a byte of its signature flipped, and a
 #            transactionID of its own in every request (the marker
@@ -140,7 +141,7 @@ sub flood {
     };
 
     my %count = (sent => 0, answered => 0, errors => 0, connects => 0,
-                 get => 0, post => 0);
+                 get => 0, post => 0, lost => 0);
     my %status;
     my $sel_r = IO::Select->new;
     my $sel_w = IO::Select->new;
@@ -167,8 +168,10 @@ sub flood {
         my $st = { s => $s, slot => $slot, get => $slot % 2 == 0,
                    left => $per_conn, out => '', off => 0, in => '' };
         $c{fileno $s} = $st;
-        $st->{out} = $make->($st->{get});
+        # all of its requests at once, pipelined
+        $st->{out} = join('', map { $make->($st->{get}) } 1 .. $per_conn);
         $sel_w->add($s);
+        $sel_r->add($s);
     };
     my $close = sub {
         my ($st) = @_;
@@ -196,10 +199,9 @@ sub flood {
             }
             $st->{off} += $n;
             if ($st->{off} == length $st->{out}) {
-                $count{sent}++;
-                $count{$st->{get} ? 'get' : 'post'}++;
+                $count{sent} += $per_conn;
+                $count{$st->{get} ? 'get' : 'post'} += $per_conn;
                 $sel_w->remove($s);
-                $sel_r->add($s);
             }
         }
         for my $s (@{ $r || [] }) {
@@ -212,31 +214,33 @@ sub flood {
                 next;
             }
             if ($n == 0) {
-                # closed by the server: only an error with an answer due
-                $count{errors}++ if $st->{off} == length $st->{out};
+                # closed by the server: the answers still due are lost
+                $count{lost} += $st->{left};
                 $close->($st);
                 next;
             }
             $st->{in} .= $buf;
-            my $h = index($st->{in}, "\r\n\r\n");
-            next if $h < 0;
-            my $head = substr($st->{in}, 0, $h);
-            my ($code) = $head =~ m{^HTTP/1\.[01] ([0-9]{3})};
-            my ($cl) = $head =~ /\r\nContent-Length:\s*([0-9]+)/i;
-            $cl //= 0;
-            next if length($st->{in}) < $h + 4 + $cl;
-            $count{answered}++;
-            $status{$code // 'bad'}++;
-            my $keep = $head !~ /\r\nConnection:\s*close/i;
-            $st->{in} = '';
-            if (--$st->{left} <= 0 || !$keep || time >= $end) {
-                $close->($st);
-                next;
+            my $done = 0;
+            while (1) {
+                my $h = index($st->{in}, "\r\n\r\n");
+                last if $h < 0;
+                my $head = substr($st->{in}, 0, $h);
+                my ($code) = $head =~ m{^HTTP/1\.[01] ([0-9]{3})};
+                my ($cl) = $head =~ /\r\nContent-Length:\s*([0-9]+)/i;
+                $cl //= 0;
+                last if length($st->{in}) < $h + 4 + $cl;
+                substr($st->{in}, 0, $h + 4 + $cl) = '';
+                $count{answered}++;
+                $status{$code // 'bad'}++;
+                if (--$st->{left} <= 0
+                    || $head =~ /\r\nConnection:\s*close/i)
+                {
+                    $count{lost} += $st->{left};
+                    $done = 1;
+                    last;
+                }
             }
-            $st->{out} = $make->($st->{get});
-            $st->{off} = 0;
-            $sel_r->remove($s);
-            $sel_w->add($s);
+            $close->($st) if $done;
         }
     }
     my $dur = time - $start;
