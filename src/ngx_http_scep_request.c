@@ -16,6 +16,12 @@
 /* room for the details of a rejection: a refused algorithm's */
 #define NGX_HTTP_SCEP_DETAIL_LEN    256
 
+/* the shortest GET message checked by its first byte before decoding */
+#define NGX_HTTP_SCEP_HEAD_CHECK_MIN  1024
+
+/* a constructed SEQUENCE's identifier octet */
+#define NGX_HTTP_SCEP_SEQUENCE_OCTET  0x30
+
 
 typedef struct {
     ngx_str_t                  name;
@@ -541,11 +547,31 @@ ngx_http_scep_parse(ngx_http_request_t *r, ngx_http_scep_ctx_t *ctx)
 static ngx_int_t
 ngx_http_scep_decode_message(ngx_http_request_t *r, ngx_http_scep_ctx_t *ctx)
 {
-    int                        rc, canonical;
+    int                        c, rc, canonical;
     size_t                     max, n;
     ngx_http_scep_loc_conf_t  *slcf;
 
     slcf = ctx->conf;
+
+    /*
+     * A long message whose first byte is no SEQUENCE is refused as the
+     * parse would refuse it (bad_der), before the rest is decoded: junk
+     * costs no more than its first characters.  Only where it cannot be
+     * too large, and not for short values, which keep their bad_base64.
+     */
+
+    if (ctx->message.len >= NGX_HTTP_SCEP_HEAD_CHECK_MIN
+        && scep_base64_decoded_max(ctx->message.len) <= slcf->max_message)
+    {
+        c = scep_base64_first_byte(ctx->message.data, ctx->message.len);
+
+        if (c >= 0 && c != NGX_HTTP_SCEP_SEQUENCE_OCTET && (c & 0x1f) != 0x1f) {
+            ctx->reason = SCEP_REASON_BAD_DER;
+            ctx->checked = 1;
+
+            return ngx_http_scep_reject(ctx, NGX_HTTP_SCEP_REJECT_MESSAGE);
+        }
+    }
 
     max = ngx_min(slcf->max_message,
                   scep_base64_decoded_max(ctx->message.len));

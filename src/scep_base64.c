@@ -402,6 +402,48 @@ scep_base64_decode(const unsigned char *in, size_t len, unsigned char *out,
 }
 
 
+int
+scep_base64_first_byte(const unsigned char *in, size_t len)
+{
+    int            c;
+    size_t         i, symbols, got;
+    unsigned char  out[3];
+
+    /* the end of the first four symbols: "%0A" and "%0D" are none */
+
+    symbols = 0;
+
+    for (i = 0; i < len && symbols < 4; i++) {
+
+        if (in[i] == '%') {
+            c = scep_percent(&in[i], len - i);
+
+            if (c < 0) {
+                return -1;
+            }
+
+            i += 2;
+
+            if (c == '\n' || c == '\r') {
+                continue;
+            }
+        }
+
+        symbols++;
+    }
+
+    if (symbols < 4
+        || scep_base64_decode(in, i, out, sizeof(out), &got, NULL)
+           != SCEP_OK
+        || got == 0)
+    {
+        return -1;
+    }
+
+    return out[0];
+}
+
+
 #if (SCEP_B64_SIMD)
 
 /*

@@ -44,6 +44,15 @@ int scep_base64_decode(const unsigned char *in, size_t len,
 
 
 /*
+ * The first byte that a "message" value decodes to, from its first four
+ * base64 characters alone (escapes and line breaks read as
+ * scep_base64_decode() reads them), or -1 where those do not decode.
+ * Looks at a few bytes of "in", whatever "len" is.
+ */
+int scep_base64_first_byte(const unsigned char *in, size_t len);
+
+
+/*
  * Writes "len" bytes of "in" as standard base64, padded and
  * percent-encoded for a query string ("+" as "%2B", "/" as "%2F",
  * "=" as "%3D"): the canonical form forwarded to back ends.  Returns

@@ -236,5 +236,19 @@ ok(!(grep { !/\[warn\]/ } @lines), 'at the level of scep_log_level');
 ok((grep { /rejected GET "PKIOperation", transactionID "[^"]+": bad_signature, client: 127\.0\.0\.1/ } @lines),
    'the line has the transactionID, reason and client');
 
+# a long message whose first byte is no SEQUENCE is refused before the
+# rest is decoded (a flood of junk costs its first characters): bad_der
+# even with a bad character at its end, and no decoded length; a short
+# one is decoded first and keeps its bad_base64
+my $junk = "\x31" . join('', map { chr(int rand 256) } 1 .. 2000);
+$r = get(SCEPTest::dialect($junk, 'std') . '*');
+is($r->{status}, 400, 'long junk: 400');
+like($r->{body}, qr/^bad_der: /, 'long junk: bad_der before its end is read');
+@log = scep_log();
+like($log[-1], qr/^PKIOperation\|-\|-\|-\|-\|bad_der\|400$/,
+     'long junk: no decoded length logged');
+$r = get(SCEPTest::dialect(substr($junk, 0, 300), 'std') . '*');
+like($r->{body}, qr/^bad_base64: /, 'short junk: decoded first, bad_base64');
+
 $t->stop;
 done_testing;

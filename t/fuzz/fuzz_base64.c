@@ -3,7 +3,8 @@
  * Copyright (C) ngx_http_scep_module authors
  *
  * Fuzzes scep_base64_decode() with exact-size buffers and several
- * limits, the round trip through the canonical encoder, and
+ * limits, the round trip through the canonical encoder,
+ * scep_base64_first_byte() against the whole decoding, and
  * scep_ca_ident_ok().
  */
 
@@ -24,7 +25,7 @@ static int scep_fuzz_decode(const uint8_t *data, size_t size, size_t max,
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    int             rc, canon;
+    int             c, rc, canon;
     size_t          n, n2, max, elen;
     unsigned char  *out, *out2, *enc;
 
@@ -39,6 +40,14 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
     if (rc == SCEP_OK) {
         if (n > max) {
+            __builtin_trap();
+        }
+
+        /* the first byte from the first characters alone is the same */
+
+        c = scep_base64_first_byte(data, size);
+
+        if (c >= 0 && (n == 0 || c != out[0])) {
             __builtin_trap();
         }
 

@@ -35,6 +35,7 @@
 #define SCEP_B64_NO_SIMD
 #define scep_base64_decode        scep_ref_base64_decode
 #define scep_base64_encode_query  scep_ref_base64_encode_query
+#define scep_base64_first_byte    scep_ref_base64_first_byte
 #define scep_percent              scep_ref_percent
 
 #include "scep_base64.c"
@@ -49,6 +50,7 @@
 
 #undef scep_base64_decode
 #undef scep_base64_encode_query
+#undef scep_base64_first_byte
 #undef scep_percent
 #undef scep_query_scan
 #undef scep_ca_ident_ok

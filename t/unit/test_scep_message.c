@@ -383,6 +383,29 @@ test_long(void)
 }
 
 
+static void
+test_first_byte(void)
+{
+#define first(s)  scep_base64_first_byte((const unsigned char *) (s),        \
+                                         strlen(s))
+
+    ok(first("MIIB") == 0x30, "first byte: a SEQUENCE");
+    ok(first("MIIBxyz") == 0x30, "first byte: the rest is not read");
+    ok(first("MIIB%00") == 0x30, "first byte: nor a bad escape after it");
+    ok(first("%0D%0AMI%0AIB") == 0x30, "first byte: line breaks are none");
+    ok(first("M%49IB") == 0x30, "first byte: an escaped letter is one");
+    ok(first("MQ%3D%3D") == 0x31, "first byte: a padded quad");
+    ok(first("MQ") == -1, "first byte: fewer than four characters");
+    ok(first("MI*B") == -1, "first byte: a bad character");
+    ok(first("MII%2") == -1, "first byte: a cut escape");
+    ok(first("MII%G0") == -1, "first byte: a bad escape");
+    ok(first("MC0t") == 0x30 && first("_-__") == 0xff,
+       "first byte: the URL-safe alphabet");
+
+#undef first
+}
+
+
 int
 main(void)
 {
@@ -393,6 +416,7 @@ main(void)
     test_long();
     test_ca_ident();
     test_query();
+    test_first_byte();
 
     return tap_done();
 }
