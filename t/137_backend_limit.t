@@ -315,7 +315,7 @@ like($prom, qr/^scep_peer_busy_total\{upstream="slow",peer="127\.0\.0\.1:\d+"\} 
 # A full queue, and CA operations while it is full
 
 # the devices' messages first: making one takes a while
-my @m = map { $t->device_msg } 1 .. 11;
+my @m = map { $t->device_msg } 1 .. 21;
 
 my $first = send_post('/tiny', shift @m);
 sleep 0.2;
@@ -426,6 +426,44 @@ ok($t->wait_error_log(qr/1 PKIOperations of a worker that exited were still in f
 
 $r = read_resp(send_post('/tiny', shift @m));
 is($r->{status}, 200, 'the next one enrolls at once');
+
+###########################################################################
+# A worker killed while requests wait: the worker that the master starts
+# in its place gives their places in the queue back, so that those who
+# come next are not held up behind requests nobody serves any more
+
+($worker) = workers();
+my @gone = map { send_post('/scep', shift @m) } 1 .. $LIMIT + 5;
+sleep 0.4;
+$l = limit_of('slow');
+ok($l->{in_flight} == $LIMIT && $l->{waiting} == 5,
+   "$LIMIT in flight, 5 wait") or diag(explain($l));
+kill 'KILL', $worker;
+close $_ for @gone;
+
+$end = time + 10;
+my $waiting;
+while (time < $end) {
+    my @w = workers();
+    if (@w && $w[0] != $worker) {
+        $waiting = limit_of('slow')->{waiting};
+        last if defined $waiting;
+    }
+    sleep 0.1;
+}
+is($waiting, 0, 'the worker killed with them: their places are given back');
+ok($t->wait_error_log(qr/5 PKIOperations of a worker that exited waited in the queue of upstream "slow": their places are given back/, 2),
+   '  and the error log says so');
+
+# the back end is idle: the next ones go on at once, not after timeout=3s
+# for each dead request (nor a 503)
+for my $i (1 .. 2) {
+    $t0 = time;
+    $r = read_resp(send_post('/scep', shift @m));
+    is($r->{status}, 200, "after the kill, request $i enrolls");
+    ok(time - $t0 < 2.5,
+       sprintf('  without waiting behind the dead (%.1f s)', time - $t0));
+}
 
 $t->stop_nginx;
 
