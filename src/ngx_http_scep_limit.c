@@ -352,7 +352,23 @@ ngx_http_scep_limit_handler(ngx_http_request_t *r, ngx_http_scep_ctx_t *ctx)
         return NGX_DECLINED;
     }
 
-    if (q->q_head == q->q_next && free > q->q_reserved) {
+    if (ctx->pinned) {
+        /*
+         * A CertPoll pinned to its server waits for that one only, out
+         * of the upstream's queue, lest it hold up requests that other
+         * servers could take; the reservations of the others may be
+         * for any server and are not counted against its own
+         */
+
+        if (free) {
+            ngx_http_scep_reserve(q, 1);
+            ctx->reserved = 1;
+
+            ngx_shmtx_unlock(&shpool->mutex);
+            return NGX_DECLINED;
+        }
+
+    } else if (q->q_head == q->q_next && free > q->q_reserved) {
         /* nobody waits, and a slot is free */
         ngx_http_scep_reserve(q, 1);
         ctx->reserved = 1;
@@ -361,8 +377,9 @@ ngx_http_scep_limit_handler(ngx_http_request_t *r, ngx_http_scep_ctx_t *ctx)
         return NGX_DECLINED;
     }
 
-    if (q->q_next - q->q_head - q->q_gone >= hc->limit_queue
-        || q->q_next - q->q_head >= NGX_HTTP_SCEP_TICKETS)
+    if (!ctx->pinned
+        && (q->q_next - q->q_head - q->q_gone >= hc->limit_queue
+            || q->q_next - q->q_head >= NGX_HTTP_SCEP_TICKETS))
     {
         ngx_shmtx_unlock(&shpool->mutex);
 
@@ -376,12 +393,14 @@ ngx_http_scep_limit_handler(ngx_http_request_t *r, ngx_http_scep_ctx_t *ctx)
         return ngx_http_scep_limit_busy(r, ctx, least);
     }
 
-    ctx->ticket = q->q_next++;
-    q->q_owner[ctx->ticket % NGX_HTTP_SCEP_TICKETS] =
+    if (!ctx->pinned) {
+        ctx->ticket = q->q_next++;
+        q->q_owner[ctx->ticket % NGX_HTTP_SCEP_TICKETS] =
                                                 (uint16_t) ngx_process_slot;
-    q->q_joined[ctx->ticket % NGX_HTTP_SCEP_TICKETS] =
+        q->q_joined[ctx->ticket % NGX_HTTP_SCEP_TICKETS] =
                                                 (uint32_t) ngx_current_msec;
-    ctx->waiting = 1;
+        ctx->waiting = 1;
+    }
 
     ngx_shmtx_unlock(&shpool->mutex);
 
@@ -411,7 +430,7 @@ static void
 ngx_http_scep_limit_wait(ngx_http_request_t *r)
 {
     ngx_int_t                  rc;
-    ngx_uint_t                 free, n;
+    ngx_uint_t                 free, go, n;
     ngx_msec_t                 now;
     ngx_event_t               *wev;
     ngx_slab_pool_t           *shpool;
@@ -447,7 +466,8 @@ ngx_http_scep_limit_wait(ngx_http_request_t *r)
 
     n = 0;
 
-    while (q->q_head != q->q_next && q->q_head != ctx->ticket
+    while (ctx->waiting
+           && q->q_head != q->q_next && q->q_head != ctx->ticket
            && (int32_t) ((uint32_t) now
                          - q->q_joined[q->q_head % NGX_HTTP_SCEP_TICKETS])
               > (int32_t) (hc->limit_timeout + NGX_HTTP_SCEP_HEAD_GRACE))
@@ -469,12 +489,22 @@ ngx_http_scep_limit_wait(ngx_http_request_t *r)
      */
 
     free = ngx_http_scep_free_slots(hc, ctx, &least);
-    free = (free > q->q_reserved) ? free - q->q_reserved : 0;
 
-    if (least == NULL
-        || (free && ngx_http_scep_queue_ahead(q, ctx->ticket, free) < free))
-    {
-        ngx_http_scep_queue_leave(q, ctx);
+    if (ctx->pinned) {
+        /* its own server's slots: see ngx_http_scep_limit_handler() */
+        go = (least == NULL || free);
+
+    } else {
+        free = (free > q->q_reserved) ? free - q->q_reserved : 0;
+        go = (least == NULL
+              || (free
+                  && ngx_http_scep_queue_ahead(q, ctx->ticket, free) < free));
+    }
+
+    if (go) {
+        if (ctx->waiting) {
+            ngx_http_scep_queue_leave(q, ctx);
+        }
 
         if (least) {
             ngx_http_scep_reserve(q, 1);
@@ -499,7 +529,9 @@ ngx_http_scep_limit_wait(ngx_http_request_t *r)
     }
 
     if ((ngx_msec_int_t) (ctx->deadline - now) <= 0) {
-        ngx_http_scep_queue_leave(q, ctx);
+        if (ctx->waiting) {
+            ngx_http_scep_queue_leave(q, ctx);
+        }
 
         ngx_shmtx_unlock(&shpool->mutex);
 

@@ -528,4 +528,131 @@ CONF
     $t2->stop_nginx;
 }
 
+###########################################################################
+# A CertPoll pinned to its server (scep_pending_zone) waits for that one
+# only: a PKCSReq that the balancer sends to the other, idle, server does
+# not wait behind it.  Two fault daemons in mode "pending" behind proxies
+# that hold each PKIOperation 2 s; one slot each.
+
+{
+    my $t3 = SCEPTest->new;
+    my $dir = $t3->dir;
+
+    for my $cmd (
+        [qw(req -x509 -newkey rsa:2048 -nodes -keyout pca.key -out pca.pem
+            -subj /CN=Pending-CA -days 30)],
+        [qw(x509 -in pca.pem -outform DER -out pca.der)],
+        [qw(genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048
+            -out device.key)],
+    )
+    {
+        my ($rc, $out) = $t3->run('sh', '-c', "cd $dir && openssl @$cmd");
+        die "openssl @$cmd: $out" if $rc;
+    }
+
+    my $fa = $t3->start_fault('pending', "$dir/pca.der", "$dir/pca.key");
+    my $fb = $t3->start_fault('pending', "$dir/pca.der", "$dir/pca.key");
+    my $da = $t3->start_delay({ port => $t3->port($fa->{name}) }, 2);
+    my $db = $t3->start_delay({ port => $t3->port($fb->{name}) }, 2);
+
+    $t3->start_nginx(<<"CONF");
+worker_processes 1;
+
+http {
+    large_client_header_buffers 4 72k;
+    client_body_buffer_size 128k;
+    scep_pending_zone 1m;
+    log_format pick '\$http_x_pick|\$status|\$upstream_addr|\$request_time';
+
+    upstream ndes {
+        hash \$http_x_pick consistent;
+        server 127.0.0.1:%%$da->{name}%%;
+        server 127.0.0.1:%%$db->{name}%%;
+        scep_health_check interval=1s timeout=800ms uri=/scep;
+        scep_backend_limit 1 queue=10 timeout=8s;
+    }
+
+    server {
+        listen 127.0.0.1:%%GW3%%;
+        access_log %%DIR%%/logs/pick.log pick;
+
+        location = /scep {
+            scep on;
+            proxy_pass http://ndes/scep;
+        }
+    }
+}
+CONF
+    my $gw3 = $t3->port('GW3');
+    sleep 1.5;
+
+    my $req = sub {
+        my ($key, $body) = @_;
+        return SCEPTest::http($gw3,
+            "POST /scep?operation=PKIOperation HTTP/1.1\r\nHost: x\r\n"
+            . "X-Pick: $key\r\nConnection: close\r\n"
+            . "Content-Type: application/x-pki-message\r\n"
+            . "Content-Length: " . length($body) . "\r\n\r\n$body",
+            timeout => 20);
+    };
+    my $msg = sub {
+        my ($type, $tid) = @_;
+        my ($rc, $out) = $t3->run($t3->root . '/build/scep-msg',
+            '--ca', "$dir/pca.pem", '--type', $type, '--tid', $tid,
+            '--key', "$dir/device.key", '--challenge', 'secret',
+            '--cn', 'device', '--dialect', 'der');
+        die "scep-msg: $out" if $rc;
+        return $out;
+    };
+
+    # a key of X-Pick for each server
+    for my $k (map { "k$_" } 1 .. 20) {
+        SCEPTest::http($gw3, "GET /scep?operation=GetCACaps HTTP/1.1\r\n"
+                             . "Host: x\r\nX-Pick: $k\r\n"
+                             . "Connection: close\r\n\r\n");
+    }
+    sleep 0.3;
+    my %srv;
+    for (split /\n/, $t3->read_file('logs/pick.log') // '') {
+        my @f = split /\|/;
+        $srv{$f[2]} //= $f[0];
+    }
+    my ($busy_addr, $idle_addr) = sort keys %srv;
+    my ($ks, $ko) = @srv{$busy_addr, $idle_addr};
+    ok($ks && $ko, 'pinned: a key for each server');
+
+    # the request that the busy server keeps pending
+    my @pk = ($msg->(19, 'tidA'), $msg->(19, 'tidB'), $msg->(20, 'tidA'),
+              $msg->(19, 'tidC'));
+    is($req->($ks, $pk[0])->{status}, 200, 'pinned: a PKCSReq is pending');
+
+    # the busy server works 2 s; the CertPoll pinned to it waits for it
+    my @kids;
+    for my $job ([$ks, $pk[1]], ['zzz-other', $pk[2]]) {
+        my $pid = fork // die "fork: $!";
+        if ($pid == 0) {
+            $req->(@$job);
+            POSIX::_exit(0);
+        }
+        push @kids, $pid;
+        sleep 0.3;
+    }
+
+    my $t0 = time;
+    my $r3 = $req->($ko, $pk[3]);
+    my $dt = time - $t0;
+    waitpid($_, 0) for @kids;
+
+    is($r3->{status}, 200, 'pinned: a PKCSReq for the idle server enrolls');
+    ok($dt < 3, sprintf('  without waiting behind the CertPoll pinned to'
+                        . ' the busy server (%.1f s, the server takes 2)',
+                        $dt));
+
+    my $log = $t3->read_file('logs/pick.log') // '';
+    like($log, qr/^zzz-other\|200\|\Q$busy_addr\E\|/m,
+         '  and the CertPoll went on to its own server after its turn')
+        or diag($log);
+    $t3->stop_nginx;
+}
+
 done_testing;
