@@ -146,6 +146,18 @@ http {
             proxy_pass http://tiny/scep;
         }
 
+        location = /redirect {
+            scep on;
+            error_page 418 = \@tiny;
+            return 418;
+        }
+
+        location \@tiny {
+            scep on;
+            rewrite ^ /scep break;
+            proxy_pass http://tiny;
+        }
+
         location = /brief {
             scep on;
             proxy_pass http://brief/scep;
@@ -315,7 +327,7 @@ like($prom, qr/^scep_peer_busy_total\{upstream="slow",peer="127\.0\.0\.1:\d+"\} 
 # A full queue, and CA operations while it is full
 
 # the devices' messages first: making one takes a while
-my @m = map { $t->device_msg } 1 .. 21;
+my @m = map { $t->device_msg } 1 .. 23;
 
 my $first = send_post('/tiny', shift @m);
 sleep 0.2;
@@ -344,6 +356,18 @@ is(read_resp($second)->{status}, 200, 'the one that waited too');
 
 ok($t->wait_error_log(qr/every server of upstream "tiny" has 1 PKIOperations in flight and its queue is full/, 2),
    'the error log says why');
+
+###########################################################################
+# A request that an internal redirect brings to a location that passes it
+# on waits its turn there too, instead of finding the server full
+
+$first = send_post('/tiny', shift @m);
+sleep 0.2;
+$second = send_post('/redirect', shift @m);
+sleep 0.2;
+is(limit_of('tiny')->{waiting}, 1, 'by error_page 418 = \@tiny: it waits');
+is(read_resp($first)->{status}, 200, '  the first enrolls');
+is(read_resp($second)->{status}, 200, '  and the redirected one after it');
 
 ###########################################################################
 # A wait too long
