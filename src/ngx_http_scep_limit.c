@@ -679,6 +679,40 @@ ngx_http_scep_limit_give(ngx_http_scep_ctx_t *ctx)
 }
 
 
+/*
+ * The balancer passed over every server it was offered because each was
+ * full (a failover of proxy_next_upstream, which does not wait in the
+ * queue, or a race with another worker): 503 backend_busy, not the 503
+ * of no healthy back end, and counted as the refusals of the queue
+ */
+
+void
+ngx_http_scep_limit_full(ngx_http_request_t *r, ngx_http_scep_ctx_t *ctx,
+    ngx_http_scep_upstream_t *hc)
+{
+    ngx_slab_pool_t       *shpool;
+    ngx_http_scep_peer_t  *least;
+
+    shpool = (ngx_slab_pool_t *) hc->shm_zone->shm.addr;
+
+    ngx_shmtx_lock(&shpool->mutex);
+    (void) ngx_http_scep_free_slots(hc, ctx, &least);
+    ngx_shmtx_unlock(&shpool->mutex);
+
+    if (least && least->sh) {
+        (void) ngx_atomic_fetch_add(&least->sh->busy, 1);
+    }
+
+    ctx->backend_full = 1;
+    ctx->reject = NGX_HTTP_SCEP_REJECT_BACKEND_BUSY;
+
+    ngx_log_error(ctx->conf->log_level, r->connection->log, 0,
+                  "scep: every server of upstream \"%V\" that a"
+                  " PKIOperation could go to has %ui in flight",
+                  &hc->uscf->host, hc->limit);
+}
+
+
 /* the requests waiting for the servers of an upstream */
 
 ngx_uint_t

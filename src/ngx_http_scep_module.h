@@ -509,6 +509,8 @@ typedef struct {
                                                  an HTTP error status */
 
     unsigned                   no_healthy:1;  /* balancer found none */
+    unsigned                   backend_full:1;  /* found every server
+                                                   full: backend_busy */
     unsigned                   replace_body:1;
     unsigned                   parsed:1;      /* rewrite phase done */
     unsigned                   redirected:1;  /* found after a redirect */
@@ -721,6 +723,8 @@ ngx_uint_t ngx_http_scep_limit_take(ngx_http_request_t *r,
     ngx_http_scep_ctx_t *ctx, ngx_http_scep_peer_t *peer);
 void ngx_http_scep_limit_give(ngx_http_scep_ctx_t *ctx);
 ngx_uint_t ngx_http_scep_limit_waiting(ngx_http_scep_upstream_t *hc);
+void ngx_http_scep_limit_full(ngx_http_request_t *r,
+    ngx_http_scep_ctx_t *ctx, ngx_http_scep_upstream_t *hc);
 ngx_http_scep_upstream_t *ngx_http_scep_location_health(
     ngx_http_request_t *r);
 

@@ -7,9 +7,12 @@
 # Retry-After; the single worker answers GetCACaps and the status page
 # at once while requests wait; a full queue and a wait too long get 503
 # backend_busy; a client that leaves while it waits or while its server
-# works frees what it held, and so does a worker killed with a request
-# in flight, once the master starts another; CA operations are not
-# counted; nginx -t refuses bad values.
+# works frees what it held, and so does a worker killed with requests
+# in flight or waiting, once the master starts another; a request that
+# an internal redirect passes on waits its turn; a failover to a full
+# server is 503 backend_busy; a pinned CertPoll waits for its own server
+# without holding up the others; CA operations are not counted; nginx -t
+# refuses bad values.
 
 use strict;
 use warnings;
@@ -101,6 +104,8 @@ my $b0 = $t->start_backend;
 my $b1 = $t->start_backend;
 my $slow = $t->start_delay($b0, 1);
 my $tiny = $t->start_delay($b1, 1);
+my $pa = $t->start_delay($b0, 3);
+my $pb = $t->start_delay($b1, 3);
 
 my $LIMIT = 3;
 
@@ -122,6 +127,13 @@ http {
         server 127.0.0.1:%%$tiny->{name}%%;
         scep_health_check interval=1s timeout=500ms uri=/scep;
         scep_backend_limit 1 queue=1 timeout=10s;
+    }
+
+    upstream pair {
+        server 127.0.0.1:%%$pa->{name}%%;
+        server 127.0.0.1:%%$pb->{name}%%;
+        scep_health_check interval=1s timeout=500ms uri=/scep;
+        scep_backend_limit 1 queue=5 timeout=10s;
     }
 
     upstream brief {
@@ -156,6 +168,18 @@ http {
             scep on;
             rewrite ^ /scep break;
             proxy_pass http://tiny;
+        }
+
+        location = /pair-long {
+            scep on;
+            proxy_pass http://pair/scep;
+        }
+
+        location = /pair-short {
+            scep on;
+            proxy_pass http://pair/scep;
+            proxy_read_timeout 1s;
+            proxy_next_upstream error timeout non_idempotent;
         }
 
         location = /brief {
@@ -218,7 +242,7 @@ my $end = time + 10;
 sleep 0.2 until time > $end
     || (grep { ($_->{state} // '') eq 'up' }
         map { @{$_->{peers} // []} } values %{status()->{upstreams} // {}})
-       == 3;
+       == 5;
 
 my $l = limit_of('slow');
 is_deeply($l, { max => $LIMIT, in_flight => 0, waiting => 0, busy => 0 },
@@ -327,7 +351,7 @@ like($prom, qr/^scep_peer_busy_total\{upstream="slow",peer="127\.0\.0\.1:\d+"\} 
 # A full queue, and CA operations while it is full
 
 # the devices' messages first: making one takes a while
-my @m = map { $t->device_msg } 1 .. 23;
+my @m = map { $t->device_msg } 1 .. 25;
 
 my $first = send_post('/tiny', shift @m);
 sleep 0.2;
@@ -368,6 +392,20 @@ sleep 0.2;
 is(limit_of('tiny')->{waiting}, 1, 'by error_page 418 = \@tiny: it waits');
 is(read_resp($first)->{status}, 200, '  the first enrolls');
 is(read_resp($second)->{status}, 200, '  and the redirected one after it');
+
+###########################################################################
+# A failover (proxy_next_upstream) does not wait in the queue: when the
+# only other server is full, the answer is 503 backend_busy, not that no
+# server is healthy
+
+my $long = send_post('/pair-long', shift @m);
+sleep 0.3;
+$r = read_resp(send_post('/pair-short', shift @m));
+is($r->{status}, 503, 'a failover that finds the other server full: 503');
+like($r->{body}, qr/^backend_busy: /, '  reason backend_busy');
+ok($t->wait_error_log(qr/every server of upstream "pair" that a PKIOperation could go to has 1 in flight/, 2),
+   '  and the error log says why');
+is(read_resp($long)->{status}, 200, 'the one on the other server enrolls');
 
 ###########################################################################
 # A wait too long
