@@ -12,6 +12,8 @@
 
 
 static ngx_int_t ngx_http_scep_retry_after_filter(ngx_http_request_t *r);
+static ngx_int_t ngx_http_scep_replaced_body(ngx_http_request_t *r,
+    ngx_http_scep_ctx_t *ctx, ngx_str_t *body);
 static ngx_int_t ngx_http_scep_no_healthy_body_filter(ngx_http_request_t *r,
     ngx_chain_t *in);
 
@@ -42,6 +44,7 @@ static ngx_int_t
 ngx_http_scep_retry_after_filter(ngx_http_request_t *r)
 {
     u_char                    *p;
+    ngx_str_t                  body;
     ngx_uint_t                 i;
     ngx_list_part_t           *part;
     ngx_table_elt_t           *h;
@@ -67,11 +70,13 @@ ngx_http_scep_retry_after_filter(ngx_http_request_t *r)
 
     /*
      * nginx answers 502 when the balancer has no peer; when the health
-     * checks took them all out, a SCEP client is better told 503 and
-     * when to come back
+     * checks took them all out, or scep_backend_limit found them all
+     * full, a SCEP client is better told 503 and when to come back
      */
 
-    if (r->headers_out.status == NGX_HTTP_BAD_GATEWAY && ctx->no_healthy) {
+    if (r->headers_out.status == NGX_HTTP_BAD_GATEWAY
+        && (ctx->no_healthy || ctx->backend_full))
+    {
 
         r->headers_out.status = NGX_HTTP_SERVICE_UNAVAILABLE;
         r->headers_out.status_line.len = 0;
@@ -86,8 +91,11 @@ ngx_http_scep_retry_after_filter(ngx_http_request_t *r)
         if (!r->error_page) {
             ctx->replace_body = 1;
 
-            r->headers_out.content_length_n =
-                                         ngx_http_scep_no_healthy_text.len;
+            if (ngx_http_scep_replaced_body(r, ctx, &body) != NGX_OK) {
+                return NGX_ERROR;
+            }
+
+            r->headers_out.content_length_n = body.len;
             ngx_str_set(&r->headers_out.content_type, "text/plain");
             r->headers_out.content_type_len =
                                          r->headers_out.content_type.len;
@@ -157,9 +165,39 @@ ngx_http_scep_retry_after_filter(ngx_http_request_t *r)
 }
 
 
+/* the text that replaces nginx's 502 page: why there is no server */
+
+static ngx_int_t
+ngx_http_scep_replaced_body(ngx_http_request_t *r, ngx_http_scep_ctx_t *ctx,
+    ngx_str_t *body)
+{
+    u_char     *p;
+    ngx_str_t   token, text;
+
+    if (!ctx->backend_full) {
+        *body = ngx_http_scep_no_healthy_text;
+        return NGX_OK;
+    }
+
+    ngx_http_scep_reject_token(ctx, &token);
+    (void) ngx_http_scep_reject_text(ctx, &text);
+
+    p = ngx_pnalloc(r->pool, token.len + text.len + 3);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    body->data = p;
+    body->len = ngx_sprintf(p, "%V: %V\n", &token, &text) - p;
+
+    return NGX_OK;
+}
+
+
 static ngx_int_t
 ngx_http_scep_no_healthy_body_filter(ngx_http_request_t *r, ngx_chain_t *in)
 {
+    ngx_str_t             body;
     ngx_buf_t            *b;
     ngx_chain_t           out;
     ngx_http_scep_ctx_t  *ctx;
@@ -187,8 +225,12 @@ ngx_http_scep_no_healthy_body_filter(ngx_http_request_t *r, ngx_chain_t *in)
         return NGX_ERROR;
     }
 
-    b->pos = ngx_http_scep_no_healthy_text.data;
-    b->last = b->pos + ngx_http_scep_no_healthy_text.len;
+    if (ngx_http_scep_replaced_body(r, ctx, &body) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    b->pos = body.data;
+    b->last = b->pos + body.len;
     b->memory = 1;
     b->last_buf = 1;
 

@@ -26,8 +26,9 @@
 #define NGX_HTTP_SCEP_POLL_MAX     50
 
 /*
- * A ticket first in the queue for this long past the timeout belongs to
- * a worker that died while it waited: it is passed over
+ * A ticket in the queue for this long past the timeout belongs to a
+ * worker that died while it waited, and that no worker replaced yet
+ * (or one of an older generation): it is passed over
  */
 #define NGX_HTTP_SCEP_HEAD_GRACE   1000
 
@@ -48,6 +49,8 @@ static ngx_uint_t ngx_http_scep_free_slots(ngx_http_scep_upstream_t *hc,
 static ngx_uint_t ngx_http_scep_queue_ahead(ngx_http_scep_sh_peer_t *q,
     ngx_uint_t ticket, ngx_uint_t enough);
 static void ngx_http_scep_queue_advance(ngx_http_scep_sh_peer_t *q);
+static void ngx_http_scep_queue_drop(ngx_http_scep_sh_peer_t *q,
+    ngx_uint_t t);
 static void ngx_http_scep_queue_leave(ngx_http_scep_sh_peer_t *q,
     ngx_http_scep_ctx_t *ctx);
 static ngx_int_t ngx_http_scep_limit_busy(ngx_http_request_t *r,
@@ -204,7 +207,7 @@ ngx_http_scep_limit_postconf(ngx_conf_t *cf)
 void
 ngx_http_scep_limit_init_process(ngx_cycle_t *cycle)
 {
-    ngx_uint_t                  i, j;
+    ngx_uint_t                  i, j, t, n;
     ngx_slab_pool_t            *shpool;
     ngx_http_scep_peer_t       *peer;
     ngx_http_scep_sh_peer_t    *sp;
@@ -263,6 +266,39 @@ ngx_http_scep_limit_init_process(ngx_cycle_t *cycle)
 
             h->reserved = 0;
         }
+
+        /* and its requests that waited, lest they hold up the others */
+
+        sp = ngx_http_scep_queue(hcp[i]);
+
+        if (sp == NULL) {
+            continue;
+        }
+
+        n = 0;
+
+        for (t = sp->q_head; t != sp->q_next; t++) {
+
+            if ((ngx_int_t) (t - sp->q_head) < 0) {
+                /* passed over with the first, gone before it */
+                continue;
+            }
+
+            if (sp->q_owner[t % NGX_HTTP_SCEP_TICKETS]
+                    == (uint16_t) ngx_process_slot
+                && !ngx_http_scep_gone(sp, t))
+            {
+                ngx_http_scep_queue_drop(sp, t);
+                n++;
+            }
+        }
+
+        if (n) {
+            ngx_log_error(NGX_LOG_WARN, cycle->log, 0,
+                          "scep: %ui PKIOperations of a worker that exited"
+                          " waited in the queue of upstream \"%V\": their"
+                          " places are given back", n, &hcp[i]->uscf->host);
+        }
     }
 
     ngx_shmtx_unlock(&shpool->mutex);
@@ -316,7 +352,23 @@ ngx_http_scep_limit_handler(ngx_http_request_t *r, ngx_http_scep_ctx_t *ctx)
         return NGX_DECLINED;
     }
 
-    if (q->q_head == q->q_next && free > q->q_reserved) {
+    if (ctx->pinned) {
+        /*
+         * A CertPoll pinned to its server waits for that one only, out
+         * of the upstream's queue, lest it hold up requests that other
+         * servers could take; the reservations of the others may be
+         * for any server and are not counted against its own
+         */
+
+        if (free) {
+            ngx_http_scep_reserve(q, 1);
+            ctx->reserved = 1;
+
+            ngx_shmtx_unlock(&shpool->mutex);
+            return NGX_DECLINED;
+        }
+
+    } else if (q->q_head == q->q_next && free > q->q_reserved) {
         /* nobody waits, and a slot is free */
         ngx_http_scep_reserve(q, 1);
         ctx->reserved = 1;
@@ -325,8 +377,9 @@ ngx_http_scep_limit_handler(ngx_http_request_t *r, ngx_http_scep_ctx_t *ctx)
         return NGX_DECLINED;
     }
 
-    if (q->q_next - q->q_head - q->q_gone >= hc->limit_queue
-        || q->q_next - q->q_head >= NGX_HTTP_SCEP_TICKETS)
+    if (!ctx->pinned
+        && (q->q_next - q->q_head - q->q_gone >= hc->limit_queue
+            || q->q_next - q->q_head >= NGX_HTTP_SCEP_TICKETS))
     {
         ngx_shmtx_unlock(&shpool->mutex);
 
@@ -340,12 +393,14 @@ ngx_http_scep_limit_handler(ngx_http_request_t *r, ngx_http_scep_ctx_t *ctx)
         return ngx_http_scep_limit_busy(r, ctx, least);
     }
 
-    if (q->q_head == q->q_next) {
-        q->q_head_since = ngx_current_msec;
+    if (!ctx->pinned) {
+        ctx->ticket = q->q_next++;
+        q->q_owner[ctx->ticket % NGX_HTTP_SCEP_TICKETS] =
+                                                (uint16_t) ngx_process_slot;
+        q->q_joined[ctx->ticket % NGX_HTTP_SCEP_TICKETS] =
+                                                (uint32_t) ngx_current_msec;
+        ctx->waiting = 1;
     }
-
-    ctx->ticket = q->q_next++;
-    ctx->waiting = 1;
 
     ngx_shmtx_unlock(&shpool->mutex);
 
@@ -375,7 +430,7 @@ static void
 ngx_http_scep_limit_wait(ngx_http_request_t *r)
 {
     ngx_int_t                  rc;
-    ngx_uint_t                 free;
+    ngx_uint_t                 free, go, n;
     ngx_msec_t                 now;
     ngx_event_t               *wev;
     ngx_slab_pool_t           *shpool;
@@ -404,18 +459,28 @@ ngx_http_scep_limit_wait(ngx_http_request_t *r)
 
     ngx_shmtx_lock(&shpool->mutex);
 
-    /* a ticket first for too long: its worker died while it waited */
+    /*
+     * Tickets first that waited too long: their workers died while they
+     * waited; all of them go at once, as none of them may go on
+     */
 
-    if (q->q_head != q->q_next && q->q_head != ctx->ticket
-        && (ngx_msec_int_t) (now - q->q_head_since)
-           > (ngx_msec_int_t) (hc->limit_timeout + NGX_HTTP_SCEP_HEAD_GRACE))
+    n = 0;
+
+    while (ctx->waiting
+           && q->q_head != q->q_next && q->q_head != ctx->ticket
+           && (int32_t) ((uint32_t) now
+                         - q->q_joined[q->q_head % NGX_HTTP_SCEP_TICKETS])
+              > (int32_t) (hc->limit_timeout + NGX_HTTP_SCEP_HEAD_GRACE))
     {
-        ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
-                      "scep: a request of a worker that exited waited"
-                      " first in the queue of upstream \"%V\": passed over",
-                      &hc->uscf->host);
-
         ngx_http_scep_queue_advance(q);
+        n++;
+    }
+
+    if (n) {
+        ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
+                      "scep: %ui requests of a worker that exited waited"
+                      " first in the queue of upstream \"%V\": passed over",
+                      n, &hc->uscf->host);
     }
 
     /*
@@ -424,12 +489,22 @@ ngx_http_scep_limit_wait(ngx_http_request_t *r)
      */
 
     free = ngx_http_scep_free_slots(hc, ctx, &least);
-    free = (free > q->q_reserved) ? free - q->q_reserved : 0;
 
-    if (least == NULL
-        || (free && ngx_http_scep_queue_ahead(q, ctx->ticket, free) < free))
-    {
-        ngx_http_scep_queue_leave(q, ctx);
+    if (ctx->pinned) {
+        /* its own server's slots: see ngx_http_scep_limit_handler() */
+        go = (least == NULL || free);
+
+    } else {
+        free = (free > q->q_reserved) ? free - q->q_reserved : 0;
+        go = (least == NULL
+              || (free
+                  && ngx_http_scep_queue_ahead(q, ctx->ticket, free) < free));
+    }
+
+    if (go) {
+        if (ctx->waiting) {
+            ngx_http_scep_queue_leave(q, ctx);
+        }
 
         if (least) {
             ngx_http_scep_reserve(q, 1);
@@ -454,7 +529,9 @@ ngx_http_scep_limit_wait(ngx_http_request_t *r)
     }
 
     if ((ngx_msec_int_t) (ctx->deadline - now) <= 0) {
-        ngx_http_scep_queue_leave(q, ctx);
+        if (ctx->waiting) {
+            ngx_http_scep_queue_leave(q, ctx);
+        }
 
         ngx_shmtx_unlock(&shpool->mutex);
 
@@ -599,6 +676,40 @@ ngx_http_scep_limit_give(ngx_http_scep_ctx_t *ctx)
     }
 
     ngx_shmtx_unlock(&shpool->mutex);
+}
+
+
+/*
+ * The balancer passed over every server it was offered because each was
+ * full (a failover of proxy_next_upstream, which does not wait in the
+ * queue, or a race with another worker): 503 backend_busy, not the 503
+ * of no healthy back end, and counted as the refusals of the queue
+ */
+
+void
+ngx_http_scep_limit_full(ngx_http_request_t *r, ngx_http_scep_ctx_t *ctx,
+    ngx_http_scep_upstream_t *hc)
+{
+    ngx_slab_pool_t       *shpool;
+    ngx_http_scep_peer_t  *least;
+
+    shpool = (ngx_slab_pool_t *) hc->shm_zone->shm.addr;
+
+    ngx_shmtx_lock(&shpool->mutex);
+    (void) ngx_http_scep_free_slots(hc, ctx, &least);
+    ngx_shmtx_unlock(&shpool->mutex);
+
+    if (least && least->sh) {
+        (void) ngx_atomic_fetch_add(&least->sh->busy, 1);
+    }
+
+    ctx->backend_full = 1;
+    ctx->reject = NGX_HTTP_SCEP_REJECT_BACKEND_BUSY;
+
+    ngx_log_error(ctx->conf->log_level, r->connection->log, 0,
+                  "scep: every server of upstream \"%V\" that a"
+                  " PKIOperation could go to has %ui in flight",
+                  &hc->uscf->host, hc->limit);
 }
 
 
@@ -848,8 +959,6 @@ ngx_http_scep_queue_advance(ngx_http_scep_sh_peer_t *q)
         q->q_gone--;
         q->q_head++;
     }
-
-    q->q_head_since = ngx_current_msec;
 }
 
 
@@ -859,16 +968,22 @@ static void
 ngx_http_scep_queue_leave(ngx_http_scep_sh_peer_t *q,
     ngx_http_scep_ctx_t *ctx)
 {
-    ngx_uint_t  t;
-
-    t = ctx->ticket;
     ctx->waiting = 0;
 
-    if ((ngx_int_t) (t - q->q_head) < 0) {
+    if ((ngx_int_t) (ctx->ticket - q->q_head) < 0) {
         /* passed over already */
         return;
     }
 
+    ngx_http_scep_queue_drop(q, ctx->ticket);
+}
+
+
+/* under the mutex: a ticket still in the queue is done */
+
+static void
+ngx_http_scep_queue_drop(ngx_http_scep_sh_peer_t *q, ngx_uint_t t)
+{
     if (t == q->q_head) {
         ngx_http_scep_queue_advance(q);
         return;

@@ -329,15 +329,20 @@ typedef struct {
     /*
      * The upstream's queue, kept in the record of its first server:
      * tickets from q_head to q_next wait, first come first served, but
-     * those marked gone (timed out, or their client left)
+     * those marked gone (timed out, or their client left); each ticket
+     * keeps the process slot of its worker, so that the worker started
+     * in the slot of one that died drops them, and when it joined, so
+     * that those left over anyway are passed over once surely dead
      */
     ngx_uint_t                 q_head;
     ngx_uint_t                 q_next;
     ngx_uint_t                 q_gone;
     ngx_uint_t                 q_reserved;   /* let through, not yet at
                                                 the balancer */
-    ngx_msec_t                 q_head_since;
     u_char                     q_gone_map[NGX_HTTP_SCEP_TICKETS / 8];
+    uint16_t                   q_owner[NGX_HTTP_SCEP_TICKETS];
+    uint32_t                   q_joined[NGX_HTTP_SCEP_TICKETS];  /* low
+                                                bits of ngx_current_msec */
 } ngx_http_scep_sh_peer_t;
 
 
@@ -536,6 +541,8 @@ typedef struct {
                                                  an HTTP error status */
 
     unsigned                   no_healthy:1;  /* balancer found none */
+    unsigned                   backend_full:1;  /* found every server
+                                                   full: backend_busy */
     unsigned                   replace_body:1;
     unsigned                   parsed:1;      /* rewrite phase done */
     unsigned                   redirected:1;  /* found after a redirect */
@@ -748,6 +755,8 @@ ngx_uint_t ngx_http_scep_limit_take(ngx_http_request_t *r,
     ngx_http_scep_ctx_t *ctx, ngx_http_scep_peer_t *peer);
 void ngx_http_scep_limit_give(ngx_http_scep_ctx_t *ctx);
 ngx_uint_t ngx_http_scep_limit_waiting(ngx_http_scep_upstream_t *hc);
+void ngx_http_scep_limit_full(ngx_http_request_t *r,
+    ngx_http_scep_ctx_t *ctx, ngx_http_scep_upstream_t *hc);
 ngx_http_scep_upstream_t *ngx_http_scep_location_health(
     ngx_http_request_t *r);
 

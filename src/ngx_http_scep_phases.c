@@ -327,10 +327,13 @@ ngx_http_scep_precontent_handler(ngx_http_request_t *r)
     /*
      * scep_backend_limit: a PKIOperation that finds every server full
      * waits here, before proxy_pass takes an upstream connection; it
-     * comes back to this handler (ctx->done) when it may go on
+     * comes back to this handler (ctx->done) when it may go on.  One
+     * that an internal redirect brought to a location that passes it on
+     * (error_page 418 = @proxy) is counted there, unless its first
+     * location counted it already (ctx->limited)
      */
 
-    rc = ctx->redirected ? NGX_DECLINED : ngx_http_scep_limit_handler(r, ctx);
+    rc = ngx_http_scep_limit_handler(r, ctx);
 
     if (rc == NGX_AGAIN) {
         return rc;

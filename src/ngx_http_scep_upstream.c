@@ -562,11 +562,12 @@ ngx_http_scep_get_peer(ngx_peer_connection_t *pc, void *data)
     ngx_http_scep_balancer_t *bp = data;
 
     ngx_int_t              rc;
-    ngx_uint_t             skipped, tries;
+    ngx_uint_t             skipped, full, tries;
     ngx_http_scep_ctx_t   *ctx;
     ngx_http_scep_peer_t  *peer, *pinned;
 
     skipped = 0;
+    full = 0;
     pinned = ngx_http_scep_pinned(bp);
     ctx = ngx_http_scep_get_ctx(bp->request);
 
@@ -588,9 +589,13 @@ ngx_http_scep_get_peer(ngx_peer_connection_t *pc, void *data)
         /* a full server (scep_backend_limit) is skipped as a sick one */
 
         if (peer && (pinned == NULL || peer == pinned)
-            && ngx_http_scep_peer_healthy(peer)
-            && ngx_http_scep_limit_take(bp->request, ctx, peer))
+            && ngx_http_scep_peer_healthy(peer))
         {
+            if (!ngx_http_scep_limit_take(bp->request, ctx, peer)) {
+                full++;
+                goto skip;
+            }
+
             if (peer->sh) {
                 (void) ngx_atomic_fetch_add(&peer->sh->requests, 1);
             }
@@ -614,6 +619,8 @@ ngx_http_scep_get_peer(ngx_peer_connection_t *pc, void *data)
 
             return rc;
         }
+
+    skip:
 
         ngx_log_debug1(NGX_LOG_DEBUG_HTTP, pc->log, 0,
                        "scep balancer: skipping %V", pc->name);
@@ -650,6 +657,12 @@ ngx_http_scep_get_peer(ngx_peer_connection_t *pc, void *data)
         pc->sockaddr = NULL;
         pc->socklen = 0;
         pc->name = &bp->health->uscf->host;
+
+        if (ctx && full == skipped) {
+            /* healthy, all of them, but full */
+            ngx_http_scep_limit_full(bp->request, ctx, bp->health);
+            return rc;
+        }
 
         if (ctx) {
             ctx->no_healthy = 1;

@@ -7,9 +7,12 @@
 # Retry-After; the single worker answers GetCACaps and the status page
 # at once while requests wait; a full queue and a wait too long get 503
 # backend_busy; a client that leaves while it waits or while its server
-# works frees what it held, and so does a worker killed with a request
-# in flight, once the master starts another; CA operations are not
-# counted; nginx -t refuses bad values.
+# works frees what it held, and so does a worker killed with requests
+# in flight or waiting, once the master starts another; a request that
+# an internal redirect passes on waits its turn; a failover to a full
+# server is 503 backend_busy; a pinned CertPoll waits for its own server
+# without holding up the others; CA operations are not counted; nginx -t
+# refuses bad values.
 
 use strict;
 use warnings;
@@ -101,6 +104,8 @@ my $b0 = $t->start_backend;
 my $b1 = $t->start_backend;
 my $slow = $t->start_delay($b0, 1);
 my $tiny = $t->start_delay($b1, 1);
+my $pa = $t->start_delay($b0, 3);
+my $pb = $t->start_delay($b1, 3);
 
 my $LIMIT = 3;
 
@@ -124,6 +129,13 @@ http {
         scep_backend_limit 1 queue=1 timeout=10s;
     }
 
+    upstream pair {
+        server 127.0.0.1:%%$pa->{name}%%;
+        server 127.0.0.1:%%$pb->{name}%%;
+        scep_health_check interval=1s timeout=500ms uri=/scep;
+        scep_backend_limit 1 queue=5 timeout=10s;
+    }
+
     upstream brief {
         server 127.0.0.1:%%$tiny->{name}%%;
         scep_health_check interval=1s timeout=500ms uri=/scep;
@@ -144,6 +156,30 @@ http {
         location = /tiny {
             scep on;
             proxy_pass http://tiny/scep;
+        }
+
+        location = /redirect {
+            scep on;
+            error_page 418 = \@tiny;
+            return 418;
+        }
+
+        location \@tiny {
+            scep on;
+            rewrite ^ /scep break;
+            proxy_pass http://tiny;
+        }
+
+        location = /pair-long {
+            scep on;
+            proxy_pass http://pair/scep;
+        }
+
+        location = /pair-short {
+            scep on;
+            proxy_pass http://pair/scep;
+            proxy_read_timeout 1s;
+            proxy_next_upstream error timeout non_idempotent;
         }
 
         location = /brief {
@@ -206,7 +242,7 @@ my $end = time + 10;
 sleep 0.2 until time > $end
     || (grep { ($_->{state} // '') eq 'up' }
         map { @{$_->{peers} // []} } values %{status()->{upstreams} // {}})
-       == 3;
+       == 5;
 
 my $l = limit_of('slow');
 is_deeply($l, { max => $LIMIT, in_flight => 0, waiting => 0, busy => 0 },
@@ -315,7 +351,7 @@ like($prom, qr/^scep_peer_busy_total\{upstream="slow",peer="127\.0\.0\.1:\d+"\} 
 # A full queue, and CA operations while it is full
 
 # the devices' messages first: making one takes a while
-my @m = map { $t->device_msg } 1 .. 11;
+my @m = map { $t->device_msg } 1 .. 25;
 
 my $first = send_post('/tiny', shift @m);
 sleep 0.2;
@@ -344,6 +380,32 @@ is(read_resp($second)->{status}, 200, 'the one that waited too');
 
 ok($t->wait_error_log(qr/every server of upstream "tiny" has 1 PKIOperations in flight and its queue is full/, 2),
    'the error log says why');
+
+###########################################################################
+# A request that an internal redirect brings to a location that passes it
+# on waits its turn there too, instead of finding the server full
+
+$first = send_post('/tiny', shift @m);
+sleep 0.2;
+$second = send_post('/redirect', shift @m);
+sleep 0.2;
+is(limit_of('tiny')->{waiting}, 1, 'by error_page 418 = \@tiny: it waits');
+is(read_resp($first)->{status}, 200, '  the first enrolls');
+is(read_resp($second)->{status}, 200, '  and the redirected one after it');
+
+###########################################################################
+# A failover (proxy_next_upstream) does not wait in the queue: when the
+# only other server is full, the answer is 503 backend_busy, not that no
+# server is healthy
+
+my $long = send_post('/pair-long', shift @m);
+sleep 0.3;
+$r = read_resp(send_post('/pair-short', shift @m));
+is($r->{status}, 503, 'a failover that finds the other server full: 503');
+like($r->{body}, qr/^backend_busy: /, '  reason backend_busy');
+ok($t->wait_error_log(qr/every server of upstream "pair" that a PKIOperation could go to has 1 in flight/, 2),
+   '  and the error log says why');
+is(read_resp($long)->{status}, 200, 'the one on the other server enrolls');
 
 ###########################################################################
 # A wait too long
@@ -427,6 +489,44 @@ ok($t->wait_error_log(qr/1 PKIOperations of a worker that exited were still in f
 $r = read_resp(send_post('/tiny', shift @m));
 is($r->{status}, 200, 'the next one enrolls at once');
 
+###########################################################################
+# A worker killed while requests wait: the worker that the master starts
+# in its place gives their places in the queue back, so that those who
+# come next are not held up behind requests nobody serves any more
+
+($worker) = workers();
+my @gone = map { send_post('/scep', shift @m) } 1 .. $LIMIT + 5;
+sleep 0.4;
+$l = limit_of('slow');
+ok($l->{in_flight} == $LIMIT && $l->{waiting} == 5,
+   "$LIMIT in flight, 5 wait") or diag(explain($l));
+kill 'KILL', $worker;
+close $_ for @gone;
+
+$end = time + 10;
+my $waiting;
+while (time < $end) {
+    my @w = workers();
+    if (@w && $w[0] != $worker) {
+        $waiting = limit_of('slow')->{waiting};
+        last if defined $waiting;
+    }
+    sleep 0.1;
+}
+is($waiting, 0, 'the worker killed with them: their places are given back');
+ok($t->wait_error_log(qr/5 PKIOperations of a worker that exited waited in the queue of upstream "slow": their places are given back/, 2),
+   '  and the error log says so');
+
+# the back end is idle: the next ones go on at once, not after timeout=3s
+# for each dead request (nor a 503)
+for my $i (1 .. 2) {
+    $t0 = time;
+    $r = read_resp(send_post('/scep', shift @m));
+    is($r->{status}, 200, "after the kill, request $i enrolls");
+    ok(time - $t0 < 2.5,
+       sprintf('  without waiting behind the dead (%.1f s)', time - $t0));
+}
+
 $t->stop_nginx;
 
 like($t->read_file('logs/access.log'), qr/^503 backend_busy /m,
@@ -488,6 +588,133 @@ CONF
     is($max2, 2, '  and the back end held at most 2 at once over both'
                  . ' workers (' . ($max2 // '?') . ')');
     $t2->stop_nginx;
+}
+
+###########################################################################
+# A CertPoll pinned to its server (scep_pending_zone) waits for that one
+# only: a PKCSReq that the balancer sends to the other, idle, server does
+# not wait behind it.  Two fault daemons in mode "pending" behind proxies
+# that hold each PKIOperation 2 s; one slot each.
+
+{
+    my $t3 = SCEPTest->new;
+    my $dir = $t3->dir;
+
+    for my $cmd (
+        [qw(req -x509 -newkey rsa:2048 -nodes -keyout pca.key -out pca.pem
+            -subj /CN=Pending-CA -days 30)],
+        [qw(x509 -in pca.pem -outform DER -out pca.der)],
+        [qw(genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048
+            -out device.key)],
+    )
+    {
+        my ($rc, $out) = $t3->run('sh', '-c', "cd $dir && openssl @$cmd");
+        die "openssl @$cmd: $out" if $rc;
+    }
+
+    my $fa = $t3->start_fault('pending', "$dir/pca.der", "$dir/pca.key");
+    my $fb = $t3->start_fault('pending', "$dir/pca.der", "$dir/pca.key");
+    my $da = $t3->start_delay({ port => $t3->port($fa->{name}) }, 2);
+    my $db = $t3->start_delay({ port => $t3->port($fb->{name}) }, 2);
+
+    $t3->start_nginx(<<"CONF");
+worker_processes 1;
+
+http {
+    large_client_header_buffers 4 72k;
+    client_body_buffer_size 128k;
+    scep_pending_zone 1m;
+    log_format pick '\$http_x_pick|\$status|\$upstream_addr|\$request_time';
+
+    upstream ndes {
+        hash \$http_x_pick consistent;
+        server 127.0.0.1:%%$da->{name}%%;
+        server 127.0.0.1:%%$db->{name}%%;
+        scep_health_check interval=1s timeout=800ms uri=/scep;
+        scep_backend_limit 1 queue=10 timeout=8s;
+    }
+
+    server {
+        listen 127.0.0.1:%%GW3%%;
+        access_log %%DIR%%/logs/pick.log pick;
+
+        location = /scep {
+            scep on;
+            proxy_pass http://ndes/scep;
+        }
+    }
+}
+CONF
+    my $gw3 = $t3->port('GW3');
+    sleep 1.5;
+
+    my $req = sub {
+        my ($key, $body) = @_;
+        return SCEPTest::http($gw3,
+            "POST /scep?operation=PKIOperation HTTP/1.1\r\nHost: x\r\n"
+            . "X-Pick: $key\r\nConnection: close\r\n"
+            . "Content-Type: application/x-pki-message\r\n"
+            . "Content-Length: " . length($body) . "\r\n\r\n$body",
+            timeout => 20);
+    };
+    my $msg = sub {
+        my ($type, $tid) = @_;
+        my ($rc, $out) = $t3->run($t3->root . '/build/scep-msg',
+            '--ca', "$dir/pca.pem", '--type', $type, '--tid', $tid,
+            '--key', "$dir/device.key", '--challenge', 'secret',
+            '--cn', 'device', '--dialect', 'der');
+        die "scep-msg: $out" if $rc;
+        return $out;
+    };
+
+    # a key of X-Pick for each server
+    for my $k (map { "k$_" } 1 .. 20) {
+        SCEPTest::http($gw3, "GET /scep?operation=GetCACaps HTTP/1.1\r\n"
+                             . "Host: x\r\nX-Pick: $k\r\n"
+                             . "Connection: close\r\n\r\n");
+    }
+    sleep 0.3;
+    my %srv;
+    for (split /\n/, $t3->read_file('logs/pick.log') // '') {
+        my @f = split /\|/;
+        $srv{$f[2]} //= $f[0];
+    }
+    my ($busy_addr, $idle_addr) = sort keys %srv;
+    my ($ks, $ko) = @srv{$busy_addr, $idle_addr};
+    ok($ks && $ko, 'pinned: a key for each server');
+
+    # the request that the busy server keeps pending
+    my @pk = ($msg->(19, 'tidA'), $msg->(19, 'tidB'), $msg->(20, 'tidA'),
+              $msg->(19, 'tidC'));
+    is($req->($ks, $pk[0])->{status}, 200, 'pinned: a PKCSReq is pending');
+
+    # the busy server works 2 s; the CertPoll pinned to it waits for it
+    my @kids;
+    for my $job ([$ks, $pk[1]], ['zzz-other', $pk[2]]) {
+        my $pid = fork // die "fork: $!";
+        if ($pid == 0) {
+            $req->(@$job);
+            POSIX::_exit(0);
+        }
+        push @kids, $pid;
+        sleep 0.3;
+    }
+
+    my $t0 = time;
+    my $r3 = $req->($ko, $pk[3]);
+    my $dt = time - $t0;
+    waitpid($_, 0) for @kids;
+
+    is($r3->{status}, 200, 'pinned: a PKCSReq for the idle server enrolls');
+    ok($dt < 3, sprintf('  without waiting behind the CertPoll pinned to'
+                        . ' the busy server (%.1f s, the server takes 2)',
+                        $dt));
+
+    my $log = $t3->read_file('logs/pick.log') // '';
+    like($log, qr/^zzz-other\|200\|\Q$busy_addr\E\|/m,
+         '  and the CertPoll went on to its own server after its turn')
+        or diag($log);
+    $t3->stop_nginx;
 }
 
 done_testing;
