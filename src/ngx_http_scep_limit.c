@@ -34,7 +34,7 @@
 
 
 #define ngx_http_scep_gone(q, t)                                              \
-    ((q)->q_gone_map[((t) % NGX_HTTP_SCEP_TICKETS) / 8]                       \
+    ((q)->tickets->gone[((t) % NGX_HTTP_SCEP_TICKETS) / 8]                    \
      & (1 << ((t) % 8)))
 
 
@@ -284,7 +284,7 @@ ngx_http_scep_limit_init_process(ngx_cycle_t *cycle)
                 continue;
             }
 
-            if (sp->q_owner[t % NGX_HTTP_SCEP_TICKETS]
+            if (sp->tickets->owner[t % NGX_HTTP_SCEP_TICKETS]
                     == (uint16_t) ngx_process_slot
                 && !ngx_http_scep_gone(sp, t))
             {
@@ -393,11 +393,27 @@ ngx_http_scep_limit_handler(ngx_http_request_t *r, ngx_http_scep_ctx_t *ctx)
         return ngx_http_scep_limit_busy(r, ctx, least);
     }
 
+    if (!ctx->pinned && q->tickets == NULL) {
+        q->tickets = ngx_slab_calloc_locked(shpool,
+                                            sizeof(ngx_http_scep_sh_tickets_t));
+
+        if (q->tickets == NULL) {
+            ngx_shmtx_unlock(&shpool->mutex);
+
+            ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
+                          "scep: \"scep_zone\" has no room for the queue"
+                          " of upstream \"%V\": make \"scep_zone\" larger",
+                          &hc->uscf->host);
+
+            return ngx_http_scep_limit_busy(r, ctx, least);
+        }
+    }
+
     if (!ctx->pinned) {
         ctx->ticket = q->q_next++;
-        q->q_owner[ctx->ticket % NGX_HTTP_SCEP_TICKETS] =
+        q->tickets->owner[ctx->ticket % NGX_HTTP_SCEP_TICKETS] =
                                                 (uint16_t) ngx_process_slot;
-        q->q_joined[ctx->ticket % NGX_HTTP_SCEP_TICKETS] =
+        q->tickets->joined[ctx->ticket % NGX_HTTP_SCEP_TICKETS] =
                                                 (uint32_t) ngx_current_msec;
         ctx->waiting = 1;
     }
@@ -469,7 +485,8 @@ ngx_http_scep_limit_wait(ngx_http_request_t *r)
     while (ctx->waiting
            && q->q_head != q->q_next && q->q_head != ctx->ticket
            && (int32_t) ((uint32_t) now
-                         - q->q_joined[q->q_head % NGX_HTTP_SCEP_TICKETS])
+                         - q->tickets->joined[q->q_head
+                                              % NGX_HTTP_SCEP_TICKETS])
               > (int32_t) (hc->limit_timeout + NGX_HTTP_SCEP_HEAD_GRACE))
     {
         ngx_http_scep_queue_advance(q);
@@ -955,7 +972,7 @@ ngx_http_scep_queue_advance(ngx_http_scep_sh_peer_t *q)
 
     while (q->q_head != q->q_next && ngx_http_scep_gone(q, q->q_head)) {
         t = q->q_head;
-        q->q_gone_map[(t % NGX_HTTP_SCEP_TICKETS) / 8] &= ~(1 << (t % 8));
+        q->tickets->gone[(t % NGX_HTTP_SCEP_TICKETS) / 8] &= ~(1 << (t % 8));
         q->q_gone--;
         q->q_head++;
     }
@@ -989,6 +1006,7 @@ ngx_http_scep_queue_drop(ngx_http_scep_sh_peer_t *q, ngx_uint_t t)
         return;
     }
 
-    q->q_gone_map[(t % NGX_HTTP_SCEP_TICKETS) / 8] |= (u_char) (1 << (t % 8));
+    q->tickets->gone[(t % NGX_HTTP_SCEP_TICKETS) / 8] |=
+                                                    (u_char) (1 << (t % 8));
     q->q_gone++;
 }

@@ -262,6 +262,18 @@ typedef struct {
 } ngx_http_scep_sh_hold_t;
 
 
+/*
+ * What each ticket of an upstream's queue (scep_backend_limit) keeps, in
+ * a block of its own: only upstreams where requests wait pay for it
+ */
+typedef struct {
+    u_char                     gone[NGX_HTTP_SCEP_TICKETS / 8];
+    uint16_t                   owner[NGX_HTTP_SCEP_TICKETS];
+    uint32_t                   joined[NGX_HTTP_SCEP_TICKETS];  /* low bits
+                                                of ngx_current_msec */
+} ngx_http_scep_sh_tickets_t;
+
+
 /* one back end's health, in the shared zone, found again after reload */
 typedef struct {
     ngx_queue_t                queue;
@@ -339,10 +351,8 @@ typedef struct {
     ngx_uint_t                 q_gone;
     ngx_uint_t                 q_reserved;   /* let through, not yet at
                                                 the balancer */
-    u_char                     q_gone_map[NGX_HTTP_SCEP_TICKETS / 8];
-    uint16_t                   q_owner[NGX_HTTP_SCEP_TICKETS];
-    uint32_t                   q_joined[NGX_HTTP_SCEP_TICKETS];  /* low
-                                                bits of ngx_current_msec */
+    ngx_http_scep_sh_tickets_t *tickets;     /* slab, made by the first
+                                                request that waits */
 } ngx_http_scep_sh_peer_t;
 
 

@@ -227,6 +227,11 @@ ngx_http_scep_init_zone(ngx_shm_zone_t *shm_zone, void *data)
             ngx_queue_remove(q);
             ngx_http_scep_cache_free_locked(shpool, sp);
             ngx_http_scep_recipient_free_locked(shpool, sp);
+
+            if (sp->tickets) {
+                ngx_slab_free_locked(shpool, sp->tickets);
+            }
+
             ngx_slab_free_locked(shpool, sp);
         }
     }
