@@ -745,6 +745,8 @@ void ngx_http_scep_response_init(ngx_conf_t *cf);
 ngx_int_t ngx_http_scep_response_variable(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data);
 void ngx_http_scep_outcome(ngx_http_request_t *r, ngx_http_scep_ctx_t *ctx);
+ngx_uint_t ngx_http_scep_recent(ngx_http_scep_outcomes_t *o, time_t now,
+    ngx_uint_t issued);
 
 char *ngx_http_scep_pending_zone(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);

@@ -34,8 +34,6 @@ static ngx_http_scep_peer_t *ngx_http_scep_answering_peer(
     ngx_http_request_t *r);
 static void ngx_http_scep_refusals(ngx_http_request_t *r,
     ngx_http_scep_ctx_t *ctx);
-static ngx_uint_t ngx_http_scep_recent(ngx_http_scep_outcomes_t *o,
-    time_t now, ngx_uint_t issued);
 
 
 static ngx_http_output_header_filter_pt  ngx_http_next_header_filter;
@@ -910,7 +908,7 @@ done:
 
 /* issued (or refused) in the last NGX_HTTP_SCEP_RECENT minutes */
 
-static ngx_uint_t
+ngx_uint_t
 ngx_http_scep_recent(ngx_http_scep_outcomes_t *o, time_t now,
     ngx_uint_t issued)
 {

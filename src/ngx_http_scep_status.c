@@ -1095,7 +1095,6 @@ ngx_http_scep_json_outcomes(ngx_http_scep_outcomes_t *o, time_t now)
 {
     ngx_uint_t   i, total;
     json_t      *refused, *checks, *recent, *j;
-    time_t       since;
 
     refused = json_object();
     checks = json_object();
@@ -1115,26 +1114,11 @@ ngx_http_scep_json_outcomes(ngx_http_scep_outcomes_t *o, time_t now)
                             json_integer(o->checks[i]));
     }
 
-    since = now / 60 - NGX_HTTP_SCEP_RECENT;
-
-    recent = json_pack("{s:I, s:I}", "issued", (json_int_t) 0,
-                       "refused", (json_int_t) 0);
-
-    for (i = 0, total = 0; i < NGX_HTTP_SCEP_RECENT; i++) {
-        if (o->minute[i] > since) {
-            total += o->recent_issued[i];
-        }
-    }
-
-    json_object_set_new(recent, "issued", json_integer(total));
-
-    for (i = 0, total = 0; i < NGX_HTTP_SCEP_RECENT; i++) {
-        if (o->minute[i] > since) {
-            total += o->recent_refused[i];
-        }
-    }
-
-    json_object_set_new(recent, "refused", json_integer(total));
+    recent = json_pack("{s:I, s:I}",
+                       "issued",
+                       (json_int_t) ngx_http_scep_recent(o, now, 1),
+                       "refused",
+                       (json_int_t) ngx_http_scep_recent(o, now, 0));
 
     j = json_pack("{s:I, s:I, s:I, s:o, s:o, s:o}",
                   "issued", (json_int_t) o->issued,
@@ -1154,7 +1138,6 @@ static void
 ngx_http_scep_outcomes_add(ngx_http_scep_outcomes_t *sum,
     ngx_http_scep_outcomes_t *o, time_t now)
 {
-    time_t      since;
     ngx_uint_t  i;
 
     sum->issued += o->issued;
@@ -1171,16 +1154,9 @@ ngx_http_scep_outcomes_add(ngx_http_scep_outcomes_t *sum,
 
     /* slot 0 of the sum holds the last minutes of all */
 
-    since = now / 60 - NGX_HTTP_SCEP_RECENT;
-
     sum->minute[0] = now / 60;
-
-    for (i = 0; i < NGX_HTTP_SCEP_RECENT; i++) {
-        if (o->minute[i] > since) {
-            sum->recent_issued[0] += o->recent_issued[i];
-            sum->recent_refused[0] += o->recent_refused[i];
-        }
-    }
+    sum->recent_issued[0] += ngx_http_scep_recent(o, now, 1);
+    sum->recent_refused[0] += ngx_http_scep_recent(o, now, 0);
 }
 
 

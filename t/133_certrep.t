@@ -18,7 +18,6 @@ use warnings;
 
 use FindBin;
 use lib "$FindBin::Bin/lib";
-use JSON::PP ();
 use Test::More;
 use Time::HiRes qw(sleep time);
 use SCEPTest;
@@ -157,12 +156,8 @@ http {
 CONF
 
 my $gw = $t->port('GW');
-my $json = JSON::PP->new;
 
-sub status {
-    my $r = $t->get($gw, '/status');
-    return eval { $json->decode($r->{body}) } // {};
-}
+sub status { $t->status_json($gw) }
 
 sub peer {
     my ($st, $up) = @_;

@@ -976,6 +976,15 @@ sub get {
     return http($port, $uri, %o);
 }
 
+# The JSON of a scep_status location (/status unless $uri), decoded; {}
+# when it is not JSON.
+sub status_json {
+    my ($self, $port, $uri) = @_;
+    require JSON::PP;
+    my $r = http($port, $uri // '/status');
+    return eval { JSON::PP->new->decode($r->{body}) } // {};
+}
+
 sub post {
     my ($self, $port, $uri, $body, %o) = @_;
     my $ct = $o{content_type} // 'application/x-pki-message';
