@@ -68,7 +68,10 @@ my ($rc, $out, $cert) = $t->scepclient("https://localhost:$gw/scep",
 is($rc, 0, 'scepclient enrolled by GET through the gateway') or diag($out);
 ok($cert, 'and got its certificate');
 
-my @log = split /\n/, $t->read_file('logs/access.log');
+# nginx logs after the client has its answer: wait for the four lines
+# (the GetCACaps above, and the client's GetCACaps, GetCACert and
+# PKIOperation)
+my @log = $t->lines('logs/access.log', 4);
 ok((grep { $_ eq 'GET PKIOperation' } @log), 'the PKIOperation was a GET');
 ok(!(grep { /^POST/ } @log), 'no POST');
 
