@@ -3,7 +3,8 @@
 # make deb: the package is built here (packaging/build-deb, into the
 # test's folder) and checked: its control fields (the nginx ABI of the
 # system nginx, libssl3, libjansson4), its files laid out as Debian's own
-# nginx modules are, lintian without errors; then it is installed with
+# nginx modules are (with scep_proxy_params and the site as conffiles),
+# lintian clean, --pedantic too; then it is installed with
 # dpkg into a scratch root (an overlay of / in a mount namespace of this
 # test, so nothing outside the test's folder changes) where nginx -t
 # loads the module through /etc/nginx/modules-enabled, and removed and
@@ -73,6 +74,8 @@ my %file = map { (split ' ', $_)[5] =~ s{^\.}{}r => 1 } split /\n/, $out;
 my $doc = '/usr/share/doc/libnginx-mod-http-scep';
 for my $path ('/usr/lib/nginx/modules/ngx_http_scep_module.so',
               '/usr/share/nginx/modules-available/mod-http-scep.conf',
+              '/etc/nginx/scep_proxy_params',
+              '/etc/nginx/sites-available/scep-gateway',
               "$doc/copyright", "$doc/changelog.gz",
               "$doc/examples/monitoring/scep-alerts.yml",
               "$doc/examples/monitoring/prometheus.yml",
@@ -86,7 +89,8 @@ for my $path ('/usr/lib/nginx/modules/ngx_http_scep_module.so',
 }
 ok($file{"$doc/README.md"} || $file{"$doc/README.md.gz"}, "has $doc/README.md");
 my @stray = grep { !m{^/usr/(lib/nginx/modules|share/nginx/modules-available|share/doc/libnginx-mod-http-scep)(/|$)}
-                   && !m{^/(usr/?|usr/lib/?|usr/lib/nginx/?|usr/share/?|usr/share/doc/?|usr/share/nginx/?)?$} }
+                   && !m{^/etc/nginx/(scep_proxy_params|sites-available/scep-gateway)$}
+                   && !m{^/((usr|etc)/?|usr/lib/?|usr/lib/nginx/?|usr/share/?|usr/share/doc/?|usr/share/nginx/?|etc/nginx/?|etc/nginx/sites-available/?)?$} }
             sort keys %file;
 is("@stray", '', 'nothing else');
 
@@ -105,15 +109,19 @@ like($t->read_file("$d/control/postinst"),
      'as 50-mod-http-scep.conf');
 ok(-s "$d/control/prerm" && -s "$d/control/postrm",
    'prerm and postrm disable it again');
+is($t->read_file("$d/control/conffiles"),
+   "/etc/nginx/scep_proxy_params\n/etc/nginx/sites-available/scep-gateway\n",
+   'conffiles: scep_proxy_params and the site, nothing in conf.d');
 
 # ------------------------------------------------------------------
 # lintian
 
 ($rc, $out) = $t->run('lintian', ($> == 0 ? '--allow-root' : ()),
-                      '--display-info', $deb);
+                      '--pedantic', '--display-info', $deb);
 my @errors = grep { /^E: / } split /\n/, $out;
 is(join("\n", @errors), '', 'lintian: no errors');
-diag("lintian: $_") for grep { /^[WI]: / } split /\n/, $out;
+my @tags = grep { /^[WIP]: / } split /\n/, $out;
+is(join("\n", @tags), '', 'lintian --pedantic: no warning, info or pedantic tag');
 
 # ------------------------------------------------------------------
 # dpkg -i, nginx -t, dpkg -r and --purge in a scratch root
