@@ -88,10 +88,15 @@ for my $path ('/usr/lib/nginx/modules/ngx_http_scep_module.so',
     ok($file{$path}, "has $path");
 }
 ok($file{"$doc/README.md"} || $file{"$doc/README.md.gz"}, "has $doc/README.md");
-my @stray = grep { !m{^/usr/(lib/nginx/modules|share/nginx/modules-available|share/doc/libnginx-mod-http-scep)(/|$)}
-                   && !m{^/etc/nginx/(scep_proxy_params|sites-available/scep-gateway)$}
-                   && !m{^/((usr|etc)/?|usr/lib/?|usr/lib/nginx/?|usr/share/?|usr/share/doc/?|usr/share/nginx/?|etc/nginx/?|etc/nginx/sites-available/?)?$} }
-            sort keys %file;
+# the package's own folders with all in them, its files in /etc, and
+# the folders above them
+my $own = qr{^/usr/(lib/nginx/modules|share/nginx/modules-available
+                    |share/doc/libnginx-mod-http-scep)(/|$)}x;
+my $etc = qr{^/etc/nginx/(scep_proxy_params|sites-available/scep-gateway)$};
+my $above = qr{^/((usr|etc)/?|usr/lib/?|usr/lib/nginx/?|usr/share/?
+                  |usr/share/doc/?|usr/share/nginx/?|etc/nginx/?
+                  |etc/nginx/sites-available/?)?$}x;
+my @stray = grep { !/$own/ && !/$etc/ && !/$above/ } sort keys %file;
 is("@stray", '', 'nothing else');
 
 mkdir "$d/x";
@@ -121,7 +126,8 @@ is($t->read_file("$d/control/conffiles"),
 my @errors = grep { /^E: / } split /\n/, $out;
 is(join("\n", @errors), '', 'lintian: no errors');
 my @tags = grep { /^[WIP]: / } split /\n/, $out;
-is(join("\n", @tags), '', 'lintian --pedantic: no warning, info or pedantic tag');
+is(join("\n", @tags), '',
+   'lintian --pedantic: no warning, info or pedantic tag');
 
 # ------------------------------------------------------------------
 # dpkg -i, nginx -t, dpkg -r and --purge in a scratch root
