@@ -1,0 +1,269 @@
+#!/usr/bin/perl
+
+# The package the Debian way, as the README's "On Debian and Ubuntu, from
+# the package" says: in a scratch root (an overlay of / in a mount
+# namespace of this test) with Debian's own nginx.conf and default site,
+# the package is installed; the site it ships is given a certificate, the
+# addresses of two NDES stand-ins (real scepserver back ends) and enabled;
+# the system's nginx passes nginx -t and runs that configuration, and a
+# device enrolls through it over TLS with scepclient.  Removing the
+# package sets the site's link aside (nginx -t is as before the install),
+# installing it again puts the link back, and purging leaves /etc/nginx
+# and nginx -t as they were before the install.
+#
+# The test runs in a network namespace of its own, where the ports 80
+# and 443 of Debian's configuration are nobody else's.  Needs root.
+
+use strict;
+use warnings;
+
+use FindBin;
+use lib "$FindBin::Bin/lib";
+use File::Copy qw(copy);
+use Test::More;
+use SCEPTest;
+
+plan skip_all => 'needs root (namespaces, an overlay of /, chroot)'
+    unless $> == 0;
+for my $tool (qw(dpkg-buildpackage dh dh_nginx scepserver scepclient
+                 unshare ip chroot))
+{
+    plan skip_all => "no $tool (make deps installs it)"
+        unless grep { -x "$_/$tool" } split /:/, $ENV{PATH};
+}
+
+# the whole test in a network and a mount namespace of its own
+unless ($ENV{SCEP_TEST_IN_NS}) {
+    plan skip_all => 'cannot make network and mount namespaces here'
+        if system('unshare --net --mount true >/dev/null 2>&1');
+    $ENV{SCEP_TEST_IN_NS} = 1;
+    exec('unshare', '--net', '--mount', '--propagation', 'private', '--',
+         $^X, $0, @ARGV) or die "exec unshare: $!";
+}
+system('ip', 'link', 'set', 'lo', 'up') == 0 or BAIL_OUT('ip link set lo up');
+
+my $t = SCEPTest->new;
+my $d = $t->dir;
+my $root = SCEPTest::root();
+my $r = "$d/root";
+
+my ($version) = $t->read_file("$root/src/ngx_http_scep_module.h")
+    =~ /NGX_HTTP_SCEP_MODULE_VERSION\s+"([^"]+)"/;
+my ($rc, $out) = $t->run("$root/packaging/build-deb", "$d/out");
+is($rc, 0, 'packaging/build-deb builds the package')
+    or BAIL_OUT(substr($out, -3000));
+my ($deb) = glob("$d/out/libnginx-mod-http-scep_${version}_*.deb");
+
+# ------------------------------------------------------------------
+# two NDES stand-ins: a scepserver each, behind an nginx of the test's
+# that serves it at NDES's path
+
+my @ndes = map { $t->start_backend(name => "SCEP$_") } 0, 1;
+$t->start_nginx(<<'CONF');
+http {
+    server {
+        listen 127.0.0.1:%%NDES0%%;
+        location /certsrv/mscep/mscep.dll {
+            proxy_pass http://127.0.0.1:%%SCEP0%%/scep;
+        }
+    }
+    server {
+        listen 127.0.0.1:%%NDES1%%;
+        location /certsrv/mscep/mscep.dll {
+            proxy_pass http://127.0.0.1:%%SCEP1%%/scep;
+        }
+    }
+}
+CONF
+
+# ------------------------------------------------------------------
+# the scratch root, with Debian's nginx configuration as nginx-common
+# ships it
+
+mkdir $_ for "$d/upper", "$d/work", $r;
+($rc, $out) = $t->run('mount', '-t', 'overlay', 'overlay', '-o',
+                      "lowerdir=/,upperdir=$d/upper,workdir=$d/work", $r);
+plan skip_all => "cannot make the scratch root (an overlay of /): $out"
+    if $rc;
+for my $m (qw(proc dev)) {
+    ($rc, $out) = $t->run('mount', '--bind', "/$m", "$r/$m");
+    BAIL_OUT("mount --bind /$m: $out") if $rc;
+}
+
+sub in_root { $t->run('chroot', $r, @_) }
+
+# before the test folder goes
+END { system('umount', '--recursive', $r) if $r && -d "$r/etc"; }
+
+# no service is started or reloaded from in here
+$t->write_file("$r/usr/sbin/policy-rc.d", "#!/bin/sh\nexit 101\n");
+chmod 0755, "$r/usr/sbin/policy-rc.d";
+
+# a package installed on the host is not the one under test
+if ((in_root('dpkg-query', '-W', '-f=${Status}',
+             'libnginx-mod-http-scep'))[1] =~ /installed/)
+{
+    in_root('dpkg', '--purge', 'libnginx-mod-http-scep');
+}
+
+# nginx.conf and the default site as nginx-common has them: the host's,
+# unless it changed them, else those of the package from apt's cache
+my (undef, $changed) = in_root('dpkg', '--verify', 'nginx-common');
+if ($changed =~ m{ /etc/nginx/(nginx\.conf|sites-available/default)$}m) {
+    my (undef, $v) = $t->run('dpkg-query', '-W', '-f=${Version}',
+                             'nginx-common');
+    $v =~ s/:/%3a/;
+    my $pkg = "/var/cache/apt/archives/nginx-common_${v}_all.deb";
+    plan skip_all => "this host's Debian nginx configuration is changed"
+                     . " and $pkg is not there"
+        unless -f $pkg;
+    $t->run('dpkg-deb', '--extract', $pkg, "$d/nginx-common");
+    copy("$d/nginx-common/etc/nginx/$_", "$r/etc/nginx/$_") or die "$_: $!"
+        for 'nginx.conf', 'sites-available/default';
+}
+unlink glob("$r/etc/nginx/conf.d/* $r/etc/nginx/sites-enabled/*");
+symlink '/etc/nginx/sites-available/default',
+        "$r/etc/nginx/sites-enabled/default" or die "symlink: $!";
+
+# what is under /etc/nginx: names, types, link targets
+sub etc_nginx {
+    my (undef, $list) = in_root('find', '/etc/nginx',
+                                '-path', '/etc/nginx/ssl', '-prune', '-o',
+                                '-printf', '%p %y %l\n');
+    return join "\n", sort split /\n/, $list;
+}
+
+my @before = in_root('nginx', '-t');
+my $etc_before = etc_nginx();
+is($before[0], 0, "Debian's configuration passes nginx -t before")
+    or diag($before[1]);
+
+# ------------------------------------------------------------------
+# 1. install
+
+copy($deb, "$r/tmp/scep.deb") or die "copy: $!";
+($rc, $out) = in_root('dpkg', '-i', '/tmp/scep.deb');
+is($rc, 0, 'dpkg -i installs it') or diag($out);
+
+my (undef, $conffiles) = in_root('dpkg-query', '-W', '-f=${Conffiles}',
+                                 'libnginx-mod-http-scep');
+like($conffiles, qr{^ /etc/nginx/scep_proxy_params \w+$}m,
+     '/etc/nginx/scep_proxy_params is a conffile');
+like($conffiles, qr{^ /etc/nginx/sites-available/scep-gateway \w+$}m,
+     '/etc/nginx/sites-available/scep-gateway is a conffile');
+ok(!-e "$r/etc/nginx/sites-enabled/scep-gateway"
+   && !-e "$r/etc/nginx/conf.d/scep-gateway.conf",
+   'the site is not enabled, nothing is in conf.d');
+($rc, $out) = in_root('nginx', '-t');
+is($rc, 0, 'nginx -t passes with the package installed') or diag($out);
+
+# 2. the certificate, for the name devices use
+mkdir "$r/etc/nginx/ssl";
+copy($t->tls_cert, "$r/etc/nginx/ssl/scep-gateway.crt") or die;
+copy("$d/server.key", "$r/etc/nginx/ssl/scep-gateway.key") or die;
+my $site = "$r/etc/nginx/sites-available/scep-gateway";
+my $text = $t->read_file($site);
+ok($text =~ s/^(\s*server_name\s+)scep\.example\.com;/${1}localhost;/m,
+   'the site names the server scep.example.com');
+
+# 3. the NDES addresses
+my @addr = map { '127.0.0.1:' . $t->port("NDES$_") } 0, 1;
+ok($text =~ s/^(\s*server\s+)192\.0\.2\.11:80;/$1$addr[0];/m
+   && $text =~ s/^(\s*server\s+)192\.0\.2\.12:80;/$1$addr[1];/m,
+   'the site has two NDES addresses to set');
+unlike($text, qr/^\s*listen\s[^;]*default_server/m,
+       'the site has no default_server');
+
+# the device under test encrypts with single DES
+ok($text =~ s/^(\s*scep_algorithms\s[^;]*);/$1 des;/m,
+   'the site has the scep_algorithms to add des to');
+$t->write_file($site, $text);
+
+# 4. enable, 5. nginx -t
+($rc, $out) = in_root('ln', '-s', '/etc/nginx/sites-available/scep-gateway',
+                      '/etc/nginx/sites-enabled/');
+is($rc, 0, 'ln -s enables the site') or diag($out);
+($rc, $out) = in_root('nginx', '-t');
+ok($rc == 0 && $out =~ /test is successful/,
+   "nginx -t passes: Debian's nginx.conf, default site and the gateway")
+    or diag($out);
+
+# 6. (re)load: the system's nginx with that configuration, started as
+# its service starts it, in the foreground here
+my $pid = $t->spawn("$d/logs/system-nginx.out", 'chroot', $r,
+                    '/usr/sbin/nginx', '-g', 'daemon off; master_process on;');
+ok($t->wait_port(443) && $t->wait_port(80), 'nginx listens on 443 and 80')
+    or diag($t->read_file("$d/logs/system-nginx.out")
+            . $t->read_file("$r/var/log/nginx/error.log"));
+
+# a device enrolls over TLS
+my ($crc, $cout, $cert) = $t->scepclient(
+    'https://localhost/certsrv/mscep/mscep.dll', cn => 'deb-device');
+ok($crc == 0 && $cert, 'scepclient enrolls through the site over TLS')
+    or diag($cout);
+if ($cert) {
+    ($rc, $out) = $t->run('openssl', 'verify', '-CAfile', $t->ca_pem, $cert);
+    is($rc, 0, 'its certificate is issued by the NDES CA') or diag($out);
+}
+my @seen = $t->lines("$r/var/log/nginx/scep-access.log", 1);
+my $post = qr{"POST /certsrv/mscep/mscep\.dll\?operation=PKIOperation }
+           . qr{HTTP/1\.1" 200 };
+ok((grep { /$post/ } @seen),
+   'the PKIOperation went through the site') or diag(join "\n", @seen);
+
+# the site over plain HTTP; anything else stays Debian's default site
+my $res = $t->get(80, "GET /certsrv/mscep/mscep.dll?operation=GetCACaps"
+                   . " HTTP/1.1\r\nHost: localhost\r\nConnection: close"
+                   . "\r\n\r\n");
+ok($res->{status} == 200 && $res->{body} =~ /POSTPKIOperation/,
+   'port 80, the site: GetCACaps from the back ends');
+$res = $t->get(80, "GET / HTTP/1.1\r\nHost: other.example\r\n"
+                . "Connection: close\r\n\r\n");
+is($res->{status}, 200, "port 80, another name: Debian's default site");
+$res = $t->get(443, '/certsrv/mscep_admin/', tls => 1);
+is($res->{status}, 404, 'the site does not serve /certsrv/mscep_admin/');
+
+kill 'QUIT', $pid;
+waitpid $pid, 0;
+@{$t->{pids}} = grep { $_ != $pid } @{$t->{pids}};
+
+# ------------------------------------------------------------------
+# remove, with the site enabled
+
+($rc, $out) = in_root('dpkg', '-r', 'libnginx-mod-http-scep');
+is($rc, 0, 'dpkg -r removes it') or diag($out);
+ok(!-l "$r/etc/nginx/sites-enabled/scep-gateway"
+   && -f "$r/etc/nginx/sites-available/scep-gateway",
+   'the link is set aside, the site itself kept');
+is_deeply([in_root('nginx', '-t')], \@before,
+          'nginx -t after dpkg -r: as before the install');
+
+# a copy of the site is not the package's to set aside
+copy($site, "$r/etc/nginx/sites-enabled/scep-copy") or die;
+($rc, $out) = in_root('nginx', '-t');
+ok($rc != 0 && $out =~ /unknown directive "scep_health_check"/,
+   'a copy of the site in sites-enabled: nginx -t fails') or diag($out);
+unlink "$r/etc/nginx/sites-enabled/scep-copy";
+
+# installed again, the link is back
+($rc, $out) = in_root('dpkg', '-i', '/tmp/scep.deb');
+is($rc, 0, 'dpkg -i again') or diag($out);
+(undef, $out) = in_root('readlink', '/etc/nginx/sites-enabled/scep-gateway');
+is($out, "/etc/nginx/sites-available/scep-gateway\n",
+   'the link is back in sites-enabled');
+($rc, $out) = in_root('nginx', '-t');
+is($rc, 0, 'nginx -t passes with the site again') or diag($out);
+
+# ------------------------------------------------------------------
+# purge, with the site enabled
+
+($rc, $out) = in_root('dpkg', '--purge', 'libnginx-mod-http-scep');
+is($rc, 0, 'dpkg --purge') or diag($out);
+is_deeply([in_root('nginx', '-t')], \@before,
+          'nginx -t after dpkg --purge: as before the install');
+is(etc_nginx(), $etc_before,
+   '/etc/nginx: as before the install (but for ssl/, the certificate)');
+ok(!-e "$r/var/lib/libnginx-mod-http-scep", 'nothing left in /var/lib');
+
+$t->stop;
+done_testing;
