@@ -93,7 +93,7 @@ for my $m (qw(proc dev)) {
 sub in_root { $t->run('chroot', $r, @_) }
 
 # before the test folder goes
-END { system('umount', '--recursive', $r) if $r && -d "$r/etc"; }
+END { system('umount', '--recursive', '--lazy', $r) if $r && -d "$r/etc"; }
 
 # no service is started or reloaded from in here
 $t->write_file("$r/usr/sbin/policy-rc.d", "#!/bin/sh\nexit 101\n");
