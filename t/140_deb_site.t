@@ -254,6 +254,34 @@ is($out, "/etc/nginx/sites-available/scep-gateway\n",
 ($rc, $out) = in_root('nginx', '-t');
 is($rc, 0, 'nginx -t passes with the site again') or diag($out);
 
+# the same with sites-available/ a symbolic link to another folder, and
+# a relative link to the site: prerm finds it by the path it resolves to,
+# postinst puts it back relative
+# (copied, not renamed: the overlay does not rename a folder of /)
+($rc, $out) = in_root('sh', '-ec', 'cd /etc/nginx; cp -a sites-available'
+                      . ' sites-real; rm -r sites-available;'
+                      . ' ln -s sites-real sites-available');
+is($rc, 0, 'sites-available/ made a link to sites-real/') or diag($out);
+unlink "$r/etc/nginx/sites-enabled/scep-gateway";
+symlink '../sites-available/scep-gateway',
+        "$r/etc/nginx/sites-enabled/gw" or die "symlink: $!";
+($rc, $out) = in_root('dpkg', '-r', 'libnginx-mod-http-scep');
+is($rc, 0, 'sites-available/ a symbolic link: dpkg -r') or diag($out);
+ok(!-l "$r/etc/nginx/sites-enabled/gw",
+   'the relative link through it is set aside');
+is_deeply([in_root('nginx', '-t')], \@before,
+          'nginx -t after dpkg -r: as before the install');
+($rc, $out) = in_root('dpkg', '-i', '/tmp/scep.deb');
+is($rc, 0, 'dpkg -i again') or diag($out);
+is(readlink("$r/etc/nginx/sites-enabled/gw"),
+   '../sites-available/scep-gateway', 'the link is back, relative');
+unlink "$r/etc/nginx/sites-enabled/gw";
+($rc, $out) = in_root('sh', '-ec', 'cd /etc/nginx; rm sites-available;'
+                      . ' cp -a sites-real sites-available; rm -r sites-real');
+is($rc, 0, 'sites-available/ a folder again') or diag($out);
+symlink '/etc/nginx/sites-available/scep-gateway',
+        "$r/etc/nginx/sites-enabled/scep-gateway" or die "symlink: $!";
+
 # ------------------------------------------------------------------
 # purge, with the site enabled
 
