@@ -7,9 +7,14 @@
 # addresses of two NDES stand-ins (real scepserver back ends) and enabled;
 # the system's nginx passes nginx -t and runs that configuration, and a
 # device enrolls through it over TLS with scepclient.  Removing the
-# package sets the site's link aside (nginx -t is as before the install),
-# installing it again puts the link back, and purging leaves /etc/nginx
-# and nginx -t as they were before the install.
+# package sets the site's link aside (nginx -t is as before the
+# install), installing it again puts the link back; so too with
+# sites-available/ a symbolic link and a relative link to the site,
+# which comes back relative.  Purging leaves /etc/nginx and nginx -t as
+# they were before the install.
+#
+# The scratch root is made, and Debian's configuration found, before the
+# package is built: a host that lacks either skips the test.
 #
 # The test runs in a network namespace of its own, where the ports 80
 # and 443 of Debian's configuration are nobody else's.  Needs root.
@@ -46,10 +51,74 @@ my $t = SCEPTest->new;
 my $d = $t->dir;
 my $root = SCEPTest::root();
 my $r = "$d/root";
+my $pid;      # the system nginx, while it runs
+my ($rc, $out);
+
+# ------------------------------------------------------------------
+# the scratch root, with Debian's nginx configuration as nginx-common
+# ships it
+
+mkdir $_ for "$d/upper", "$d/work", $r;
+($rc, $out) = $t->run('mount', '-t', 'overlay', 'overlay', '-o',
+                      "lowerdir=/,upperdir=$d/upper,workdir=$d/work", $r);
+plan skip_all => "cannot make the scratch root (an overlay of /): $out"
+    if $rc;
+for my $m (qw(proc dev)) {
+    ($rc, $out) = $t->run('mount', '--bind', "/$m", "$r/$m");
+    BAIL_OUT("mount --bind /$m: $out") if $rc;
+}
+
+sub in_root { $t->run('chroot', $r, @_) }
+
+# Before the test folder goes, and before SCEPTest's END (this one runs
+# first): the system nginx, which runs in the scratch root, is stopped
+# before the root is unmounted.
+END {
+    if ($pid) {
+        kill 'TERM', -$pid;
+        kill 'TERM', $pid;
+        waitpid $pid, 0;
+    }
+    system('umount', '--recursive', '--lazy', $r) if $r && -d "$r/etc";
+}
+
+# no service is started or reloaded from in here
+$t->write_file("$r/usr/sbin/policy-rc.d", "#!/bin/sh\nexit 101\n");
+chmod 0755, "$r/usr/sbin/policy-rc.d";
+
+# a package installed on the host is not the one under test
+if ((in_root('dpkg-query', '-W', '-f=${Status}',
+             'libnginx-mod-http-scep'))[1] =~ /installed/)
+{
+    in_root('dpkg', '--purge', 'libnginx-mod-http-scep');
+}
+
+# nginx.conf and the default site as nginx-common has them: the host's,
+# unless it changed them, else those of the package from apt's cache
+my (undef, $changed) = in_root('dpkg', '--verify', 'nginx-common');
+if ($changed =~ m{ /etc/nginx/(nginx\.conf|sites-available/default)$}m) {
+    my (undef, $v) = $t->run('dpkg-query', '-W', '-f=${Version}',
+                             'nginx-common');
+    $v =~ s/:/%3a/;
+    my $pkg = "/var/cache/apt/archives/nginx-common_${v}_all.deb";
+    plan skip_all => "this host's Debian nginx configuration is changed"
+                     . " and $pkg is not there"
+        unless -f $pkg;
+    ($rc, $out) = $t->run('dpkg-deb', '--extract', $pkg, "$d/nginx-common");
+    BAIL_OUT("dpkg-deb --extract $pkg: $out") if $rc;
+    copy("$d/nginx-common/etc/nginx/$_", "$r/etc/nginx/$_") or die "$_: $!"
+        for 'nginx.conf', 'sites-available/default';
+}
+unlink glob("$r/etc/nginx/conf.d/* $r/etc/nginx/sites-enabled/*");
+symlink '/etc/nginx/sites-available/default',
+        "$r/etc/nginx/sites-enabled/default" or die "symlink: $!";
+
+# ------------------------------------------------------------------
+# the package
 
 my ($version) = $t->read_file("$root/src/ngx_http_scep_module.h")
     =~ /NGX_HTTP_SCEP_MODULE_VERSION\s+"([^"]+)"/;
-my ($rc, $out) = $t->run("$root/packaging/build-deb", "$d/out");
+($rc, $out) = $t->run("$root/packaging/build-deb", "$d/out");
 is($rc, 0, 'packaging/build-deb builds the package')
     or BAIL_OUT(substr($out, -3000));
 my ($deb) = glob("$d/out/libnginx-mod-http-scep_${version}_*.deb");
@@ -75,55 +144,6 @@ http {
     }
 }
 CONF
-
-# ------------------------------------------------------------------
-# the scratch root, with Debian's nginx configuration as nginx-common
-# ships it
-
-mkdir $_ for "$d/upper", "$d/work", $r;
-($rc, $out) = $t->run('mount', '-t', 'overlay', 'overlay', '-o',
-                      "lowerdir=/,upperdir=$d/upper,workdir=$d/work", $r);
-plan skip_all => "cannot make the scratch root (an overlay of /): $out"
-    if $rc;
-for my $m (qw(proc dev)) {
-    ($rc, $out) = $t->run('mount', '--bind', "/$m", "$r/$m");
-    BAIL_OUT("mount --bind /$m: $out") if $rc;
-}
-
-sub in_root { $t->run('chroot', $r, @_) }
-
-# before the test folder goes
-END { system('umount', '--recursive', '--lazy', $r) if $r && -d "$r/etc"; }
-
-# no service is started or reloaded from in here
-$t->write_file("$r/usr/sbin/policy-rc.d", "#!/bin/sh\nexit 101\n");
-chmod 0755, "$r/usr/sbin/policy-rc.d";
-
-# a package installed on the host is not the one under test
-if ((in_root('dpkg-query', '-W', '-f=${Status}',
-             'libnginx-mod-http-scep'))[1] =~ /installed/)
-{
-    in_root('dpkg', '--purge', 'libnginx-mod-http-scep');
-}
-
-# nginx.conf and the default site as nginx-common has them: the host's,
-# unless it changed them, else those of the package from apt's cache
-my (undef, $changed) = in_root('dpkg', '--verify', 'nginx-common');
-if ($changed =~ m{ /etc/nginx/(nginx\.conf|sites-available/default)$}m) {
-    my (undef, $v) = $t->run('dpkg-query', '-W', '-f=${Version}',
-                             'nginx-common');
-    $v =~ s/:/%3a/;
-    my $pkg = "/var/cache/apt/archives/nginx-common_${v}_all.deb";
-    plan skip_all => "this host's Debian nginx configuration is changed"
-                     . " and $pkg is not there"
-        unless -f $pkg;
-    $t->run('dpkg-deb', '--extract', $pkg, "$d/nginx-common");
-    copy("$d/nginx-common/etc/nginx/$_", "$r/etc/nginx/$_") or die "$_: $!"
-        for 'nginx.conf', 'sites-available/default';
-}
-unlink glob("$r/etc/nginx/conf.d/* $r/etc/nginx/sites-enabled/*");
-symlink '/etc/nginx/sites-available/default',
-        "$r/etc/nginx/sites-enabled/default" or die "symlink: $!";
 
 # what is under /etc/nginx: names, types, link targets
 sub etc_nginx {
@@ -190,8 +210,8 @@ ok($rc == 0 && $out =~ /test is successful/,
 
 # 6. (re)load: the system's nginx with that configuration, started as
 # its service starts it, in the foreground here
-my $pid = $t->spawn("$d/logs/system-nginx.out", 'chroot', $r,
-                    '/usr/sbin/nginx', '-g', 'daemon off; master_process on;');
+$pid = $t->spawn("$d/logs/system-nginx.out", 'chroot', $r,
+                 '/usr/sbin/nginx', '-g', 'daemon off; master_process on;');
 ok($t->wait_port(443) && $t->wait_port(80), 'nginx listens on 443 and 80')
     or diag($t->read_file("$d/logs/system-nginx.out")
             . $t->read_file("$r/var/log/nginx/error.log"));
@@ -226,6 +246,7 @@ is($res->{status}, 404, 'the site does not serve /certsrv/mscep_admin/');
 kill 'QUIT', $pid;
 waitpid $pid, 0;
 @{$t->{pids}} = grep { $_ != $pid } @{$t->{pids}};
+undef $pid;
 
 # ------------------------------------------------------------------
 # remove, with the site enabled
