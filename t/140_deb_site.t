@@ -6,12 +6,14 @@
 # the package is installed; the site it ships is given a certificate, the
 # addresses of two NDES stand-ins (real scepserver back ends) and enabled;
 # the system's nginx passes nginx -t and runs that configuration, and a
-# device enrolls through it over TLS with scepclient.  Removing the
-# package sets the site's link aside (nginx -t is as before the
-# install), installing it again puts the link back; so too with
-# sites-available/ a symbolic link and a relative link to the site,
-# which comes back relative.  Purging leaves /etc/nginx and nginx -t as
-# they were before the install.
+# device enrolls through it over TLS with scepclient, both NDES stand-ins
+# get the gateway's probes or requests, and the system nginx's error log
+# has no alert, crit or emerg.  Upgrading (dpkg -i over the installed
+# package) leaves the site's link alone.  Removing the package sets the
+# link aside (nginx -t is as before the install), installing it again
+# puts the link back; so too with sites-available/ a symbolic link and a
+# relative link to the site, which comes back relative.  Purging leaves
+# /etc/nginx and nginx -t as they were before the install.
 #
 # The scratch root is made, and Debian's configuration found, before the
 # package is built: a host that lacks either skips the test.
@@ -132,12 +134,14 @@ $t->start_nginx(<<'CONF');
 http {
     server {
         listen 127.0.0.1:%%NDES0%%;
+        access_log %%DIR%%/logs/ndes0-access.log;
         location /certsrv/mscep/mscep.dll {
             proxy_pass http://127.0.0.1:%%SCEP0%%/scep;
         }
     }
     server {
         listen 127.0.0.1:%%NDES1%%;
+        access_log %%DIR%%/logs/ndes1-access.log;
         location /certsrv/mscep/mscep.dll {
             proxy_pass http://127.0.0.1:%%SCEP1%%/scep;
         }
@@ -210,6 +214,8 @@ ok($rc == 0 && $out =~ /test is successful/,
 
 # 6. (re)load: the system's nginx with that configuration, started as
 # its service starts it, in the foreground here
+my $errlog = "$r/var/log/nginx/error.log";
+my $errlog_from = (-s $errlog) || 0;
 $pid = $t->spawn("$d/logs/system-nginx.out", 'chroot', $r,
                  '/usr/sbin/nginx', '-g', 'daemon off; master_process on;');
 ok($t->wait_port(443) && $t->wait_port(80), 'nginx listens on 443 and 80')
@@ -239,14 +245,40 @@ ok($res->{status} == 200 && $res->{body} =~ /POSTPKIOperation/,
    'port 80, the site: GetCACaps from the back ends');
 $res = $t->get(80, "GET / HTTP/1.1\r\nHost: other.example\r\n"
                 . "Connection: close\r\n\r\n");
-is($res->{status}, 200, "port 80, another name: Debian's default site");
+ok($res->{status} == 200 && $res->{body} =~ /Welcome to nginx/,
+   "port 80, another name: Debian's default site");
 $res = $t->get(443, '/certsrv/mscep_admin/', tls => 1);
 is($res->{status}, 404, 'the site does not serve /certsrv/mscep_admin/');
+
+# both NDES stand-ins: the health checks probe each, the requests go
+# to either
+for my $n (0, 1) {
+    my @hits = grep { m{ "(GET|POST) /certsrv/mscep/mscep\.dll} }
+               $t->lines("$d/logs/ndes$n-access.log", 1);
+    ok(@hits, "NDES stand-in $n gets probes or requests through the site");
+}
 
 kill 'QUIT', $pid;
 waitpid $pid, 0;
 @{$t->{pids}} = grep { $_ != $pid } @{$t->{pids}};
 undef $pid;
+
+my $errors = substr($t->read_file($errlog), $errlog_from);
+is(join("\n", grep { /\[(alert|crit|emerg)\]/ } split /\n/, $errors), '',
+   "the system nginx's error log: no alert, crit or emerg");
+
+# ------------------------------------------------------------------
+# upgrade, with the site enabled: dpkg -i over the installed package
+
+($rc, $out) = in_root('dpkg', '-i', '/tmp/scep.deb');
+is($rc, 0, 'dpkg -i over the installed package') or diag($out);
+(undef, $out) = in_root('readlink', '/etc/nginx/sites-enabled/scep-gateway');
+is($out, "/etc/nginx/sites-available/scep-gateway\n",
+   'upgrade: the link in sites-enabled is unchanged');
+ok(!-e "$r/var/lib/libnginx-mod-http-scep",
+   'upgrade: no notes of links set aside');
+($rc, $out) = in_root('nginx', '-t');
+is($rc, 0, 'nginx -t passes after the upgrade') or diag($out);
 
 # ------------------------------------------------------------------
 # remove, with the site enabled
