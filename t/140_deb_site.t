@@ -12,7 +12,8 @@
 # package) leaves the site's link alone.  Removing the package sets the
 # link aside (nginx -t is as before the install), installing it again
 # puts the link back; so too with sites-available/ a symbolic link and a
-# relative link to the site, which comes back relative.  Purging leaves
+# relative link to the site, which comes back relative; with the site
+# file gone, the link stays away and postinst says so.  Purging leaves
 # /etc/nginx and nginx -t as they were before the install.
 #
 # The scratch root is made, and Debian's configuration found, before the
@@ -332,6 +333,22 @@ unlink "$r/etc/nginx/sites-enabled/gw";
 ($rc, $out) = in_root('sh', '-ec', 'cd /etc/nginx; rm sites-available;'
                       . ' cp -a sites-real sites-available; rm -r sites-real');
 is($rc, 0, 'sites-available/ a folder again') or diag($out);
+symlink '/etc/nginx/sites-available/scep-gateway',
+        "$r/etc/nginx/sites-enabled/scep-gateway" or die "symlink: $!";
+
+# the site file gone when the package is installed again: the link stays
+# away, and postinst says why
+($rc, $out) = in_root('dpkg', '-r', 'libnginx-mod-http-scep');
+is($rc, 0, 'dpkg -r, then the site file moved away') or diag($out);
+rename $site, "$site.away" or die "rename: $!";
+($rc, $out) = in_root('dpkg', '-i', '/tmp/scep.deb');
+ok($rc == 0 && $out =~ m{scep-gateway is gone: not enabling it again},
+   'dpkg -i: postinst says the link is not put back') or diag($out);
+ok(!-e "$r/etc/nginx/sites-enabled/scep-gateway"
+   && !-l "$r/etc/nginx/sites-enabled/scep-gateway"
+   && !-e "$r/var/lib/libnginx-mod-http-scep",
+   'no link, and the note is dropped');
+rename "$site.away", $site or die "rename: $!";
 symlink '/etc/nginx/sites-available/scep-gateway',
         "$r/etc/nginx/sites-enabled/scep-gateway" or die "symlink: $!";
 
