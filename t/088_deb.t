@@ -4,8 +4,9 @@
 # test's folder) and checked: its control fields (the nginx ABI of the
 # system nginx, libssl3, libjansson4), its files laid out as Debian's own
 # nginx modules are (with scep_proxy_params and the site as conffiles),
-# lintian clean, --pedantic too; then it is installed with
-# dpkg into a scratch root (an overlay of / in a mount namespace of this
+# lintian --pedantic with no error or warning, and no info or pedantic
+# tag but those the test names; then it is installed with dpkg into a
+# scratch root (an overlay of / in a mount namespace of this
 # test, so nothing outside the test's folder changes) where nginx -t
 # loads the module through /etc/nginx/modules-enabled, and removed and
 # purged again.
@@ -123,11 +124,21 @@ is($t->read_file("$d/control/conffiles"),
 
 ($rc, $out) = $t->run('lintian', ($> == 0 ? '--allow-root' : ()),
                       '--pedantic', '--display-info', $deb);
-my @errors = grep { /^E: / } split /\n/, $out;
-is(join("\n", @errors), '', 'lintian: no errors');
-my @tags = grep { /^[WIP]: / } split /\n/, $out;
+# Errors and warnings: none, whatever the lintian.  Info and pedantic
+# tags: none but those named here, each with why it is accepted.  The
+# list is empty with Debian 12's lintian (2.116); a newer lintian may
+# bring new info or pedantic tags: judge each, then fix the package or
+# name the tag here.
+my %accepted = (
+    # 'tag-name' => 'why the package keeps it',
+);
+my @lines = split /\n/, $out;
+my @errors = grep { /^[EW]: / } @lines;
+is(join("\n", @errors), '', 'lintian: no error or warning');
+my @tags = grep { /^[IP]: / && !(/^[IP]: [^:]+: (\S+)/ && $accepted{$1}) }
+                @lines;
 is(join("\n", @tags), '',
-   'lintian --pedantic: no warning, info or pedantic tag');
+   'lintian --pedantic: no info or pedantic tag but those accepted');
 
 # ------------------------------------------------------------------
 # dpkg -i, nginx -t, dpkg -r and --purge in a scratch root
