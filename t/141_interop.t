@@ -60,6 +60,8 @@ unless ($ENV{SCEP_INTEROP_NETNS}) {
 
 use SCEPTest;
 
+my $started = time;
+
 system('ip', 'link', 'set', 'lo', 'up') == 0
     or BAIL_OUT('ip link set lo up failed in the test\'s namespace');
 
@@ -103,7 +105,6 @@ my $t = SCEPTest->new;
 my $dir = $t->dir;
 my $ca = $t->ca_pem;
 my $tls = $t->tls_cert;
-my $started = time;
 
 # two back ends sharing the CA, each behind a hop that records the
 # CertReps it passes
@@ -184,13 +185,15 @@ sub cmd {
 
 # @cmd in a mount namespace of its own where the system's CA bundle is
 # the gateway's certificate alone: for clients that take no CA file for
-# https
-my $BUNDLE = '/etc/ssl/certs/ca-certificates.crt';
+# https.  The folder is bound, not the file: a system without the
+# ca-certificates package has no file to bind over.
+my $certs = "$dir/certs";
+mkdir $certs or die "mkdir $certs: $!";
+copy($tls, "$certs/ca-certificates.crt") or die "copy $tls: $!";
 
 sub trusting_gateway {
     return ('unshare', '--mount', 'sh', '-c',
-            'mount --bind "$0" "$1" && shift && exec "$@"', $tls, $BUNDLE,
-            @_);
+            'mount --bind "$0" /etc/ssl/certs && exec "$@"', $certs, @_);
 }
 
 sub openssl {
