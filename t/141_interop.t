@@ -61,6 +61,7 @@ unless ($ENV{SCEP_INTEROP_NETNS}) {
 use SCEPTest;
 
 my $started = time;
+my $SLOW = int($ENV{TEST_TIMEOUT_FACTOR} || 1) || 1;
 
 system('ip', 'link', 'set', 'lo', 'up') == 0
     or BAIL_OUT('ip link set lo up failed in the test\'s namespace');
@@ -180,7 +181,7 @@ sub url {
 
 sub cmd {
     my (@cmd) = @_;
-    return $t->run('timeout', 120 * ($ENV{TEST_TIMEOUT_FACTOR} || 1), @cmd);
+    return $t->run('timeout', 120 * $SLOW, @cmd);
 }
 
 # @cmd in a mount namespace of its own where the system's CA bundle is
@@ -209,7 +210,7 @@ sub mark { scalar $t->lines("logs/$_[0].log") }
 # answer).
 sub methods_after {
     my ($c, $from) = @_;
-    my $end = time + 5;
+    my $end = time + 5 * $SLOW;
     my @l;
     while (1) {
         my @all = $t->lines("logs/$c.log");
@@ -267,7 +268,7 @@ sub row {
 sub certmonger {
     my $cm = "$dir/certmonger";
     mkdir $cm;
-    mkdir "$cm/$_" for qw(requests cas tmp out);
+    mkdir "$cm/$_" for qw(requests cas tmp local out);
 
     # the legacy provider, for the DES of scepserver's CertReps
     $t->write_file("$cm/openssl.cnf", <<'CNF');
@@ -283,6 +284,7 @@ legacy = on
 [on]
 activate = 1
 CNF
+    # a bus of its own, with the policy of a session bus
     $t->write_file("$cm/bus.conf", <<"BUS");
 <!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
  "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
@@ -299,7 +301,7 @@ CNF
 BUS
     $t->spawn("$dir/logs/dbus.log", 'dbus-daemon',
               "--config-file=$cm/bus.conf", '--nofork', '--nopidfile');
-    my $end = time + 10;
+    my $end = time + 10 * $SLOW;
     until (-S "$cm/bus") {
         die "dbus-daemon made no socket:\n"
             . $t->read_file("$dir/logs/dbus.log") if time > $end;
@@ -310,13 +312,14 @@ BUS
     local $ENV{CERTMONGER_REQUESTS_DIR} = "$cm/requests";
     local $ENV{CERTMONGER_CAS_DIR} = "$cm/cas";
     local $ENV{CERTMONGER_TMPDIR} = "$cm/tmp";
+    local $ENV{CERTMONGER_LOCAL_CA_DIR} = "$cm/local";
 
     # its own mount namespace: the gateway's certificate as the CA
     # bundle, and its own openssl.cnf
     $t->spawn("$dir/logs/certmonger.log", trusting_gateway('sh', '-c',
               'mount --bind "$0" /usr/lib/ssl/openssl.cnf &&'
               . ' exec certmonger -s -n -d 1', "$cm/openssl.cnf"));
-    $end = time + 20;
+    $end = time + 20 * $SLOW;
     until ((cmd('getcert', 'list-cas', '-s'))[0] == 0) {
         die "certmonger did not start:\n"
             . $t->read_file("$dir/logs/certmonger.log") if time > $end;
