@@ -339,7 +339,7 @@ BUS
             : "failed: exit $rc";
 
         ($rc, $out) = cmd($SUBMIT, '-u', $url, @r, '-C');
-        my ($pem) = $out =~ /(-----BEGIN CERTIFICATE-----.*?-----END CERTIFICATE-----)/s;
+        my ($pem) = $out =~ /(-----BEGIN CERTIFICATE.*?-----END \S+-----)/s;
         my $want = openssl('x509', '-in', $ca);
         $res{certmonger}{GetCACert}{$tr}{GET} =
             $rc == 0 && $pem && index($want, $pem) >= 0 ? 'ok'
@@ -358,11 +358,11 @@ BUS
             ($rc, $out) = cmd('getcert', 'request', '-s', '-w', '-c', $id,
                               '-I', $id, '-f', $cert, '-k', $key,
                               '-N', "CN=$id", '-L', 'secret');
-            my $serial = issued($cert, $id);
+            my $fp = issued($cert, $id);
             row('certmonger', 'enroll', $tr, $m,
                 methods_after('certmonger', $from),
-                $serial ? 'enrolled' : "failed: $out");
-            next unless $serial;
+                $fp ? 'enrolled' : "failed: $out");
+            next unless $fp;
 
             # rekey: a new key, a PKCSReq signed with the old certificate
             $from = mark('certmonger');
@@ -371,7 +371,7 @@ BUS
             my $new = issued($cert, $id);
             row('certmonger', 'renew', $tr, $m,
                 methods_after('certmonger', $from),
-                $new && $new ne $serial && $t->read_file($key) ne $old_key
+                $new && $new ne $fp && $t->read_file($key) ne $old_key
                 ? 'renewed' : "failed: $out");
         }
     }
@@ -520,15 +520,15 @@ sub scepclient {
             my $url = url('scepclient', $tr, $m);
             my $from = mark('scepclient');
             my ($rc, $out, $cert) = $t->scepclient($url, cn => $cn);
-            my $serial = issued($cert, $cn);
+            my $fp = issued($cert, $cn);
             row('scepclient', 'enroll', $tr, $m,
                 methods_after('scepclient', $from),
-                $serial ? 'enrolled' : "failed: $out");
+                $fp ? 'enrolled' : "failed: $out");
             for my $op (qw(GetCACaps GetCACert)) {
                 $res{scepclient}{$op}{$tr}{GET} //=
                     answered('scepclient', $from, $op) ? 'ok' : 'failed';
             }
-            next unless $serial;
+            next unless $fp;
 
             # it signs with the certificate of -certificate, and writes
             # the new one over it
@@ -538,7 +538,7 @@ sub scepclient {
             my $renewed = issued($cert, $cn);
             row('scepclient', 'renew', $tr, $m,
                 methods_after('scepclient', $from),
-                $renewed && $renewed ne $serial ? 'renewed'
+                $renewed && $renewed ne $fp ? 'renewed'
                 : "failed: $out");
         }
     }
