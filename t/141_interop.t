@@ -271,7 +271,7 @@ sub row {
 sub certmonger {
     my $cm = "$dir/certmonger";
     mkdir $cm;
-    mkdir "$cm/$_" for qw(requests cas tmp local out);
+    mkdir "$cm/$_" for qw(requests cas tmp local config out);
 
     # the legacy provider, for the DES of scepserver's CertReps
     $t->write_file("$cm/openssl.cnf", <<'CNF');
@@ -316,16 +316,23 @@ BUS
     local $ENV{CERTMONGER_CAS_DIR} = "$cm/cas";
     local $ENV{CERTMONGER_TMPDIR} = "$cm/tmp";
     local $ENV{CERTMONGER_LOCAL_CA_DIR} = "$cm/local";
+    # and, even on a session bus, it would read /etc/certmonger and wait
+    # for a lock on /var/lib/certmonger/lock, which a certmonger.service
+    # of the host, or another run of this test, holds
+    local $ENV{CERTMONGER_CONFIG_DIR} = "$cm/config";
+    local $ENV{CERTMONGER_SYSTEM_LOCK_FILE} = "$cm/lock";
 
     # its own mount namespace: the gateway's certificate as the CA
     # bundle, and its own openssl.cnf
-    $t->spawn("$dir/logs/certmonger.log", trusting_gateway('sh', '-c',
-              'mount --bind "$0" /usr/lib/ssl/openssl.cnf &&'
-              . ' exec certmonger -s -n -d 1', "$cm/openssl.cnf"));
+    $t->spawn("$dir/logs/certmonger-daemon.log",
+              trusting_gateway('sh', '-c',
+                  'mount --bind "$0" /usr/lib/ssl/openssl.cnf &&'
+                  . ' exec certmonger -s -n -d 1', "$cm/openssl.cnf"));
     $end = time + 20 * $SLOW;
     until ((cmd('getcert', 'list-cas', '-s'))[0] == 0) {
         die "certmonger did not start:\n"
-            . $t->read_file("$dir/logs/certmonger.log") if time > $end;
+            . $t->read_file("$dir/logs/certmonger-daemon.log")
+            if time > $end;
         sleep 0.1;
     }
 
