@@ -48,6 +48,7 @@ use lib "$FindBin::Bin/lib";
 use Test::More;
 use File::Basename qw(dirname);
 use File::Copy qw(copy);
+use MIME::Base64 qw(decode_base64);
 use Time::HiRes qw(sleep time);
 
 # root, as for t/110: under a user namespace's mapped root, nginx
@@ -58,7 +59,9 @@ unless ($ENV{SCEP_INTEROP_NETNS}) {
     plan skip_all => "no network namespace of its own here: unshare: $err"
         if $?;
     $ENV{SCEP_INTEROP_NETNS} = 1;
-    exec 'unshare', '--net', $^X, $0, @ARGV or die "exec unshare: $!";
+    # perl's -I (prove -I) is not in the environment: passed on again
+    exec 'unshare', '--net', $^X, (map { "-I$_" } grep { !ref } @INC),
+         $0, @ARGV or die "exec unshare: $!";
 }
 
 use SCEPTest;
@@ -66,8 +69,10 @@ use SCEPTest;
 my $started = time;
 my $SLOW = int($ENV{TEST_TIMEOUT_FACTOR} || 1) || 1;
 
+# (skipped, not bailed out: a BAIL_OUT would stop the whole prove run)
 system('ip', 'link', 'set', 'lo', 'up') == 0
-    or BAIL_OUT('ip link set lo up failed in the test\'s namespace');
+    or plan skip_all => 'ip link set lo up failed in the test\'s network'
+                        . ' namespace';
 
 my $SUBMIT = '/usr/lib/certmonger/scep-submit';
 my $PLUGINS = '/usr/lib/ipsec/plugins';
@@ -95,14 +100,31 @@ my @OPS = qw(GetCACaps GetCACert enroll renew);
 my @TRANSPORTS = qw(http https);
 my @METHODS = qw(GET POST);
 
-# what each client gets, as the README's "Clients known to work" says
+# what each client gets, and sends, as the README's "Clients known to
+# work" says: the messages of its enrollment and renewal, its
+# User-Agent ('-': none), a POST's Content-Type, how a GET's message is
+# encoded, its cipher and its digest
 my %EXPECT = (
     certmonger => { enroll => 'enrolled', renew => 'renewed',
-                    only => 'GET' },
+                    only => 'GET',
+                    enroll_type => 'PKCSReq', renew_type => 'PKCSReq',
+                    ua => '-', encoding => 'base64,percent-encoded',
+                    cipher => 'aes-256-cbc', digest => 'sha256',
+                    cacert_message => '0,1' },
     pki        => { enroll => 'issued, client refused CertRep',
                     renew => 'issued, client refused CertRep',
-                    only => 'POST' },
-    scepclient => { enroll => 'enrolled', renew => 'renewed' },
+                    only => 'POST',
+                    enroll_type => 'PKCSReq', renew_type => 'RenewalReq',
+                    ua => '-', ctype => '-',
+                    cipher => 'des-ede3-cbc', digest => 'sha256',
+                    cacert_message => '' },
+    scepclient => { enroll => 'enrolled', renew => 'renewed',
+                    enroll_type => 'PKCSReq', renew_type => 'RenewalReq',
+                    ua => 'Go-http-client/1.1',
+                    ctype => 'application/octet-stream',
+                    encoding => 'base64,percent-encoded',
+                    cipher => 'des-cbc', digest => 'sha1',
+                    cacert_message => '' },
 );
 
 my $t = SCEPTest->new;
@@ -139,6 +161,7 @@ for my $c (@CLIENTS) {
         ssl_certificate %%CERT%%;
         ssl_certificate_key %%KEY%%;
         access_log %%DIR%%/logs/$c.log interop;
+        access_log %%DIR%%/logs/$c-msg.log interop_msg if=\$interop_pki;
         $alg
 
         location = /certsrv/mscep/mscep.dll {
@@ -164,7 +187,25 @@ $t->start_nginx(<<"CONF");
 http {
     client_body_buffer_size 128k;
     large_client_header_buffers 4 72k;
-    log_format interop '\$request_method \$arg_operation \$status';
+    log_format interop '\$request_method \$arg_operation \$status'
+                       ' \$scep_message_type "\$content_type"'
+                       ' msg=\$interop_msg "\$http_user_agent"';
+    # the pkiMessage, to read its cipher and digest: a GET's message
+    # argument, or a POST's body as nginx escapes it
+    log_format interop_msg escape=default '\$arg_message \$request_body';
+    map \$arg_operation \$interop_pki {
+        PKIOperation 1;
+        default "";
+    }
+    # a PKIOperation's message, by how it is encoded; other operations'
+    # message as it came
+    map "\$arg_operation \$arg_message" \$interop_msg {
+        "~^PKIOperation .*[-_]" "base64url";
+        "~^PKIOperation .*%" "base64,percent-encoded";
+        "~^PKIOperation ." "base64";
+        "~^PKIOperation" "";
+        default \$arg_message;
+    }
 
     upstream ndes {
 $upstream    }
@@ -205,33 +246,86 @@ sub openssl {
     return $rc ? undef : $out;
 }
 
-# the log line count of a client's server, to read what came after
-sub mark { scalar $t->lines("logs/$_[0].log") }
+# where a client's server logs stand: the lines of its access log and
+# of its log of PKIOperation messages, to read what came after
+sub mark { [scalar $t->lines("logs/$_[0].log"),
+            scalar $t->lines("logs/$_[0]-msg.log")] }
 
-# The methods a client's PKIOperations came by after line $from of its
-# server's log, once there is one (nginx logs after the client has its
-# answer).
-sub methods_after {
-    my ($c, $from) = @_;
+# The lines of a client's server log after $from (a mark) whose
+# operation is $op, as hashes, once there is one (nginx logs after the
+# client has its answer).
+sub seen {
+    my ($c, $from, $op) = @_;
     my $end = time + 5 * $SLOW;
     my @l;
     while (1) {
         my @all = $t->lines("logs/$c.log");
-        @l = grep { /^\S+ PKIOperation / } @all[$from .. $#all];
+        @l = grep { /^\S+ \Q$op\E / } @all[$from->[0] .. $#all];
         last if @l || time > $end;
         sleep 0.05;
     }
-    my %m = map { (split ' ')[0] => 1 } @l;
+    my @r;
+    for (@l) {
+        my %h;
+        @h{qw(method op status type ctype msg ua)} =
+            /^(\S+) (\S+) (\S+) (\S+) "(.*?)" msg=(\S*) "(.*)"$/ or next;
+        push @r, \%h;
+    }
+    return @r;
+}
+
+# the methods a client's PKIOperations came by after $from
+sub methods_after {
+    my %m = map { $_->{method} => 1 } seen(@_[0, 1], 'PKIOperation');
     return join ',', sort keys %m;
 }
 
-# the operations a client's server answered 200 after line $from
+# whether a client's server answered $op 200, and only by GET, after
+# $from
 sub answered {
     my ($c, $from, $op) = @_;
-    my @all = $t->lines("logs/$c.log");
-    return scalar grep { /^GET \Q$op\E 200$/ } @all[$from .. $#all];
+    my @s = seen($c, $from, $op);
+    return @s && !grep { $_->{method} ne 'GET' || $_->{status} ne '200' }
+                  @s;
 }
 
+# The ciphers and digests named in the PKIOperation messages a client's
+# server got after $from: the OIDs of the pkiMessage's SignedData and
+# of the EnvelopedData inside it, which are not encrypted.
+my %OID = (
+    'aes-128-cbc'  => '0609608648016503040102',
+    'aes-192-cbc'  => '0609608648016503040116',
+    'aes-256-cbc'  => '060960864801650304012a',
+    'des-ede3-cbc' => '06082a864886f70d0307',
+    'des-cbc'      => '06052b0e030207',
+    'sha1'         => '06052b0e03021a',
+    'sha224'       => '0609608648016503040204',
+    'sha256'       => '0609608648016503040201',
+    'sha384'       => '0609608648016503040202',
+    'sha512'       => '0609608648016503040203',
+);
+sub algorithms_after {
+    my ($c, $from) = @_;
+    my @all = $t->lines("logs/$c-msg.log");
+    my %seen;
+    for (@all[$from->[1] .. $#all]) {
+        my ($arg, $body) = /^(\S+) (.*)$/ or next;
+        my $der;
+        if ($arg ne '-') {             # GET: base64, percent-encoded
+            $arg =~ s/%([0-9A-Fa-f]{2})/chr hex $1/ge;
+            $arg =~ tr{-_}{+/};
+            $der = decode_base64($arg);
+        } else {                       # POST: as nginx escapes it
+            $body =~ s/\\x([0-9A-F]{2})/chr hex $1/ge;
+            $der = $body;
+        }
+        my $hex = unpack 'H*', $der;
+        $hex =~ /^(?:..)*?\Q$OID{$_}\E/ and $seen{$_} = 1 for keys %OID;
+    }
+    my @c = grep { /-cbc$/ } sort keys %seen;
+    my @d = grep { /^sha/ } sort keys %seen;
+    return (join(',', @c), join(',', @d));
+}
 # A certificate the CA issued with subject CN=$cn: its SHA-256
 # fingerprint, or undef.  (Not its serial: each back end counts serials
 # of its own.)
@@ -254,14 +348,38 @@ sub certreps { sort glob("$rec/*.resp") }
 my %res;
 
 # The row of a run at the location that offers method $m, whose
-# PKIOperations came by $sent: where the client sent the other method,
-# and got as far as it gets, the row says it always does.
+# PKIOperations came after $from (a mark): where the client sent the
+# other method, and got as far as it gets, the row says it always does.
+# What the client sent is checked against %EXPECT, as the README says.
 sub row {
-    my ($c, $op, $tr, $m, $sent, $outcome) = @_;
+    my ($c, $op, $tr, $m, $from, $outcome) = @_;
+    my @s = seen($c, $from, 'PKIOperation');
+    my %sent = map { $_->{method} => 1 } @s;
+    my $sent = join ',', sort keys %sent;
     my $good = $outcome =~ /^(enrolled|renewed|issued, client refused)/;
-    $res{$c}{$op}{$tr}{$m} = $sent eq '' || $sent eq $m ? $outcome
+    $res{$c}{$op}{$tr}{$m} =
+        $sent eq '' ? "failed: no PKIOperation seen at the gateway"
+        : $sent eq $m ? $outcome
         : $good && $sent !~ /,/ ? "client always ${sent}s"
         : "$outcome (sent $sent)";
+    return unless @s;
+
+    my $e = $EXPECT{$c};
+    my $what = "$c $op over $tr at the $m location";
+    is(join(',', sort keys %{{ map { $_->{type} => 1 } @s }}),
+       $e->{"${op}_type"}, "$what: message type");
+    is(join(',', sort keys %{{ map { $_->{ua} => 1 } @s }}), $e->{ua},
+       "$what: User-Agent");
+    for my $x (@s) {
+        if ($x->{method} eq 'POST') {
+            is($x->{ctype}, $e->{ctype}, "$what: a POST's Content-Type");
+        } else {
+            is($x->{msg}, $e->{encoding}, "$what: a GET's message");
+        }
+    }
+    my ($cipher, $digest) = algorithms_after($c, $from);
+    is($cipher, $e->{cipher}, "$what: cipher");
+    is($digest, $e->{digest}, "$what: digest");
 }
 
 
@@ -340,17 +458,23 @@ BUS
         my @r = $tr eq 'https' ? ('-R', $tls) : ();
         my $url = url('certmonger', $tr, 'POST');
 
+        my $from = mark('certmonger');
         my ($rc, $out) = cmd($SUBMIT, '-u', $url, @r, '-c');
         $res{certmonger}{GetCACaps}{$tr}{GET} =
-            $rc == 0 && $out =~ /^POSTPKIOperation$/m ? 'ok'
-            : "failed: exit $rc";
+            $rc != 0 ? "failed: exit $rc"
+            : $out !~ /^POSTPKIOperation$/m ? 'failed: not the caps'
+            : answered('certmonger', $from, 'GetCACaps') ? 'ok'
+            : 'failed: not by GET';
 
+        $from = mark('certmonger');
         ($rc, $out) = cmd($SUBMIT, '-u', $url, @r, '-C');
         my ($pem) = $out =~ /(-----BEGIN CERTIFICATE.*?-----END \S+-----)/s;
         my $want = openssl('x509', '-in', $ca);
         $res{certmonger}{GetCACert}{$tr}{GET} =
-            $rc == 0 && $pem && index($want, $pem) >= 0 ? 'ok'
-            : "failed: exit $rc";
+            $rc != 0 ? "failed: exit $rc"
+            : !($pem && index($want, $pem) >= 0) ? 'failed: not the CA'
+            : answered('certmonger', $from, 'GetCACert') ? 'ok'
+            : 'failed: not by GET';
 
         for my $m (@METHODS) {
             my $id = "cm-$tr-$m";
@@ -367,7 +491,7 @@ BUS
                               '-N', "CN=$id", '-L', 'secret');
             my $fp = issued($cert, $id);
             row('certmonger', 'enroll', $tr, $m,
-                methods_after('certmonger', $from),
+                $from,
                 $fp ? 'enrolled' : "failed: $out");
             next unless $fp;
 
@@ -377,7 +501,7 @@ BUS
             ($rc, $out) = cmd('getcert', 'rekey', '-s', '-w', '-i', $id);
             my $new = issued($cert, $id);
             row('certmonger', 'renew', $tr, $m,
-                methods_after('certmonger', $from),
+                $from,
                 $new && $new ne $fp && $t->read_file($key) ne $old_key
                 ? 'renewed' : "failed: $out");
         }
@@ -447,10 +571,11 @@ sub pki_scep {
         '--cacert-enc', $cacert, '--cacert-sig', $cacert,
         '--cipher', 'des3', '--outform', 'pem', '--debug', '4', @old);
     $t->write_file("logs/pki-$name.log", $log);
-    my $sent = methods_after('pki', $from);
 
     if ($log =~ /^CA Capabilities:\n((?:  \S+\n)+)/m) {
-        $res{pki}{GetCACaps}{$tr}{GET} //= 'ok';
+        $res{pki}{GetCACaps}{$tr}{GET} //=
+            answered('pki', $from, 'GetCACaps') ? 'ok'
+            : 'failed: not by GET';
     }
     my $outcome;
     if (issued($out, $cn)) {
@@ -480,7 +605,7 @@ sub pki_scep {
               ? 'issued, client refused CertRep'
             : "issued, client failed: $last";
     }
-    row('pki', $old[0] ? 'renew' : 'enroll', $tr, $m, $sent, $outcome);
+    row('pki', $old[0] ? 'renew' : 'enroll', $tr, $m, $from, $outcome);
     return ca_issued($cn);
 }
 
@@ -490,13 +615,16 @@ sub pki {
     for my $tr (@TRANSPORTS) {
         my $cacert = "$pki/ca-$tr.der";
         my @tls = $tr eq 'https' ? trusting_gateway() : ();
+        my $from = mark('pki');
         my ($rc, $out) = cmd(@tls, 'pki', '--scepca', '--url',
                              url('pki', $tr, 'POST'), '--caout', $cacert);
         $t->write_file("logs/pki-scepca-$tr.log", $out);
         my $want = openssl('x509', '-in', $ca, '-outform', 'DER');
         $res{pki}{GetCACert}{$tr}{GET} =
-            $rc == 0 && $t->read_file($cacert) eq ($want // '') ? 'ok'
-            : "failed: exit $rc";
+            $rc != 0 ? "failed: exit $rc"
+            : $t->read_file($cacert) ne ($want // '') ? 'failed: not the CA'
+            : answered('pki', $from, 'GetCACert') ? 'ok'
+            : 'failed: not by GET';
         next unless $rc == 0;
 
         for my $m (@METHODS) {
@@ -529,7 +657,7 @@ sub scepclient {
             my ($rc, $out, $cert) = $t->scepclient($url, cn => $cn);
             my $fp = issued($cert, $cn);
             row('scepclient', 'enroll', $tr, $m,
-                methods_after('scepclient', $from),
+                $from,
                 $fp ? 'enrolled' : "failed: $out");
             for my $op (qw(GetCACaps GetCACert)) {
                 $res{scepclient}{$op}{$tr}{GET} //=
@@ -544,7 +672,7 @@ sub scepclient {
                 key => dirname($cert) . '/key.pem', certificate => $cert);
             my $renewed = issued($cert, $cn);
             row('scepclient', 'renew', $tr, $m,
-                methods_after('scepclient', $from),
+                $from,
                 $renewed && $renewed ne $fp ? 'renewed'
                 : "failed: $out");
         }
@@ -602,6 +730,13 @@ for my $c (grep { !$missing{$_} } @CLIENTS) {
             }
         }
     }
+}
+
+# the message argument of each client's GetCACerts ('': none)
+for my $c (grep { !$missing{$_} } @CLIENTS) {
+    my %m = map { $_->{msg} => 1 } seen($c, [0, 0], 'GetCACert');
+    is(join(',', sort keys %m), $EXPECT{$c}{cacert_message},
+       "$c: GetCACert's message argument");
 }
 
 # last, where make interop shows it
