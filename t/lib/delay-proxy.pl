@@ -20,16 +20,18 @@ use strict;
 use warnings;
 
 use Fcntl qw(:flock O_RDWR O_CREAT);
+use Getopt::Long qw(GetOptions);
 use IO::Socket::INET;
 use Time::HiRes qw(sleep time);
 
+my $usage = "usage: $0 [--port-file PF] [--record DIR] PORT TARGET DELAY"
+            . " STATE\n";
 my ($port_file, $record);
-(undef, $port_file) = splice @ARGV, 0, 2 if ($ARGV[0] // '') eq '--port-file';
-(undef, $record) = splice @ARGV, 0, 2 if ($ARGV[0] // '') eq '--record';
+GetOptions('port-file=s' => \$port_file, 'record=s' => \$record)
+    or die $usage;
 
 my ($port, $target, $delay, $state) = @ARGV;
-die "usage: $0 [--port-file PF] [--record DIR] PORT TARGET DELAY"
-        . " STATE\n" unless $state;
+die $usage unless defined $state && @ARGV == 4;
 
 $SIG{CHLD} = 'IGNORE';
 $SIG{PIPE} = 'IGNORE';
