@@ -19,8 +19,11 @@
 # checks that the CA issued the certificate and that the gateway passed
 # the CertRep byte for byte.  A recording hop between the gateway and
 # each back end keeps every CertRep as the back end sent it
-# (t/lib/delay-proxy.pl --record); pki, at debug level 4, prints the
-# content of the ContentInfo it got.
+# (t/lib/delay-proxy.pl --record), and over http one between pki and
+# the gateway keeps it as the gateway sent it: the whole HTTP bodies
+# are compared.  Over https, where pki cannot go through a plain hop,
+# the content of the ContentInfo pki printed at debug level 4 is
+# compared with the back end's.
 #
 # The clients' quirks are worked around here, none in the module:
 # - certmonger must be given the CA certificate (add-scep-ca -N);
@@ -218,10 +221,20 @@ CONF
 
 # the gateway's URL for a client: GET or POST is the location whose
 # GetCACaps offers that method
+# pki over http goes through a recording hop in front of the gateway
+# as well, which keeps each CertRep as the gateway sent it: the whole
+# HTTP body is compared on both sides.  (Over https pki cannot be
+# pointed at a plain hop; there the test compares the SignedData pki
+# printed.)
+my $front_rec = "$dir/certreps-client";
+mkdir $front_rec or die "mkdir $front_rec: $!";
+my $front = $t->start_delay({ port => $t->port('PKI_HTTP') }, 0,
+                            record => $front_rec);
+
 sub url {
     my ($c, $tr, $m) = @_;
-    my $port = $t->port($short{$c} . ($tr eq 'https' ? '_HTTPS'
-                                                          : '_HTTP'));
+    my $port = $c eq 'pki' && $tr eq 'http' ? $front->{port}
+        : $t->port($short{$c} . ($tr eq 'https' ? '_HTTPS' : '_HTTP'));
     return "$tr://127.0.0.1:$port" . ($m eq 'GET' ? '/get' : '')
            . '/certsrv/mscep/mscep.dll';
 }
@@ -347,6 +360,17 @@ sub issued {
 sub ca_issued { sort glob("$dir/depot-*/$_[0].*.pem") }
 
 sub certreps { sort glob("$rec/*.resp") }
+sub certreps_client { sort glob("$front_rec/*.resp") }
+
+# the body of a recorded HTTP answer
+sub body_of {
+    my ($resp) = @_;
+    my ($head, $body) = split /\r\n\r\n/, $resp, 2;
+    return undef unless defined $body;
+    $body = SCEPTest::dechunk($body)
+        if $head =~ /^Transfer-Encoding:\s*chunked/mi;
+    return $body;
+}
 
 my %res;
 
@@ -566,6 +590,7 @@ sub pki_scep {
     my $pki = "$dir/pki";
     my $from = mark('pki');
     my @before = certreps();
+    my @before_client = certreps_client();
     my @had = ca_issued($cn);
     my $out = "$pki/$name.pem";
     my @tls = $tr eq 'https' ? trusting_gateway() : ();
@@ -590,19 +615,29 @@ sub pki_scep {
         my %seen = map { $_ => 1 } @before;
         my @new = grep { !$seen{$_} } certreps();
         my @issued = ca_issued($cn);
-        my $resp = @new == 1 ? $t->read_file($new[0]) : '';
-        my ($body) = $resp =~ /\r\n\r\n(.*)\z/s;
+        my $body = @new == 1 ? body_of($t->read_file($new[0])) : undef;
         my $content = defined $body ? certrep_content($body) : undef;
         my $got = pki_received($log);
+        # over http, the body the gateway sent as well
+        my %seen_client = map { $_ => 1 } @before_client;
+        my @new_client = grep { !$seen_client{$_} } certreps_client();
+        my $client = @new_client == 1
+            ? body_of($t->read_file($new_client[0])) : undef;
+        my $http = $tr eq 'http';
         my $why = @issued != @had + 1 ? 'the CA issued nothing'
             : @new != 1 ? scalar(@new) . ' CertReps recorded, not 1'
             : ($t->pki_status($body) // '') ne '0' ? 'CertRep not SUCCESS'
             : !defined $content ? 'the back end\'s CertRep is no ContentInfo'
+            : $http && @new_client != 1
+              ? scalar(@new_client) . ' CertReps recorded client-side, not 1'
+            : $http && $client ne $body
+              ? 'the HTTP body changed on the way'
             : !defined $got ? 'pki printed no CertRep'
             : $got ne $content ? 'the CertRep changed on the way'
             : '';
         ok(!$why, "pki, $name: the CA issued, the gateway passed the"
-                  . " CertRep byte for byte") or diag($why);
+                  . ($http ? ' HTTP body' : ' SignedData pki printed')
+                  . ' byte for byte') or diag($why);
         my ($last) = grep { length } reverse split /\n/, $log;
         $outcome = $why ? "failed: $why"
             : $log =~ /only RSA digest encryption supported/
