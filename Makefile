@@ -5,6 +5,8 @@ SHELL := /bin/bash
 #   make deps     install the Debian packages the project needs
 #   make          build build/ngx_http_scep_module.so and the test tools
 #   make test     unit tests and the t/ suite against the system nginx
+#   make interop  certmonger, strongSwan's pki and scepclient through the
+#                 gateway: a table of what each does (t/141_interop.t)
 #   make demo     start a TLS SCEP gateway with two back ends (demo-stop)
 #   make bench    benchmarks against plain nginx and HAProxy
 #   make deb      the Debian package for the system nginx (build/*.deb)
@@ -26,7 +28,9 @@ DEB_PACKAGES  := nginx nginx-dev libssl-dev libjansson-dev libpcre2-dev \
                  zlib1g-dev scep wrk haproxy curl openssl gcc make \
                  perl libio-socket-ssl-perl chromium prometheus \
                  debhelper dpkg-dev lintian keepalived iproute2 \
-                 libnginx-mod-http-headers-more-filter nodejs
+                 libnginx-mod-http-headers-more-filter nodejs \
+                 certmonger dbus-daemon strongswan-pki \
+                 libstrongswan-standard-plugins libstrongswan-extra-plugins
 
 SRCS          := $(wildcard $(CURDIR)/src/*.c $(CURDIR)/src/*.h) \
                  $(wildcard $(CURDIR)/src/dashboard/*)
@@ -62,8 +66,8 @@ REGRESS       := $(patsubst t/fuzz/%.c,$(REGRESS_DIR)/%,\
 REGRESS_FLAGS := -O1 -g -Wall -Wextra -Werror -fno-omit-frame-pointer \
                  -fsanitize=address,undefined -fno-sanitize-recover=all
 
-.PHONY: all deps module tools test unit regress check-js demo demo-stop \
-        bench bench-micro fuzz deps-fuzz deb deps-deb clean
+.PHONY: all deps module tools test interop unit regress check-js \
+        demo demo-stop bench bench-micro fuzz deps-fuzz deb deps-deb clean
 
 all: module tools
 
@@ -154,6 +158,26 @@ check-js:
 
 test: deps all unit regress check-js
 	prove -j$(PROVE_JOBS) t/
+
+# the clients of other makers, one after another, and the table.  As
+# root only: make test lets t/141 skip itself (it needs namespaces),
+# make interop says so and fails, here or when the test skipped anyway.
+interop:
+	@if [ "$$(id -u)" != 0 ]; then \
+	    echo '*** make interop needs root (network and mount' \
+	         'namespaces): run it as root, for instance with sudo' >&2; \
+	    exit 1; \
+	fi
+	$(MAKE) deps module
+	@out=$$(mktemp) && trap 'rm -f "$$out"' EXIT && \
+	    perl t/141_interop.t 2>&1 | tee "$$out"; \
+	    rc=$${PIPESTATUS[0]}; \
+	    if grep -q '^1\.\.0 # SKIP' "$$out"; then \
+	        echo '*** make interop: t/141_interop.t skipped itself, no' \
+	             'table' >&2; \
+	        exit 1; \
+	    fi; \
+	    exit $$rc
 
 demo: deps module
 	conf-examples/demo/start

@@ -731,15 +731,18 @@ sub start_fault {
 
 # A slow back end in front of back end $b (t/lib/delay-proxy.pl): each
 # PKIOperation is held $delay seconds; state() reads "now max total" of
-# the PKIOperations it held, counted on its side.
+# the PKIOperations it held, counted on its side.  With record => DIR,
+# it writes each PKIOperation's answer, raw, to a file of its own in DIR.
 sub start_delay {
-    my ($self, $b, $delay) = @_;
+    my ($self, $b, $delay, %o) = @_;
     my $name = 'DELAY' . (++$self->{ndelay});
     my $log = "$self->{dir}/logs/$name.log";
     my $pf = "$self->{dir}/$name.port";
     my $state = "$self->{dir}/$name.state";
     my $pid = $self->spawn($log, $^X, "$ROOT/t/lib/delay-proxy.pl",
-                           '--port-file', $pf, 0, $b->{port}, $delay,
+                           '--port-file', $pf,
+                           ($o{record} ? ('--record', $o{record}) : ()),
+                           0, $b->{port}, $delay,
                            $state);
     my $end = time + 10 * $SLOW;
     until (-s $pf) {

@@ -4,9 +4,12 @@
 # after holding every PKIOperation DELAY seconds, and counts, on its own
 # side, how many PKIOperations it holds at once:
 #
-#   delay-proxy.pl [--port-file PF] PORT TARGET DELAY STATE
+#   delay-proxy.pl [--port-file PF] [--record DIR] PORT TARGET DELAY STATE
 #
-# PORT 0: a port the kernel picks, written to PF once it listens.
+# PORT 0: a port the kernel picks, written to PF once it listens.  With
+# --record, each PKIOperation's answer, raw as the back end sent it, is
+# written to a file of its own in DIR, named for the time it came
+# (sorted by name, in the order they came).
 # STATE holds one line, "now max total": PKIOperations being served,
 # the most at once, and all of them.  GetCACaps and GetCACert (the
 # health probes) pass at once and are not counted.
@@ -17,14 +20,18 @@ use strict;
 use warnings;
 
 use Fcntl qw(:flock O_RDWR O_CREAT);
+use Getopt::Long qw(GetOptions);
 use IO::Socket::INET;
-use Time::HiRes qw(sleep);
+use Time::HiRes qw(sleep time);
 
-my $port_file;
-(undef, $port_file) = splice @ARGV, 0, 2 if ($ARGV[0] // '') eq '--port-file';
+my $usage = "usage: $0 [--port-file PF] [--record DIR] PORT TARGET DELAY"
+            . " STATE\n";
+my ($port_file, $record);
+GetOptions('port-file=s' => \$port_file, 'record=s' => \$record)
+    or die $usage;
 
 my ($port, $target, $delay, $state) = @ARGV;
-die "usage: $0 [--port-file PF] PORT TARGET DELAY STATE\n" unless $state;
+die $usage unless defined $state && @ARGV == 4;
 
 $SIG{CHLD} = 'IGNORE';
 $SIG{PIPE} = 'IGNORE';
@@ -74,6 +81,17 @@ sub count {
     close $fh;
 }
 
+# written under another name first: a reader never sees half of it
+sub keep {
+    my ($resp) = @_;
+    my $name = sprintf '%s/%017.6f-%d', $record, time, $$;
+    open my $fh, '>', "$name.tmp" or die "$name.tmp: $!";
+    binmode $fh;
+    print $fh $resp;
+    close $fh;
+    rename "$name.tmp", "$name.resp" or die "$name: $!";
+}
+
 sub serve {
     my ($c) = @_;
     my $req = '';
@@ -106,6 +124,7 @@ sub serve {
         my $resp = '';
         while (sysread $u, $resp, 65536, length $resp) { }
         close $u;
+        keep($resp) if $record && $pki;
         # the client left meanwhile: it is not answered
         syswrite $c, $resp if length $resp;
     }
