@@ -89,6 +89,7 @@ typedef struct {
     ngx_flag_t                 check_renewal;
     time_t                     renewal_grace;
     scep_crl_t                *crl;             /* scep_crl, or NULL */
+    ngx_http_complex_value_t  *status_page;     /* scep_status_page */
 } ngx_http_scep_loc_conf_t;
 
 
@@ -570,6 +571,9 @@ typedef struct {
     unsigned                   query_allocated:1;  /* r->args is ours */
     unsigned                   stream_logged:1;    /* said once why a GET
                                                       stayed a GET */
+    unsigned                   browser:1;     /* a bare GET or HEAD: the
+                                                 browser test; answered,
+                                                 with ctx->rejected */
 
     /* what the conversion to a POST replaced, for an internal redirect */
     ngx_array_t               *fwd_saved;     /* of ngx_http_scep_saved_t */
@@ -643,6 +647,10 @@ ngx_uint_t ngx_http_scep_reject_text(ngx_http_scep_ctx_t *ctx,
 ngx_uint_t ngx_http_scep_reject_index(ngx_http_scep_ctx_t *ctx);
 void ngx_http_scep_reject_index_token(ngx_uint_t index, ngx_str_t *token);
 ngx_int_t ngx_http_scep_retry_after_init(ngx_conf_t *cf);
+
+ngx_uint_t ngx_http_scep_browser_bare(ngx_http_request_t *r);
+ngx_int_t ngx_http_scep_browser_answer(ngx_http_request_t *r,
+    ngx_http_scep_ctx_t *ctx);
 
 char *ngx_http_scep_health_check(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);

@@ -13,7 +13,8 @@
  *   precontent  a POST's body is read and checked, signatures verified,
  *               the replay window consulted, a CertPoll pinned to the
  *               server that holds its request; then the module answers
- *               what it refuses and what the CA cache holds, or strips
+ *               the browser test (a bare GET of the SCEP URL), what it
+ *               refuses and what the CA cache holds, or strips
  *               the client's credentials, has a PKIOperation wait while
  *               every server is at its scep_backend_limit, and lets
  *               proxy_pass go on
@@ -285,6 +286,11 @@ ngx_http_scep_precontent_handler(ngx_http_request_t *r)
 
     if (ctx->status != NGX_OK) {
         return ctx->status;
+    }
+
+    if (ctx->browser) {
+        ngx_http_finalize_request(r, ngx_http_scep_browser_answer(r, ctx));
+        return NGX_DONE;
     }
 
     ctx->forward_post = ngx_http_scep_forward_as_post(r, ctx);

@@ -187,6 +187,11 @@ static ngx_str_t  ngx_http_scep_reason_texts[] = {
 void
 ngx_http_scep_reject_token(ngx_http_scep_ctx_t *ctx, ngx_str_t *token)
 {
+    if (ctx->browser) {
+        ngx_str_set(token, "browser_test");
+        return;
+    }
+
     if (ctx->reject == NGX_HTTP_SCEP_REJECT_MESSAGE) {
         token->data = (u_char *) scep_reason_token(ctx->reason);
         token->len = ngx_strlen(token->data);
@@ -439,6 +444,12 @@ ngx_http_scep_parse(ngx_http_request_t *r, ngx_http_scep_ctx_t *ctx)
     ngx_uint_t                 i, noper, nmsg;
     scep_query_t               q;
     ngx_http_scep_op_t        *op;
+
+    if (ngx_http_scep_browser_bare(r)) {
+        /* answered in the precontent phase: ngx_http_scep_browser.c */
+        ctx->browser = 1;
+        return NGX_OK;
+    }
 
     if (!(r->method & (NGX_HTTP_GET|NGX_HTTP_POST))) {
         return ngx_http_scep_reject(ctx, NGX_HTTP_SCEP_REJECT_METHOD);
