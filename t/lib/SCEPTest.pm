@@ -707,7 +707,9 @@ sub restart_backend {
 # (port 0) and writes it to a file: no other process can have it.
 sub start_fault {
     my ($self, $mode, @args) = @_;
-    my $name = 'FAULT_' . uc($mode) . (++$self->{nfault});
+    # a name that %%NAME%% can hold: "ndes=403" is FAULT_NDES_4031
+    (my $m = uc $mode) =~ s/\W/_/g;
+    my $name = 'FAULT_' . $m . (++$self->{nfault});
     my $log = "$self->{dir}/logs/$name.log";
     my $pf = "$self->{dir}/$name.port";
     my $pid = $self->spawn($log, $^X, "$ROOT/t/lib/fault-daemon.pl",

@@ -45,6 +45,15 @@
 #             "PID open TIME", "PID request OPERATION TIME" and "PID
 #             close TIME" for each connection
 #
+#   ndes=STATE  NDES as Microsoft's troubleshooting sees it in a browser:
+#             GetCACaps and GetCACert as certs (FILE), and the SCEP URL
+#             without a query string (the browser test) answered by
+#             STATE: 403 (the Intune Certificate Connector in place:
+#             IIS's 403.0 page), page (NDES's generic page with 200: no
+#             connector), 503 (HTTP.sys's page: the SCEP application
+#             pool stopped), 500, or hang (never answered); prints "PID
+#             request REQUEST-LINE" for each request
+#
 #   fault-daemon.pl PORT type FILE TYPE
 #   fault-daemon.pl PORT capstype FILE TYPE
 #   fault-daemon.pl PORT answer FILE ANSWER
@@ -151,6 +160,12 @@ sub serve {
         return;
     }
 
+    if ($mode =~ /^ndes=(\w+)$/) {
+        ndes($c, $req, $1);
+        close $c;
+        return;
+    }
+
     if ($mode eq 'html500') {
         answer($c, '500 Internal Server Error', 'text/html',
                "<html><head><title>500 - Internal server error.</title>"
@@ -217,6 +232,42 @@ sub serve {
     }
 
     close $c;
+}
+
+sub ndes {
+    my ($c, $req, $state) = @_;
+    my ($line) = $req =~ /^([^\r\n]*)/;
+    print "$$ request $line\n";
+
+    if ($line =~ /\?operation=GetCACaps/) {
+        answer($c, '200 OK', 'text/plain',
+               "POSTPKIOperation\nSHA-256\nAES\nSCEPStandard\n");
+    } elsif ($line =~ /\?operation=GetCACert/) {
+        answer($c, '200 OK', 'application/x-x509-ca-ra-cert', $body);
+    } elsif ($line =~ /\?/) {
+        answer($c, '400 Bad Request', 'text/plain', "not this test's\n");
+    } elsif ($state eq '403') {
+        answer($c, '403 Forbidden', 'text/html',
+               "<html><head><title>403 - Forbidden: Access is denied."
+               . "</title></head><body><h2>403 - Forbidden: Access is"
+               . " denied.</h2></body></html>\r\n");
+    } elsif ($state eq 'page') {
+        answer($c, '200 OK', 'text/html',
+               "<html><head><title>Network Device Enrollment Service"
+               . "</title></head><body><p>Network Device Enrollment"
+               . " Service allows you to obtain certificates for routers"
+               . " or other network devices using the Simple Certificate"
+               . " Enrollment Protocol (SCEP).</p></body></html>\r\n");
+    } elsif ($state eq '503') {
+        answer($c, '503 Service Unavailable', 'text/html; charset=us-ascii',
+               "<HTML><HEAD><TITLE>Service Unavailable</TITLE></HEAD>"
+               . "<BODY><h2>Service Unavailable</h2><hr><p>HTTP Error 503."
+               . " The service is unavailable.</p></BODY></HTML>\r\n");
+    } elsif ($state eq 'hang') {
+        sleep 3600;
+    } else {
+        answer($c, "$state Error", 'text/html', "<html>$state</html>\r\n");
+    }
 }
 
 sub slowtls {

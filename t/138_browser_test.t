@@ -1,0 +1,218 @@
+#!/usr/bin/perl
+
+# The browser test of Microsoft's NDES troubleshooting, through the
+# gateway: a bare GET or HEAD of the SCEP URL gets 403 while a back end
+# is up and 503 with Retry-After once none is, a short text/plain body,
+# $scep_reject_reason "browser_test", counted apart from rejections;
+# nothing of it reaches a back end; deny and error_page come first.
+
+use strict;
+use warnings;
+
+use FindBin;
+use lib "$FindBin::Bin/lib";
+use POSIX qw(strftime);
+use Test::More;
+use Time::HiRes qw(sleep time);
+use SCEPTest;
+
+my $t = SCEPTest->new;
+
+sub day { strftime('%Y%m%d%H%M%SZ', gmtime(time + $_[0] * 86400)) }
+
+# an NDES whose Intune connector is in place, which logs every request
+my $bundle = $t->ca_ra_bundle('ndes', day(-1), day(300));
+my $ndes = $t->start_fault('ndes=403', $bundle);
+
+mkdir $t->dir . '/html';
+$t->write_file('html/denied.html', "the admin's page\n");
+chmod 0711, $t->dir;
+chmod 0755, $t->dir . '/html';
+chmod 0644, $t->dir . '/html/denied.html';
+
+$t->start_nginx(<<'CONF');
+http {
+    large_client_header_buffers 4 72k;
+    client_body_buffer_size 128k;
+    log_format reason '$uri $status "$scep_reject_reason"';
+
+    upstream ndes {
+        server 127.0.0.1:%%FAULT_NDES_4031%%;
+        scep_health_check interval=1s timeout=900ms fails=1 uri=/scep;
+    }
+
+    server {
+        listen 127.0.0.1:%%GW%%;
+        access_log %%DIR%%/logs/reason.log reason;
+
+        scep_retry_after 42;
+
+        location = /certsrv/mscep/mscep.dll {
+            scep on;
+            scep_status_page https://$host/scep-status;
+            proxy_pass http://ndes/scep;
+        }
+
+        location = /unchecked {
+            scep on;
+            proxy_pass http://127.0.0.1:%%FAULT_NDES_4031%%/scep;
+        }
+
+        location = /denied {
+            scep on;
+            deny all;
+            error_page 403 /denied.html;
+            proxy_pass http://ndes/scep;
+        }
+
+        location = /redirect {
+            error_page 418 = @ndes;
+            return 418;
+        }
+
+        location @ndes {
+            scep on;
+            proxy_pass http://ndes;
+        }
+
+        location = /denied.html {
+            root %%DIR%%/html;
+        }
+
+        location = /status {
+            scep_status;
+            access_log off;
+        }
+    }
+}
+CONF
+
+my $gw = $t->port('GW');
+my $p = '/certsrv/mscep/mscep.dll';
+
+sub req {
+    my ($method, $uri, $body) = @_;
+    my $req = "$method $uri HTTP/1.1\r\nHost: gw.example\r\n"
+              . "Connection: close\r\n";
+    $req .= "Content-Length: " . length($body) . "\r\n" if defined $body;
+    $req .= "\r\n" . ($body // '');
+    return SCEPTest::http($gw, $req);
+}
+
+# the requests that reached the back end, but the probes'
+sub reached {
+    return grep { !/&message=default / }
+           grep { /^\d+ request / }
+           split /\n/, $t->read_file("logs/$ndes->{name}.log");
+}
+
+# the first probe passes: the back end is up
+my $end = time + 10;
+while (time < $end) {
+    last if ($t->status_json($gw)->{upstreams}{ndes}{peers}[0]{last_result}
+             // '') eq 'pass';
+    sleep 0.1;
+}
+
+my $before = $t->status_json($gw)->{requests};
+
+my $r = req('GET', $p);
+is($r->{status}, 403, 'a bare GET while a back end is up: 403, as NDES');
+is($r->{headers}{'content-type'}, 'text/plain', 'text/plain');
+like($r->{body}, qr/^browser_test: a SCEP endpoint behind a gateway/,
+     'the body says what this is');
+like($r->{body}, qr/^back ends up: 1 of 1$/m, 'how many back ends are up');
+like($r->{body}, qr{^status page: https://gw\.example/scep-status$}m,
+     'and where the status page is');
+ok(!defined $r->{headers}{'retry-after'}, 'no Retry-After on the 403');
+
+$r = req('HEAD', $p);
+is($r->{status}, 403, 'HEAD: 403');
+is($r->{body}, '', 'HEAD: no body');
+ok($r->{headers}{'content-length'} > 0, 'HEAD: the length of the body');
+
+$r = req('GET', "$p?");
+is($r->{status}, 403, 'an empty query string is bare too');
+
+# what is not bare stays a rejection
+$r = req('GET', "$p?message=abc");
+is($r->{status}, 400, 'a query string without operation: 400');
+like($r->{body}, qr/^missing_operation: /, 'missing_operation');
+$r = req('POST', $p, 'x');
+is($r->{status}, 400, 'a POST without a query string: 400');
+like($r->{body}, qr/^missing_operation: /, 'missing_operation');
+
+# an upstream without health checks: the gateway does not know
+$r = req('GET', '/unchecked');
+is($r->{status}, 403, 'no scep_health_check: 403');
+like($r->{body}, qr/^back ends: not health-checked by the gateway$/m,
+     'and it says the gateway does not check them');
+unlike($r->{body}, qr/status page/, 'no status page where none is named');
+
+# access control first: deny, and the admin's error_page
+$r = req('GET', '/denied');
+is($r->{status}, 403, 'deny: 403');
+is($r->{body}, "the admin's page\n", "deny's error_page, not the gateway's");
+
+# a redirect to a named location that passes requests on
+$r = req('GET', '/redirect');
+is($r->{status}, 403, 'redirected to a "scep on" location: answered there');
+like($r->{body}, qr/^browser_test: /, 'by the gateway');
+
+# a real request still gets through
+$r = req('GET', "$p?operation=GetCACaps");
+is($r->{status}, 200, 'GetCACaps passes');
+
+is_deeply([map { /request (.*)/ } reached()],
+          ['GET /scep?operation=GetCACaps HTTP/1.0'],
+          'no browser test reached the back end');
+
+my @log = $t->lines('logs/reason.log', 9);
+is((grep { /^\Q$p\E 403 "browser_test"$/ } @log), 3,
+   '$scep_reject_reason is browser_test')
+    or diag(join "\n", @log);
+ok((grep { m{^/denied\.html 403 "-"$} } @log),
+   'not for a request that deny refused') or diag(join "\n", @log);
+ok((grep { m{^/redirect 403 "browser_test"$} } @log),
+   'and after a redirect') or diag(join "\n", @log);
+
+is($t->count_error_log(qr/scep: browser test answered 403, 1 of 1 back ends/),
+   4, 'the error log says so at info');
+
+# counted apart
+my $after = $t->status_json($gw)->{requests};
+is($after->{browser_tests} - $before->{browser_tests}, 5,
+   'the JSON counts the browser tests');
+ok(!exists $after->{rejected}{browser_test}, 'not among the rejections');
+is($after->{rejected}{missing_operation}
+   - $before->{rejected}{missing_operation}, 2,
+   'which count only the rejections');
+
+my $prom = $t->get($gw, '/status?format=prometheus')->{body};
+like($prom, qr/^scep_browser_tests_total 5$/m, 'Prometheus counts them');
+unlike($prom, qr/reason="browser_test"/, 'and not as rejections');
+
+# no back end up: 503 with Retry-After
+$t->stop_backend($ndes);
+ok($t->wait_error_log(qr/in upstream "ndes" is down/, 10),
+   'the back end is down');
+
+$r = req('GET', $p);
+is($r->{status}, 503, 'a bare GET with no back end up: 503');
+is($r->{headers}{'retry-after'}, 42, 'with Retry-After');
+like($r->{body}, qr/^browser_test: .*no SCEP server behind it is up/,
+     'the body says so');
+like($r->{body}, qr/^back ends up: 0 of 1$/m, 'none of one');
+
+$r = req('HEAD', $p);
+is($r->{status}, 503, 'HEAD: 503');
+is($r->{headers}{'retry-after'}, 42, 'HEAD: with Retry-After');
+
+$after = $t->status_json($gw)->{requests};
+is($after->{browser_tests} - $before->{browser_tests}, 7,
+   'counted as browser tests');
+is($after->{no_healthy_backend} - $before->{no_healthy_backend}, 0,
+   'not as no_healthy_backend');
+
+$t->stop;
+done_testing;
