@@ -115,7 +115,7 @@ typedef struct {
 #define NGX_HTTP_SCEP_PEER_DOWN      1
 #define NGX_HTTP_SCEP_PEER_CHECKING  2    /* "mandatory": no pass yet */
 
-#define NGX_HTTP_SCEP_REASON_LEN     128
+#define NGX_HTTP_SCEP_REASON_LEN     256
 
 /* scep_backend_limit: the most of queue=, and the tickets a queue spans */
 #define NGX_HTTP_SCEP_QUEUE_MAX      1000
@@ -413,6 +413,7 @@ struct ngx_http_scep_upstream_s {
     unsigned                           mandatory:1;
     unsigned                           initialized:1;
     unsigned                           cache:1;     /* keep the answers */
+    unsigned                           intune:1;    /* the bare GET too */
 
     scep_anchors_t                    *trusted_ca;   /* scep_trusted_ca */
 
