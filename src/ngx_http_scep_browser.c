@@ -40,11 +40,9 @@ ngx_int_t
 ngx_http_scep_browser_answer(ngx_http_request_t *r, ngx_http_scep_ctx_t *ctx)
 {
     size_t                     len;
-    ngx_int_t                  rc;
     ngx_str_t                  page, *text;
     ngx_buf_t                 *b;
     ngx_uint_t                 i, up, status;
-    ngx_chain_t                out;
     ngx_http_scep_peer_t      *peer;
     ngx_http_scep_upstream_t  *hc;
     ngx_http_scep_loc_conf_t  *slcf;
@@ -124,22 +122,5 @@ ngx_http_scep_browser_answer(ngx_http_request_t *r, ngx_http_scep_ctx_t *ctx)
         b->last = ngx_sprintf(b->last, "status page: %V\n", &page);
     }
 
-    b->last_buf = 1;
-    b->last_in_chain = 1;
-
-    r->headers_out.status = status;
-    r->headers_out.content_length_n = b->last - b->pos;
-    ngx_str_set(&r->headers_out.content_type, "text/plain");
-    r->headers_out.content_type_len = r->headers_out.content_type.len;
-
-    rc = ngx_http_send_header(r);
-
-    if (rc == NGX_ERROR || rc > NGX_OK || r->header_only) {
-        return rc;
-    }
-
-    out.buf = b;
-    out.next = NULL;
-
-    return ngx_http_output_filter(r, &out);
+    return ngx_http_scep_send_text(r, status, b);
 }

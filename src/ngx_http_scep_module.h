@@ -641,6 +641,8 @@ ngx_int_t ngx_http_scep_read_body(ngx_http_request_t *r,
 void ngx_http_scep_verify(ngx_http_request_t *r, ngx_http_scep_ctx_t *ctx);
 ngx_int_t ngx_http_scep_send_reject(ngx_http_request_t *r,
     ngx_http_scep_ctx_t *ctx);
+ngx_int_t ngx_http_scep_send_text(ngx_http_request_t *r, ngx_uint_t status,
+    ngx_buf_t *b);
 ngx_int_t ngx_http_scep_strip_headers(ngx_http_request_t *r);
 void ngx_http_scep_reject_token(ngx_http_scep_ctx_t *ctx, ngx_str_t *token);
 ngx_uint_t ngx_http_scep_reject_text(ngx_http_scep_ctx_t *ctx,

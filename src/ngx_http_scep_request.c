@@ -1066,11 +1066,9 @@ ngx_int_t
 ngx_http_scep_send_reject(ngx_http_request_t *r, ngx_http_scep_ctx_t *ctx)
 {
     u_char                     buf[NGX_HTTP_SCEP_DETAIL_LEN];
-    ngx_int_t                  rc;
     ngx_str_t                  token, text, tid, detail;
     ngx_buf_t                 *b;
     ngx_uint_t                 status, reject;
-    ngx_chain_t                out;
     ngx_table_elt_t           *h;
     ngx_http_scep_reject_t    *rj;
     ngx_http_scep_loc_conf_t  *slcf;
@@ -1154,6 +1152,20 @@ ngx_http_scep_send_reject(ngx_http_request_t *r, ngx_http_scep_ctx_t *ctx)
     }
 
     b->last = ngx_sprintf(b->last, "%V: %V%V\n", &token, &text, &detail);
+
+    return ngx_http_scep_send_text(r, status, b);
+}
+
+
+/* an answer of the module's own: status, and b as a text/plain body */
+
+ngx_int_t
+ngx_http_scep_send_text(ngx_http_request_t *r, ngx_uint_t status,
+    ngx_buf_t *b)
+{
+    ngx_int_t    rc;
+    ngx_chain_t  out;
+
     b->last_buf = 1;
     b->last_in_chain = 1;
 
