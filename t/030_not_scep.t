@@ -52,14 +52,7 @@ CONF
 my $gw = $t->port('GW');
 my $p = '/certsrv/mscep/mscep.dll';
 
-sub req {
-    my ($method, $uri, $body) = @_;
-    my $req = "$method $uri HTTP/1.1\r\nHost: localhost\r\n"
-              . "Connection: close\r\n";
-    $req .= "Content-Length: " . length($body) . "\r\n" if defined $body;
-    $req .= "\r\n" . ($body // '');
-    return SCEPTest::http($gw, $req);
-}
+sub req { return $t->request($gw, @_) }
 
 my @cases = (
     # method, uri, body, status, reason

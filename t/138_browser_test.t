@@ -24,11 +24,7 @@ sub day { strftime('%Y%m%d%H%M%SZ', gmtime(time + $_[0] * 86400)) }
 my $bundle = $t->ca_ra_bundle('ndes', day(-1), day(300));
 my $ndes = $t->start_fault('ndes=403', $bundle);
 
-mkdir $t->dir . '/html';
-$t->write_file('html/denied.html', "the admin's page\n");
-chmod 0711, $t->dir;
-chmod 0755, $t->dir . '/html';
-chmod 0644, $t->dir . '/html/denied.html';
+$t->html_file('denied.html', "the admin's page\n");
 
 $t->start_nginx(<<'CONF');
 http {
@@ -92,11 +88,7 @@ my $p = '/certsrv/mscep/mscep.dll';
 
 sub req {
     my ($method, $uri, $body) = @_;
-    my $req = "$method $uri HTTP/1.1\r\nHost: gw.example\r\n"
-              . "Connection: close\r\n";
-    $req .= "Content-Length: " . length($body) . "\r\n" if defined $body;
-    $req .= "\r\n" . ($body // '');
-    return SCEPTest::http($gw, $req);
+    return $t->request($gw, $method, $uri, $body, 'gw.example');
 }
 
 # the requests that reached the back end, but the probes'

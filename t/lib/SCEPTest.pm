@@ -978,6 +978,29 @@ sub get {
     return http($port, $uri, %o);
 }
 
+# A page in DIR/html that nginx's workers (another user) may read: the
+# admin's error page of an error_page, say.
+sub html_file {
+    my ($self, $name, $text) = @_;
+    mkdir "$self->{dir}/html";
+    my $f = $self->write_file("html/$name", $text);
+    chmod 0711, $self->{dir};
+    chmod 0755, "$self->{dir}/html";
+    chmod 0644, $f;
+    return $f;
+}
+
+# A request of any method, with $body (and its Content-Length) if given;
+# Host: localhost unless $host.
+sub request {
+    my ($self, $port, $method, $uri, $body, $host) = @_;
+    my $req = "$method $uri HTTP/1.1\r\nHost: " . ($host // 'localhost')
+              . "\r\nConnection: close\r\n";
+    $req .= "Content-Length: " . length($body) . "\r\n" if defined $body;
+    $req .= "\r\n" . ($body // '');
+    return http($port, $req);
+}
+
 # The JSON of a scep_status location (/status unless $uri), decoded; {}
 # when it is not JSON.
 sub status_json {
