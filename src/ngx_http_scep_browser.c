@@ -98,9 +98,12 @@ ngx_http_scep_browser_answer(ngx_http_request_t *r, ngx_http_scep_ctx_t *ctx)
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    len = text->len + sizeof(CRLF "back ends up: of " CRLF) + 2 * NGX_INT_T_LEN
-          + sizeof("status page: " CRLF) + page.len
-          + sizeof("back ends: not health-checked by the gateway") - 1;
+    /* room for the first line, either form of the second, the third */
+
+    len = text->len + 1
+          + sizeof("back ends: not health-checked by the gateway\n") - 1
+          + sizeof("back ends up:  of \n") - 1 + 2 * NGX_INT_T_LEN
+          + sizeof("status page: \n") - 1 + page.len;
 
     b = ngx_create_temp_buf(r->pool, len);
     if (b == NULL) {
