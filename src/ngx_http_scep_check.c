@@ -192,10 +192,10 @@ ngx_http_scep_check_timer(ngx_event_t *ev)
  * The lease outlasts the longest probe: two steps (three with
  * "intune"), each with a timer for connecting (with the TLS handshake
  * and the request) and one for the answer, so 4 x timeout (6 x), and a
- * second for the event loop.  Should
- * a worker stall beyond that and another worker take the lease, the
- * late probe's result is dropped (ngx_http_scep_probe_done()): one
- * probe at a time counts for a back end.
+ * second for the event loop.  Should a worker stall beyond that and
+ * another worker take the lease, the late probe's result is dropped
+ * (ngx_http_scep_probe_done()): one probe at a time counts for a back
+ * end.
  */
 
 static ngx_int_t
