@@ -1157,14 +1157,39 @@ ngx_http_scep_send_reject(ngx_http_request_t *r, ngx_http_scep_ctx_t *ctx)
 }
 
 
-/* an answer of the module's own: status, and b as a text/plain body */
+/*
+ * An answer of the module's own: status, and b as a text/plain body,
+ * neither sniffed as something else by a browser nor kept by a cache:
+ * it says what holds now
+ */
 
 ngx_int_t
 ngx_http_scep_send_text(ngx_http_request_t *r, ngx_uint_t status,
     ngx_buf_t *b)
 {
-    ngx_int_t    rc;
-    ngx_chain_t  out;
+    ngx_int_t         rc;
+    ngx_uint_t        i;
+    ngx_chain_t       out;
+    ngx_table_elt_t  *h;
+
+    static ngx_str_t  headers[] = {
+        ngx_string("X-Content-Type-Options"), ngx_string("nosniff"),
+        ngx_string("Cache-Control"), ngx_string("no-store")
+    };
+
+    for (i = 0; i < sizeof(headers) / sizeof(ngx_str_t); i += 2) {
+        h = ngx_list_push(&r->headers_out.headers);
+        if (h == NULL) {
+            return NGX_ERROR;
+        }
+
+        h->hash = 1;
+#if (nginx_version >= 1023000)
+        h->next = NULL;
+#endif
+        h->key = headers[i];
+        h->value = headers[i + 1];
+    }
 
     b->last_buf = 1;
     b->last_in_chain = 1;

@@ -4,7 +4,8 @@
 # gateway: a bare GET or HEAD of the SCEP URL gets 403 while a back end
 # is up and 503 with Retry-After once none is, a short text/plain body,
 # $scep_reject_reason "browser_test", counted apart from rejections;
-# nothing of it reaches a back end; deny and error_page come first.
+# nothing of it reaches a back end; deny and error_page come first.  The
+# module's own answers are neither sniffed nor cached.
 
 use strict;
 use warnings;
@@ -117,6 +118,8 @@ like($r->{body}, qr/^back ends up: 1 of 1$/m, 'how many back ends are up');
 like($r->{body}, qr{^status page: https://gw\.example/scep-status$}m,
      'and where the status page is');
 ok(!defined $r->{headers}{'retry-after'}, 'no Retry-After on the 403');
+is($r->{headers}{'x-content-type-options'}, 'nosniff', 'nosniff');
+is($r->{headers}{'cache-control'}, 'no-store', 'no-store');
 
 $r = req('HEAD', $p);
 is($r->{status}, 403, 'HEAD: 403');
@@ -130,6 +133,8 @@ is($r->{status}, 403, 'an empty query string is bare too');
 $r = req('GET', "$p?message=abc");
 is($r->{status}, 400, 'a query string without operation: 400');
 like($r->{body}, qr/^missing_operation: /, 'missing_operation');
+is($r->{headers}{'x-content-type-options'}, 'nosniff', 'a rejection: nosniff');
+is($r->{headers}{'cache-control'}, 'no-store', 'a rejection: no-store');
 $r = req('POST', $p, 'x');
 is($r->{status}, 400, 'a POST without a query string: 400');
 like($r->{body}, qr/^missing_operation: /, 'missing_operation');
