@@ -119,6 +119,13 @@ static ngx_command_t  ngx_http_scep_commands[] = {
       offsetof(ngx_http_scep_loc_conf_t, retry_after),
       NULL },
 
+    { ngx_string("scep_browser_test"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_FLAG,
+      ngx_conf_set_flag_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_scep_loc_conf_t, browser_test),
+      NULL },
+
     { ngx_string("scep_status_page"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
       ngx_http_set_complex_value_slot,
@@ -713,6 +720,7 @@ ngx_http_scep_create_loc_conf(ngx_conf_t *cf)
     slcf->renewal_grace = NGX_CONF_UNSET;
     slcf->crl = NGX_CONF_UNSET_PTR;
     slcf->status_page = NGX_CONF_UNSET_PTR;
+    slcf->browser_test = NGX_CONF_UNSET;
 
     return slcf;
 }
@@ -756,6 +764,7 @@ ngx_http_scep_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_conf_merge_sec_value(conf->renewal_grace, prev->renewal_grace, 0);
     ngx_conf_merge_ptr_value(conf->crl, prev->crl, NULL);
     ngx_conf_merge_ptr_value(conf->status_page, prev->status_page, NULL);
+    ngx_conf_merge_value(conf->browser_test, prev->browser_test, 1);
 
     if (conf->enable) {
         return ngx_http_scep_check_body_buffer(cf, conf);

@@ -90,6 +90,7 @@ typedef struct {
     time_t                     renewal_grace;
     scep_crl_t                *crl;             /* scep_crl, or NULL */
     ngx_http_complex_value_t  *status_page;     /* scep_status_page */
+    ngx_flag_t                 browser_test;    /* scep_browser_test */
 } ngx_http_scep_loc_conf_t;
 
 

@@ -445,7 +445,7 @@ ngx_http_scep_parse(ngx_http_request_t *r, ngx_http_scep_ctx_t *ctx)
     scep_query_t               q;
     ngx_http_scep_op_t        *op;
 
-    if (ngx_http_scep_browser_bare(r)) {
+    if (ctx->conf->browser_test && ngx_http_scep_browser_bare(r)) {
         /* answered in the precontent phase: ngx_http_scep_browser.c */
         ctx->browser = 1;
         return NGX_OK;

@@ -305,6 +305,12 @@ is($r->{status}, 400, 'a garbage POST that error_page passes on: 400');
 like($r->{body}, qr/^bad_der/, 'checked before it went on');
 is($t->backend_requests($b), $seen + 1, 'and it did not reach the back end');
 
+# a bare GET that deny refused and error_page passes on: the page of the
+# location it lands in, not the gateway's browser test
+$r = $t->get($gw, '/denied-forward');
+unlike($r->{body}, qr/browser_test/,
+       'error_page = @forward of a denied bare GET: not the browser test');
+
 $t->stop;
 
 

@@ -4,8 +4,10 @@
 # gateway: a bare GET or HEAD of the SCEP URL gets 403 while a back end
 # is up and 503 with Retry-After once none is, a short text/plain body,
 # $scep_reject_reason "browser_test", counted apart from rejections;
-# nothing of it reaches a back end; deny and error_page come first.  The
-# module's own answers are neither sniffed nor cached.
+# nothing of it reaches a back end; deny and error_page come first, and
+# a request sent to an error_page is not answered there either.  The
+# module's own answers are neither sniffed nor cached;
+# scep_browser_test off gives the 400 back.
 
 use strict;
 use warnings;
@@ -39,6 +41,15 @@ http {
     }
 
     server {
+        listen 127.0.0.1:%%OTHER%%;
+        access_log off;
+
+        location / {
+            return 200 "the other server's page\n";
+        }
+    }
+
+    server {
         listen 127.0.0.1:%%GW%%;
         access_log %%DIR%%/logs/reason.log reason;
 
@@ -59,6 +70,23 @@ http {
             scep on;
             deny all;
             error_page 403 /denied.html;
+            proxy_pass http://ndes/scep;
+        }
+
+        location = /denied-errors {
+            scep on;
+            deny all;
+            error_page 403 = @errors;
+            proxy_pass http://ndes;
+        }
+
+        location @errors {
+            proxy_pass http://127.0.0.1:%%OTHER%%;
+        }
+
+        location = /off {
+            scep on;
+            scep_browser_test off;
             proxy_pass http://ndes/scep;
         }
 
@@ -151,6 +179,18 @@ $r = req('GET', '/denied');
 is($r->{status}, 403, 'deny: 403');
 is($r->{body}, "the admin's page\n", "deny's error_page, not the gateway's");
 
+# deny, and an error_page that passes the request on: its page, not
+# the gateway's
+$r = req('GET', '/denied-errors');
+is($r->{status}, 200, 'deny with error_page 403 = @errors: its status');
+is($r->{body}, "the other server's page\n",
+   "\@errors' page, not the browser test's");
+
+# scep_browser_test off: the 400 of before
+$r = req('GET', '/off');
+is($r->{status}, 400, 'scep_browser_test off: 400');
+like($r->{body}, qr/^missing_operation: /, 'missing_operation');
+
 # a redirect to a named location that passes requests on
 $r = req('GET', '/redirect');
 is($r->{status}, 403, 'redirected to a "scep on" location: answered there');
@@ -164,7 +204,7 @@ is_deeply([map { /request (.*)/ } reached()],
           ['GET /scep?operation=GetCACaps HTTP/1.0'],
           'no browser test reached the back end');
 
-my @log = $t->lines('logs/reason.log', 9);
+my @log = $t->lines('logs/reason.log', 11);
 is((grep { /^\Q$p\E 403 "browser_test"$/ } @log), 3,
    '$scep_reject_reason is browser_test')
     or diag(join "\n", @log);
@@ -172,6 +212,8 @@ ok((grep { m{^/denied\.html 403 "-"$} } @log),
    'not for a request that deny refused') or diag(join "\n", @log);
 ok((grep { m{^/redirect 403 "browser_test"$} } @log),
    'and after a redirect') or diag(join "\n", @log);
+ok((grep { m{^/denied-errors 200 "-"$} } @log),
+   'not for a request sent to an error_page') or diag(join "\n", @log);
 
 is($t->count_error_log(qr/scep: browser test answered 403, 1 of 1 back ends/),
    4, 'the error log says so at info');
@@ -182,7 +224,7 @@ is($after->{browser_tests} - $before->{browser_tests}, 5,
    'the JSON counts the browser tests');
 ok(!exists $after->{rejected}{browser_test}, 'not among the rejections');
 is($after->{rejected}{missing_operation}
-   - $before->{rejected}{missing_operation}, 2,
+   - $before->{rejected}{missing_operation}, 3,
    'which count only the rejections');
 
 my $prom = $t->get($gw, '/status?format=prometheus')->{body};
