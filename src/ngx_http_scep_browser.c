@@ -49,7 +49,11 @@ ngx_http_scep_browser_answer(ngx_http_request_t *r, ngx_http_scep_ctx_t *ctx)
 
     slcf = ctx->conf;
 
-    /* the location's upstream under scep_health_check, if it has one */
+    /*
+     * The location's upstream under scep_health_check, if it has one.
+     * A server marked "down" is probed as the others, but nginx sends
+     * it nothing: it is never up.
+     */
 
     hc = ngx_http_scep_location_health(r);
     up = 0;
@@ -58,7 +62,7 @@ ngx_http_scep_browser_answer(ngx_http_request_t *r, ngx_http_scep_ctx_t *ctx)
         peer = hc->peers.elts;
 
         for (i = 0; i < hc->peers.nelts; i++) {
-            if (ngx_http_scep_peer_healthy(&peer[i])) {
+            if (!peer[i].down && ngx_http_scep_peer_healthy(&peer[i])) {
                 up++;
             }
         }

@@ -391,6 +391,7 @@ typedef struct {
     ngx_http_scep_sh_peer_t   *sh;
     ngx_http_scep_upstream_t  *upstream;
     ngx_event_t               *timer;
+    unsigned                   down:1;       /* "server ... down" */
 } ngx_http_scep_peer_t;
 
 

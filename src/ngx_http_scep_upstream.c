@@ -522,6 +522,9 @@ ngx_http_scep_add_peers(ngx_conf_t *cf, ngx_http_scep_upstream_t *hc,
         p->sockaddr = rr->sockaddr;
         p->socklen = rr->socklen;
         p->upstream = hc;
+
+        /* probed as the others, but never counted up: nginx skips it */
+        p->down = rr->down ? 1 : 0;
     }
 
     return NGX_OK;

@@ -7,7 +7,8 @@
 # nothing of it reaches a back end; deny and error_page come first, and
 # a request sent to an error_page is not answered there either.  The
 # module's own answers are neither sniffed nor cached;
-# scep_browser_test off gives the 400 back.
+# scep_browser_test off gives the 400 back.  A server marked "down" is
+# not up.
 
 use strict;
 use warnings;
@@ -37,6 +38,13 @@ http {
 
     upstream ndes {
         server 127.0.0.1:%%FAULT_NDES_4031%%;
+        scep_health_check interval=1s timeout=900ms fails=1 uri=/scep;
+    }
+
+    # the server that is up is marked down: nginx sends it nothing
+    upstream marked {
+        server 127.0.0.1:%%FAULT_NDES_4031%% down;
+        server 127.0.0.1:%%DEAD%%;
         scep_health_check interval=1s timeout=900ms fails=1 uri=/scep;
     }
 
@@ -82,6 +90,11 @@ http {
 
         location @errors {
             proxy_pass http://127.0.0.1:%%OTHER%%;
+        }
+
+        location = /marked {
+            scep on;
+            proxy_pass http://marked/scep;
         }
 
         location = /off {
@@ -231,6 +244,19 @@ my $prom = $t->get($gw, '/status?format=prometheus')->{body};
 like($prom, qr/^scep_browser_tests_total 5$/m, 'Prometheus counts them');
 unlike($prom, qr/reason="browser_test"/, 'and not as rejections');
 
+# "down" in the upstream: never up, though it passes its probes
+my $end2 = time + 10;
+while (time < $end2) {
+    last if ($t->status_json($gw)->{upstreams}{marked}{peers}[1]{last_result}
+             // '') eq 'fail';
+    sleep 0.1;
+}
+$r = req('GET', '/marked');
+is($r->{status}, 503, 'the server up is marked down: 503');
+like($r->{body}, qr/^back ends up: 0 of 2$/m, 'none of two up');
+is(req('GET', '/marked?operation=GetCACaps')->{status}, 503,
+   'as a real request gets');
+
 # no back end up: 503 with Retry-After
 $t->stop_backend($ndes);
 ok($t->wait_error_log(qr/in upstream "ndes" is down/, 10),
@@ -248,10 +274,10 @@ is($r->{status}, 503, 'HEAD: 503');
 is($r->{headers}{'retry-after'}, 42, 'HEAD: with Retry-After');
 
 $after = $t->status_json($gw)->{requests};
-is($after->{browser_tests} - $before->{browser_tests}, 7,
+is($after->{browser_tests} - $before->{browser_tests}, 8,
    'counted as browser tests');
-is($after->{no_healthy_backend} - $before->{no_healthy_backend}, 0,
-   'not as no_healthy_backend');
+is($after->{no_healthy_backend} - $before->{no_healthy_backend}, 1,
+   'not as no_healthy_backend: only the GetCACaps of /marked');
 
 $t->stop;
 done_testing;
