@@ -22,6 +22,16 @@ static ngx_str_t  ngx_http_scep_browser_down =
     ngx_string("browser_test: a SCEP endpoint behind a gateway; no SCEP"
                " server behind it is up now");
 
+/* whether "up" says the Intune connector is in place: the third line */
+
+static ngx_str_t  ngx_http_scep_browser_intune =
+    ngx_string("intune: the Intune connector's answer is checked by the"
+               " gateway's probes");
+
+static ngx_str_t  ngx_http_scep_browser_no_intune =
+    ngx_string("intune: the gateway's probes do not check the Intune"
+               " connector (scep_health_check ... intune)");
+
 
 /*
  * "Bare": a GET or HEAD without a query string, or with an empty one
@@ -40,14 +50,17 @@ ngx_int_t
 ngx_http_scep_browser_answer(ngx_http_request_t *r, ngx_http_scep_ctx_t *ctx)
 {
     size_t                     len;
-    ngx_str_t                  page, *text;
+    ngx_int_t                  rc;
+    ngx_str_t                  page, *text, *probes;
     ngx_buf_t                 *b;
     ngx_uint_t                 i, up, status;
     ngx_http_scep_peer_t      *peer;
     ngx_http_scep_upstream_t  *hc;
     ngx_http_scep_loc_conf_t  *slcf;
 
-    slcf = ctx->conf;
+    /* after an internal redirect: the location that answers, as health */
+
+    slcf = ngx_http_get_module_loc_conf(r, ngx_http_scep_module);
 
     /*
      * The location's upstream under scep_health_check, if it has one.
@@ -57,6 +70,7 @@ ngx_http_scep_browser_answer(ngx_http_request_t *r, ngx_http_scep_ctx_t *ctx)
 
     hc = ngx_http_scep_location_health(r);
     up = 0;
+    probes = NULL;
 
     if (hc) {
         peer = hc->peers.elts;
@@ -66,6 +80,9 @@ ngx_http_scep_browser_answer(ngx_http_request_t *r, ngx_http_scep_ctx_t *ctx)
                 up++;
             }
         }
+
+        probes = hc->intune ? &ngx_http_scep_browser_intune
+                            : &ngx_http_scep_browser_no_intune;
     }
 
     if (hc && up == 0) {
@@ -85,21 +102,29 @@ ngx_http_scep_browser_answer(ngx_http_request_t *r, ngx_http_scep_ctx_t *ctx)
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
+    /* a body nginx refuses (a bad chunk) gets nginx's answer, 400 */
+
+    rc = ngx_http_discard_request_body(r);
+
+    if (rc != NGX_OK) {
+        return rc;
+    }
+
+    /* the answer is the gateway's from here: $scep_reject_reason, stats */
+
     ctx->rejected = 1;
 
     if (hc) {
-        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
-                      "scep: browser test answered %ui, %ui of %ui back"
-                      " ends up", status, up, hc->peers.nelts);
+        ngx_log_error(slcf->log_level, r->connection->log, 0,
+                      "scep: browser test (%V) answered %ui, %ui of %ui"
+                      " back ends up, Intune connector %s",
+                      &r->method_name, status, up, hc->peers.nelts,
+                      hc->intune ? "probed" : "not probed");
 
     } else {
-        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
-                      "scep: browser test answered %ui, back ends not"
-                      " health-checked", status);
-    }
-
-    if (ngx_http_discard_request_body(r) != NGX_OK) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        ngx_log_error(slcf->log_level, r->connection->log, 0,
+                      "scep: browser test (%V) answered %ui, back ends"
+                      " not health-checked", &r->method_name, status);
     }
 
     /* room for the first line, either form of the second, the third */
@@ -107,6 +132,7 @@ ngx_http_scep_browser_answer(ngx_http_request_t *r, ngx_http_scep_ctx_t *ctx)
     len = text->len + 1
           + sizeof("back ends: not health-checked by the gateway\n") - 1
           + sizeof("back ends up:  of \n") - 1 + 2 * NGX_INT_T_LEN
+          + ngx_http_scep_browser_no_intune.len + 1
           + sizeof("status page: \n") - 1 + page.len;
 
     b = ngx_create_temp_buf(r->pool, len);
@@ -117,8 +143,8 @@ ngx_http_scep_browser_answer(ngx_http_request_t *r, ngx_http_scep_ctx_t *ctx)
     b->last = ngx_sprintf(b->last, "%V\n", text);
 
     if (hc) {
-        b->last = ngx_sprintf(b->last, "back ends up: %ui of %ui\n",
-                              up, hc->peers.nelts);
+        b->last = ngx_sprintf(b->last, "back ends up: %ui of %ui\n%V\n",
+                              up, hc->peers.nelts, probes);
 
     } else {
         b->last = ngx_sprintf(b->last, "back ends: not health-checked by"

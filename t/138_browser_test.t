@@ -6,9 +6,9 @@
 # $scep_reject_reason "browser_test", counted apart from rejections;
 # nothing of it reaches a back end; deny and error_page come first, and
 # a request sent to an error_page is not answered there either.  The
-# module's own answers are neither sniffed nor cached;
-# scep_browser_test off gives the 400 back.  A server marked "down" is
-# not up.
+# body says whether the probes check the Intune connector; a server
+# marked "down" is not up, nor one still "checking"; the answers are
+# neither sniffed nor cached; scep_browser_test off gives the 400 back.
 
 use strict;
 use warnings;
@@ -27,10 +27,12 @@ sub day { strftime('%Y%m%d%H%M%SZ', gmtime(time + $_[0] * 86400)) }
 # an NDES whose Intune connector is in place, which logs every request
 my $bundle = $t->ca_ra_bundle('ndes', day(-1), day(300));
 my $ndes = $t->start_fault('ndes=403', $bundle);
+# an NDES that never answers: under "mandatory" it stays "checking"
+my $hang = $t->start_fault('hang');
 
 $t->html_file('denied.html', "the admin's page\n");
 
-$t->start_nginx(<<'CONF');
+my $conf = <<'CONF';
 http {
     large_client_header_buffers 4 72k;
     client_body_buffer_size 128k;
@@ -46,6 +48,12 @@ http {
         server 127.0.0.1:%%FAULT_NDES_4031%% down;
         server 127.0.0.1:%%DEAD%%;
         scep_health_check interval=1s timeout=900ms fails=1 uri=/scep;
+    }
+
+    upstream checking {
+        server 127.0.0.1:%%HANG%%;
+        scep_health_check interval=120s timeout=60s fails=1 uri=/scep
+                          mandatory;
     }
 
     server {
@@ -65,6 +73,7 @@ http {
 
         location = /certsrv/mscep/mscep.dll {
             scep on;
+            scep_log_level warn;
             scep_status_page https://$host/scep-status;
             proxy_pass http://ndes/scep;
         }
@@ -97,9 +106,28 @@ http {
             proxy_pass http://marked/scep;
         }
 
+        location = /checking {
+            scep on;
+            proxy_pass http://checking/scep;
+        }
+
         location = /off {
             scep on;
             scep_browser_test off;
+            proxy_pass http://ndes/scep;
+        }
+
+        # rewrite ... last from one "scep on" location to another: the
+        # answer is the second's
+        location = /first {
+            scep on;
+            scep_status_page https://first.example/;
+            rewrite ^ /second last;
+        }
+
+        location = /second {
+            scep on;
+            scep_status_page https://second.example/;
             proxy_pass http://ndes/scep;
         }
 
@@ -124,6 +152,9 @@ http {
     }
 }
 CONF
+
+$conf =~ s/%%HANG%%/%%$hang->{name}%%/g;
+$t->start_nginx($conf);
 
 my $gw = $t->port('GW');
 my $p = '/certsrv/mscep/mscep.dll';
@@ -159,13 +190,19 @@ like($r->{body}, qr/^back ends up: 1 of 1$/m, 'how many back ends are up');
 like($r->{body}, qr{^status page: https://gw\.example/scep-status$}m,
      'and where the status page is');
 ok(!defined $r->{headers}{'retry-after'}, 'no Retry-After on the 403');
+my $no_intune = "intune: the gateway's probes do not check the Intune"
+                . ' connector (scep_health_check ... intune)';
+like($r->{body}, qr/^\Q$no_intune\E$/m,
+     'and that the probes do not check the Intune connector');
 is($r->{headers}{'x-content-type-options'}, 'nosniff', 'nosniff');
 is($r->{headers}{'cache-control'}, 'no-store', 'no-store');
+my $get_length = length $r->{body};
 
 $r = req('HEAD', $p);
 is($r->{status}, 403, 'HEAD: 403');
 is($r->{body}, '', 'HEAD: no body');
-ok($r->{headers}{'content-length'} > 0, 'HEAD: the length of the body');
+is($r->{headers}{'content-length'}, $get_length,
+   "HEAD: the length of the GET's body");
 
 $r = req('GET', "$p?");
 is($r->{status}, 403, 'an empty query string is bare too');
@@ -209,6 +246,19 @@ $r = req('GET', '/redirect');
 is($r->{status}, 403, 'redirected to a "scep on" location: answered there');
 like($r->{body}, qr/^browser_test: /, 'by the gateway');
 
+# a bare GET with a body nginx refuses: nginx's 400, no browser test
+$r = $t->get($gw, "GET $p HTTP/1.1\r\nHost: gw.example\r\n"
+                  . "Connection: close\r\nTransfer-Encoding: chunked\r\n"
+                  . "\r\nzz\r\n");
+is($r->{status}, 400, 'a bare GET with a bad chunked body: 400');
+unlike($r->{body}, qr/browser_test/, "nginx's, not the browser test's");
+
+# rewrite ... last to another "scep on" location: that one's status page
+$r = req('GET', '/first');
+is($r->{status}, 403, 'rewritten to another "scep on" location: 403');
+like($r->{body}, qr{^status page: https://second\.example/$}m,
+     "the status page of the location that answers");
+
 # a real request still gets through
 $r = req('GET', "$p?operation=GetCACaps");
 is($r->{status}, 200, 'GetCACaps passes');
@@ -217,7 +267,7 @@ is_deeply([map { /request (.*)/ } reached()],
           ['GET /scep?operation=GetCACaps HTTP/1.0'],
           'no browser test reached the back end');
 
-my @log = $t->lines('logs/reason.log', 11);
+my @log = $t->lines('logs/reason.log', 13);
 is((grep { /^\Q$p\E 403 "browser_test"$/ } @log), 3,
    '$scep_reject_reason is browser_test')
     or diag(join "\n", @log);
@@ -227,13 +277,20 @@ ok((grep { m{^/redirect 403 "browser_test"$} } @log),
    'and after a redirect') or diag(join "\n", @log);
 ok((grep { m{^/denied-errors 200 "-"$} } @log),
    'not for a request sent to an error_page') or diag(join "\n", @log);
+ok((grep { /^\Q$p\E 400 "-"$/ } @log),
+   'nor for one whose body nginx refused') or diag(join "\n", @log);
 
-is($t->count_error_log(qr/scep: browser test answered 403, 1 of 1 back ends/),
-   4, 'the error log says so at info');
+my $said = 'scep: browser test (GET) answered 403, 1 of 1 back ends up';
+is($t->count_error_log(qr/\[warn\] .*\Q$said\E/),
+   2, "the error log says so at the location's scep_log_level");
+is($t->count_error_log(qr/\[warn\] .*browser test \(HEAD\) answered 403/),
+   1, 'and names the method');
+is($t->count_error_log(qr/\[info\] .*browser test \(GET\) answered 403/),
+   3, 'at info in locations without scep_log_level');
 
 # counted apart
 my $after = $t->status_json($gw)->{requests};
-is($after->{browser_tests} - $before->{browser_tests}, 5,
+is($after->{browser_tests} - $before->{browser_tests}, 6,
    'the JSON counts the browser tests');
 ok(!exists $after->{rejected}{browser_test}, 'not among the rejections');
 is($after->{rejected}{missing_operation}
@@ -241,7 +298,7 @@ is($after->{rejected}{missing_operation}
    'which count only the rejections');
 
 my $prom = $t->get($gw, '/status?format=prometheus')->{body};
-like($prom, qr/^scep_browser_tests_total 5$/m, 'Prometheus counts them');
+like($prom, qr/^scep_browser_tests_total 6$/m, 'Prometheus counts them');
 unlike($prom, qr/reason="browser_test"/, 'and not as rejections');
 
 # "down" in the upstream: never up, though it passes its probes
@@ -256,6 +313,13 @@ is($r->{status}, 503, 'the server up is marked down: 503');
 like($r->{body}, qr/^back ends up: 0 of 2$/m, 'none of two up');
 is(req('GET', '/marked?operation=GetCACaps')->{status}, 503,
    'as a real request gets');
+
+# "mandatory", and the only server not answered yet: not up
+is($t->status_json($gw)->{upstreams}{checking}{peers}[0]{state}, 'checking',
+   'the server is still checking');
+$r = req('GET', '/checking');
+is($r->{status}, 503, 'a bare GET while the only server is checking: 503');
+like($r->{body}, qr/^back ends up: 0 of 1$/m, 'none of one');
 
 # no back end up: 503 with Retry-After
 $t->stop_backend($ndes);
@@ -274,7 +338,7 @@ is($r->{status}, 503, 'HEAD: 503');
 is($r->{headers}{'retry-after'}, 42, 'HEAD: with Retry-After');
 
 $after = $t->status_json($gw)->{requests};
-is($after->{browser_tests} - $before->{browser_tests}, 8,
+is($after->{browser_tests} - $before->{browser_tests}, 10,
    'counted as browser tests');
 is($after->{no_healthy_backend} - $before->{no_healthy_backend}, 1,
    'not as no_healthy_backend: only the GetCACaps of /marked');
