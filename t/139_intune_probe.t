@@ -4,8 +4,10 @@
 # Microsoft's troubleshooting does in a browser, and reads the answer as
 # that guide does: 403 passes; NDES's generic page, 503, any other
 # status and a hang take the server down, with the guide's reason on
-# the status page and in the error log.  Without intune the generic
-# page is fine.  nginx -t refuses bad uses of the parameter.
+# the status page and in the error log; the page's text is found in any
+# case, and a 200 without it is no 403 either.  Without intune the
+# generic page is fine.  The browser test says whether the probes check
+# the connector.  nginx -t refuses bad uses of the parameter.
 
 use strict;
 use warnings;
@@ -31,11 +33,14 @@ my %reason = (
            . ' authentication on CertificateRegistrationSvc',
     500 => 'bare GET: HTTP 500, where NDES with the Intune Certificate'
            . ' Connector answers 403',
+    other => 'bare GET: HTTP 200, where NDES with the Intune Certificate'
+             . ' Connector answers 403',
     hang => 'bare GET: timed out waiting for the answer',
 );
+$reason{lower} = $reason{page};
 
 my %d;
-for my $state (qw(403 page 503 500 hang)) {
+for my $state (qw(403 page lower other 503 500 hang)) {
     $d{$state} = $t->start_fault("ndes=$state", $bundle);
 }
 my $plain = $t->start_fault('ndes=page', $bundle);
@@ -66,6 +71,11 @@ $ups
         location = /page {
             scep on;
             proxy_pass http://upage/scep;
+        }
+
+        location = /intune {
+            scep on;
+            proxy_pass http://u403/scep;
         }
 
         location = /status {
@@ -101,7 +111,7 @@ ok((grep { /operation=GetCACert/ }
     split /\n/, $t->read_file("logs/$d{403}{name}.log")),
    'and GetCACaps and GetCACert after it');
 
-for my $state (qw(page 503 500 hang)) {
+for my $state (qw(page lower other 503 500 hang)) {
     $p = peer("u$state");
     is($p->{state}, 'down', "$state: down");
     is($p->{reason}, $reason{$state}, "$state: the status page says why");
@@ -124,6 +134,14 @@ ok(!(grep { m{ request GET /scep HTTP} }
 # the browser test through the gateway reads the probes' verdict
 my $r = $t->get($gw, '/page');
 is($r->{status}, 503, 'a browser test where NDES shows its page: 503');
+my $checked = "intune: the Intune connector's answer is checked by the"
+              . " gateway's probes";
+like($r->{body}, qr/^\Q$checked\E$/m, 'the body says it was checked');
+
+$r = $t->get($gw, '/intune');
+is($r->{status}, 403, 'a browser test where the connector is in place: 403');
+like($r->{body}, qr/^back ends up: 1 of 1$/m, 'one of one up');
+like($r->{body}, qr/^\Q$checked\E$/m, 'checked by the probes');
 
 # nginx -t
 my %bad = (

@@ -50,10 +50,11 @@
 #             without a query string (the browser test) answered by
 #             STATE: 403 (the Intune Certificate Connector in place:
 #             IIS's 403.0 page), page (NDES's generic page with 200, as
-#             html200: no connector), 503 (as html503: the SCEP
-#             application pool stopped), 500 (as html500), or hang (never
-#             answered); prints "PID request REQUEST-LINE" for each
-#             request
+#             html200: no connector), lower (the same page, its text in
+#             lower case), other (200, a page without NDES's text), 503
+#             (as html503: the SCEP application pool stopped), 500 (as
+#             html500), or hang (never answered); prints "PID request
+#             REQUEST-LINE" for each request
 #
 #   fault-daemon.pl PORT type FILE TYPE
 #   fault-daemon.pl PORT capstype FILE TYPE
@@ -248,6 +249,15 @@ sub page {
         answer($c, '200 OK', 'text/html',
                "<html><body>Network Device Enrollment Service</body>"
                . "</html>\r\n");
+
+    } elsif ($status eq 'lower') {
+        answer($c, '200 OK', 'text/html',
+               "<html><body>network device enrollment service</body>"
+               . "</html>\r\n");
+
+    } elsif ($status eq 'other') {
+        answer($c, '200 OK', 'text/html',
+               "<html><body>Welcome</body></html>\r\n");
 
     } else {
         answer($c, '403 Forbidden', 'text/html',
