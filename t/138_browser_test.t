@@ -52,7 +52,7 @@ http {
 
     upstream checking {
         server 127.0.0.1:%%HANG%%;
-        scep_health_check interval=120s timeout=60s fails=1 uri=/scep
+        scep_health_check interval=60s timeout=5s fails=1 uri=/scep
                           mandatory;
     }
 
@@ -171,6 +171,14 @@ sub reached {
            split /\n/, $t->read_file("logs/$ndes->{name}.log");
 }
 
+# "mandatory", and the only server not answered yet: not up (asked
+# first, well within the probe's timeout)
+is($t->status_json($gw)->{upstreams}{checking}{peers}[0]{state}, 'checking',
+   'the server is still checking');
+my $r = req('GET', '/checking');
+is($r->{status}, 503, 'a bare GET while the only server is checking: 503');
+like($r->{body}, qr/^back ends up: 0 of 1$/m, 'none of one');
+
 # the first probe passes: the back end is up
 my $end = time + 10;
 while (time < $end) {
@@ -181,7 +189,7 @@ while (time < $end) {
 
 my $before = $t->status_json($gw)->{requests};
 
-my $r = req('GET', $p);
+$r = req('GET', $p);
 is($r->{status}, 403, 'a bare GET while a back end is up: 403, as NDES');
 is($r->{headers}{'content-type'}, 'text/plain', 'text/plain');
 like($r->{body}, qr/^browser_test: a SCEP endpoint behind a gateway/,
@@ -298,7 +306,7 @@ is($after->{rejected}{missing_operation}
    'which count only the rejections');
 
 my $prom = $t->get($gw, '/status?format=prometheus')->{body};
-like($prom, qr/^scep_browser_tests_total 6$/m, 'Prometheus counts them');
+like($prom, qr/^scep_browser_tests_total 7$/m, 'Prometheus counts them');
 unlike($prom, qr/reason="browser_test"/, 'and not as rejections');
 
 # "down" in the upstream: never up, though it passes its probes
@@ -313,13 +321,6 @@ is($r->{status}, 503, 'the server up is marked down: 503');
 like($r->{body}, qr/^back ends up: 0 of 2$/m, 'none of two up');
 is(req('GET', '/marked?operation=GetCACaps')->{status}, 503,
    'as a real request gets');
-
-# "mandatory", and the only server not answered yet: not up
-is($t->status_json($gw)->{upstreams}{checking}{peers}[0]{state}, 'checking',
-   'the server is still checking');
-$r = req('GET', '/checking');
-is($r->{status}, 503, 'a bare GET while the only server is checking: 503');
-like($r->{body}, qr/^back ends up: 0 of 1$/m, 'none of one');
 
 # no back end up: 503 with Retry-After
 $t->stop_backend($ndes);
@@ -338,7 +339,7 @@ is($r->{status}, 503, 'HEAD: 503');
 is($r->{headers}{'retry-after'}, 42, 'HEAD: with Retry-After');
 
 $after = $t->status_json($gw)->{requests};
-is($after->{browser_tests} - $before->{browser_tests}, 10,
+is($after->{browser_tests} - $before->{browser_tests}, 9,
    'counted as browser tests');
 is($after->{no_healthy_backend} - $before->{no_healthy_backend}, 1,
    'not as no_healthy_backend: only the GetCACaps of /marked');
