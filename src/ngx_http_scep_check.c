@@ -4,7 +4,9 @@
  *
  * Active health checks that understand SCEP: each probe asks a back end
  * for GetCACaps and GetCACert on nginx's event loop and judges the
- * answers.  Every worker has a timer per back end; the one that claims
+ * answers; with "intune", it first opens the SCEP URL as Microsoft's
+ * troubleshooting does in a browser, and reads NDES's answer as that
+ * guide does.  Every worker has a timer per back end; the one that claims
  * the back end's record in the shared zone runs the probe, so there is
  * one probe per back end per interval, whichever worker runs it.
  */
@@ -15,6 +17,7 @@
 
 #define NGX_HTTP_SCEP_PROBE_CAPS     0
 #define NGX_HTTP_SCEP_PROBE_CACERT   1
+#define NGX_HTTP_SCEP_PROBE_BARE     2    /* "intune": no query string */
 
 #define NGX_HTTP_SCEP_PROBE_MAX      (64 * 1024)
 
@@ -64,6 +67,10 @@ static void ngx_http_scep_probe_ssl_done(ngx_connection_t *c);
 #endif
 static void ngx_http_scep_probe_read(ngx_event_t *rev);
 static void ngx_http_scep_probe_answer(ngx_http_scep_probe_t *pr);
+static void ngx_http_scep_probe_bare(ngx_http_scep_probe_t *pr,
+    ngx_uint_t status, ngx_str_t *body);
+static void ngx_http_scep_probe_next(ngx_http_scep_probe_t *pr,
+    ngx_uint_t step);
 static ngx_int_t ngx_http_scep_probe_parse(ngx_http_scep_probe_t *pr,
     ngx_uint_t *status, ngx_str_t *type, ngx_str_t *body);
 static void ngx_http_scep_probe_close(ngx_http_scep_probe_t *pr);
@@ -75,7 +82,15 @@ static void ngx_http_scep_dummy_handler(ngx_event_t *ev);
 static size_t ngx_http_scep_warning_len(u_char *warning);
 
 
-static const char  *ngx_http_scep_probe_ops[] = { "GetCACaps", "GetCACert" };
+static const char  *ngx_http_scep_probe_ops[] = {
+    "GetCACaps", "GetCACert", "bare GET"
+};
+
+
+/* what NDES shows where the Intune Certificate Connector is missing */
+
+static ngx_str_t  ngx_http_scep_ndes_page =
+    ngx_string("Network Device Enrollment Service");
 
 
 ngx_int_t
@@ -174,12 +189,13 @@ ngx_http_scep_check_timer(ngx_event_t *ev)
  * holds its lease; the worker that takes the lease runs it.  *delay is
  * when this worker should look again, *claim the probe's number.
  *
- * The lease outlasts the longest probe: two steps, each with a timer
- * for connecting (with the TLS handshake and the request) and one for
- * the answer, so 4 x timeout, and a second for the event loop.  Should
- * a worker stall beyond that and another worker take the lease, the
- * late probe's result is dropped (ngx_http_scep_probe_done()): one
- * probe at a time counts for a back end.
+ * The lease outlasts the longest probe: two steps (three with
+ * "intune"), each with a timer for connecting (with the TLS handshake
+ * and the request) and one for the answer, so 4 x timeout (6 x), and a
+ * second for the event loop.  Should a worker stall beyond that and
+ * another worker take the lease, the late probe's result is dropped
+ * (ngx_http_scep_probe_done()): one probe at a time counts for a back
+ * end.
  */
 
 static ngx_int_t
@@ -224,7 +240,7 @@ ngx_http_scep_claim(ngx_http_scep_peer_t *peer, ngx_msec_t *delay,
 
     sp->checks++;
     sp->owner = ngx_pid;
-    sp->lease = now + 4 * hc->timeout + 1000;
+    sp->lease = now + (hc->intune ? 6 : 4) * hc->timeout + 1000;
     sp->next_check = now + hc->interval
                      + (hc->jitter ? ngx_random() % (hc->jitter + 1) : 0);
 
@@ -260,7 +276,8 @@ ngx_http_scep_probe_start(ngx_http_scep_peer_t *peer, ngx_uint_t claim)
     pr->peer = peer;
     pr->claim = claim;
     pr->start = ngx_current_msec;
-    pr->step = NGX_HTTP_SCEP_PROBE_CAPS;
+    pr->step = peer->upstream->intune ? NGX_HTTP_SCEP_PROBE_BARE
+                                      : NGX_HTTP_SCEP_PROBE_CAPS;
 
     /*
      * the probe reports failures itself, once per state change: keep
@@ -318,14 +335,22 @@ ngx_http_scep_probe_connect(ngx_http_scep_probe_t *pr)
         return NGX_ERROR;
     }
 
+    pr->request->last = ngx_sprintf(pr->request->last, "GET %V", &hc->uri);
+
+    /* the bare GET is the SCEP URL alone, as a browser opens it */
+
+    if (pr->step != NGX_HTTP_SCEP_PROBE_BARE) {
+        pr->request->last = ngx_sprintf(pr->request->last, "?operation=%s%V",
+                                        ngx_http_scep_probe_ops[pr->step],
+                                        &hc->ca_ident_arg);
+    }
+
     pr->request->last = ngx_sprintf(pr->request->last,
-                                    "GET %V?operation=%s%V HTTP/1.0" CRLF
+                                    " HTTP/1.0" CRLF
                                     "Host: %V" CRLF
                                     "User-Agent: nginx-scep-health-check" CRLF
                                     "Connection: close" CRLF CRLF,
-                                    &hc->uri,
-                                    ngx_http_scep_probe_ops[pr->step],
-                                    &hc->ca_ident_arg, &hc->uscf->host);
+                                    &hc->uscf->host);
 
     pr->response->pos = pr->response->start;
     pr->response->last = pr->response->start;
@@ -632,6 +657,11 @@ ngx_http_scep_probe_answer(ngx_http_scep_probe_t *pr)
         return;
     }
 
+    if (pr->step == NGX_HTTP_SCEP_PROBE_BARE) {
+        ngx_http_scep_probe_bare(pr, status, &body);
+        return;
+    }
+
     if (status != NGX_HTTP_OK) {
         ngx_http_scep_probe_done(pr, "%s: HTTP %ui",
                                  ngx_http_scep_probe_ops[pr->step], status);
@@ -672,11 +702,7 @@ ngx_http_scep_probe_answer(ngx_http_scep_probe_t *pr)
             return;
         }
 
-        ngx_http_scep_probe_close(pr);
-
-        pr->step = NGX_HTTP_SCEP_PROBE_CACERT;
-
-        (void) ngx_http_scep_probe_connect(pr);
+        ngx_http_scep_probe_next(pr, NGX_HTTP_SCEP_PROBE_CACERT);
         return;
     }
 
@@ -740,6 +766,64 @@ ngx_http_scep_probe_answer(ngx_http_scep_probe_t *pr)
     }
 
     ngx_http_scep_probe_done(pr, NULL);
+}
+
+
+/*
+ * "intune": the answer to the bare GET, read as Microsoft's
+ * troubleshooting of NDES reads it in a browser.  403 is NDES's
+ * mscep.dll with the Intune Certificate Connector in place; its generic
+ * page says the connector is not installed; 503 is a stopped SCEP
+ * application pool.  Anything else fails, named.
+ */
+
+static void
+ngx_http_scep_probe_bare(ngx_http_scep_probe_t *pr, ngx_uint_t status,
+    ngx_str_t *body)
+{
+    if (status == NGX_HTTP_FORBIDDEN) {
+        ngx_http_scep_probe_next(pr, NGX_HTTP_SCEP_PROBE_CAPS);
+        return;
+    }
+
+    if (status == NGX_HTTP_OK
+        && body->len >= ngx_http_scep_ndes_page.len
+        && ngx_strlcasestrn(body->data, body->data + body->len,
+                            ngx_http_scep_ndes_page.data,
+                            ngx_http_scep_ndes_page.len - 1)
+           != NULL)
+    {
+        ngx_http_scep_probe_done(pr, "NDES answers its generic page: the"
+                                 " Intune Certificate Connector is not"
+                                 " installed correctly (SetupMsi.log)");
+        return;
+    }
+
+    if (status == NGX_HTTP_SERVICE_UNAVAILABLE) {
+        ngx_http_scep_probe_done(pr, "SCEP application pool stopped (HTTP"
+                                 " 503): intermediate CAs in the Trusted"
+                                 " Root store, unreachable CRL URLs, or"
+                                 " Windows authentication on"
+                                 " CertificateRegistrationSvc");
+        return;
+    }
+
+    ngx_http_scep_probe_done(pr, "%s: HTTP %ui, where NDES with the Intune"
+                             " Certificate Connector answers 403",
+                             ngx_http_scep_probe_ops[pr->step], status);
+}
+
+
+/* a step passed: the next one, on a new connection */
+
+static void
+ngx_http_scep_probe_next(ngx_http_scep_probe_t *pr, ngx_uint_t step)
+{
+    ngx_http_scep_probe_close(pr);
+
+    pr->step = step;
+
+    (void) ngx_http_scep_probe_connect(pr);
 }
 
 

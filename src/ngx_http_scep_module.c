@@ -119,6 +119,20 @@ static ngx_command_t  ngx_http_scep_commands[] = {
       offsetof(ngx_http_scep_loc_conf_t, retry_after),
       NULL },
 
+    { ngx_string("scep_browser_test"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_FLAG,
+      ngx_conf_set_flag_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_scep_loc_conf_t, browser_test),
+      NULL },
+
+    { ngx_string("scep_status_page"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_set_complex_value_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_scep_loc_conf_t, status_page),
+      NULL },
+
     { ngx_string("scep_algorithms"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
       ngx_http_scep_algorithms,
@@ -410,7 +424,8 @@ ngx_http_scep_init(ngx_conf_t *cf)
      * their answer, and costs no POST body and no signature.
      *
      * Precontent: the POST body, the signature, the replay window, then
-     * every answer the module gives itself: rejections and the CA cache.
+     * every answer the module gives itself: the browser test, rejections
+     * and the CA cache.
      */
 
     h = ngx_array_push(&cmcf->phases[NGX_HTTP_PRECONTENT_PHASE].handlers);
@@ -704,6 +719,8 @@ ngx_http_scep_create_loc_conf(ngx_conf_t *cf)
     slcf->check_renewal = NGX_CONF_UNSET;
     slcf->renewal_grace = NGX_CONF_UNSET;
     slcf->crl = NGX_CONF_UNSET_PTR;
+    slcf->status_page = NGX_CONF_UNSET_PTR;
+    slcf->browser_test = NGX_CONF_UNSET;
 
     return slcf;
 }
@@ -746,6 +763,8 @@ ngx_http_scep_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_conf_merge_value(conf->check_renewal, prev->check_renewal, 1);
     ngx_conf_merge_sec_value(conf->renewal_grace, prev->renewal_grace, 0);
     ngx_conf_merge_ptr_value(conf->crl, prev->crl, NULL);
+    ngx_conf_merge_ptr_value(conf->status_page, prev->status_page, NULL);
+    ngx_conf_merge_value(conf->browser_test, prev->browser_test, 1);
 
     if (conf->enable) {
         return ngx_http_scep_check_body_buffer(cf, conf);

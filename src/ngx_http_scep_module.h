@@ -89,6 +89,8 @@ typedef struct {
     ngx_flag_t                 check_renewal;
     time_t                     renewal_grace;
     scep_crl_t                *crl;             /* scep_crl, or NULL */
+    ngx_http_complex_value_t  *status_page;     /* scep_status_page */
+    ngx_flag_t                 browser_test;    /* scep_browser_test */
 } ngx_http_scep_loc_conf_t;
 
 
@@ -114,7 +116,7 @@ typedef struct {
 #define NGX_HTTP_SCEP_PEER_DOWN      1
 #define NGX_HTTP_SCEP_PEER_CHECKING  2    /* "mandatory": no pass yet */
 
-#define NGX_HTTP_SCEP_REASON_LEN     128
+#define NGX_HTTP_SCEP_REASON_LEN     256
 
 /* scep_backend_limit: the most of queue=, and the tickets a queue spans */
 #define NGX_HTTP_SCEP_QUEUE_MAX      1000
@@ -389,6 +391,7 @@ typedef struct {
     ngx_http_scep_sh_peer_t   *sh;
     ngx_http_scep_upstream_t  *upstream;
     ngx_event_t               *timer;
+    unsigned                   down:1;       /* "server ... down" */
 } ngx_http_scep_peer_t;
 
 
@@ -412,6 +415,7 @@ struct ngx_http_scep_upstream_s {
     unsigned                           mandatory:1;
     unsigned                           initialized:1;
     unsigned                           cache:1;     /* keep the answers */
+    unsigned                           intune:1;    /* the bare GET too */
 
     scep_anchors_t                    *trusted_ca;   /* scep_trusted_ca */
 
@@ -570,6 +574,9 @@ typedef struct {
     unsigned                   query_allocated:1;  /* r->args is ours */
     unsigned                   stream_logged:1;    /* said once why a GET
                                                       stayed a GET */
+    unsigned                   browser:1;     /* a bare GET or HEAD: the
+                                                 browser test; answered,
+                                                 with ctx->rejected */
 
     /* what the conversion to a POST replaced, for an internal redirect */
     ngx_array_t               *fwd_saved;     /* of ngx_http_scep_saved_t */
@@ -636,6 +643,8 @@ ngx_int_t ngx_http_scep_read_body(ngx_http_request_t *r,
 void ngx_http_scep_verify(ngx_http_request_t *r, ngx_http_scep_ctx_t *ctx);
 ngx_int_t ngx_http_scep_send_reject(ngx_http_request_t *r,
     ngx_http_scep_ctx_t *ctx);
+ngx_int_t ngx_http_scep_send_text(ngx_http_request_t *r, ngx_uint_t status,
+    ngx_buf_t *b);
 ngx_int_t ngx_http_scep_strip_headers(ngx_http_request_t *r);
 void ngx_http_scep_reject_token(ngx_http_scep_ctx_t *ctx, ngx_str_t *token);
 ngx_uint_t ngx_http_scep_reject_text(ngx_http_scep_ctx_t *ctx,
@@ -643,6 +652,10 @@ ngx_uint_t ngx_http_scep_reject_text(ngx_http_scep_ctx_t *ctx,
 ngx_uint_t ngx_http_scep_reject_index(ngx_http_scep_ctx_t *ctx);
 void ngx_http_scep_reject_index_token(ngx_uint_t index, ngx_str_t *token);
 ngx_int_t ngx_http_scep_retry_after_init(ngx_conf_t *cf);
+
+ngx_uint_t ngx_http_scep_browser_bare(ngx_http_request_t *r);
+ngx_int_t ngx_http_scep_browser_answer(ngx_http_request_t *r,
+    ngx_http_scep_ctx_t *ctx);
 
 char *ngx_http_scep_health_check(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);

@@ -13,7 +13,8 @@
  *   precontent  a POST's body is read and checked, signatures verified,
  *               the replay window consulted, a CertPoll pinned to the
  *               server that holds its request; then the module answers
- *               what it refuses and what the CA cache holds, or strips
+ *               the browser test (a bare GET of the SCEP URL), what it
+ *               refuses and what the CA cache holds, or strips
  *               the client's credentials, has a PKIOperation wait while
  *               every server is at its scep_backend_limit, and lets
  *               proxy_pass go on
@@ -38,6 +39,7 @@ static ngx_http_scep_ctx_t *ngx_http_scep_create_ctx(ngx_http_request_t *r,
     ngx_http_scep_loc_conf_t *slcf);
 static void ngx_http_scep_ctx_cleanup(void *data);
 static ngx_uint_t ngx_http_scep_passes_on(ngx_http_request_t *r);
+static ngx_uint_t ngx_http_scep_redirect_answers(ngx_http_request_t *r);
 
 
 ngx_http_scep_ctx_t *
@@ -258,6 +260,20 @@ ngx_http_scep_precontent_handler(ngx_http_request_t *r)
         return NGX_DECLINED;
     }
 
+    if (ctx->browser && ctx->redirected
+        && (!ngx_http_scep_redirect_answers(r) || r->error_page
+            || r->err_status))
+    {
+        /*
+         * The browser test answers in a "scep on" location only, and
+         * not for a request that deny, limit_req or auth_request sent
+         * to an error_page: the page shown there is the admin's.
+         */
+
+        ctx->done = 1;
+        return NGX_DECLINED;
+    }
+
     if (ngx_http_scep_has_body(r, ctx)
         && ctx->reject == NGX_HTTP_SCEP_REJECT_NONE)
     {
@@ -285,6 +301,11 @@ ngx_http_scep_precontent_handler(ngx_http_request_t *r)
 
     if (ctx->status != NGX_OK) {
         return ctx->status;
+    }
+
+    if (ctx->browser) {
+        ngx_http_finalize_request(r, ngx_http_scep_browser_answer(r, ctx));
+        return NGX_DONE;
     }
 
     ctx->forward_post = ngx_http_scep_forward_as_post(r, ctx);
@@ -392,6 +413,19 @@ ngx_http_scep_passes_on(ngx_http_request_t *r)
     clcf = ngx_http_get_module_loc_conf(r, ngx_http_core_module);
 
     return clcf->handler != NULL;
+}
+
+
+/* a location that answers the browser test: "scep on", the test on */
+
+static ngx_uint_t
+ngx_http_scep_redirect_answers(ngx_http_request_t *r)
+{
+    ngx_http_scep_loc_conf_t  *slcf;
+
+    slcf = ngx_http_get_module_loc_conf(r, ngx_http_scep_module);
+
+    return slcf->enable && slcf->browser_test;
 }
 
 

@@ -187,6 +187,11 @@ static ngx_str_t  ngx_http_scep_reason_texts[] = {
 void
 ngx_http_scep_reject_token(ngx_http_scep_ctx_t *ctx, ngx_str_t *token)
 {
+    if (ctx->browser) {
+        ngx_str_set(token, "browser_test");
+        return;
+    }
+
     if (ctx->reject == NGX_HTTP_SCEP_REJECT_MESSAGE) {
         token->data = (u_char *) scep_reason_token(ctx->reason);
         token->len = ngx_strlen(token->data);
@@ -439,6 +444,12 @@ ngx_http_scep_parse(ngx_http_request_t *r, ngx_http_scep_ctx_t *ctx)
     ngx_uint_t                 i, noper, nmsg;
     scep_query_t               q;
     ngx_http_scep_op_t        *op;
+
+    if (ctx->conf->browser_test && ngx_http_scep_browser_bare(r)) {
+        /* answered in the precontent phase: ngx_http_scep_browser.c */
+        ctx->browser = 1;
+        return NGX_OK;
+    }
 
     if (!(r->method & (NGX_HTTP_GET|NGX_HTTP_POST))) {
         return ngx_http_scep_reject(ctx, NGX_HTTP_SCEP_REJECT_METHOD);
@@ -1055,11 +1066,9 @@ ngx_int_t
 ngx_http_scep_send_reject(ngx_http_request_t *r, ngx_http_scep_ctx_t *ctx)
 {
     u_char                     buf[NGX_HTTP_SCEP_DETAIL_LEN];
-    ngx_int_t                  rc;
     ngx_str_t                  token, text, tid, detail;
     ngx_buf_t                 *b;
     ngx_uint_t                 status, reject;
-    ngx_chain_t                out;
     ngx_table_elt_t           *h;
     ngx_http_scep_reject_t    *rj;
     ngx_http_scep_loc_conf_t  *slcf;
@@ -1143,6 +1152,45 @@ ngx_http_scep_send_reject(ngx_http_request_t *r, ngx_http_scep_ctx_t *ctx)
     }
 
     b->last = ngx_sprintf(b->last, "%V: %V%V\n", &token, &text, &detail);
+
+    return ngx_http_scep_send_text(r, status, b);
+}
+
+
+/*
+ * An answer of the module's own: status, and b as a text/plain body,
+ * neither sniffed as something else by a browser nor kept by a cache:
+ * it says what holds now
+ */
+
+ngx_int_t
+ngx_http_scep_send_text(ngx_http_request_t *r, ngx_uint_t status,
+    ngx_buf_t *b)
+{
+    ngx_int_t         rc;
+    ngx_uint_t        i;
+    ngx_chain_t       out;
+    ngx_table_elt_t  *h;
+
+    static ngx_str_t  headers[] = {
+        ngx_string("X-Content-Type-Options"), ngx_string("nosniff"),
+        ngx_string("Cache-Control"), ngx_string("no-store")
+    };
+
+    for (i = 0; i < sizeof(headers) / sizeof(ngx_str_t); i += 2) {
+        h = ngx_list_push(&r->headers_out.headers);
+        if (h == NULL) {
+            return NGX_ERROR;
+        }
+
+        h->hash = 1;
+#if (nginx_version >= 1023000)
+        h->next = NULL;
+#endif
+        h->key = headers[i];
+        h->value = headers[i + 1];
+    }
+
     b->last_buf = 1;
     b->last_in_chain = 1;
 

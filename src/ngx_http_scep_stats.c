@@ -99,7 +99,11 @@ ngx_http_scep_stats_log(ngx_http_request_t *r, ngx_http_scep_ctx_t *ctx)
         (void) ngx_atomic_fetch_add(&cn->responses[status / 100 - 1], 1);
     }
 
-    if (ctx->rejected) {
+    if (ctx->rejected && ctx->browser) {
+        /* not a rejection: counted apart */
+        (void) ngx_atomic_fetch_add(&cn->browser_tests, 1);
+
+    } else if (ctx->rejected) {
         idx = ngx_http_scep_reject_index(ctx);
         (void) ngx_atomic_fetch_add(&cn->rejects[idx], 1);
     }

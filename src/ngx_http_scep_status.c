@@ -338,12 +338,13 @@ ngx_http_scep_status_json(ngx_http_request_t *r, ngx_http_scep_snapshot_t *ss,
                             json_integer(cn->rejects[i]));
     }
 
-    o = json_pack("{s:I, s:o, s:o, s:o, s:o, s:I, s:I}",
+    o = json_pack("{s:I, s:o, s:o, s:o, s:o, s:I, s:I, s:I}",
                   "total", (json_int_t) cn->total,
                   "operations", ops,
                   "message_types", types,
                   "responses", ngx_http_scep_json_classes(cn->responses),
                   "rejected", rej,
+                  "browser_tests", (json_int_t) cn->browser_tests,
                   "rate_limited", (json_int_t) cn->rate_limited,
                   "no_healthy_backend", (json_int_t) cn->no_healthy);
 
@@ -694,6 +695,13 @@ ngx_http_scep_status_prometheus(ngx_http_request_t *r,
         p = ngx_slprintf(p, last, "scep_rejected_total{reason=\"%V\"} %uA\n",
                          &token, cn->rejects[i]);
     }
+
+    p = ngx_slprintf(p, last,
+            "# HELP scep_browser_tests_total Bare GETs and HEADs of the "
+            "SCEP URL (browser_test), answered 403 or 503; not "
+            "rejections.\n"
+            "# TYPE scep_browser_tests_total counter\n"
+            "scep_browser_tests_total %uA\n", cn->browser_tests);
 
     p = ngx_slprintf(p, last,
             "# HELP scep_rate_limited_total Requests limit_req "

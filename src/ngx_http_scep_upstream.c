@@ -212,6 +212,27 @@ ngx_http_scep_health_check(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
             continue;
         }
 
+        if (ngx_strcmp(value[i].data, "intune") == 0) {
+            if (hc->intune) {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "\"intune\" of \"scep_health_check\""
+                                   " is given twice");
+                return NGX_CONF_ERROR;
+            }
+
+            hc->intune = 1;
+            continue;
+        }
+
+        if (ngx_strncmp(value[i].data, "intune=", 7) == 0) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "\"intune\" of \"scep_health_check\" is a"
+                               " flag and takes no value: \"%V\"; write"
+                               " \"intune\" to check as Intune does, or"
+                               " leave it out", &value[i]);
+            return NGX_CONF_ERROR;
+        }
+
         if (ngx_strcmp(value[i].data, "mandatory") == 0) {
             hc->mandatory = 1;
             continue;
@@ -501,6 +522,9 @@ ngx_http_scep_add_peers(ngx_conf_t *cf, ngx_http_scep_upstream_t *hc,
         p->sockaddr = rr->sockaddr;
         p->socklen = rr->socklen;
         p->upstream = hc;
+
+        /* probed as the others, but never counted up: nginx skips it */
+        p->down = rr->down ? 1 : 0;
     }
 
     return NGX_OK;

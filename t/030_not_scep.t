@@ -52,18 +52,16 @@ CONF
 my $gw = $t->port('GW');
 my $p = '/certsrv/mscep/mscep.dll';
 
-sub req {
-    my ($method, $uri, $body) = @_;
-    my $req = "$method $uri HTTP/1.1\r\nHost: localhost\r\n"
-              . "Connection: close\r\n";
-    $req .= "Content-Length: " . length($body) . "\r\n" if defined $body;
-    $req .= "\r\n" . ($body // '');
-    return SCEPTest::http($gw, $req);
-}
+sub req { return $t->request($gw, @_) }
 
 my @cases = (
     # method, uri, body, status, reason
-    ['GET', "$p", undef, 400, 'missing_operation'],
+    # a bare GET or HEAD is the browser test (t/138), not a rejection:
+    # nginx's status line as NDES's, and nothing for the back end
+    ['GET', "$p", undef, 403, 'browser_test'],
+    ['GET', "$p?", undef, 403, 'browser_test'],
+    ['HEAD', "$p", undef, 403, 'browser_test'],
+    ['POST', "$p", 'x', 400, 'missing_operation'],
     ['GET', "$p?message=abc", undef, 400, 'missing_operation'],
     ['GET', "$p?operation", undef, 400, 'unknown_operation'],
     ['GET', "$p?operation&operation=GetCACaps", undef, 400,
@@ -134,9 +132,11 @@ for my $uri ('/certsrv/mscep_admin/', '/certsrv/mscep_admin/mscep.dll',
     is($r->{status}, 404, "$uri is not served");
 }
 
-# the rejections are logged once each, with the reason
+# the rejections are logged once each, with the reason; not the browser
+# tests
 my @lines = $t->error_log_lines(qr/scep: rejected/);
-is(scalar @lines, scalar @cases + 2, 'one error-log line per rejection');
+is(scalar @lines, (grep { $_->[4] ne 'browser_test' } @cases) + 2,
+   'one error-log line per rejection');
 like($lines[0], qr/missing_operation, client: 127\.0\.0\.1/,
      'the line names the reason and the client');
 

@@ -49,6 +49,11 @@ http {
         access_log %%DIR%%/logs/ndes.log seen;
 
         location /certsrv/mscep/mscep.dll {
+            # the browser test: NDES with the Intune connector in place
+            if ($args = "") {
+                return 403;
+            }
+
             proxy_pass http://127.0.0.1:%%BACKEND0%%/scep;
         }
 
@@ -138,9 +143,9 @@ CONF
     }
 
     # what the NDES servers saw, health probes (which send the CA
-    # identifier "default") included
+    # identifier "default", and with "intune" the bare SCEP URL) included
     my @seen = $t->lines('logs/ndes.log', $passed);
-    my @bad = grep { $_ !~ m{^/certsrv/mscep/mscep\.dll(/pkiclient\.exe)?\?operation=GetCAC(aps|ert)(&message=default)?$} }
+    my @bad = grep { $_ !~ m{^/certsrv/mscep/mscep\.dll(/pkiclient\.exe)?(\?operation=GetCAC(aps|ert)(&message=default)?)?$} }
               @seen;
     is(join(', ', @bad), '', "$name: nothing but SCEP reached NDES");
 

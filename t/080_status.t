@@ -642,6 +642,7 @@ my %doc_type = (
     scep_gateway_generation => 'gauge',
     scep_requests_total => 'counter', scep_messages_total => 'counter',
     scep_responses_total => 'counter', scep_rejected_total => 'counter',
+    scep_browser_tests_total => 'counter',
     scep_rate_limited_total => 'counter',
     scep_no_healthy_backend_total => 'counter',
     scep_ca_cache_hits_total => 'counter',

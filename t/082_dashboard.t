@@ -266,14 +266,16 @@ if ($load == 0) {
         $t->get($gw, '/scep?operation=GetCACert');
         $t->get($gw, '/scep?operation=getcacaps');
         $t->get($gw, '/scep?message=x');
-        # 1 rate limited (but the first), 2 rejects, 3 cache hits and 4
-        # with no healthy back end a round: no two tiles count alike
+        # 1 rate limited (but the first), 2 rejects, 3 cache hits, 4
+        # with no healthy back end and 5 browser tests a round: no two
+        # tiles count alike
         $t->get($gw, '/scep?operation=GetCACaps&message=default');
         $t->get($gw, '/scep?operation=GetCACaps&message=default');
         $t->get($gw, '/scep?operation=GetCACert&message=default');
         $t->get($gw, '/scep?operation=GetCACert&message=another-ca');
         $t->get($gw, '/limited?operation=GetCACaps');
         $t->get($gw, '/hostile?operation=GetCACaps') for 1 .. 4;
+        $t->get($gw, '/scep') for 1 .. 5;
         sleep 0.05;
     }
     POSIX::_exit(0);
@@ -530,8 +532,9 @@ my $c = $q->{ca_cache};
 my $sum = sub { my $n = 0; $n += $_ for values %{$_[0] // {}}; $n };
 
 ok($sum->($c->{hits}) > 0 && $q->{rate_limited} > 0
-   && $q->{no_healthy_backend} > 0 && $sum->($q->{rejected}) > 0,
-   'the load made cache hits, 429s, 503s and rejects')
+   && $q->{no_healthy_backend} > 0 && $sum->($q->{rejected}) > 0
+   && $q->{browser_tests} > 0,
+   'the load made cache hits, 429s, 503s, rejects and browser tests')
     or diag(JSON::PP->new->canonical->encode($q));
 
 my %want = (
@@ -543,6 +546,8 @@ my %want = (
                                    qw(2xx 4xx 5xx)) ],
     'Rejected' => [ $sum->($q->{rejected}),
                     'answered by the gateway itself' ],
+    'Browser tests' => [ $q->{browser_tests},
+                         'bare GETs of the SCEP URL, answered 403 or 503' ],
     '429 rate limited' => [ $q->{rate_limited}, 'limit_req' ],
     '503 no healthy back end' => [ $q->{no_healthy_backend},
                                    'no server was up' ],

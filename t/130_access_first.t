@@ -213,6 +213,8 @@ is($r->{status}, 403, 'bad base64 by GET in a denied location: 403');
 
 $r = $t->get($gw, '/denied');
 is($r->{status}, 403, 'no operation in a denied location: 403');
+unlike($r->{body}, qr/browser_test/,
+       "deny's 403, not the gateway's answer to the browser test");
 
 $r = $t->get($gw, "PUT /denied?operation=PKIOperation HTTP/1.1\r\n"
                   . "Host: localhost\r\nContent-Length: 0\r\n"
@@ -241,6 +243,9 @@ is($r->{body}, "the admin's page\n", 'with the page, not unknown_operation');
 
 $r = $t->post($gw, '/limited?operation=PKIOperation', 'garbage' x 100);
 is($r->{status}, 429, 'a garbage POST over the limit: 429, not 400');
+
+$r = $t->get($gw, '/limited');
+is($r->{status}, 429, 'a browser test over the limit: 429, not 403');
 
 sleep 0.3;
 is($t->count_error_log(qr/scep: rejected/), $before,
@@ -299,6 +304,12 @@ $r = $t->post($gw, '/denied-forward?operation=PKIOperation', 'garbage' x 100);
 is($r->{status}, 400, 'a garbage POST that error_page passes on: 400');
 like($r->{body}, qr/^bad_der/, 'checked before it went on');
 is($t->backend_requests($b), $seen + 1, 'and it did not reach the back end');
+
+# a bare GET that deny refused and error_page passes on: the page of the
+# location it lands in, not the gateway's browser test
+$r = $t->get($gw, '/denied-forward');
+unlike($r->{body}, qr/browser_test/,
+       'error_page = @forward of a denied bare GET: not the browser test');
 
 $t->stop;
 

@@ -22,11 +22,7 @@ use SCEPTest;
 my $t = SCEPTest->new;
 my $b = $t->start_backend;
 
-mkdir $t->dir . '/html';
-$t->write_file('html/50x.html', "the admin's error page\n");
-chmod 0711, $t->dir;
-chmod 0755, $t->dir . '/html';
-chmod 0644, $t->dir . '/html/50x.html';
+$t->html_file('50x.html', "the admin's error page\n");
 
 $t->start_nginx(<<'CONF');
 http {

@@ -105,6 +105,8 @@
              num(resp['2xx']) + ' 2xx, ' + num(resp['4xx']) + ' 4xx, '
              + num(resp['5xx']) + ' 5xx');
         tile(tiles, 'Rejected', rej, 'answered by the gateway itself');
+        tile(tiles, 'Browser tests', num(q.browser_tests),
+             'bare GETs of the SCEP URL, answered 403 or 503');
         tile(tiles, '429 rate limited', num(q.rate_limited), 'limit_req');
         tile(tiles, '503 no healthy back end', num(q.no_healthy_backend),
              'no server was up', num(q.no_healthy_backend) > 0

@@ -707,7 +707,9 @@ sub restart_backend {
 # (port 0) and writes it to a file: no other process can have it.
 sub start_fault {
     my ($self, $mode, @args) = @_;
-    my $name = 'FAULT_' . uc($mode) . (++$self->{nfault});
+    # a name that %%NAME%% can hold: "ndes=403" is FAULT_NDES_4031
+    (my $m = uc $mode) =~ s/\W/_/g;
+    my $name = 'FAULT_' . $m . (++$self->{nfault});
     my $log = "$self->{dir}/logs/$name.log";
     my $pf = "$self->{dir}/$name.port";
     my $pid = $self->spawn($log, $^X, "$ROOT/t/lib/fault-daemon.pl",
@@ -977,6 +979,29 @@ sub dechunk {
 sub get {
     my ($self, $port, $uri, %o) = @_;
     return http($port, $uri, %o);
+}
+
+# A page in DIR/html that nginx's workers (another user) may read: the
+# admin's error page of an error_page, say.
+sub html_file {
+    my ($self, $name, $text) = @_;
+    mkdir "$self->{dir}/html";
+    my $f = $self->write_file("html/$name", $text);
+    chmod 0711, $self->{dir};
+    chmod 0755, "$self->{dir}/html";
+    chmod 0644, $f;
+    return $f;
+}
+
+# A request of any method, with $body (and its Content-Length) if given;
+# Host: localhost unless $host.
+sub request {
+    my ($self, $port, $method, $uri, $body, $host) = @_;
+    my $req = "$method $uri HTTP/1.1\r\nHost: " . ($host // 'localhost')
+              . "\r\nConnection: close\r\n";
+    $req .= "Content-Length: " . length($body) . "\r\n" if defined $body;
+    $req .= "\r\n" . ($body // '');
+    return http($port, $req);
 }
 
 # The JSON of a scep_status location (/status unless $uri), decoded; {}

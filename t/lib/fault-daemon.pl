@@ -45,6 +45,17 @@
 #             "PID open TIME", "PID request OPERATION TIME" and "PID
 #             close TIME" for each connection
 #
+#   ndes=STATE  NDES as Microsoft's troubleshooting sees it in a browser:
+#             GetCACaps and GetCACert as certs (FILE), and the SCEP URL
+#             without a query string (the browser test) answered by
+#             STATE: 403 (the Intune Certificate Connector in place:
+#             IIS's 403.0 page), page (NDES's generic page with 200, as
+#             html200: no connector), lower (the same page, its text in
+#             lower case), other (200, a page without NDES's text), 503
+#             (as html503: the SCEP application pool stopped), 500 (as
+#             html500), or hang (never answered); prints "PID request
+#             REQUEST-LINE" for each request
+#
 #   fault-daemon.pl PORT type FILE TYPE
 #   fault-daemon.pl PORT capstype FILE TYPE
 #   fault-daemon.pl PORT answer FILE ANSWER
@@ -151,23 +162,14 @@ sub serve {
         return;
     }
 
-    if ($mode eq 'html500') {
-        answer($c, '500 Internal Server Error', 'text/html',
-               "<html><head><title>500 - Internal server error.</title>"
-               . "</head><body><h2>500 - Internal server error.</h2>"
-               . "</body></html>\r\n");
+    if ($mode =~ /^ndes=(\w+)$/) {
+        ndes($c, $req, $1);
+        close $c;
+        return;
+    }
 
-    } elsif ($mode eq 'html503') {
-        answer($c, '503 Service Unavailable', 'text/html; charset=us-ascii',
-               "<!DOCTYPE HTML PUBLIC \"-//W3C//DTD HTML 4.01//EN\">"
-               . "<HTML><HEAD><TITLE>Service Unavailable</TITLE></HEAD>"
-               . "<BODY><h2>Service Unavailable</h2><hr><p>HTTP Error 503."
-               . " The service is unavailable.</p></BODY></HTML>\r\n");
-
-    } elsif ($mode eq 'html200') {
-        answer($c, '200 OK', 'text/html',
-               "<html><body>Network Device Enrollment Service</body>"
-               . "</html>\r\n");
+    if ($mode =~ /^html(500|503|200)$/) {
+        page($c, $1);
 
     } elsif ($mode eq 'answer' || $mode eq 'cutoff' || $mode eq 'pending') {
         if ($req =~ /operation=GetCACaps/) {
@@ -204,19 +206,81 @@ sub serve {
     } elsif ($mode eq 'certs' || $mode eq 'type' || $mode eq 'capstype'
              || $mode eq 'getonly')
     {
-        if ($req =~ /operation=GetCACaps/ && $mode eq 'getonly') {
-            answer($c, '200 OK', 'text/plain', "SHA-256\nAES\nDES3\n");
-        } elsif ($req =~ /operation=GetCACaps/) {
-            answer($c, '200 OK', $mode eq 'capstype' ? $type : 'text/plain',
-                   "POSTPKIOperation\nSHA-256\nAES\nSCEPStandard\n");
-        } else {
-            answer($c, '200 OK', $mode eq 'type'
-                                 ? $type : 'application/x-x509-ca-ra-cert',
-                   $body);
-        }
+        certs($c, $req);
     }
 
     close $c;
+}
+
+sub certs {
+    my ($c, $req) = @_;
+
+    if ($req =~ /operation=GetCACaps/ && $mode eq 'getonly') {
+        answer($c, '200 OK', 'text/plain', "SHA-256\nAES\nDES3\n");
+    } elsif ($req =~ /operation=GetCACaps/) {
+        answer($c, '200 OK', $mode eq 'capstype' ? $type : 'text/plain',
+               "POSTPKIOperation\nSHA-256\nAES\nSCEPStandard\n");
+    } else {
+        answer($c, '200 OK', $mode eq 'type'
+                             ? $type : 'application/x-x509-ca-ra-cert',
+               $body);
+    }
+}
+
+# IIS's pages: 500, HTTP.sys's 503 (the pool stopped), NDES's generic
+# page with 200, and mscep.dll's 403.0 with the Intune connector
+sub page {
+    my ($c, $status) = @_;
+
+    if ($status eq '500') {
+        answer($c, '500 Internal Server Error', 'text/html',
+               "<html><head><title>500 - Internal server error.</title>"
+               . "</head><body><h2>500 - Internal server error.</h2>"
+               . "</body></html>\r\n");
+
+    } elsif ($status eq '503') {
+        answer($c, '503 Service Unavailable', 'text/html; charset=us-ascii',
+               "<!DOCTYPE HTML PUBLIC \"-//W3C//DTD HTML 4.01//EN\">"
+               . "<HTML><HEAD><TITLE>Service Unavailable</TITLE></HEAD>"
+               . "<BODY><h2>Service Unavailable</h2><hr><p>HTTP Error 503."
+               . " The service is unavailable.</p></BODY></HTML>\r\n");
+
+    } elsif ($status eq '200') {
+        answer($c, '200 OK', 'text/html',
+               "<html><body>Network Device Enrollment Service</body>"
+               . "</html>\r\n");
+
+    } elsif ($status eq 'lower') {
+        answer($c, '200 OK', 'text/html',
+               "<html><body>network device enrollment service</body>"
+               . "</html>\r\n");
+
+    } elsif ($status eq 'other') {
+        answer($c, '200 OK', 'text/html',
+               "<html><body>Welcome</body></html>\r\n");
+
+    } else {
+        answer($c, '403 Forbidden', 'text/html',
+               "<html><head><title>403 - Forbidden: Access is denied."
+               . "</title></head><body><h2>403 - Forbidden: Access is"
+               . " denied.</h2></body></html>\r\n");
+    }
+}
+
+sub ndes {
+    my ($c, $req, $state) = @_;
+    my ($line) = $req =~ /^([^\r\n]*)/;
+    print "$$ request $line\n";
+
+    if ($line =~ /\?operation=GetCAC(aps|ert)/) {
+        certs($c, $req);
+    } elsif ($line =~ /\?/) {
+        answer($c, '400 Bad Request', 'text/plain', "not this test's\n");
+    } elsif ($state eq 'hang') {
+        sleep 3600;
+    } else {
+        page($c, $state eq 'page' ? '200' : $state);
+    }
 }
 
 sub slowtls {
