@@ -260,18 +260,25 @@ ngx_http_scep_precontent_handler(ngx_http_request_t *r)
         return NGX_DECLINED;
     }
 
-    if (ctx->browser && ctx->redirected
-        && (!ngx_http_scep_redirect_answers(r) || r->error_page
-            || r->err_status))
+    if (ctx->browser
+        && (!ngx_http_scep_redirect_answers(r)
+            || (ctx->redirected && (r->error_page || r->err_status))))
     {
         /*
-         * The browser test answers in a "scep on" location only, and
-         * not for a request that deny, limit_req or auth_request sent
-         * to an error_page: the page shown there is the admin's.
+         * The browser test answers in a "scep on" location with the test
+         * on, the one the request is in now (rewrite ... last keeps the
+         * context), and not for a request that deny, limit_req or
+         * auth_request sent to an error_page.  Where such a bare GET
+         * goes on to a location that passes it on, it is what it was
+         * before the browser test: a request without an operation,
+         * refused like "?message=abc" there.  Nothing of it reaches a
+         * back end unchecked.
          */
 
-        ctx->done = 1;
-        return NGX_DECLINED;
+        ctx->browser = 0;
+        ctx->reject = (r->method & (NGX_HTTP_GET|NGX_HTTP_POST))
+                      ? NGX_HTTP_SCEP_REJECT_NO_OPERATION
+                      : NGX_HTTP_SCEP_REJECT_METHOD;
     }
 
     if (ngx_http_scep_has_body(r, ctx)

@@ -305,11 +305,16 @@ is($r->{status}, 400, 'a garbage POST that error_page passes on: 400');
 like($r->{body}, qr/^bad_der/, 'checked before it went on');
 is($t->backend_requests($b), $seen + 1, 'and it did not reach the back end');
 
-# a bare GET that deny refused and error_page passes on: the page of the
-# location it lands in, not the gateway's browser test
+# a bare GET that deny refused and error_page passes on: not the
+# gateway's browser test, and not passed on unchecked either, but
+# refused as a request without an operation, as "?message=abc" is
 $r = $t->get($gw, '/denied-forward');
 unlike($r->{body}, qr/browser_test/,
        'error_page = @forward of a denied bare GET: not the browser test');
+is($r->{status}, 400, 'but 400, as before the browser test');
+like($r->{body}, qr/^missing_operation: /, 'missing_operation');
+is($t->backend_requests($b), $seen + 1,
+   'and the bare GET did not reach the back end');
 
 $t->stop;
 

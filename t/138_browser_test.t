@@ -131,6 +131,22 @@ http {
             proxy_pass http://ndes/scep;
         }
 
+        # rewrite ... last to a location without "scep on", and to one
+        # with the test off: their answers, not the browser test
+        location = /to-plain {
+            scep on;
+            rewrite ^ /plain last;
+        }
+
+        location = /plain {
+            proxy_pass http://ndes/scep;
+        }
+
+        location = /to-off {
+            scep on;
+            rewrite ^ /off last;
+        }
+
         location = /redirect {
             error_page 418 = @ndes;
             return 418;
@@ -237,12 +253,12 @@ $r = req('GET', '/denied');
 is($r->{status}, 403, 'deny: 403');
 is($r->{body}, "the admin's page\n", "deny's error_page, not the gateway's");
 
-# deny, and an error_page that passes the request on: its page, not
-# the gateway's
+# deny, and an error_page that passes the request on: not the browser
+# test, nor passed on unchecked, but refused as "?message=abc" is there
 $r = req('GET', '/denied-errors');
-is($r->{status}, 200, 'deny with error_page 403 = @errors: its status');
-is($r->{body}, "the other server's page\n",
-   "\@errors' page, not the browser test's");
+is($r->{status}, 400, 'deny with error_page 403 = @errors: 400');
+like($r->{body}, qr/^missing_operation: /,
+     'missing_operation, not the browser test');
 
 # scep_browser_test off: the 400 of before
 $r = req('GET', '/off');
@@ -267,6 +283,14 @@ is($r->{status}, 403, 'rewritten to another "scep on" location: 403');
 like($r->{body}, qr{^status page: https://second\.example/$}m,
      "the status page of the location that answers");
 
+# rewrite ... last keeps the context: the location it lands in decides
+$r = req('GET', '/to-plain');
+is($r->{status}, 400, 'rewritten to a location without "scep on": 400');
+like($r->{body}, qr/^missing_operation: /, 'missing_operation');
+$r = req('GET', '/to-off');
+is($r->{status}, 400, 'rewritten to "scep_browser_test off": 400');
+like($r->{body}, qr/^missing_operation: /, 'missing_operation');
+
 # a real request still gets through
 $r = req('GET', "$p?operation=GetCACaps");
 is($r->{status}, 200, 'GetCACaps passes');
@@ -275,7 +299,7 @@ is_deeply([map { /request (.*)/ } reached()],
           ['GET /scep?operation=GetCACaps HTTP/1.0'],
           'no browser test reached the back end');
 
-my @log = $t->lines('logs/reason.log', 13);
+my @log = $t->lines('logs/reason.log', 15);
 is((grep { /^\Q$p\E 403 "browser_test"$/ } @log), 3,
    '$scep_reject_reason is browser_test')
     or diag(join "\n", @log);
@@ -283,8 +307,10 @@ ok((grep { m{^/denied\.html 403 "-"$} } @log),
    'not for a request that deny refused') or diag(join "\n", @log);
 ok((grep { m{^/redirect 403 "browser_test"$} } @log),
    'and after a redirect') or diag(join "\n", @log);
-ok((grep { m{^/denied-errors 200 "-"$} } @log),
+ok((grep { m{^/denied-errors 400 "missing_operation"$} } @log),
    'not for a request sent to an error_page') or diag(join "\n", @log);
+ok((grep { m{^/plain 400 "missing_operation"$} } @log),
+   'nor for one rewritten out of "scep on"') or diag(join "\n", @log);
 ok((grep { /^\Q$p\E 400 "-"$/ } @log),
    'nor for one whose body nginx refused') or diag(join "\n", @log);
 
@@ -302,7 +328,7 @@ is($after->{browser_tests} - $before->{browser_tests}, 6,
    'the JSON counts the browser tests');
 ok(!exists $after->{rejected}{browser_test}, 'not among the rejections');
 is($after->{rejected}{missing_operation}
-   - $before->{rejected}{missing_operation}, 3,
+   - $before->{rejected}{missing_operation}, 6,
    'which count only the rejections');
 
 my $prom = $t->get($gw, '/status?format=prometheus')->{body};
