@@ -33,6 +33,9 @@ static ngx_str_t  ngx_http_scep_browser_no_intune =
                " connector (scep_health_check ... intune)");
 
 
+static u_char *ngx_http_scep_browser_escape(u_char *dst, ngx_str_t *src);
+
+
 /*
  * "Bare": a GET or HEAD without a query string, or with an empty one
  * ("mscep.dll?").  A query string without "operation" stays
@@ -49,7 +52,7 @@ ngx_http_scep_browser_bare(ngx_http_request_t *r)
 ngx_int_t
 ngx_http_scep_browser_answer(ngx_http_request_t *r, ngx_http_scep_ctx_t *ctx)
 {
-    size_t                     len;
+    size_t                     len, n;
     ngx_int_t                  rc;
     ngx_str_t                  page, *text, *probes;
     ngx_buf_t                 *b;
@@ -102,6 +105,14 @@ ngx_http_scep_browser_answer(ngx_http_request_t *r, ngx_http_scep_ctx_t *ctx)
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
+    /* what the escapes of ngx_http_scep_browser_escape() add */
+
+    for (i = 0, n = 0; i < page.len; i++) {
+        if (page.data[i] < 0x20 || page.data[i] >= 0x7f) {
+            n++;
+        }
+    }
+
     /* a body nginx refuses (a bad chunk) gets nginx's answer, 400 */
 
     rc = ngx_http_discard_request_body(r);
@@ -133,7 +144,7 @@ ngx_http_scep_browser_answer(ngx_http_request_t *r, ngx_http_scep_ctx_t *ctx)
           + sizeof("back ends: not health-checked by the gateway\n") - 1
           + sizeof("back ends up:  of \n") - 1 + 2 * NGX_INT_T_LEN
           + ngx_http_scep_browser_no_intune.len + 1
-          + sizeof("status page: \n") - 1 + page.len;
+          + sizeof("status page: \n") - 1 + page.len + 2 * n;
 
     b = ngx_create_temp_buf(r->pool, len);
     if (b == NULL) {
@@ -152,8 +163,44 @@ ngx_http_scep_browser_answer(ngx_http_request_t *r, ngx_http_scep_ctx_t *ctx)
     }
 
     if (page.len) {
-        b->last = ngx_sprintf(b->last, "status page: %V\n", &page);
+        b->last = ngx_cpymem(b->last, "status page: ",
+                             sizeof("status page: ") - 1);
+        b->last = ngx_http_scep_browser_escape(b->last, &page);
+        *b->last++ = '\n';
     }
 
     return ngx_http_scep_send_text(r, status, b);
+}
+
+
+/*
+ * The status page's URL as the body's line: what its variables hold may
+ * come from the client ($host, $uri decoded, $arg_...).  Control
+ * characters, CR and LF among them, and bytes that are not ASCII are
+ * percent-encoded, so that no value adds a line or a byte a terminal
+ * reads as a command.
+ */
+
+static u_char *
+ngx_http_scep_browser_escape(u_char *dst, ngx_str_t *src)
+{
+    u_char       c;
+    ngx_uint_t   i;
+
+    static u_char  hex[] = "0123456789ABCDEF";
+
+    for (i = 0; i < src->len; i++) {
+        c = src->data[i];
+
+        if (c < 0x20 || c >= 0x7f) {
+            *dst++ = '%';
+            *dst++ = hex[c >> 4];
+            *dst++ = hex[c & 0xf];
+            continue;
+        }
+
+        *dst++ = c;
+    }
+
+    return dst;
 }

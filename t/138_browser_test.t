@@ -67,19 +67,29 @@ http {
 
     server {
         listen 127.0.0.1:%%GW%%;
+        server_name gw.example;
         access_log %%DIR%%/logs/reason.log reason;
 
         scep_retry_after 42;
+        scep_status_page https://$server_name/scep-status;
 
         location = /certsrv/mscep/mscep.dll {
             scep on;
             scep_log_level warn;
-            scep_status_page https://$host/scep-status;
             proxy_pass http://ndes/scep;
         }
 
+        # a variable the client sets: $uri, percent-decoded
+        location /c/ {
+            scep on;
+            scep_status_page https://$server_name/s$uri;
+            proxy_pass http://ndes/scep;
+        }
+
+        # "" cancels the server's status page
         location = /unchecked {
             scep on;
+            scep_status_page "";
             proxy_pass http://127.0.0.1:%%FAULT_NDES_4031%%/scep;
         }
 
@@ -246,7 +256,8 @@ $r = req('GET', '/unchecked');
 is($r->{status}, 403, 'no scep_health_check: 403');
 like($r->{body}, qr/^back ends: not health-checked by the gateway$/m,
      'and it says the gateway does not check them');
-unlike($r->{body}, qr/status page/, 'no status page where none is named');
+unlike($r->{body}, qr/status page/,
+       'no status page where scep_status_page "" cancels the inherited one');
 
 # access control first: deny, and the admin's error_page
 $r = req('GET', '/denied');
@@ -369,6 +380,16 @@ is($after->{browser_tests} - $before->{browser_tests}, 9,
    'counted as browser tests');
 is($after->{no_healthy_backend} - $before->{no_healthy_backend}, 1,
    'not as no_healthy_backend: only the GetCACaps of /marked');
+
+# a client's CR, LF and bytes that are not ASCII in the status page's
+# variables: percent-encoded, no line of the client's in the answer
+$r = req('GET', '/c/x%0D%0Abrowser_test:%20fake%09%C3%A9%7F');
+like($r->{body}, qr/^status page: /m, 'the status page line');
+unlike($r->{body}, qr/^browser_test: fake/m,
+       'a LF in $uri adds no line to the body');
+my $escaped = 'https://gw.example/s/c/x%0D%0Abrowser_test: fake%09%C3%A9%7F';
+like($r->{body}, qr/^status page: \Q$escaped\E$/m,
+     'control characters and non-ASCII bytes percent-encoded');
 
 $t->stop;
 done_testing;
