@@ -23,6 +23,8 @@ typedef struct {
     ngx_http_scep_sh_answer_t   answer;     /* without its data */
     ngx_uint_t                  has_answer;
     ngx_uint_t                  trusted_ca;  /* the upstream has one */
+    ngx_uint_t                  intune;      /* scep_health_check intune */
+    ngx_uint_t                  down;        /* "down" in the upstream */
     ngx_uint_t                  limit;       /* scep_backend_limit */
     ngx_uint_t                  waiting;     /* its upstream's queue */
 } ngx_http_scep_status_peer_t;
@@ -250,6 +252,8 @@ ngx_http_scep_snapshot(ngx_http_request_t *r, ngx_http_scep_snapshot_t *ss)
             sp->sh = *peer[j].sh;
             sp->warn = hcp[i]->ra_expiry_warn;
             sp->trusted_ca = (hcp[i]->trusted_ca != NULL);
+            sp->intune = hcp[i]->intune;
+            sp->down = peer[j].down;
             sp->limit = hcp[i]->limit;
             sp->waiting = hcp[i]->limit
                           ? ngx_http_scep_limit_waiting(hcp[i]) : 0;
@@ -399,6 +403,7 @@ ngx_http_scep_status_json(ngx_http_request_t *r, ngx_http_scep_snapshot_t *ss,
             json_object_set_new(up, "answers_disagree", json_false());
             json_object_set_new(up, "trusted_ca",
                                 json_boolean(sp[i].trusted_ca));
+            json_object_set_new(up, "intune", json_boolean(sp[i].intune));
             json_object_set_new(ups, name, up);
         }
 
@@ -543,6 +548,13 @@ ngx_http_scep_json_peer(ngx_http_scep_snapshot_t *ss,
         json_decref(certs);
         return NULL;
     }
+
+    /*
+     * "state" is what the probes found; a server marked "down" in the
+     * upstream is probed too, but nginx sends it nothing
+     */
+
+    json_object_set_new(o, "down", json_boolean(sp->down));
 
     if (p->last_check) {
         json_object_set_new(o, "last_check", json_integer(p->last_check));

@@ -93,7 +93,7 @@ my %made = (
                   last_change => time - 100,
                   outcomes => outcomes(0, 8, 0) },
                 { address => '192.0.2.3:443', state => 'up',
-                  last_change => time - 100,
+                  down => JSON::PP::true, last_change => time - 100,
                   limit => { max => 8, in_flight => 3, waiting => 31,
                              busy => 4 } },
             ],
@@ -440,6 +440,14 @@ like($dom, qr{<polyline class="s\d" points="[0-9.]+,[0-9.]+ },
                 or diag($r{$k}{html});
         }
     }
+    # "down" in the upstream: probed up, but nginx sends it nothing
+    my $marked = $r{'made 192.0.2.3:443'} // {};
+    like($marked->{cells}[1] // '',
+         qr{<span class="state down">marked down</span>},
+         'made: a server marked down: a "marked down" badge');
+    like(unhtml($marked->{cells}[2] // ''), qr/nginx sends it nothing/,
+         'made: and in words');
+    like(unhtml($dom), qr/\b2 of 3 up\b/, 'made: not counted as up');
     like(unhtml($dom), qr/3 of 8 in flight, 31 waiting, 4 busy/,
          'made: scep_backend_limit under the requests of its server');
     like(unhtml($dom), qr/upstream \Q$hostile_up\E /,

@@ -358,6 +358,11 @@ is($r->{status}, 503, 'the server up is marked down: 503');
 like($r->{body}, qr/^back ends up: 0 of 2$/m, 'none of two up');
 is(req('GET', '/marked?operation=GetCACaps')->{status}, 503,
    'as a real request gets');
+my $marked = $t->status_json($gw)->{upstreams}{marked}{peers};
+is($marked->[0]{state}, 'up', 'the status page: its probes pass');
+ok($marked->[0]{down}, 'and "down": true says that nginx sends it nothing');
+ok(defined $marked->[1]{down} && !$marked->[1]{down},
+   '"down": false for a server not marked');
 
 # no back end up: 503 with Retry-After
 $t->stop_backend($ndes);

@@ -131,6 +131,12 @@ ok(!(grep { m{ request GET /scep HTTP} }
      split /\n/, $t->read_file("logs/$plain->{name}.log")),
    'without intune: no bare GET');
 
+# the JSON says which upstreams' probes ask the bare GET
+my $ups_json = $t->status_json($gw)->{upstreams};
+ok($ups_json->{u403}{intune}, 'the status page: "intune": true with intune');
+ok(defined $ups_json->{plain}{intune} && !$ups_json->{plain}{intune},
+   'and false without it');
+
 # the browser test through the gateway reads the probes' verdict
 my $r = $t->get($gw, '/page');
 is($r->{status}, 503, 'a browser test where NDES shows its page: 503');

@@ -122,7 +122,7 @@
             peers = doc.upstreams[u].peers || [];
             for (p = 0; p < peers.length; p++) {
                 c.total++;
-                if (peers[p].state === 'up') {
+                if (peers[p].state === 'up' && !peers[p].down) {
                     c.up++;
                 }
             }
@@ -175,10 +175,20 @@
 
         td = add(tr, el('td'));
         add(td, el('span', 'state ' + p.state, p.state));
+        if (p.down) {
+            add(td, document.createTextNode(' '));
+            add(td, el('span', 'state down', 'marked down'));
+        }
 
-        bad = p.state !== 'up';
+        bad = p.state !== 'up' || p.down;
         td = add(tr, el('td', bad ? 'reason bad' : 'reason'));
-        if (p.state !== 'up' && p.reason) {
+        if (p.down) {
+            td.textContent = '"down" in the upstream: nginx sends it'
+                             + ' nothing, the probes go on';
+            if (p.reason) {
+                add(td, el('div', 'sub', 'last failure: ' + p.reason));
+            }
+        } else if (p.state !== 'up' && p.reason) {
             td.textContent = p.reason;
         } else {
             td.textContent = STATE_WORDS[p.state] || p.state;
@@ -290,7 +300,7 @@
             }
             nup = 0;
             for (j = 0; j < peers.length; j++) {
-                nup += peers[j].state === 'up' ? 1 : 0;
+                nup += peers[j].state === 'up' && !peers[j].down ? 1 : 0;
             }
             sec = add(box, el('section', 'upstream'));
             sec.dataset.upstream = names[i];
