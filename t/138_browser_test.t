@@ -9,6 +9,8 @@
 # body says whether the probes check the Intune connector; a server
 # marked "down" is not up, nor one still "checking"; the answers are
 # neither sniffed nor cached; scep_browser_test off gives the 400 back.
+# Headless Chromium opens the SCEP URL as the guide has the admin do,
+# with a back end up and with none.
 
 use strict;
 use warnings;
@@ -37,6 +39,8 @@ http {
     large_client_header_buffers 4 72k;
     client_body_buffer_size 128k;
     log_format reason '$uri $status "$scep_reject_reason"';
+    log_format browser '$status "$scep_reject_reason" '
+                       '"$sent_http_retry_after" "$http_user_agent"';
 
     upstream ndes {
         server 127.0.0.1:%%FAULT_NDES_4031%%;
@@ -121,6 +125,13 @@ http {
             proxy_pass http://checking/scep;
         }
 
+        # the SCEP URL as a real browser opens it, in a log of its own
+        location = /browser/mscep.dll {
+            scep on;
+            access_log %%DIR%%/logs/browser.log browser;
+            proxy_pass http://ndes/scep;
+        }
+
         location = /off {
             scep on;
             scep_browser_test off;
@@ -185,6 +196,29 @@ $t->start_nginx($conf);
 my $gw = $t->port('GW');
 my $p = '/certsrv/mscep/mscep.dll';
 
+my $chromium = $ENV{TEST_CHROMIUM} || '/usr/bin/chromium';
+
+# what headless Chromium shows of the SCEP URL, as an admin following
+# Microsoft's guide opens it, and the line the gateway logged for it
+sub chromium {
+    my $pid = open(my $fh, '-|');
+    die "fork: $!" unless defined $pid;
+    if ($pid == 0) {
+        open STDERR, '>>', $t->dir . '/logs/chromium.log';
+        exec 'timeout', '120', $chromium, '--headless', '--no-sandbox',
+             '--disable-gpu', '--no-first-run', '--disable-extensions',
+             '--user-data-dir=' . $t->dir . '/chromium', '--dump-dom',
+             "http://127.0.0.1:$gw/browser/mscep.dll"
+            or die "exec $chromium: $!";
+    }
+    local $/;
+    my $dom = <$fh> // '';
+    close $fh;
+    my @lines = grep { /HeadlessChrome/ }
+                split /\n/, $t->read_file('logs/browser.log') // '';
+    return ($dom, $lines[-1] // '', scalar @lines);
+}
+
 sub req {
     my ($method, $uri, $body) = @_;
     return $t->request($gw, $method, $uri, $body, 'gw.example');
@@ -211,6 +245,21 @@ while (time < $end) {
     last if ($t->status_json($gw)->{upstreams}{ndes}{peers}[0]{last_result}
              // '') eq 'pass';
     sleep 0.1;
+}
+
+# a real browser, as Microsoft's guide has the admin do it
+my $browsed = 0;
+SKIP: {
+    skip "no $chromium (make deps installs chromium)", 4 unless -x $chromium;
+    my ($dom, $line, $n) = chromium();
+    $browsed = $n;
+    like($line, qr/^403 "browser_test" "-" /,
+         'Chromium, a back end up: 403, browser_test, no Retry-After')
+        or diag($t->read_file('logs/chromium.log'));
+    like($dom, qr/browser_test: a SCEP endpoint behind a gateway/,
+         'Chromium shows what this is');
+    like($dom, qr/back ends up: 1 of 1/, 'and how many back ends are up');
+    is($n, 1, 'one request of the browser reached the SCEP URL');
 }
 
 my $before = $t->status_json($gw)->{requests};
@@ -331,7 +380,7 @@ is($t->count_error_log(qr/\[warn\] .*\Q$said\E/),
 is($t->count_error_log(qr/\[warn\] .*browser test \(HEAD\) answered 403/),
    1, 'and names the method');
 is($t->count_error_log(qr/\[info\] .*browser test \(GET\) answered 403/),
-   3, 'at info in locations without scep_log_level');
+   3 + $browsed, 'at info in locations without scep_log_level');
 
 # counted apart
 my $after = $t->status_json($gw)->{requests};
@@ -343,7 +392,8 @@ is($after->{rejected}{missing_operation}
    'which count only the rejections');
 
 my $prom = $t->get($gw, '/status?format=prometheus')->{body};
-like($prom, qr/^scep_browser_tests_total 7$/m, 'Prometheus counts them');
+my $total = 7 + $browsed;
+like($prom, qr/^scep_browser_tests_total $total$/m, 'Prometheus counts them');
 unlike($prom, qr/reason="browser_test"/, 'and not as rejections');
 
 # "down" in the upstream: never up, though it passes its probes
@@ -385,6 +435,16 @@ is($after->{browser_tests} - $before->{browser_tests}, 9,
    'counted as browser tests');
 is($after->{no_healthy_backend} - $before->{no_healthy_backend}, 1,
    'not as no_healthy_backend: only the GetCACaps of /marked');
+
+SKIP: {
+    skip "no $chromium (make deps installs chromium)", 3 unless -x $chromium;
+    my ($dom, $line, $n) = chromium();
+    like($line, qr/^503 "browser_test" "42" /,
+         'Chromium, no back end up: 503 with Retry-After')
+        or diag($t->read_file('logs/chromium.log'));
+    like($dom, qr/no SCEP server behind it is up/, 'Chromium shows it');
+    like($dom, qr/back ends up: 0 of 1/, 'none of one');
+}
 
 # a client's CR, LF and bytes that are not ASCII in the status page's
 # variables: percent-encoded, no line of the client's in the answer
