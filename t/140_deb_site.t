@@ -17,10 +17,13 @@
 # /etc/nginx and nginx -t as they were before the install.
 #
 # The scratch root is made, and Debian's configuration found, before the
-# package is built: a host that lacks either skips the test.
+# package is built: a host that lacks either skips the test (fails it
+# under TEST_SCEP_NO_SKIP=1).  The test is of the system nginx with the
+# package: a run of the suite against another nginx or module skips it.
 #
-# The test runs in a network namespace of its own, where the ports 80
-# and 443 of Debian's configuration are nobody else's.  Needs root.
+# The test runs in network, mount and PID namespaces of its own, where
+# the ports 80 and 443 of Debian's configuration are nobody else's, and
+# nothing it started outlives it.  Needs root.
 
 use strict;
 use warnings;
@@ -31,22 +34,31 @@ use File::Copy qw(copy);
 use Test::More;
 use SCEPTest;
 
-plan skip_all => 'needs root (namespaces, an overlay of /, chroot)'
+my $other = SCEPTest::other_nginx();
+plan skip_all => $other if $other;
+SCEPTest::skip_or_fail('needs root (namespaces, an overlay of /, chroot)')
     unless $> == 0;
 for my $tool (qw(dpkg-buildpackage dh dh_nginx scepserver scepclient
                  unshare ip chroot))
 {
-    plan skip_all => "no $tool (make deps installs it)"
+    SCEPTest::skip_or_fail("no $tool (make deps installs it)")
         unless grep { -x "$_/$tool" } split /:/, $ENV{PATH};
 }
 
-# the whole test in a network and a mount namespace of its own
+# The whole test in network, mount and PID namespaces of its own, as
+# their PID 1: killed, even by SIGKILL, it takes every process it
+# started with it (the kernel kills a PID namespace's processes when
+# its PID 1 dies), and the namespaces and mounts go with them.  unshare
+# stays outside as the parent: killed, it sends the test SIGTERM, on
+# which the test cleans up as on any SIGTERM.
+my @NS = qw(--net --mount --propagation private --pid --fork
+            --kill-child=SIGTERM --mount-proc);
 unless ($ENV{SCEP_TEST_IN_NS}) {
-    plan skip_all => 'cannot make network and mount namespaces here'
-        if system('unshare --net --mount true >/dev/null 2>&1');
+    SCEPTest::skip_or_fail('cannot make network, mount and PID namespaces'
+                           . ' here')
+        if system("unshare @NS true >/dev/null 2>&1");
     $ENV{SCEP_TEST_IN_NS} = 1;
-    exec('unshare', '--net', '--mount', '--propagation', 'private', '--',
-         $^X, $0, @ARGV) or die "exec unshare: $!";
+    exec('unshare', @NS, '--', $^X, $0, @ARGV) or die "exec unshare: $!";
 }
 system('ip', 'link', 'set', 'lo', 'up') == 0 or BAIL_OUT('ip link set lo up');
 
@@ -64,7 +76,8 @@ my ($rc, $out);
 mkdir $_ for "$d/upper", "$d/work", $r;
 ($rc, $out) = $t->run('mount', '-t', 'overlay', 'overlay', '-o',
                       "lowerdir=/,upperdir=$d/upper,workdir=$d/work", $r);
-plan skip_all => "cannot make the scratch root (an overlay of /): $out"
+SCEPTest::skip_or_fail("cannot make the scratch root (an overlay of /):"
+                       . " $out")
     if $rc;
 for my $m (qw(proc dev)) {
     ($rc, $out) = $t->run('mount', '--bind', "/$m", "$r/$m");
@@ -104,8 +117,8 @@ if ($changed =~ m{ /etc/nginx/(nginx\.conf|sites-available/default)$}m) {
                              'nginx-common');
     $v =~ s/:/%3a/;
     my $pkg = "/var/cache/apt/archives/nginx-common_${v}_all.deb";
-    plan skip_all => "this host's Debian nginx configuration is changed"
-                     . " and $pkg is not there"
+    SCEPTest::skip_or_fail("this host's Debian nginx configuration is"
+                           . " changed and $pkg is not there")
         unless -f $pkg;
     ($rc, $out) = $t->run('dpkg-deb', '--extract', $pkg, "$d/nginx-common");
     BAIL_OUT("dpkg-deb --extract $pkg: $out") if $rc;
