@@ -41,10 +41,12 @@
 # - scepclient encrypts with single DES: its server has "scep_algorithms
 #   ... des".
 #
-# Everything runs in a network namespace of its own (unshare --net): the
-# test starts itself again inside one; it needs root for that, and is
-# skipped otherwise.  A client whose package is not installed is
-# skipped with a line that says so.
+# Everything runs in network, mount and PID namespaces of its own
+# (unshare --net --pid --mount-proc): the test starts itself again
+# inside them, as their PID 1, so that nothing it started outlives it;
+# it needs root for that, and is skipped otherwise.  A client whose
+# package is not installed is skipped with a line that says so.  Under
+# TEST_SCEP_NO_SKIP=1 (CI) either fails the test instead.
 
 use strict;
 use warnings;
@@ -57,28 +59,35 @@ use File::Copy qw(copy);
 use MIME::Base64 qw(decode_base64);
 use Time::HiRes qw(sleep time);
 
+use SCEPTest;
+
 # root, as for t/110: under a user namespace's mapped root, nginx
-# cannot hand its temp folders to its workers' user
+# cannot hand its temp folders to its workers' user.
+# The test is PID 1 of a PID namespace of its own: killed, even by
+# SIGKILL, it takes its daemons (certmonger, dbus-daemon, nginx, the
+# back ends) with it, and the network namespace goes with them.
+# unshare stays outside as the parent: killed, it sends the test
+# SIGTERM, on which the test cleans up as on any SIGTERM.
+my @NS = qw(--net --pid --fork --kill-child=SIGTERM --mount-proc);
 unless ($ENV{SCEP_INTEROP_NETNS}) {
-    plan skip_all => 'needs root (network and mount namespaces)' if $>;
-    my $err = qx{unshare --net true 2>&1};
-    plan skip_all => "no network namespace of its own here: unshare: $err"
-        if $?;
+    SCEPTest::skip_or_fail('needs root (network, mount and PID'
+                           . ' namespaces)') if $>;
+    my $err = qx{unshare @NS true 2>&1};
+    SCEPTest::skip_or_fail('no network, mount and PID namespaces of its'
+                           . " own here: unshare: $err") if $?;
     $ENV{SCEP_INTEROP_NETNS} = 1;
     # perl's -I (prove -I) is not in the environment: passed on again
-    exec 'unshare', '--net', $^X, (map { "-I$_" } grep { !ref } @INC),
+    exec 'unshare', @NS, '--', $^X, (map { "-I$_" } grep { !ref } @INC),
          $0, @ARGV or die "exec unshare: $!";
 }
-
-use SCEPTest;
 
 my $started = time;
 my $SLOW = int($ENV{TEST_TIMEOUT_FACTOR} || 1) || 1;
 
 # (skipped, not bailed out: a BAIL_OUT would stop the whole prove run)
 system('ip', 'link', 'set', 'lo', 'up') == 0
-    or plan skip_all => 'ip link set lo up failed in the test\'s network'
-                        . ' namespace';
+    or SCEPTest::skip_or_fail('ip link set lo up failed in the test\'s'
+                              . ' network namespace');
 
 my $SUBMIT = '/usr/lib/certmonger/scep-submit';
 my $PLUGINS = '/usr/lib/ipsec/plugins';
@@ -724,6 +733,8 @@ my %run = (certmonger => \&certmonger, pki => \&pki,
 
 for my $c (@CLIENTS) {
     if ($missing{$c}) {
+        ok(0, "$c: $missing{$c} (TEST_SCEP_NO_SKIP is set)")
+            if $ENV{TEST_SCEP_NO_SKIP};
       SKIP: { skip("$c: $missing{$c} (make deps installs it)", 1) }
         next;
     }
