@@ -10,8 +10,9 @@
 # whatever the CA offers gets "client always GETs" (certmonger) or
 # "client POSTs (caps defect)" (pki) in the other method's row.  The
 # table of results is printed at the end (make interop runs this file
-# alone and shows it), and each row is checked against what the README
-# says of the client.
+# alone and shows it, under the clients' package versions), and each
+# row is checked against what the README says of the client, its
+# version too.
 #
 # A client counts as enrolled when it holds a certificate the CA issued
 # to it.  strongSwan's pki refuses scepserver's CertRep (its SignerInfo
@@ -116,24 +117,28 @@ my @TRANSPORTS = qw(http https);
 my @METHODS = qw(GET POST);
 
 # what each client gets, and sends, as the README's "Clients known to
-# work" says: the messages of its enrollment and renewal, its
+# work" says: its Debian package and the upstream version the README
+# names, the messages of its enrollment and renewal, its
 # User-Agent ('-': none), a POST's Content-Type, how a GET's message is
 # encoded, its cipher and its digest
 my %EXPECT = (
-    certmonger => { enroll => 'enrolled', renew => 'renewed',
+    certmonger => { package => 'certmonger', version => '0.79.17',
+                    enroll => 'enrolled', renew => 'renewed',
                     only => 'GET', other => 'client always GETs',
                     enroll_type => 'PKCSReq', renew_type => 'PKCSReq',
                     ua => '-', encoding => 'base64,percent-encoded',
                     cipher => 'aes-256-cbc', digest => 'sha256',
                     cacert_message => '0,1' },
-    pki        => { enroll => 'issued, client refused CertRep',
+    pki        => { package => 'strongswan-pki', version => '5.9.8',
+                    enroll => 'issued, client refused CertRep',
                     renew => 'issued, client refused CertRep',
                     only => 'POST', other => 'client POSTs (caps defect)',
                     enroll_type => 'PKCSReq', renew_type => 'RenewalReq',
                     ua => '-', ctype => '-',
                     cipher => 'des-ede3-cbc', digest => 'sha256',
                     cacert_message => '' },
-    scepclient => { enroll => 'enrolled', renew => 'renewed',
+    scepclient => { package => 'scep', version => '2.1.0',
+                    enroll => 'enrolled', renew => 'renewed',
                     enroll_type => 'PKCSReq', renew_type => 'RenewalReq',
                     ua => 'Go-http-client/1.1',
                     ctype => 'application/octet-stream',
@@ -748,8 +753,24 @@ for my $c (@CLIENTS) {
     }
 }
 
-# the table, one line a client, operation and transport
-my $table = sprintf "%-11s %-10s %-6s %-32s %s\n", 'client', 'operation',
+# the clients' versions, as installed: the upstream version of each
+# package must be the one the README names
+my %version;
+for my $c (grep { !$missing{$_} } @CLIENTS) {
+    my $p = $EXPECT{$c}{package};
+    (undef, $version{$c}) = $t->run('dpkg-query', '-W', '-f=${Version}', $p);
+    (my $upstream = $version{$c}) =~ s/^\d+://;
+    $upstream =~ s/-[^-]*$//;
+    is($upstream, $EXPECT{$c}{version},
+       "$c: $p $version{$c}, the version the README names");
+}
+
+# the table, one line a client, operation and transport, under the
+# versions it is of
+my $table = join(', ', map { "$EXPECT{$_}{package} "
+                             . ($version{$_} || 'not installed') }
+                       @CLIENTS) . "\n";
+$table .= sprintf "%-11s %-10s %-6s %-32s %s\n", 'client', 'operation',
                     'over', 'GET', 'POST';
 for my $c (@CLIENTS) {
     if ($missing{$c}) {
