@@ -12,7 +12,9 @@
 # table of results is printed at the end (make interop runs this file
 # alone and shows it, under the clients' package versions), and each
 # row is checked against what the README says of the client, its
-# version too.
+# version too.  certmonger's renewal must be signed with the old
+# certificate: the PKCSReq's SignerInfo names its serial, and its
+# SignedData carries it.
 #
 # A client counts as enrolled when it holds a certificate the CA issued
 # to it.  strongSwan's pki refuses scepserver's CertRep (its SignerInfo
@@ -57,6 +59,7 @@ use lib "$FindBin::Bin/lib";
 use Test::More;
 use File::Basename qw(dirname);
 use File::Copy qw(copy);
+use Math::BigInt;
 use MIME::Base64 qw(decode_base64);
 use Time::HiRes qw(sleep time);
 
@@ -334,21 +337,29 @@ my %OID = (
     'sha384'       => '0609608648016503040202',
     'sha512'       => '0609608648016503040203',
 );
-sub algorithms_after {
+# the PKIOperation messages a client's server got after $from, as DER
+sub messages_after {
     my ($c, $from) = @_;
     my @all = $t->lines("logs/$c-msg.log");
-    my %seen;
+    my @der;
     for (@all[$from->[1] .. $#all]) {
         my ($arg, $body) = /^(\S+) (.*)$/ or next;
-        my $der;
         if ($arg ne '-') {             # GET: base64, percent-encoded
             $arg =~ s/%([0-9A-Fa-f]{2})/chr hex $1/ge;
             $arg =~ tr{-_}{+/};
-            $der = decode_base64($arg);
+            push @der, decode_base64($arg);
         } else {                       # POST: as nginx escapes it
             $body =~ s/\\x([0-9A-F]{2})/chr hex $1/ge;
-            $der = $body;
+            push @der, $body;
         }
+    }
+    return @der;
+}
+
+sub algorithms_after {
+    my ($c, $from) = @_;
+    my %seen;
+    for my $der (messages_after($c, $from)) {
         my $hex = unpack 'H*', $der;
         $hex =~ /^(?:..)*?\Q$OID{$_}\E/ and $seen{$_} = 1 for keys %OID;
     }
@@ -356,6 +367,32 @@ sub algorithms_after {
     my @d = grep { /^sha/ } sort keys %seen;
     return (join(',', @c), join(',', @d));
 }
+# Why the PKIOperation message $der is not signed with the certificate
+# in the PEM file $cert, or '': its one SignerInfo names the
+# certificate's serial (its issuer is the one CA's), and the SignedData
+# carries the certificate.
+sub not_signed_by {
+    my ($der, $cert) = @_;
+    $t->write_file('signed.der', $der);
+    my $print = openssl('cms', '-inform', 'DER', '-in', "$dir/signed.der",
+                        '-cmsout', '-print')
+        // return 'not a CMS message';
+    my @sid = $print =~ /issuerAndSerialNumber:\s*\n\s*issuer:.*\n
+                         \s*serialNumber:\s*(\d+)$/gmx;
+    my ($hex) = (openssl('x509', '-in', $cert, '-noout', '-serial') // '')
+                =~ /^serial=([0-9A-F]+)$/m;
+    return 'signed ' . (@sid ? "by serial(s) @sid" : 'by no serial')
+           . ", not by the old certificate's ($hex)"
+        unless $hex && @sid == 1
+               && Math::BigInt->new($sid[0]) == Math::BigInt->from_hex($hex);
+    my $certs = openssl('pkcs7', '-inform', 'DER', '-in', "$dir/signed.der",
+                        '-print_certs') // '';
+    my $want = openssl('x509', '-in', $cert) // 'none';
+    return 'without the old certificate in its SignedData'
+        if index($certs, $want) < 0;
+    return '';
+}
+
 # A certificate the CA issued with subject CN=$cn: its SHA-256
 # fingerprint, or undef.  (Not its serial: each back end counts serials
 # of its own.)
@@ -540,12 +577,26 @@ BUS
             # rekey: a new key, a PKCSReq signed with the old certificate
             $from = mark('certmonger');
             my $old_key = $t->read_file($key);
+            copy($cert, "$cert.old") or die "copy $cert: $!";
             ($rc, $out) = cmd('getcert', 'rekey', '-s', '-w', '-i', $id);
             my $new = issued($cert, $id);
+            # each PKIOperation of the renewal, once nginx logged it
+            my $n = () = seen('certmonger', $from, 'PKIOperation');
+            my @msgs = messages_after('certmonger', $from);
+            for (1 .. 50) {
+                last if @msgs >= $n;
+                sleep 0.1;
+                @msgs = messages_after('certmonger', $from);
+            }
+            my ($unsigned) = grep { $_ }
+                             map { not_signed_by($_, "$cert.old") } @msgs;
             row('certmonger', 'renew', $tr, $m,
                 $from,
-                $new && $new ne $fp && $t->read_file($key) ne $old_key
-                ? 'renewed' : "failed: $out");
+                !($new && $new ne $fp && $t->read_file($key) ne $old_key)
+                ? "failed: $out"
+                : !@msgs ? 'failed: no renewal message logged'
+                : $unsigned ? "failed: the renewal request is $unsigned"
+                : 'renewed');
         }
     }
 }
