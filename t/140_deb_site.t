@@ -187,7 +187,8 @@ my $errlog_from = (-s $errlog) || 0;
 
 sub start_system_nginx {
     $pid = $t->spawn("$d/logs/system-nginx.out", 'chroot', $r,
-                     '/usr/sbin/nginx', '-g', 'daemon off; master_process on;');
+                     '/usr/sbin/nginx',
+                     '-g', 'daemon off; master_process on;');
     return $t->wait_port(80);
 }
 
