@@ -10,8 +10,9 @@
 # takes it (new workers, nothing at alert, crit or emerg in the error
 # log), and a device enrolls through it over TLS with scepclient, both
 # NDES stand-ins get the gateway's probes or requests.  Upgrading
-# (dpkg -i over the installed package) leaves the site's link alone, and
-# nginx starts with it.  Removing the package sets the link aside
+# (dpkg -i over the installed package) leaves the site's link alone; a
+# reload then keeps the module already loaded, a restart runs the new
+# one, as the README says.  Removing the package sets the link aside
 # (nginx -t is as before the install), installing it again puts the
 # link back; so too with sites-available/ a symbolic link and a relative
 # link to the site, which comes back relative; with the site file gone,
@@ -264,8 +265,8 @@ is($rc, 0, 'nginx -t passes with the package installed') or diag($out);
 # the reload the install has nginx do (its trigger; not run in here):
 # the module is loaded into the running nginx
 reload('after the install');
-my @maps = map { $t->read_file("/proc/$_/maps") } workers();
-ok(@maps && !grep({ !m{/ngx_http_scep_module\.so$}m } @maps),
+my @loaded = map { $t->read_file("/proc/$_/maps") } workers();
+ok(@loaded && !grep({ !m{/ngx_http_scep_module\.so$}m } @loaded),
    'after the install: every new worker has the module loaded');
 my $res = $t->get(80, "GET / HTTP/1.1\r\nHost: localhost\r\n"
                    . "Connection: close\r\n\r\n");
@@ -344,11 +345,9 @@ for my $n (0, 1) {
     ok(@hits, "NDES stand-in $n gets probes or requests through the site");
 }
 
-stop_system_nginx();
-is(errors(), '', "the system nginx's error log: no alert, crit or emerg");
-
 # ------------------------------------------------------------------
-# upgrade, with the site enabled: dpkg -i over the installed package
+# upgrade, with the site enabled and nginx running: dpkg -i over the
+# installed package
 
 ($rc, $out) = in_root('dpkg', '-i', '/tmp/scep.deb');
 is($rc, 0, 'dpkg -i over the installed package') or diag($out);
@@ -360,17 +359,40 @@ ok(!-e "$r/var/lib/libnginx-mod-http-scep",
 ($rc, $out) = in_root('nginx', '-t');
 is($rc, 0, 'nginx -t passes after the upgrade') or diag($out);
 
+# The module's lines in the workers' maps ('none' for a worker without
+# it): once dpkg replaced the file, the module nginx had loaded is
+# "(deleted)" there.
+sub module_maps {
+    return map {
+        my @m = map { m{(/ngx_http_scep_module\.so(?: \(deleted\))?)$} }
+                split /\n/, $t->read_file("/proc/$_/maps");
+        @m ? @m : 'none';
+    } workers();
+}
+
+# the README's word: a reload after an upgrade keeps the module loaded
+reload('upgrade');
+my @maps = module_maps();
+ok(@maps && !grep({ !/\(deleted\)$/ } @maps),
+   'upgrade: after a reload the workers still run the replaced module')
+    or diag(join "\n", @maps);
+stop_system_nginx();
+
 # the restart the README asks for after an upgrade: a cold start with
-# the site enabled
+# the site enabled runs the new module
 ok(start_system_nginx() && $t->wait_port(443),
    'upgrade: the system nginx starts with the site, on 80 and 443')
     or diag($t->read_file("$d/logs/system-nginx.out") . errors());
+@maps = module_maps();
+ok(@maps && !grep({ !m{so$} } @maps),
+   'upgrade: after a restart the workers run the new module')
+    or diag(join "\n", @maps);
 $res = $t->get(443, '/certsrv/mscep/mscep.dll?operation=GetCACaps',
                tls => 1);
 ok($res->{status} == 200 && $res->{body} =~ /POSTPKIOperation/,
    'upgrade: GetCACaps through the site after the start');
 stop_system_nginx();
-is(errors(), '', "upgrade: the error log has no alert, crit or emerg");
+is(errors(), '', "the system nginx's error log: no alert, crit or emerg");
 
 # ------------------------------------------------------------------
 # remove, with the site enabled
