@@ -3,24 +3,30 @@
 # The package the Debian way, as the README's "On Debian and Ubuntu, from
 # the package" says: in a scratch root (an overlay of / in a mount
 # namespace of this test) with Debian's own nginx.conf and default site,
-# the package is installed; the site it ships is given a certificate, the
-# addresses of two NDES stand-ins (real scepserver back ends) and enabled;
-# the system's nginx passes nginx -t and runs that configuration, and a
-# device enrolls through it over TLS with scepclient, both NDES stand-ins
-# get the gateway's probes or requests, and the system nginx's error log
-# has no alert, crit or emerg.  Upgrading (dpkg -i over the installed
-# package) leaves the site's link alone.  Removing the package sets the
-# link aside (nginx -t is as before the install), installing it again
-# puts the link back; so too with sites-available/ a symbolic link and a
-# relative link to the site, which comes back relative; with the site
-# file gone, the link stays away and postinst says so.  Purging leaves
-# /etc/nginx and nginx -t as they were before the install.
+# the system's nginx runs, and the package is installed under it; a
+# reload loads the module into the running nginx.  The site the package
+# ships is given a certificate, the addresses of two NDES stand-ins
+# (real scepserver back ends) and enabled; nginx -t passes and a reload
+# takes it (new workers, nothing at alert, crit or emerg in the error
+# log), and a device enrolls through it over TLS with scepclient, both
+# NDES stand-ins get the gateway's probes or requests.  Upgrading
+# (dpkg -i over the installed package) leaves the site's link alone; a
+# reload then keeps the module already loaded, a restart runs the new
+# one, as the README says.  Removing the package sets the link aside
+# (nginx -t is as before the install), installing it again puts the
+# link back; so too with sites-available/ a symbolic link and a relative
+# link to the site, which comes back relative; with the site file gone,
+# the link stays away and postinst says so.  Purging leaves /etc/nginx
+# and nginx -t as they were before the install.
 #
 # The scratch root is made, and Debian's configuration found, before the
-# package is built: a host that lacks either skips the test.
+# package is built: a host that lacks either skips the test (fails it
+# under TEST_SCEP_NO_SKIP=1).  The test is of the system nginx with the
+# package: a run of the suite against another nginx or module skips it.
 #
-# The test runs in a network namespace of its own, where the ports 80
-# and 443 of Debian's configuration are nobody else's.  Needs root.
+# The test runs in network, mount and PID namespaces of its own, where
+# the ports 80 and 443 of Debian's configuration are nobody else's, and
+# nothing it started outlives it.  Needs root.
 
 use strict;
 use warnings;
@@ -31,22 +37,31 @@ use File::Copy qw(copy);
 use Test::More;
 use SCEPTest;
 
-plan skip_all => 'needs root (namespaces, an overlay of /, chroot)'
+my $other = SCEPTest::other_nginx();
+plan skip_all => $other if $other;
+SCEPTest::skip_or_fail('needs root (namespaces, an overlay of /, chroot)')
     unless $> == 0;
 for my $tool (qw(dpkg-buildpackage dh dh_nginx scepserver scepclient
                  unshare ip chroot))
 {
-    plan skip_all => "no $tool (make deps installs it)"
+    SCEPTest::skip_or_fail("no $tool (make deps installs it)")
         unless grep { -x "$_/$tool" } split /:/, $ENV{PATH};
 }
 
-# the whole test in a network and a mount namespace of its own
+# The whole test in network, mount and PID namespaces of its own, as
+# their PID 1: killed, even by SIGKILL, it takes every process it
+# started with it (the kernel kills a PID namespace's processes when
+# its PID 1 dies), and the namespaces and mounts go with them.  unshare
+# stays outside as the parent: killed, it sends the test SIGTERM, on
+# which the test cleans up as on any SIGTERM.
+my @NS = qw(--net --mount --propagation private --pid --fork
+            --kill-child=SIGTERM --mount-proc);
 unless ($ENV{SCEP_TEST_IN_NS}) {
-    plan skip_all => 'cannot make network and mount namespaces here'
-        if system('unshare --net --mount true >/dev/null 2>&1');
+    SCEPTest::skip_or_fail('cannot make network, mount and PID namespaces'
+                           . ' here')
+        if system("unshare @NS true >/dev/null 2>&1");
     $ENV{SCEP_TEST_IN_NS} = 1;
-    exec('unshare', '--net', '--mount', '--propagation', 'private', '--',
-         $^X, $0, @ARGV) or die "exec unshare: $!";
+    exec('unshare', @NS, '--', $^X, $0, @ARGV) or die "exec unshare: $!";
 }
 system('ip', 'link', 'set', 'lo', 'up') == 0 or BAIL_OUT('ip link set lo up');
 
@@ -64,7 +79,8 @@ my ($rc, $out);
 mkdir $_ for "$d/upper", "$d/work", $r;
 ($rc, $out) = $t->run('mount', '-t', 'overlay', 'overlay', '-o',
                       "lowerdir=/,upperdir=$d/upper,workdir=$d/work", $r);
-plan skip_all => "cannot make the scratch root (an overlay of /): $out"
+SCEPTest::skip_or_fail("cannot make the scratch root (an overlay of /):"
+                       . " $out")
     if $rc;
 for my $m (qw(proc dev)) {
     ($rc, $out) = $t->run('mount', '--bind', "/$m", "$r/$m");
@@ -104,8 +120,8 @@ if ($changed =~ m{ /etc/nginx/(nginx\.conf|sites-available/default)$}m) {
                              'nginx-common');
     $v =~ s/:/%3a/;
     my $pkg = "/var/cache/apt/archives/nginx-common_${v}_all.deb";
-    plan skip_all => "this host's Debian nginx configuration is changed"
-                     . " and $pkg is not there"
+    SCEPTest::skip_or_fail("this host's Debian nginx configuration is"
+                           . " changed and $pkg is not there")
         unless -f $pkg;
     ($rc, $out) = $t->run('dpkg-deb', '--extract', $pkg, "$d/nginx-common");
     BAIL_OUT("dpkg-deb --extract $pkg: $out") if $rc;
@@ -163,6 +179,70 @@ my $etc_before = etc_nginx();
 is($before[0], 0, "Debian's configuration passes nginx -t before")
     or diag($before[1]);
 
+# The system's nginx, as its service runs it, in the foreground here:
+# it reads /etc/nginx/nginx.conf of the scratch root and writes its pid
+# to /run/nginx.pid there, where "nginx -s reload" (what the service's
+# reload runs) finds it.
+my $errlog = "$r/var/log/nginx/error.log";
+my $errlog_from = (-s $errlog) || 0;
+
+sub start_system_nginx {
+    $pid = $t->spawn("$d/logs/system-nginx.out", 'chroot', $r,
+                     '/usr/sbin/nginx',
+                     '-g', 'daemon off; master_process on;');
+    return $t->wait_port(80);
+}
+
+sub stop_system_nginx {
+    kill 'QUIT', $pid;
+    waitpid $pid, 0;
+    @{$t->{pids}} = grep { $_ != $pid } @{$t->{pids}};
+    undef $pid;
+}
+
+# the system nginx's workers, by their pids
+sub workers {
+    my @w;
+    for my $stat (glob '/proc/[0-9]*/stat') {
+        open my $fh, '<', $stat or next;
+        my ($p, $pp) = (<$fh> // '') =~ /^(\d+) \(.*\) \S (\d+) / or next;
+        push @w, $p if $pp == $pid;
+    }
+    return sort { $a <=> $b } @w;
+}
+
+# The error log's lines at alert, crit or emerg since $errlog_from.
+sub errors {
+    my $text = substr($t->read_file($errlog), $errlog_from);
+    return join "\n", grep { /\[(alert|crit|emerg)\]/ } split /\n/, $text;
+}
+
+# nginx -s reload, as the service's reload; true once the old workers
+# are gone and new ones run: a reload nginx refuses keeps the old ones
+sub reload {
+    my ($what) = @_;
+    my @old = workers();
+    my ($rc, $out) = in_root('nginx', '-s', 'reload');
+    is($rc, 0, "$what: nginx -s reload") or diag($out);
+    my %old = map { $_ => 1 } @old;
+    my $end = time + 15 * ($ENV{TEST_TIMEOUT_FACTOR} || 1);
+    my @new;
+    while (time < $end) {
+        my @now = workers();
+        @new = grep { !$old{$_} } @now;
+        last if @new && @new == @now;
+        select undef, undef, undef, 0.1;
+    }
+    ok(@old && @new && !grep({ $old{$_} } workers()),
+       "$what: new workers run the new configuration, the old ones are gone")
+        or diag("workers before: @old, now: @{[workers()]}\n" . errors());
+    is(errors(), '', "$what: the error log has no alert, crit or emerg");
+}
+
+ok(start_system_nginx(),
+   "the system nginx runs Debian's configuration before the install")
+    or diag($t->read_file("$d/logs/system-nginx.out") . errors());
+
 # ------------------------------------------------------------------
 # 1. install
 
@@ -181,6 +261,17 @@ ok(!-e "$r/etc/nginx/sites-enabled/scep-gateway"
    'the site is not enabled, nothing is in conf.d');
 ($rc, $out) = in_root('nginx', '-t');
 is($rc, 0, 'nginx -t passes with the package installed') or diag($out);
+
+# the reload the install has nginx do (its trigger; not run in here):
+# the module is loaded into the running nginx
+reload('after the install');
+my @loaded = map { $t->read_file("/proc/$_/maps") } workers();
+ok(@loaded && !grep({ !m{/ngx_http_scep_module\.so$}m } @loaded),
+   'after the install: every new worker has the module loaded');
+my $res = $t->get(80, "GET / HTTP/1.1\r\nHost: localhost\r\n"
+                   . "Connection: close\r\n\r\n");
+ok($res->{status} == 200 && $res->{body} =~ /Welcome to nginx/,
+   "after the install: port 80 is still Debian's default site");
 
 # 2. the certificate, for the name devices use
 mkdir "$r/etc/nginx/ssl";
@@ -213,15 +304,10 @@ ok($rc == 0 && $out =~ /test is successful/,
    "nginx -t passes: Debian's nginx.conf, default site and the gateway")
     or diag($out);
 
-# 6. (re)load: the system's nginx with that configuration, started as
-# its service starts it, in the foreground here
-my $errlog = "$r/var/log/nginx/error.log";
-my $errlog_from = (-s $errlog) || 0;
-$pid = $t->spawn("$d/logs/system-nginx.out", 'chroot', $r,
-                 '/usr/sbin/nginx', '-g', 'daemon off; master_process on;');
-ok($t->wait_port(443) && $t->wait_port(80), 'nginx listens on 443 and 80')
-    or diag($t->read_file("$d/logs/system-nginx.out")
-            . $t->read_file("$r/var/log/nginx/error.log"));
+# 6. reload: the running nginx takes the site
+reload('with the site enabled');
+ok($t->wait_port(443), 'nginx listens on 443 too')
+    or diag($t->read_file("$d/logs/system-nginx.out") . errors());
 
 # a device enrolls over TLS
 my ($crc, $cout, $cert) = $t->scepclient(
@@ -239,9 +325,9 @@ ok((grep { /$post/ } @seen),
    'the PKIOperation went through the site') or diag(join "\n", @seen);
 
 # the site over plain HTTP; anything else stays Debian's default site
-my $res = $t->get(80, "GET /certsrv/mscep/mscep.dll?operation=GetCACaps"
-                   . " HTTP/1.1\r\nHost: localhost\r\nConnection: close"
-                   . "\r\n\r\n");
+$res = $t->get(80, "GET /certsrv/mscep/mscep.dll?operation=GetCACaps"
+                . " HTTP/1.1\r\nHost: localhost\r\nConnection: close"
+                . "\r\n\r\n");
 ok($res->{status} == 200 && $res->{body} =~ /POSTPKIOperation/,
    'port 80, the site: GetCACaps from the back ends');
 $res = $t->get(80, "GET / HTTP/1.1\r\nHost: other.example\r\n"
@@ -259,17 +345,9 @@ for my $n (0, 1) {
     ok(@hits, "NDES stand-in $n gets probes or requests through the site");
 }
 
-kill 'QUIT', $pid;
-waitpid $pid, 0;
-@{$t->{pids}} = grep { $_ != $pid } @{$t->{pids}};
-undef $pid;
-
-my $errors = substr($t->read_file($errlog), $errlog_from);
-is(join("\n", grep { /\[(alert|crit|emerg)\]/ } split /\n/, $errors), '',
-   "the system nginx's error log: no alert, crit or emerg");
-
 # ------------------------------------------------------------------
-# upgrade, with the site enabled: dpkg -i over the installed package
+# upgrade, with the site enabled and nginx running: dpkg -i over the
+# installed package
 
 ($rc, $out) = in_root('dpkg', '-i', '/tmp/scep.deb');
 is($rc, 0, 'dpkg -i over the installed package') or diag($out);
@@ -280,6 +358,41 @@ ok(!-e "$r/var/lib/libnginx-mod-http-scep",
    'upgrade: no notes of links set aside');
 ($rc, $out) = in_root('nginx', '-t');
 is($rc, 0, 'nginx -t passes after the upgrade') or diag($out);
+
+# The module's lines in the workers' maps ('none' for a worker without
+# it): once dpkg replaced the file, the module nginx had loaded is
+# "(deleted)" there.
+sub module_maps {
+    return map {
+        my @m = map { m{(/ngx_http_scep_module\.so(?: \(deleted\))?)$} }
+                split /\n/, $t->read_file("/proc/$_/maps");
+        @m ? @m : 'none';
+    } workers();
+}
+
+# the README's word: a reload after an upgrade keeps the module loaded
+reload('upgrade');
+my @maps = module_maps();
+ok(@maps && !grep({ !/\(deleted\)$/ } @maps),
+   'upgrade: after a reload the workers still run the replaced module')
+    or diag(join "\n", @maps);
+stop_system_nginx();
+
+# the restart the README asks for after an upgrade: a cold start with
+# the site enabled runs the new module
+ok(start_system_nginx() && $t->wait_port(443),
+   'upgrade: the system nginx starts with the site, on 80 and 443')
+    or diag($t->read_file("$d/logs/system-nginx.out") . errors());
+@maps = module_maps();
+ok(@maps && !grep({ !m{so$} } @maps),
+   'upgrade: after a restart the workers run the new module')
+    or diag(join "\n", @maps);
+$res = $t->get(443, '/certsrv/mscep/mscep.dll?operation=GetCACaps',
+               tls => 1);
+ok($res->{status} == 200 && $res->{body} =~ /POSTPKIOperation/,
+   'upgrade: GetCACaps through the site after the start');
+stop_system_nginx();
+is(errors(), '', "the system nginx's error log: no alert, crit or emerg");
 
 # ------------------------------------------------------------------
 # remove, with the site enabled

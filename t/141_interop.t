@@ -10,8 +10,11 @@
 # whatever the CA offers gets "client always GETs" (certmonger) or
 # "client POSTs (caps defect)" (pki) in the other method's row.  The
 # table of results is printed at the end (make interop runs this file
-# alone and shows it), and each row is checked against what the README
-# says of the client.
+# alone and shows it, under the clients' package versions), and each
+# row is checked against what the README says of the client, its
+# version too.  certmonger's renewal must be signed with the old
+# certificate: the PKCSReq's SignerInfo names its serial, and its
+# SignedData carries it.
 #
 # A client counts as enrolled when it holds a certificate the CA issued
 # to it.  strongSwan's pki refuses scepserver's CertRep (its SignerInfo
@@ -41,10 +44,12 @@
 # - scepclient encrypts with single DES: its server has "scep_algorithms
 #   ... des".
 #
-# Everything runs in a network namespace of its own (unshare --net): the
-# test starts itself again inside one; it needs root for that, and is
-# skipped otherwise.  A client whose package is not installed is
-# skipped with a line that says so.
+# Everything runs in network, mount and PID namespaces of its own
+# (unshare --net --pid --mount-proc): the test starts itself again
+# inside them, as their PID 1, so that nothing it started outlives it;
+# it needs root for that, and is skipped otherwise.  A client whose
+# package is not installed is skipped with a line that says so.  Under
+# TEST_SCEP_NO_SKIP=1 (CI) either fails the test instead.
 
 use strict;
 use warnings;
@@ -54,31 +59,39 @@ use lib "$FindBin::Bin/lib";
 use Test::More;
 use File::Basename qw(dirname);
 use File::Copy qw(copy);
+use Math::BigInt;
 use MIME::Base64 qw(decode_base64);
 use Time::HiRes qw(sleep time);
 
+use SCEPTest;
+
 # root, as for t/110: under a user namespace's mapped root, nginx
-# cannot hand its temp folders to its workers' user
+# cannot hand its temp folders to its workers' user.
+# The test is PID 1 of a PID namespace of its own: killed, even by
+# SIGKILL, it takes its daemons (certmonger, dbus-daemon, nginx, the
+# back ends) with it, and the network namespace goes with them.
+# unshare stays outside as the parent: killed, it sends the test
+# SIGTERM, on which the test cleans up as on any SIGTERM.
+my @NS = qw(--net --pid --fork --kill-child=SIGTERM --mount-proc);
 unless ($ENV{SCEP_INTEROP_NETNS}) {
-    plan skip_all => 'needs root (network and mount namespaces)' if $>;
-    my $err = qx{unshare --net true 2>&1};
-    plan skip_all => "no network namespace of its own here: unshare: $err"
-        if $?;
+    SCEPTest::skip_or_fail('needs root (network, mount and PID'
+                           . ' namespaces)') if $>;
+    my $err = qx{unshare @NS true 2>&1};
+    SCEPTest::skip_or_fail('no network, mount and PID namespaces of its'
+                           . " own here: unshare: $err") if $?;
     $ENV{SCEP_INTEROP_NETNS} = 1;
     # perl's -I (prove -I) is not in the environment: passed on again
-    exec 'unshare', '--net', $^X, (map { "-I$_" } grep { !ref } @INC),
+    exec 'unshare', @NS, '--', $^X, (map { "-I$_" } grep { !ref } @INC),
          $0, @ARGV or die "exec unshare: $!";
 }
-
-use SCEPTest;
 
 my $started = time;
 my $SLOW = int($ENV{TEST_TIMEOUT_FACTOR} || 1) || 1;
 
 # (skipped, not bailed out: a BAIL_OUT would stop the whole prove run)
 system('ip', 'link', 'set', 'lo', 'up') == 0
-    or plan skip_all => 'ip link set lo up failed in the test\'s network'
-                        . ' namespace';
+    or SCEPTest::skip_or_fail('ip link set lo up failed in the test\'s'
+                              . ' network namespace');
 
 my $SUBMIT = '/usr/lib/certmonger/scep-submit';
 my $PLUGINS = '/usr/lib/ipsec/plugins';
@@ -107,24 +120,28 @@ my @TRANSPORTS = qw(http https);
 my @METHODS = qw(GET POST);
 
 # what each client gets, and sends, as the README's "Clients known to
-# work" says: the messages of its enrollment and renewal, its
+# work" says: its Debian package and the upstream version the README
+# names, the messages of its enrollment and renewal, its
 # User-Agent ('-': none), a POST's Content-Type, how a GET's message is
 # encoded, its cipher and its digest
 my %EXPECT = (
-    certmonger => { enroll => 'enrolled', renew => 'renewed',
+    certmonger => { package => 'certmonger', version => '0.79.17',
+                    enroll => 'enrolled', renew => 'renewed',
                     only => 'GET', other => 'client always GETs',
                     enroll_type => 'PKCSReq', renew_type => 'PKCSReq',
                     ua => '-', encoding => 'base64,percent-encoded',
                     cipher => 'aes-256-cbc', digest => 'sha256',
                     cacert_message => '0,1' },
-    pki        => { enroll => 'issued, client refused CertRep',
+    pki        => { package => 'strongswan-pki', version => '5.9.8',
+                    enroll => 'issued, client refused CertRep',
                     renew => 'issued, client refused CertRep',
                     only => 'POST', other => 'client POSTs (caps defect)',
                     enroll_type => 'PKCSReq', renew_type => 'RenewalReq',
                     ua => '-', ctype => '-',
                     cipher => 'des-ede3-cbc', digest => 'sha256',
                     cacert_message => '' },
-    scepclient => { enroll => 'enrolled', renew => 'renewed',
+    scepclient => { package => 'scep', version => '2.1.0',
+                    enroll => 'enrolled', renew => 'renewed',
                     enroll_type => 'PKCSReq', renew_type => 'RenewalReq',
                     ua => 'Go-http-client/1.1',
                     ctype => 'application/octet-stream',
@@ -320,21 +337,29 @@ my %OID = (
     'sha384'       => '0609608648016503040202',
     'sha512'       => '0609608648016503040203',
 );
-sub algorithms_after {
+# the PKIOperation messages a client's server got after $from, as DER
+sub messages_after {
     my ($c, $from) = @_;
     my @all = $t->lines("logs/$c-msg.log");
-    my %seen;
+    my @der;
     for (@all[$from->[1] .. $#all]) {
         my ($arg, $body) = /^(\S+) (.*)$/ or next;
-        my $der;
         if ($arg ne '-') {             # GET: base64, percent-encoded
             $arg =~ s/%([0-9A-Fa-f]{2})/chr hex $1/ge;
             $arg =~ tr{-_}{+/};
-            $der = decode_base64($arg);
+            push @der, decode_base64($arg);
         } else {                       # POST: as nginx escapes it
             $body =~ s/\\x([0-9A-F]{2})/chr hex $1/ge;
-            $der = $body;
+            push @der, $body;
         }
+    }
+    return @der;
+}
+
+sub algorithms_after {
+    my ($c, $from) = @_;
+    my %seen;
+    for my $der (messages_after($c, $from)) {
         my $hex = unpack 'H*', $der;
         $hex =~ /^(?:..)*?\Q$OID{$_}\E/ and $seen{$_} = 1 for keys %OID;
     }
@@ -342,6 +367,32 @@ sub algorithms_after {
     my @d = grep { /^sha/ } sort keys %seen;
     return (join(',', @c), join(',', @d));
 }
+# Why the PKIOperation message $der is not signed with the certificate
+# in the PEM file $cert, or '': its one SignerInfo names the
+# certificate's serial (its issuer is the one CA's), and the SignedData
+# carries the certificate.
+sub not_signed_by {
+    my ($der, $cert) = @_;
+    $t->write_file('signed.der', $der);
+    my $print = openssl('cms', '-inform', 'DER', '-in', "$dir/signed.der",
+                        '-cmsout', '-print')
+        // return 'not a CMS message';
+    my @sid = $print =~ /issuerAndSerialNumber:\s*\n\s*issuer:.*\n
+                         \s*serialNumber:\s*(\d+)$/gmx;
+    my ($hex) = (openssl('x509', '-in', $cert, '-noout', '-serial') // '')
+                =~ /^serial=([0-9A-F]+)$/m;
+    return 'signed ' . (@sid ? "by serial(s) @sid" : 'by no serial')
+           . ", not by the old certificate's ($hex)"
+        unless $hex && @sid == 1
+               && Math::BigInt->new($sid[0]) == Math::BigInt->from_hex($hex);
+    my $certs = openssl('pkcs7', '-inform', 'DER', '-in', "$dir/signed.der",
+                        '-print_certs') // '';
+    my $want = openssl('x509', '-in', $cert) // 'none';
+    return 'without the old certificate in its SignedData'
+        if index($certs, $want) < 0;
+    return '';
+}
+
 # A certificate the CA issued with subject CN=$cn: its SHA-256
 # fingerprint, or undef.  (Not its serial: each back end counts serials
 # of its own.)
@@ -526,12 +577,26 @@ BUS
             # rekey: a new key, a PKCSReq signed with the old certificate
             $from = mark('certmonger');
             my $old_key = $t->read_file($key);
+            copy($cert, "$cert.old") or die "copy $cert: $!";
             ($rc, $out) = cmd('getcert', 'rekey', '-s', '-w', '-i', $id);
             my $new = issued($cert, $id);
+            # each PKIOperation of the renewal, once nginx logged it
+            my $n = () = seen('certmonger', $from, 'PKIOperation');
+            my @msgs = messages_after('certmonger', $from);
+            for (1 .. 50) {
+                last if @msgs >= $n;
+                sleep 0.1;
+                @msgs = messages_after('certmonger', $from);
+            }
+            my ($unsigned) = grep { $_ }
+                             map { not_signed_by($_, "$cert.old") } @msgs;
             row('certmonger', 'renew', $tr, $m,
                 $from,
-                $new && $new ne $fp && $t->read_file($key) ne $old_key
-                ? 'renewed' : "failed: $out");
+                !($new && $new ne $fp && $t->read_file($key) ne $old_key)
+                ? "failed: $out"
+                : !@msgs ? 'failed: no renewal message logged'
+                : $unsigned ? "failed: the renewal request is $unsigned"
+                : 'renewed');
         }
     }
 }
@@ -724,6 +789,8 @@ my %run = (certmonger => \&certmonger, pki => \&pki,
 
 for my $c (@CLIENTS) {
     if ($missing{$c}) {
+        ok(0, "$c: $missing{$c} (TEST_SCEP_NO_SKIP is set)")
+            if $ENV{TEST_SCEP_NO_SKIP};
       SKIP: { skip("$c: $missing{$c} (make deps installs it)", 1) }
         next;
     }
@@ -737,8 +804,24 @@ for my $c (@CLIENTS) {
     }
 }
 
-# the table, one line a client, operation and transport
-my $table = sprintf "%-11s %-10s %-6s %-32s %s\n", 'client', 'operation',
+# the clients' versions, as installed: the upstream version of each
+# package must be the one the README names
+my %version;
+for my $c (grep { !$missing{$_} } @CLIENTS) {
+    my $p = $EXPECT{$c}{package};
+    (undef, $version{$c}) = $t->run('dpkg-query', '-W', '-f=${Version}', $p);
+    (my $upstream = $version{$c}) =~ s/^\d+://;
+    $upstream =~ s/-[^-]*$//;
+    is($upstream, $EXPECT{$c}{version},
+       "$c: $p $version{$c}, the version the README names");
+}
+
+# the table, one line a client, operation and transport, under the
+# versions it is of
+my $table = join(', ', map { "$EXPECT{$_}{package} "
+                             . ($version{$_} || 'not installed') }
+                       @CLIENTS) . "\n";
+$table .= sprintf "%-11s %-10s %-6s %-32s %s\n", 'client', 'operation',
                     'over', 'GET', 'POST';
 for my $c (@CLIENTS) {
     if ($missing{$c}) {

@@ -38,6 +38,33 @@ my $SLOW = int($ENV{TEST_TIMEOUT_FACTOR} || 1) || 1;
 
 sub root { $ROOT }
 
+# A test that cannot run here skips itself, saying why; with
+# TEST_SCEP_NO_SKIP=1 (CI sets it) it fails instead, so that a run where
+# it could not run does not pass.  For the reasons a test cannot run
+# where it is meant to (not root, no namespaces, a package missing), not
+# for a mode the test is not meant for.
+sub skip_or_fail {
+    my ($why) = @_;
+    plan skip_all => $why unless $ENV{TEST_SCEP_NO_SKIP};
+    plan tests => 1;
+    fail("cannot run: $why (TEST_SCEP_NO_SKIP is set)");
+    exit 1;
+}
+
+# The reason a test of the system nginx with the package does not run
+# when the suite runs against another nginx or module (make test-nginx,
+# make test-asan), or undef: those runs would build and check the same
+# package again.
+sub other_nginx {
+    for my $v (qw(TEST_NGINX_BINARY TEST_SCEP_MODULE TEST_SCEP_STATIC
+                  TEST_NGINX_PRELOAD TEST_NGINX_WRAPPER))
+    {
+        return "tests the package with the system nginx only; $v is set"
+            . ' (the plain make test runs it)' if $ENV{$v};
+    }
+    return undef;
+}
+
 sub new {
     my ($class, %opts) = @_;
 
