@@ -44,8 +44,6 @@
 
 
 static void ngx_http_scep_dashboard_hash(u_char *md, u_char *out);
-static ngx_int_t ngx_http_scep_dashboard_header(ngx_http_request_t *r,
-    char *key, u_char *value, size_t len);
 
 
 /*
@@ -127,23 +125,25 @@ ngx_http_scep_dashboard(ngx_http_request_t *r)
     ngx_str_t                   parts[5];
     ngx_http_scep_main_conf_t  *smcf;
 
+    static ngx_str_t  csp = ngx_string("Content-Security-Policy");
+    static ngx_str_t  headers[] = {
+        ngx_string("X-Content-Type-Options"), ngx_string("nosniff"),
+        ngx_string("Referrer-Policy"), ngx_string("no-referrer"),
+        ngx_string("Cache-Control"), ngx_string("no-store")
+    };
+
     smcf = ngx_http_get_module_main_conf(r, ngx_http_scep_module);
 
-    if (ngx_http_scep_dashboard_header(r, "Content-Security-Policy",
-                                       smcf->dashboard_csp.data,
-                                       smcf->dashboard_csp.len)
-           != NGX_OK
-        || ngx_http_scep_dashboard_header(r, "X-Content-Type-Options",
-                                          (u_char *) "nosniff", 7)
-           != NGX_OK
-        || ngx_http_scep_dashboard_header(r, "Referrer-Policy",
-                                          (u_char *) "no-referrer", 11)
-           != NGX_OK
-        || ngx_http_scep_dashboard_header(r, "Cache-Control",
-                                          (u_char *) "no-store", 8)
-           != NGX_OK)
-    {
+    if (ngx_http_scep_add_header(r, &csp, &smcf->dashboard_csp) == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    for (i = 0; i < sizeof(headers) / sizeof(ngx_str_t); i += 2) {
+        if (ngx_http_scep_add_header(r, &headers[i], &headers[i + 1])
+            == NULL)
+        {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
     }
 
     /* read-only data: the buffers are memory, never written */
@@ -214,28 +214,4 @@ ngx_http_scep_dashboard_hash(u_char *md, u_char *out)
     b64.data = out;
     ngx_encode_base64(&b64, &digest);
     out[b64.len] = '\'';
-}
-
-
-static ngx_int_t
-ngx_http_scep_dashboard_header(ngx_http_request_t *r, char *key,
-    u_char *value, size_t len)
-{
-    ngx_table_elt_t  *h;
-
-    h = ngx_list_push(&r->headers_out.headers);
-    if (h == NULL) {
-        return NGX_ERROR;
-    }
-
-    h->hash = 1;
-    h->key.data = (u_char *) key;
-    h->key.len = ngx_strlen(key);
-    h->value.data = value;
-    h->value.len = len;
-#if (nginx_version >= 1023000)
-    h->next = NULL;
-#endif
-
-    return NGX_OK;
 }

@@ -44,12 +44,14 @@ static ngx_int_t
 ngx_http_scep_retry_after_filter(ngx_http_request_t *r)
 {
     u_char                    *p;
-    ngx_str_t                  body;
+    ngx_str_t                  body, value;
     ngx_uint_t                 i;
     ngx_list_part_t           *part;
     ngx_table_elt_t           *h;
     ngx_http_scep_ctx_t       *ctx;
     ngx_http_scep_loc_conf_t  *slcf;
+
+    static ngx_str_t  retry_after = ngx_string("Retry-After");
 
     if (r != r->main) {
         return ngx_http_next_header_filter(r);
@@ -148,18 +150,12 @@ ngx_http_scep_retry_after_filter(ngx_http_request_t *r)
         return NGX_ERROR;
     }
 
-    h = ngx_list_push(&r->headers_out.headers);
-    if (h == NULL) {
+    value.data = p;
+    value.len = ngx_sprintf(p, "%T", slcf->retry_after) - p;
+
+    if (ngx_http_scep_add_header(r, &retry_after, &value) == NULL) {
         return NGX_ERROR;
     }
-
-    h->hash = 1;
-#if (nginx_version >= 1023000)
-    h->next = NULL;
-#endif
-    ngx_str_set(&h->key, "Retry-After");
-    h->value.data = p;
-    h->value.len = ngx_sprintf(p, "%T", slcf->retry_after) - p;
 
     return ngx_http_next_header_filter(r);
 }

@@ -645,6 +645,8 @@ ngx_int_t ngx_http_scep_send_reject(ngx_http_request_t *r,
     ngx_http_scep_ctx_t *ctx);
 ngx_int_t ngx_http_scep_send_text(ngx_http_request_t *r, ngx_uint_t status,
     ngx_buf_t *b);
+ngx_table_elt_t *ngx_http_scep_add_header(ngx_http_request_t *r,
+    ngx_str_t *key, ngx_str_t *value);
 ngx_int_t ngx_http_scep_strip_headers(ngx_http_request_t *r);
 void ngx_http_scep_reject_token(ngx_http_scep_ctx_t *ctx, ngx_str_t *token);
 ngx_uint_t ngx_http_scep_reject_text(ngx_http_scep_ctx_t *ctx,

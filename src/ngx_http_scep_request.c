@@ -1066,12 +1066,15 @@ ngx_int_t
 ngx_http_scep_send_reject(ngx_http_request_t *r, ngx_http_scep_ctx_t *ctx)
 {
     u_char                     buf[NGX_HTTP_SCEP_DETAIL_LEN];
-    ngx_str_t                  token, text, tid, detail;
+    ngx_str_t                  token, text, tid, detail, *methods;
     ngx_buf_t                 *b;
     ngx_uint_t                 status, reject;
-    ngx_table_elt_t           *h;
     ngx_http_scep_reject_t    *rj;
     ngx_http_scep_loc_conf_t  *slcf;
+
+    static ngx_str_t  allow = ngx_string("Allow");
+    static ngx_str_t  get_post = ngx_string("GET, POST");
+    static ngx_str_t  get = ngx_string("GET");
 
     slcf = ctx->conf;
     reject = ctx->reject;
@@ -1125,24 +1128,12 @@ ngx_http_scep_send_reject(ngx_http_request_t *r, ngx_http_scep_ctx_t *ctx)
     }
 
     if (status == NGX_HTTP_NOT_ALLOWED) {
-        h = ngx_list_push(&r->headers_out.headers);
-        if (h == NULL) {
+        methods = (ctx->op == NGX_HTTP_SCEP_OP_UNKNOWN
+                   || ctx->op == NGX_HTTP_SCEP_OP_PKIOPERATION)
+                  ? &get_post : &get;
+
+        if (ngx_http_scep_add_header(r, &allow, methods) == NULL) {
             return NGX_ERROR;
-        }
-
-        h->hash = 1;
-#if (nginx_version >= 1023000)
-        h->next = NULL;
-#endif
-        ngx_str_set(&h->key, "Allow");
-
-        if (ctx->op == NGX_HTTP_SCEP_OP_UNKNOWN
-            || ctx->op == NGX_HTTP_SCEP_OP_PKIOPERATION)
-        {
-            ngx_str_set(&h->value, "GET, POST");
-
-        } else {
-            ngx_str_set(&h->value, "GET");
         }
     }
 
@@ -1157,6 +1148,30 @@ ngx_http_scep_send_reject(ngx_http_request_t *r, ngx_http_scep_ctx_t *ctx)
 }
 
 
+/* a header of the answer, key and value kept as they are (not copied) */
+
+ngx_table_elt_t *
+ngx_http_scep_add_header(ngx_http_request_t *r, ngx_str_t *key,
+    ngx_str_t *value)
+{
+    ngx_table_elt_t  *h;
+
+    h = ngx_list_push(&r->headers_out.headers);
+    if (h == NULL) {
+        return NULL;
+    }
+
+    h->hash = 1;
+#if (nginx_version >= 1023000)
+    h->next = NULL;
+#endif
+    h->key = *key;
+    h->value = *value;
+
+    return h;
+}
+
+
 /*
  * An answer of the module's own: status, and b as a text/plain body,
  * neither sniffed as something else by a browser nor kept by a cache:
@@ -1167,10 +1182,9 @@ ngx_int_t
 ngx_http_scep_send_text(ngx_http_request_t *r, ngx_uint_t status,
     ngx_buf_t *b)
 {
-    ngx_int_t         rc;
-    ngx_uint_t        i;
-    ngx_chain_t       out;
-    ngx_table_elt_t  *h;
+    ngx_int_t    rc;
+    ngx_uint_t   i;
+    ngx_chain_t  out;
 
     static ngx_str_t  headers[] = {
         ngx_string("X-Content-Type-Options"), ngx_string("nosniff"),
@@ -1178,17 +1192,11 @@ ngx_http_scep_send_text(ngx_http_request_t *r, ngx_uint_t status,
     };
 
     for (i = 0; i < sizeof(headers) / sizeof(ngx_str_t); i += 2) {
-        h = ngx_list_push(&r->headers_out.headers);
-        if (h == NULL) {
+        if (ngx_http_scep_add_header(r, &headers[i], &headers[i + 1])
+            == NULL)
+        {
             return NGX_ERROR;
         }
-
-        h->hash = 1;
-#if (nginx_version >= 1023000)
-        h->next = NULL;
-#endif
-        h->key = headers[i];
-        h->value = headers[i + 1];
     }
 
     b->last_buf = 1;
