@@ -31,7 +31,7 @@ use Test::More;
 use Time::HiRes qw(sleep time);
 use SCEPTest;
 
-my $chromium = $ENV{TEST_CHROMIUM} || '/usr/bin/chromium';
+my $chromium = SCEPTest::chromium_path();
 plan skip_all => "no $chromium (make deps installs chromium)"
     unless -x $chromium;
 
@@ -285,21 +285,9 @@ if ($load == 0) {
 sub chromium {
     my (@args) = @_;
     my $path = @args && $args[0] =~ m{^/} ? shift @args : '/status';
-    my $pid = open(my $fh, '-|');
-    die "fork: $!" unless defined $pid;
-    if ($pid == 0) {
-        open STDERR, '>>', $t->dir . '/logs/chromium.log';
-        exec 'timeout', '120', $chromium, '--headless', '--no-sandbox',
-             '--disable-gpu', '--no-first-run', '--disable-extensions',
-             '--user-data-dir=' . $t->dir . '/chromium',
-             '--window-size=1400,1100', '--hide-scrollbars', @args,
-             "http://127.0.0.1:$gw$path?format=html"
-            or die "exec $chromium: $!";
-    }
-    local $/;
-    my $out = <$fh> // '';
-    close $fh;
-    return $out;
+    return $t->chromium("http://127.0.0.1:$gw$path?format=html",
+                        '--window-size=1400,1100', '--hide-scrollbars',
+                        @args);
 }
 
 # virtual time runs the page's first fetches and polls before the dump

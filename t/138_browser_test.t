@@ -196,24 +196,13 @@ $t->start_nginx($conf);
 my $gw = $t->port('GW');
 my $p = '/certsrv/mscep/mscep.dll';
 
-my $chromium = $ENV{TEST_CHROMIUM} || '/usr/bin/chromium';
+my $chromium = SCEPTest::chromium_path();
 
 # what headless Chromium shows of the SCEP URL, as an admin following
 # Microsoft's guide opens it, and the line the gateway logged for it
 sub chromium {
-    my $pid = open(my $fh, '-|');
-    die "fork: $!" unless defined $pid;
-    if ($pid == 0) {
-        open STDERR, '>>', $t->dir . '/logs/chromium.log';
-        exec 'timeout', '120', $chromium, '--headless', '--no-sandbox',
-             '--disable-gpu', '--no-first-run', '--disable-extensions',
-             '--user-data-dir=' . $t->dir . '/chromium', '--dump-dom',
-             "http://127.0.0.1:$gw/browser/mscep.dll"
-            or die "exec $chromium: $!";
-    }
-    local $/;
-    my $dom = <$fh> // '';
-    close $fh;
+    my $dom = $t->chromium("http://127.0.0.1:$gw/browser/mscep.dll",
+                           '--dump-dom');
     my @lines = grep { /HeadlessChrome/ }
                 split /\n/, $t->read_file('logs/browser.log') // '';
     return ($dom, $lines[-1] // '', scalar @lines);

@@ -1020,6 +1020,28 @@ sub html_file {
     return $f;
 }
 
+# Headless Chromium (TEST_CHROMIUM, /usr/bin/chromium unless set) with
+# its options, at $url; what it prints (--dump-dom, say).  Its log is
+# logs/chromium.log, its profile the test's own.
+sub chromium_path { $ENV{TEST_CHROMIUM} || '/usr/bin/chromium' }
+
+sub chromium {
+    my ($self, $url, @args) = @_;
+    my $pid = open(my $fh, '-|');
+    die "fork: $!" unless defined $pid;
+    if ($pid == 0) {
+        open STDERR, '>>', "$self->{dir}/logs/chromium.log";
+        exec 'timeout', '120', chromium_path(), '--headless', '--no-sandbox',
+             '--disable-gpu', '--no-first-run', '--disable-extensions',
+             "--user-data-dir=$self->{dir}/chromium", @args, $url
+            or die "exec chromium: $!";
+    }
+    local $/;
+    my $out = <$fh> // '';
+    close $fh;
+    return $out;
+}
+
 # A request of any method, with $body (and its Content-Length) if given;
 # Host: localhost unless $host.
 sub request {
