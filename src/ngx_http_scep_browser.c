@@ -22,7 +22,7 @@ static ngx_str_t  ngx_http_scep_browser_down =
     ngx_string("browser_test: a SCEP endpoint behind a gateway; no SCEP"
                " server behind it is up now");
 
-/* whether "up" says the Intune connector is in place: the third line */
+/* the third line: whether the probes check the Intune connector */
 
 static ngx_str_t  ngx_http_scep_browser_intune =
     ngx_string("intune: the Intune connector's answer is checked by the"
@@ -184,8 +184,8 @@ ngx_http_scep_browser_answer(ngx_http_request_t *r, ngx_http_scep_ctx_t *ctx)
 static u_char *
 ngx_http_scep_browser_escape(u_char *dst, ngx_str_t *src)
 {
-    u_char       c;
-    ngx_uint_t   i;
+    u_char      c;
+    ngx_uint_t  i;
 
     static u_char  hex[] = "0123456789ABCDEF";
 

@@ -39,7 +39,7 @@ static ngx_http_scep_ctx_t *ngx_http_scep_create_ctx(ngx_http_request_t *r,
     ngx_http_scep_loc_conf_t *slcf);
 static void ngx_http_scep_ctx_cleanup(void *data);
 static ngx_uint_t ngx_http_scep_passes_on(ngx_http_request_t *r);
-static ngx_uint_t ngx_http_scep_redirect_answers(ngx_http_request_t *r);
+static ngx_uint_t ngx_http_scep_browser_here(ngx_http_request_t *r);
 
 
 ngx_http_scep_ctx_t *
@@ -261,7 +261,7 @@ ngx_http_scep_precontent_handler(ngx_http_request_t *r)
     }
 
     if (ctx->browser
-        && (!ngx_http_scep_redirect_answers(r)
+        && (!ngx_http_scep_browser_here(r)
             || (ctx->redirected && (r->error_page || r->err_status))))
     {
         /*
@@ -426,7 +426,7 @@ ngx_http_scep_passes_on(ngx_http_request_t *r)
 /* a location that answers the browser test: "scep on", the test on */
 
 static ngx_uint_t
-ngx_http_scep_redirect_answers(ngx_http_request_t *r)
+ngx_http_scep_browser_here(ngx_http_request_t *r)
 {
     ngx_http_scep_loc_conf_t  *slcf;
 

@@ -856,7 +856,8 @@ ngx_http_scep_prom_peers(u_char *p, u_char *last,
     ngx_http_scep_status_peer_t  *sp;
 
     static const char  *families[NGX_HTTP_SCEP_PROM_PEER_FAMILIES][3] = {
-        { "scep_peer_up", "gauge", "1 if the server is up, else 0." },
+        { "scep_peer_up", "gauge",
+          "1 if the server is up and not marked down, else 0." },
         { "scep_peer_state", "gauge",
           "1 for the server's state: up, down or checking." },
         { "scep_peer_consecutive_passes", "gauge",
@@ -904,9 +905,11 @@ ngx_http_scep_prom_peers(u_char *p, u_char *last,
             switch (f) {
 
             case 0:
+                /* nginx sends a server marked "down" nothing */
                 p = ngx_slprintf(p, last, "%s{%*s} %d\n", families[f][0],
                                  n, labels,
-                                 sh->state == NGX_HTTP_SCEP_PEER_UP);
+                                 sh->state == NGX_HTTP_SCEP_PEER_UP
+                                 && !sp[i].down);
                 break;
 
             case 1:

@@ -39,7 +39,7 @@ http {
     client_body_temp_path %%DIR%%/ndes/tmp;
     proxy_temp_path %%DIR%%/ndes/tmp;
     large_client_header_buffers 4 72k;
-    log_format seen '$request_uri';
+    log_format seen '$request_uri "$http_user_agent"';
 
     server {
         listen 127.0.0.1:%%NDES%%;
@@ -143,10 +143,15 @@ CONF
     }
 
     # what the NDES servers saw, health probes (which send the CA
-    # identifier "default", and with "intune" the bare SCEP URL) included
+    # identifier "default", and with "intune" the bare SCEP URL, which
+    # only they may send) included
     my @seen = $t->lines('logs/ndes.log', $passed);
-    my @bad = grep { $_ !~ m{^/certsrv/mscep/mscep\.dll(/pkiclient\.exe)?(\?operation=GetCAC(aps|ert)(&message=default)?)?$} }
-              @seen;
+    my $probe = qr/"nginx-scep-health-check"/;
+    my $path = qr{/certsrv/mscep/mscep\.dll(?:/pkiclient\.exe)?};
+    my @bad = grep {
+                  $_ !~ m{^$path\?operation=GetCAC(aps|ert)(&message=default)? }
+                  && $_ !~ m{^$path $probe$}
+              } @seen;
     is(join(', ', @bad), '', "$name: nothing but SCEP reached NDES");
 
     $t->stop;

@@ -208,6 +208,14 @@ sub chromium {
     return ($dom, $lines[-1] // '', scalar @lines);
 }
 
+# without Chromium its checks are skipped, or fail where the suite must
+# run whole (TEST_SCEP_NO_SKIP, as in CI)
+sub no_chromium {
+    my ($n) = @_;
+    fail("no $chromium (TEST_SCEP_NO_SKIP is set)") if $ENV{TEST_SCEP_NO_SKIP};
+    skip "no $chromium (make deps installs chromium)", $n;
+}
+
 sub req {
     my ($method, $uri, $body) = @_;
     return $t->request($gw, $method, $uri, $body, 'gw.example');
@@ -239,7 +247,7 @@ while (time < $end) {
 # a real browser, as Microsoft's guide has the admin do it
 my $browsed = 0;
 SKIP: {
-    skip "no $chromium (make deps installs chromium)", 4 unless -x $chromium;
+    no_chromium(4) unless -x $chromium;
     my ($dom, $line, $n) = chromium();
     $browsed = $n;
     like($line, qr/^403 "browser_test" "-" /,
@@ -402,6 +410,13 @@ is($marked->[0]{state}, 'up', 'the status page: its probes pass');
 ok($marked->[0]{down}, 'and "down": true says that nginx sends it nothing');
 ok(defined $marked->[1]{down} && !$marked->[1]{down},
    '"down": false for a server not marked');
+my $marked_prom = $t->get($gw, '/status?format=prometheus')->{body};
+like($marked_prom,
+     qr/^scep_peer_up\{upstream="marked",peer="127\.0\.0\.1:$ndes->{port}"\} 0$/m,
+     'Prometheus: scep_peer_up 0 for it, so that ScepNoHealthyBackend fires');
+like($marked_prom,
+     qr/^scep_peer_state\{upstream="marked",peer="127\.0\.0\.1:$ndes->{port}",state="up"\} 1$/m,
+     'and scep_peer_state what the probes found');
 
 # no back end up: 503 with Retry-After
 $t->stop_backend($ndes);
@@ -426,7 +441,7 @@ is($after->{no_healthy_backend} - $before->{no_healthy_backend}, 1,
    'not as no_healthy_backend: only the GetCACaps of /marked');
 
 SKIP: {
-    skip "no $chromium (make deps installs chromium)", 3 unless -x $chromium;
+    no_chromium(3) unless -x $chromium;
     my ($dom, $line, $n) = chromium();
     like($line, qr/^503 "browser_test" "42" /,
          'Chromium, no back end up: 503 with Retry-After')
