@@ -271,14 +271,11 @@ ngx_http_scep_precontent_handler(ngx_http_request_t *r)
          * auth_request sent to an error_page.  Where such a bare GET
          * goes on to a location that passes it on, it is what it was
          * before the browser test: a request without an operation,
-         * refused like "?message=abc" there.  Nothing of it reaches a
-         * back end unchecked.
+         * refused there as ngx_http_scep_parse() found, like
+         * "?message=abc".  Nothing of it reaches a back end unchecked.
          */
 
         ctx->browser = 0;
-        ctx->reject = (r->method & (NGX_HTTP_GET|NGX_HTTP_POST))
-                      ? NGX_HTTP_SCEP_REJECT_NO_OPERATION
-                      : NGX_HTTP_SCEP_REJECT_METHOD;
     }
 
     if (ngx_http_scep_has_body(r, ctx)

@@ -445,10 +445,15 @@ ngx_http_scep_parse(ngx_http_request_t *r, ngx_http_scep_ctx_t *ctx)
     scep_query_t               q;
     ngx_http_scep_op_t        *op;
 
+    /*
+     * A bare GET or HEAD is the browser test, answered in the precontent
+     * phase (ngx_http_scep_browser.c).  It is parsed as any request all
+     * the same: where the test is not answered, the rejection found here
+     * is (missing_operation, or method_not_allowed for HEAD).
+     */
+
     if (ctx->conf->browser_test && ngx_http_scep_browser_bare(r)) {
-        /* answered in the precontent phase: ngx_http_scep_browser.c */
         ctx->browser = 1;
-        return NGX_OK;
     }
 
     if (!(r->method & (NGX_HTTP_GET|NGX_HTTP_POST))) {
